@@ -1,0 +1,118 @@
+//! What ferry promises its users and their scripts: exit codes and the shapes of
+//! `--json` output. Kept apart from the domain types so that a refactoring of the core
+//! cannot change them by accident.
+
+pub mod exit {
+    //! Exit codes of the `ferry` binary. Every command documents which it uses.
+
+    /// Success (for `ferry run`: the run succeeded).
+    pub const OK: i32 = 0;
+    /// The run ended `failed` (a step, gate or deployment failed, the approval was
+    /// rejected or timed out) or `cancelled`.
+    pub const RUN_FAILED: i32 = 1;
+    /// The command line is wrong (clap's own code).
+    pub const USAGE: i32 = 2;
+    /// `ferry.yml` is missing or invalid.
+    pub const CONFIG: i32 = 3;
+    /// The state database cannot be used (locked, read-only, newer schema, corrupt).
+    pub const STATE: i32 = 4;
+    /// The thing named does not exist (a run, a step, a commit, an environment).
+    pub const NOT_FOUND: i32 = 5;
+    /// The request conflicts with the current state (approving a run that is not
+    /// waiting for approval, a decision already taken).
+    pub const CONFLICT: i32 = 6;
+    /// The machine refused something ferry needs (no git repository, a folder that
+    /// cannot be written).
+    pub const ENVIRONMENT: i32 = 7;
+    /// A bug in ferry. Please report it.
+    pub const INTERNAL: i32 = 70;
+}
+
+use ferry_core::{DeploymentRecord, RunStatus};
+use serde::Serialize;
+
+/// `ferry status --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub pipeline: String,
+    pub environments: Vec<EnvironmentStatus>,
+    /// Runs not yet finished.
+    pub runs: Vec<RunSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvironmentStatus {
+    pub name: String,
+    /// What the deployer reports running now (`null` when nothing is deployed).
+    pub version: Option<String>,
+    /// The status of the newest deployment: `in_progress`, `succeeded`, `failed`,
+    /// `rolled_back`, or `never_deployed`.
+    pub status: String,
+    /// When the running version was deployed (ms since the epoch).
+    pub since: Option<i64>,
+    pub run: Option<i64>,
+    /// The health URL of a release deployment, if configured.
+    pub url: Option<String>,
+    /// The newest succeeded deployment's version, when it differs from what runs.
+    pub last_known_good: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub id: i64,
+    pub commit: String,
+    pub message: String,
+    pub status: RunStatus,
+    /// The stage the run is in (or ended in).
+    pub stage: Option<String>,
+    pub reason: Option<String>,
+    pub created_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+/// `ferry history --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct History {
+    pub runs: Vec<RunSummary>,
+    pub deployments: Vec<DeploymentRecord>,
+}
+
+/// `ferry logs --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Logs {
+    pub run: i64,
+    pub steps: Vec<StepLog>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepLog {
+    pub stage: String,
+    pub step: String,
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub log: Option<String>,
+    pub text: String,
+}
+
+/// Any command's error under `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Error {
+    pub error: String,
+    pub exit_code: i32,
+}
+
+/// `ferry validate --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Validation {
+    pub file: String,
+    pub valid: bool,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub help: Option<String>,
+}

@@ -1,0 +1,523 @@
+//! The commands that read or change the state: `init`, `validate`, `run`, `status`,
+//! `history`, `logs`, `approve`, `reject`.
+
+use crate::context::{Project, SystemClock, holder, user};
+use crate::error::{CliError, CliResult};
+use crate::output::{json, line, table, when};
+use crate::progress::Progress;
+use ferry_api::exit;
+use ferry_config::{Deploy, Pipeline};
+use ferry_core::approval::Decision;
+use ferry_core::run::RunView;
+use ferry_core::{RunId, RunStatus, StageStatus, short_sha, time::human};
+use ferry_engine::ports::{Clock, Store};
+use ferry_engine::{Engine, Layout, Ports, Settings};
+use std::sync::atomic::AtomicBool;
+
+pub fn init(project: &Project, force: bool, as_json: bool) -> CliResult<i32> {
+    let shown = project.shown_file();
+    if project.file.exists() && !force {
+        return Err(CliError::conflict(format!(
+            "`{shown}` already exists; edit it, or pass `--force` to overwrite it with the starter"
+        )));
+    }
+    std::fs::write(&project.file, ferry_config::STARTER)
+        .map_err(|e| CliError::environment(format!("cannot write `{shown}`: {e}")))?;
+    if as_json {
+        json(&serde_json::json!({"written": shown}));
+    } else {
+        line(format!(
+            "wrote {shown}: a commented starter pipeline. Edit its steps, then `ferry validate` and `ferry run`."
+        ));
+    }
+    Ok(exit::OK)
+}
+
+pub fn validate(project: &Project, as_json: bool) -> CliResult<i32> {
+    let shown = project.shown_file();
+    let text = std::fs::read_to_string(&project.file).map_err(|e| {
+        CliError::config(format!(
+            "cannot read `{shown}`: {e}; run `ferry init` to write a starter, or pass `--file PATH`"
+        ))
+    })?;
+    match ferry_config::parse(&text, &shown) {
+        Ok(p) => {
+            if as_json {
+                json(&ferry_api::Validation {
+                    file: shown,
+                    valid: true,
+                    problems: vec![],
+                });
+            } else {
+                let envs: Vec<&str> = p.environments.iter().map(|e| e.name.as_str()).collect();
+                line(format!(
+                    "{shown} is valid: pipeline `{}`, {} build step(s), environments {}",
+                    p.name,
+                    p.build.steps.len(),
+                    envs.join(" → ")
+                ));
+            }
+            Ok(exit::OK)
+        }
+        Err(diags) => {
+            if as_json {
+                json(&ferry_api::Validation {
+                    file: shown,
+                    valid: false,
+                    problems: diags
+                        .iter()
+                        .map(|d| ferry_api::Problem {
+                            line: d.line,
+                            column: d.column,
+                            message: d.message.clone(),
+                            help: d.help.clone(),
+                        })
+                        .collect(),
+                });
+            } else {
+                for d in &diags {
+                    eprintln!("{d}");
+                }
+                eprintln!(
+                    "{} problem{} in `{shown}`",
+                    diags.len(),
+                    if diags.len() == 1 { "" } else { "s" }
+                );
+            }
+            Ok(exit::CONFIG)
+        }
+    }
+}
+
+pub fn run(
+    project: &Project,
+    commit: Option<&str>,
+    as_json: bool,
+    cancel: &AtomicBool,
+) -> CliResult<i32> {
+    let pipeline = project.pipeline()?;
+    let store = project.open_store()?;
+    let source = ferry_local::GitSource::open(&project.root)?;
+    let rev = match commit {
+        Some(c) => c.to_string(),
+        None => format!("refs/heads/{}", pipeline.source.branch),
+    };
+    let progress = Progress::new(as_json);
+    let view = drive(
+        project,
+        &pipeline,
+        &store,
+        &source,
+        &rev,
+        "cli",
+        &user(None),
+        &progress,
+        cancel,
+        None,
+    )?;
+    progress.finish();
+    if as_json {
+        json(&view);
+    } else {
+        print_summary(&view, &progress);
+    }
+    Ok(match view.status {
+        RunStatus::Succeeded => exit::OK,
+        _ => exit::RUN_FAILED,
+    })
+}
+
+/// Queues and drives one run of `rev` with the local adapters. `on_queued` is told the
+/// run id as soon as it exists (the demo uses it to approve).
+#[allow(clippy::too_many_arguments)]
+pub fn drive(
+    project: &Project,
+    pipeline: &Pipeline,
+    store: &dyn Store,
+    source: &dyn ferry_engine::ports::Source,
+    rev: &str,
+    trigger: &str,
+    by: &str,
+    progress: &Progress,
+    cancel: &AtomicBool,
+    on_queued: Option<&dyn Fn(RunId)>,
+) -> CliResult<RunView> {
+    let deployers = project.deployers(pipeline)?;
+    let executor = ferry_local::ProcessExecutor::new();
+    let artifacts = ferry_local::TarArtifactStore::new(project.state.join("artifacts"));
+    let reports = ferry_local::report_files::LocalReportFiles;
+    let probe = ferry_local::probe::LocalProbe;
+    let clock = SystemClock;
+    let engine = Engine {
+        pipeline,
+        ports: Ports {
+            store,
+            clock: &clock,
+            source,
+            executor: &executor,
+            artifacts: &artifacts,
+            reports: &reports,
+            probe: &probe,
+            observer: progress,
+            deployers: &deployers,
+        },
+        layout: Layout {
+            work: project.state.join("work"),
+            logs: project.state.join("logs"),
+        },
+        settings: Settings {
+            holder: holder(),
+            ..Settings::default()
+        },
+        cancel,
+    };
+    let run = engine.queue(rev, trigger, by)?;
+    let c = &run.view.commit;
+    progress.say(&format!(
+        "run {} · {} · commit {} “{}” by {}",
+        run.id(),
+        pipeline.name,
+        c.short(),
+        c.message.lines().next().unwrap_or(""),
+        c.author
+    ));
+    if let Some(f) = on_queued {
+        f(run.id());
+    }
+    let id = run.id();
+    let view = engine.drive(run)?;
+    // The checkout is scratch space; logs and the artifact stay.
+    let _ = std::fs::remove_dir_all(engine.layout.checkout(id));
+    let _ = clock.now();
+    Ok(view)
+}
+
+fn print_summary(view: &RunView, progress: &Progress) {
+    let mut rows = vec![vec!["STAGE".to_string(), "STATUS".into(), "TIME".into()]];
+    for s in &view.stages {
+        let took = match (s.started_at, s.ended_at) {
+            (Some(a), Some(b)) => human(b.since(a)),
+            _ => String::new(),
+        };
+        rows.push(vec![s.name.clone(), s.status.to_string(), took]);
+    }
+    progress.say(&format!("\n{}", table(&rows)));
+    let total = match (view.started_at, view.ended_at) {
+        (Some(a), Some(b)) => format!(" in {}", human(b.since(a))),
+        _ => String::new(),
+    };
+    match &view.reason {
+        Some(r) => progress.say(&format!("run {} {}{total}: {r}", view.id, view.status)),
+        None => progress.say(&format!("run {} {}{total}", view.id, view.status)),
+    }
+}
+
+fn run_summary(v: &RunView) -> ferry_api::RunSummary {
+    let stage = v
+        .stages
+        .iter()
+        .find(|s| {
+            !matches!(
+                s.status,
+                StageStatus::Succeeded | StageStatus::Pending | StageStatus::Skipped
+            )
+        })
+        .map(|s| s.name.clone());
+    ferry_api::RunSummary {
+        id: v.id.0,
+        commit: v.commit.sha.clone(),
+        message: v.commit.message.lines().next().unwrap_or("").to_string(),
+        status: v.status,
+        stage,
+        reason: v.reason.clone(),
+        created_at: v.created_at.millis(),
+        ended_at: v.ended_at.map(|t| t.millis()),
+    }
+}
+
+pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
+    let pipeline = project.pipeline()?;
+    let store = project.open_store()?;
+    let deployers = project.deployers(&pipeline)?;
+    let mut envs = Vec::new();
+    for env in &pipeline.environments {
+        let latest = store.latest_deployment(&env.name)?;
+        let good = store.last_known_good(&env.name)?;
+        let running = deployers
+            .get(&env.name)
+            .and_then(|d| d.current_version().ok())
+            .flatten()
+            .or_else(|| good.as_ref().map(|g| g.version.clone()));
+        let since = store
+            .deployments(Some(&env.name), 200)?
+            .into_iter()
+            .find(|d| Some(&d.version) == running.as_ref())
+            .map(|d| d.end_time.unwrap_or(d.start_time));
+        let url = match &env.deploy {
+            Deploy::Release(r) => r.health.clone(),
+            Deploy::Command(_) => None,
+        };
+        envs.push(ferry_api::EnvironmentStatus {
+            name: env.name.clone(),
+            version: running.clone(),
+            status: latest
+                .as_ref()
+                .map(|d| d.status.to_string())
+                .unwrap_or_else(|| "never_deployed".to_string()),
+            since,
+            run: latest.as_ref().map(|d| d.run_id.0),
+            url,
+            last_known_good: good
+                .map(|g| g.version)
+                .filter(|g| Some(g) != running.as_ref()),
+        });
+    }
+    let runs: Vec<ferry_api::RunSummary> =
+        store.list_runs(50, true)?.iter().map(run_summary).collect();
+    let st = ferry_api::Status {
+        pipeline: pipeline.name.clone(),
+        environments: envs,
+        runs,
+    };
+    if as_json {
+        json(&st);
+        return Ok(exit::OK);
+    }
+    let mut rows = vec![vec![
+        "ENVIRONMENT".to_string(),
+        "VERSION".into(),
+        "LAST DEPLOYMENT".into(),
+        "SINCE".into(),
+        "URL".into(),
+    ]];
+    for e in &st.environments {
+        rows.push(vec![
+            e.name.clone(),
+            e.version
+                .as_deref()
+                .map(short_sha)
+                .unwrap_or("-")
+                .to_string(),
+            e.status.clone(),
+            e.since.map(when).unwrap_or_else(|| "-".into()),
+            e.url.clone().unwrap_or_default(),
+        ]);
+    }
+    line(format!("pipeline {}\n", st.pipeline));
+    crate::output::out(&table(&rows));
+    if st.runs.is_empty() {
+        line("\nno run in progress");
+    } else {
+        line("\nin progress:");
+        for r in &st.runs {
+            let stage = r
+                .stage
+                .as_deref()
+                .map(|s| format!(" at {s}"))
+                .unwrap_or_default();
+            line(format!(
+                "  run {} · {} · {}{stage} · {}",
+                r.id,
+                short_sha(&r.commit),
+                r.status,
+                r.message
+            ));
+            if r.status == RunStatus::AwaitingApproval {
+                line(format!(
+                    "    approve: ferry approve {}    reject: ferry reject {} --reason \"…\"",
+                    r.id, r.id
+                ));
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub fn history(
+    project: &Project,
+    env: Option<&str>,
+    limit: usize,
+    as_json: bool,
+) -> CliResult<i32> {
+    let store = project.open_store()?;
+    let runs: Vec<ferry_api::RunSummary> = store
+        .list_runs(limit, false)?
+        .iter()
+        .map(run_summary)
+        .collect();
+    let deployments = store.deployments(env, limit)?;
+    if as_json {
+        json(&ferry_api::History { runs, deployments });
+        return Ok(exit::OK);
+    }
+    if env.is_none() {
+        let mut rows = vec![vec![
+            "RUN".to_string(),
+            "COMMIT".into(),
+            "STATUS".into(),
+            "STARTED".into(),
+            "MESSAGE".into(),
+        ]];
+        for r in &runs {
+            rows.push(vec![
+                r.id.to_string(),
+                short_sha(&r.commit).to_string(),
+                r.status.to_string(),
+                when(r.created_at),
+                r.message.chars().take(50).collect(),
+            ]);
+        }
+        line("runs:");
+        crate::output::out(&table(&rows));
+        line("");
+    }
+    let mut rows = vec![vec![
+        "DEPLOYMENT".to_string(),
+        "VERSION".into(),
+        "STATUS".into(),
+        "RUN".into(),
+        "TESTS u/i/e".into(),
+        "COVERAGE".into(),
+        "NOTE".into(),
+    ]];
+    let flag = |b: bool| if b { "✓" } else { "·" };
+    for d in &deployments {
+        rows.push(vec![
+            d.deployment_id.clone(),
+            short_sha(&d.version).to_string(),
+            d.status.to_string(),
+            d.run_id.to_string(),
+            format!(
+                "{}/{}/{}",
+                flag(d.unit_tests_passed),
+                flag(d.integration_tests_passed),
+                flag(d.e2e_tests_passed)
+            ),
+            ferry_core::gates::percent(d.coverage_percentage),
+            d.rollback_reason.clone().unwrap_or_default(),
+        ]);
+    }
+    line("deployments:");
+    crate::output::out(&table(&rows));
+    Ok(exit::OK)
+}
+
+pub fn logs(project: &Project, run: i64, step: Option<&str>, as_json: bool) -> CliResult<i32> {
+    let store = project.open_store()?;
+    let view = store.load_run(RunId(run))?;
+    let mut picked = Vec::new();
+    for s in &view.stages {
+        for t in &s.steps {
+            let full = format!("{}/{}", s.name, t.name);
+            let wanted = match step {
+                None => t.log.is_some(),
+                Some(q) => q == full || q == t.name || q == s.name,
+            };
+            if wanted {
+                picked.push((s, t));
+            }
+        }
+    }
+    if picked.is_empty() {
+        let names: Vec<String> = view
+            .stages
+            .iter()
+            .flat_map(|s| {
+                s.steps
+                    .iter()
+                    .map(move |t| format!("{}/{}", s.name, t.name))
+            })
+            .collect();
+        return Err(CliError::not_found(match step {
+            Some(q) => format!(
+                "run {run} has no step `{q}`; its steps are: {}",
+                names.join(", ")
+            ),
+            None => format!("run {run} has no step logs yet"),
+        }));
+    }
+    let mut out = Vec::new();
+    for (s, t) in picked {
+        let text = match &t.log {
+            Some(p) => std::fs::read(p)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_else(|e| format!("(log `{p}` cannot be read: {e})")),
+            None => String::new(),
+        };
+        out.push(ferry_api::StepLog {
+            stage: s.name.clone(),
+            step: t.name.clone(),
+            status: t.status.to_string(),
+            exit_code: t.exit_code,
+            log: t.log.clone(),
+            text,
+        });
+    }
+    if as_json {
+        json(&ferry_api::Logs { run, steps: out });
+    } else {
+        for l in out {
+            let code = l
+                .exit_code
+                .map(|c| format!(", exit {c}"))
+                .unwrap_or_default();
+            line(format!("── {}/{} ({}{code}) ──", l.stage, l.step, l.status));
+            crate::output::out(&l.text);
+            if !l.text.is_empty() && !l.text.ends_with('\n') {
+                line("");
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub fn decide(
+    project: &Project,
+    run: i64,
+    env: Option<&str>,
+    by: Option<&str>,
+    approve: Option<&str>,
+    as_json: bool,
+) -> CliResult<i32> {
+    // `approve` is None for approval, Some(reason) for rejection.
+    let store = project.open_store()?;
+    let view = store.load_run(RunId(run))?;
+    let waiting: Vec<&str> = view
+        .stages
+        .iter()
+        .filter(|s| s.status == StageStatus::AwaitingApproval)
+        .map(|s| s.name.as_str())
+        .collect();
+    let env = match (env, waiting.as_slice()) {
+        (Some(e), _) => e.to_string(),
+        (None, [one]) => one.to_string(),
+        (None, _) => {
+            return Err(CliError::conflict(format!(
+                "run {run} is not waiting for approval (it is {}); `ferry status` lists the runs that are",
+                view.status
+            )));
+        }
+    };
+    let who = user(by);
+    let decision = Decision {
+        approved: approve.is_none(),
+        by: who.clone(),
+        reason: approve.map(str::to_string),
+        at: SystemClock.now(),
+    };
+    store.decide(RunId(run), &env, &decision)?;
+    let verb = if decision.approved {
+        "approved"
+    } else {
+        "rejected"
+    };
+    if as_json {
+        json(&serde_json::json!({"run": run, "environment": env, "decision": verb, "by": who}));
+    } else {
+        line(format!(
+            "{verb} run {run} ({}) for {env} as {who}",
+            short_sha(&view.commit.sha)
+        ));
+    }
+    Ok(exit::OK)
+}

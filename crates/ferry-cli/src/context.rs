@@ -1,0 +1,156 @@
+//! Finding the project (its `ferry.yml`, repository and state folder), opening the store
+//! and wiring the local adapters to the engine's ports.
+
+use crate::error::{CliError, CliResult};
+use ferry_config::{Deploy, Pipeline};
+use ferry_core::Timestamp;
+use ferry_engine::ports::{Clock, Deployer};
+use ferry_store::SqliteStore;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where the pipeline file, the repository and the state live.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The pipeline file, as given (`ferry.yml` by default).
+    pub file: PathBuf,
+    /// The folder the pipeline file is in: relative paths in it (release roots) are
+    /// relative to this folder, and the repository is found from here.
+    pub root: PathBuf,
+    /// `.ferry/` next to the pipeline file unless `--state-dir` says otherwise.
+    pub state: PathBuf,
+}
+
+impl Project {
+    pub fn locate(file: &Path, state_dir: Option<&Path>) -> CliResult<Project> {
+        let abs = if file.is_absolute() {
+            file.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|e| CliError::environment(format!("cannot read the current folder: {e}")))?
+                .join(file)
+        };
+        let root = abs
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let state = match state_dir {
+            Some(s) if s.is_absolute() => s.to_path_buf(),
+            Some(s) => std::env::current_dir()
+                .map(|d| d.join(s))
+                .unwrap_or_else(|_| s.to_path_buf()),
+            None => root.join(".ferry"),
+        };
+        Ok(Project {
+            file: abs,
+            root,
+            state,
+        })
+    }
+
+    /// Reads and validates the pipeline file; every problem in one error.
+    pub fn pipeline(&self) -> CliResult<Pipeline> {
+        let shown = self.shown_file();
+        let text = match std::fs::read(&self.file) {
+            Ok(b) => String::from_utf8(b).map_err(|_| {
+                CliError::config(format!("`{shown}` is not UTF-8 text; save it as UTF-8"))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(CliError::config(format!(
+                    "no pipeline file at `{shown}`; run `ferry init` to write a starter, or pass `--file PATH`"
+                )));
+            }
+            Err(e) => return Err(CliError::config(format!("cannot read `{shown}`: {e}"))),
+        };
+        ferry_config::parse(&text, &shown).map_err(|diags| {
+            let n = diags.len();
+            let body: Vec<String> = diags.iter().map(ToString::to_string).collect();
+            CliError::config(format!(
+                "{}\n{n} problem{} in `{shown}`; fix {} and run `ferry validate` again",
+                body.join("\n"),
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "it" } else { "them" }
+            ))
+        })
+    }
+
+    /// The pipeline file's path as people typed it (relative to the current folder when
+    /// possible).
+    pub fn shown_file(&self) -> String {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        self.file
+            .strip_prefix(&cwd)
+            .unwrap_or(&self.file)
+            .display()
+            .to_string()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.state.join("ferry.db")
+    }
+
+    pub fn open_store(&self) -> CliResult<SqliteStore> {
+        let timeout = std::env::var("FERRY_BUSY_TIMEOUT_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(Duration::from_secs(5));
+        Ok(SqliteStore::open_with_busy_timeout(
+            &self.db_path(),
+            timeout,
+        )?)
+    }
+
+    /// One deployer per environment.
+    pub fn deployers(&self, p: &Pipeline) -> CliResult<BTreeMap<String, Box<dyn Deployer>>> {
+        let mut out: BTreeMap<String, Box<dyn Deployer>> = BTreeMap::new();
+        for env in &p.environments {
+            let d: Box<dyn Deployer> = match &env.deploy {
+                Deploy::Release(r) => Box::new(ferry_local::ReleaseDeployer::new(r, &self.root)),
+                Deploy::Command(c) => Box::new(ferry_local::CommandDeployer::new(
+                    c,
+                    &env.name,
+                    &self.root,
+                    &self.state.join("envs"),
+                )),
+            };
+            out.insert(env.name.clone(), d);
+        }
+        Ok(out)
+    }
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        Timestamp(i64::try_from(ms).unwrap_or(i64::MAX))
+    }
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}
+
+/// `host:pid`, the lease holder's name.
+pub fn holder() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Who is approving: `--by`, else `$FERRY_USER`, `$USER`, `$LOGNAME`.
+pub fn user(by: Option<&str>) -> String {
+    by.map(str::to_string)
+        .or_else(|| std::env::var("FERRY_USER").ok())
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}

@@ -1,0 +1,204 @@
+//! The `ferry` binary: parses the command line, runs one command, maps its outcome to a
+//! documented exit code (`ferry_api::exit`).
+
+mod commands;
+mod context;
+mod demo;
+mod error;
+mod output;
+mod progress;
+mod sample;
+mod signals;
+
+use clap::{Parser, Subcommand};
+use context::Project;
+use error::CliError;
+use ferry_api::exit;
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0   success (for `run`: the run succeeded)
+  1   the run failed, was rejected, timed out or was cancelled
+  2   the command line is wrong
+  3   ferry.yml is missing or invalid
+  4   the state database cannot be used (locked, read-only, newer schema)
+  5   not found (run, step, commit)
+  6   conflict (e.g. approving a run that is not waiting for approval)
+  7   the machine refused something ferry needs (no git repository, unwritable folder)
+  70  a bug in ferry";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Continuous deployment: build, tests and gates, then test → staging → production with approval, health checks and rollback.",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// Machine-readable output on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// The pipeline file; its folder is the project folder.
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        default_value = "ferry.yml",
+        env = "FERRY_FILE"
+    )]
+    file: PathBuf,
+    /// Where ferry keeps its state (default: `.ferry/` next to the pipeline file).
+    #[arg(long, global = true, env = "FERRY_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Makes a sample repository and takes it through test → staging → production on
+    /// this machine, approval included. Needs only ferry and git.
+    Demo {
+        /// Make the sample repository here instead of a temporary folder (kept).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Leave the sample services running when the demo ends.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Writes a commented starter ferry.yml.
+    Init {
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Checks ferry.yml and reports every problem with its line and column.
+    Validate,
+    /// Runs the pipeline once for a commit, in the foreground.
+    Run {
+        /// The commit (SHA, branch, tag); default: the tip of `source.branch`.
+        #[arg(long)]
+        commit: Option<String>,
+    },
+    /// What is deployed where, and the runs in progress.
+    Status,
+    /// Past runs and deployments.
+    History {
+        /// Only deployments of this environment.
+        #[arg(long)]
+        env: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Step logs of a run.
+    Logs {
+        /// The run number.
+        run: i64,
+        /// `stage/step`, a step name, or a stage name; default: every step.
+        step: Option<String>,
+    },
+    /// Approves a run waiting for approval (the production gate).
+    Approve {
+        run: i64,
+        /// The environment, when the run waits for more than one.
+        #[arg(long)]
+        env: Option<String>,
+        /// Who approves (default: $FERRY_USER or $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Rejects a run waiting for approval; the run fails and nothing is deployed.
+    Reject {
+        run: i64,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        env: Option<String>,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// A tiny HTTP service the demo deploys.
+    #[command(name = "__sample-service", hide = true)]
+    SampleService {
+        #[arg(long)]
+        port: u16,
+    },
+    /// Checks a deployed sample service and writes a JUnit report (the demo's tests).
+    #[command(name = "__smoke", hide = true)]
+    Smoke {
+        url: String,
+        #[arg(long)]
+        junit: PathBuf,
+        /// The text the home page must contain.
+        #[arg(long)]
+        expect: Option<String>,
+    },
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let as_json = cli.json;
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if as_json {
+                output::json(&ferry_api::Error {
+                    error: e.message.clone(),
+                    exit_code: e.code,
+                });
+            }
+            eprintln!("error: {}", e.message);
+            e.code
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<i32, CliError> {
+    let project = || Project::locate(&cli.file, cli.state_dir.as_deref());
+    let j = cli.json;
+    match &cli.command {
+        Command::Demo { dir, keep } => demo::run(dir.as_deref(), *keep, j),
+        Command::Init { force } => commands::init(&project()?, *force, j),
+        Command::Validate => commands::validate(&project()?, j),
+        Command::Run { commit } => {
+            let cancel = signals::cancel_on_interrupt();
+            commands::run(&project()?, commit.as_deref(), j, cancel)
+        }
+        Command::Status => commands::status(&project()?, j),
+        Command::History { env, limit } => {
+            commands::history(&project()?, env.as_deref(), *limit, j)
+        }
+        Command::Logs { run, step } => commands::logs(&project()?, *run, step.as_deref(), j),
+        Command::Approve { run, env, by } => {
+            commands::decide(&project()?, *run, env.as_deref(), by.as_deref(), None, j)
+        }
+        Command::Reject {
+            run,
+            reason,
+            env,
+            by,
+        } => commands::decide(
+            &project()?,
+            *run,
+            env.as_deref(),
+            by.as_deref(),
+            Some(reason),
+            j,
+        ),
+        Command::SampleService { port } => sample::serve(*port),
+        Command::Smoke { url, junit, expect } => sample::smoke(url, junit, expect.as_deref()),
+    }
+}

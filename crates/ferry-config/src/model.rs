@@ -1,0 +1,442 @@
+//! The pipeline model: what a valid `ferry.yml` means, with every default filled in.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// A whole `ferry.yml`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pipeline {
+    /// Key `pipeline`.
+    pub name: String,
+    pub source: Source,
+    pub build: Build,
+    /// In promotion order (the order of the file).
+    pub environments: Vec<Environment>,
+    pub alarms: Vec<Alarm>,
+    pub rollback: Rollback,
+    pub notifications: Vec<Notification>,
+}
+
+impl Pipeline {
+    /// The environment called `name`.
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+
+    /// The alarm called `name`.
+    pub fn alarm(&self, name: &str) -> Option<&Alarm> {
+        self.alarms.iter().find(|a| a.name == name)
+    }
+
+    /// The environment that comes before `name` in promotion order.
+    pub fn previous_environment(&self, name: &str) -> Option<&Environment> {
+        let i = self.environments.iter().position(|e| e.name == name)?;
+        i.checked_sub(1).and_then(|p| self.environments.get(p))
+    }
+
+    /// The alarms an environment watches: those its `monitor` lists, then those that name
+    /// it with `environment:`, each once, in that order.
+    pub fn alarms_for(&self, environment: &str) -> Vec<&Alarm> {
+        let mut out: Vec<&Alarm> = Vec::new();
+        if let Some(m) = self
+            .environment(environment)
+            .and_then(|e| e.monitor.as_ref())
+        {
+            for name in &m.alarms {
+                if let Some(a) = self.alarm(name)
+                    && !out.iter().any(|o| o.name == a.name)
+                {
+                    out.push(a);
+                }
+            }
+        }
+        for a in &self.alarms {
+            if a.environment.as_deref() == Some(environment)
+                && !out.iter().any(|o| o.name == a.name)
+            {
+                out.push(a);
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Source {
+    /// Runs start for commits on this branch only. Default `main`.
+    pub branch: String,
+    /// Poll the repository this often; `None`: only webhooks (or explicit runs) start runs.
+    pub poll: Option<Duration>,
+}
+
+impl Default for Source {
+    fn default() -> Self {
+        Source {
+            branch: "main".to_string(),
+            poll: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Build {
+    pub steps: Vec<Step>,
+    pub gates: Gates,
+    /// A relative path inside the checkout (no `..`), packed once after the steps.
+    pub artifact: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Gates {
+    /// Minimum line coverage in percent, `0..=100`.
+    pub coverage_min: Option<f64>,
+}
+
+/// One command, in `build.steps` or an environment's `tests`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub name: String,
+    /// Run by `/bin/sh -c` in the run's checkout.
+    pub run: String,
+    pub timeout: Option<Duration>,
+    pub reports: Reports,
+    pub env: BTreeMap<String, String>,
+    pub suite: Option<Suite>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Reports {
+    /// JUnit XML paths or globs, relative to the checkout (yaml: a string or a list).
+    pub junit: Vec<String>,
+    /// An LCOV or Cobertura file, relative to the checkout.
+    pub coverage: Option<String>,
+}
+
+/// Which test results a step's JUnit reports count as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Suite {
+    Unit,
+    Integration,
+    E2e,
+}
+
+impl Suite {
+    /// The yaml spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Suite::Unit => "unit",
+            Suite::Integration => "integration",
+            Suite::E2e => "e2e",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Environment {
+    pub name: String,
+    /// A manual approval before anything is deployed here.
+    pub approval: Option<Approval>,
+    pub deploy: Deploy,
+    /// Steps run after the deploy, against the deployed version.
+    pub tests: Vec<Step>,
+    /// A health window after the tests: any ALARM inside it fails the stage.
+    pub monitor: Option<Monitor>,
+    /// After the stage succeeded, the environment's alarms are still watched this long; an
+    /// ALARM then still rolls the deployment back.
+    pub watch: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Approval {
+    /// No decision by then: the run fails and nothing is deployed. Default 24h.
+    pub timeout: Duration,
+}
+
+impl Default for Approval {
+    fn default() -> Self {
+        Approval {
+            timeout: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// How a version is put into an environment (yaml: exactly one of `release`, `command`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deploy {
+    Release(ReleaseDeploy),
+    Command(CommandDeploy),
+}
+
+impl Deploy {
+    /// `release` or `command`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Deploy::Release(_) => "release",
+            Deploy::Command(_) => "command",
+        }
+    }
+
+    /// The URL that must answer 2xx after a deploy, if any.
+    pub fn health(&self) -> Option<&str> {
+        match self {
+            Deploy::Release(r) => r.health.as_deref(),
+            Deploy::Command(_) => None,
+        }
+    }
+
+    /// Whether ferry can roll back without rebuilding: always for `release` (it swaps the
+    /// `current` link back), for `command` only with a `rollback` command.
+    pub fn can_roll_back(&self) -> bool {
+        match self {
+            Deploy::Release(_) => true,
+            Deploy::Command(c) => c.rollback.is_some(),
+        }
+    }
+}
+
+/// Unpack the artifact into `<root>/<env>/releases/<version>` and swap `current`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReleaseDeploy {
+    pub root: String,
+    /// A supervised service, started in `current`.
+    pub start: Option<String>,
+    /// An `http://` or `https://` URL that must answer 2xx before the deploy counts.
+    pub health: Option<String>,
+    /// Default 30s.
+    pub health_timeout: Duration,
+    /// Releases kept on disk, at least 1. Default 5.
+    pub keep: u32,
+}
+
+/// User commands for deploy and rollback.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommandDeploy {
+    pub run: String,
+    pub rollback: Option<String>,
+    /// A command printing the version running now.
+    pub current_version: Option<String>,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Monitor {
+    pub duration: Duration,
+    /// Default 10s (or `duration`, if shorter); never longer than `duration`.
+    pub interval: Duration,
+    /// Names of top-level alarms, all defined.
+    pub alarms: Vec<String>,
+}
+
+/// A named condition with CloudWatch semantics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alarm {
+    pub name: String,
+    pub source: AlarmSource,
+    /// One datapoint per period. Default 60s.
+    pub period: Duration,
+    /// Default 1.
+    pub evaluation_periods: u32,
+    /// At most `evaluation_periods`; default `evaluation_periods`.
+    pub datapoints_to_alarm: u32,
+    pub missing_data: MissingData,
+    /// The environment the alarm belongs to, if any (a defined environment).
+    pub environment: Option<String>,
+}
+
+/// Where an alarm's datapoints come from (yaml: exactly one of these keys).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmSource {
+    /// Breaching: no answer, a status other than `expect_status`, or slower than
+    /// `max_latency`.
+    Http {
+        url: String,
+        expect_status: u16,
+        timeout: Duration,
+        max_latency: Option<Duration>,
+    },
+    /// Breaching: the query's value compared with `threshold` holds.
+    Prometheus {
+        url: String,
+        query: String,
+        threshold: f64,
+        comparison: Comparison,
+    },
+    /// With a threshold: the number the command prints, compared; without: a non-zero exit.
+    Command {
+        run: String,
+        threshold: Option<f64>,
+        comparison: Comparison,
+    },
+    /// State pushed from outside (CloudWatch or Alertmanager events to `ferry serve`).
+    External,
+}
+
+impl AlarmSource {
+    /// `http`, `prometheus`, `command` or `external`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AlarmSource::Http { .. } => "http",
+            AlarmSource::Prometheus { .. } => "prometheus",
+            AlarmSource::Command { .. } => "command",
+            AlarmSource::External => "external",
+        }
+    }
+}
+
+/// How a value is compared with a threshold; breaching when `value <op> threshold`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Comparison {
+    #[default]
+    GreaterThan,
+    GreaterThanOrEqual,
+    LessThan,
+    LessThanOrEqual,
+}
+
+impl Comparison {
+    /// Whether `value` breaches `threshold`.
+    pub fn breaches(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Comparison::GreaterThan => value > threshold,
+            Comparison::GreaterThanOrEqual => value >= threshold,
+            Comparison::LessThan => value < threshold,
+            Comparison::LessThanOrEqual => value <= threshold,
+        }
+    }
+
+    /// `>`, `>=`, `<` or `<=`.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Comparison::GreaterThan => ">",
+            Comparison::GreaterThanOrEqual => ">=",
+            Comparison::LessThan => "<",
+            Comparison::LessThanOrEqual => "<=",
+        }
+    }
+
+    /// The CloudWatch `ComparisonOperator` name.
+    pub fn cloudwatch(self) -> &'static str {
+        match self {
+            Comparison::GreaterThan => "GreaterThanThreshold",
+            Comparison::GreaterThanOrEqual => "GreaterThanOrEqualToThreshold",
+            Comparison::LessThan => "LessThanThreshold",
+            Comparison::LessThanOrEqual => "LessThanOrEqualToThreshold",
+        }
+    }
+}
+
+/// CloudWatch's `TreatMissingData`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingData {
+    #[default]
+    Missing,
+    Breaching,
+    NotBreaching,
+    Ignore,
+}
+
+impl MissingData {
+    /// The yaml spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissingData::Missing => "missing",
+            MissingData::Breaching => "breaching",
+            MissingData::NotBreaching => "not_breaching",
+            MissingData::Ignore => "ignore",
+        }
+    }
+
+    /// The CloudWatch `TreatMissingData` value.
+    pub fn cloudwatch(self) -> &'static str {
+        match self {
+            MissingData::Missing => "missing",
+            MissingData::Breaching => "breaching",
+            MissingData::NotBreaching => "notBreaching",
+            MissingData::Ignore => "ignore",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Rollback {
+    pub validate: RollbackValidate,
+}
+
+/// How a rollback is checked: wait `stabilize`, then alarms clear, health 2xx and the
+/// running version matches.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RollbackValidate {
+    /// Default 60s.
+    pub stabilize: Duration,
+}
+
+impl Default for RollbackValidate {
+    fn default() -> Self {
+        RollbackValidate {
+            stabilize: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A channel every event (or the listed `events`) is sent to; `events` empty = all.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Notification {
+    Webhook {
+        url: String,
+        events: Vec<String>,
+    },
+    Slack {
+        url: String,
+        events: Vec<String>,
+    },
+    Email {
+        /// `host:port` of the SMTP server (or a `smtp://` / `smtps://` URL).
+        smtp: String,
+        from: String,
+        to: Vec<String>,
+        events: Vec<String>,
+    },
+    Github {
+        /// `owner/name`.
+        repo: String,
+        /// The environment variable holding the token. Default `GITHUB_TOKEN`.
+        token_env: String,
+        events: Vec<String>,
+    },
+}
+
+impl Notification {
+    /// `webhook`, `slack`, `email` or `github`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Notification::Webhook { .. } => "webhook",
+            Notification::Slack { .. } => "slack",
+            Notification::Email { .. } => "email",
+            Notification::Github { .. } => "github",
+        }
+    }
+
+    /// The event kinds this channel wants; empty means all.
+    pub fn events(&self) -> &[String] {
+        match self {
+            Notification::Webhook { events, .. }
+            | Notification::Slack { events, .. }
+            | Notification::Email { events, .. }
+            | Notification::Github { events, .. } => events,
+        }
+    }
+
+    /// Whether an event of kind `kind` goes to this channel.
+    pub fn wants(&self, kind: &str) -> bool {
+        let events = self.events();
+        events.is_empty() || events.iter().any(|e| e == kind)
+    }
+}

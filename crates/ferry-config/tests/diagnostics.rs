@@ -1,0 +1,1045 @@
+//! Every kind of problem `ferry validate` reports, as whole rendered diagnostics: each
+//! case is a file and the exact text a user sees for it.
+
+use ferry_config::parse;
+
+/// Parses `yaml` (a leading newline is dropped) and compares all its diagnostics, rendered
+/// and joined by newlines, with `expected`.
+#[track_caller]
+fn check(yaml: &str, expected: &str) {
+    let yaml = yaml.strip_prefix('\n').unwrap_or(yaml);
+    let actual = match parse(yaml, "ferry.yml") {
+        Ok(_) => String::new(),
+        Err(diags) => {
+            let mut lines: Vec<String> = diags.iter().map(ToString::to_string).collect();
+            lines.push(String::new());
+            lines.join("\n")
+        }
+    };
+    let expected = expected.strip_prefix('\n').unwrap_or(expected);
+    assert_eq!(
+        actual, expected,
+        "\n--- actual ---\n{actual}--- expected ---\n{expected}"
+    );
+}
+
+#[test]
+fn unknown_key_suggests_the_closest_key() {
+    check(
+        r##"
+pipeline: shop
+build:
+  steps:
+    - name: unit
+      run: ./ci/unit.sh
+      timout: 10m
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+"##,
+        r##"
+ferry.yml:6:7: unknown key `timout` in step `unit`
+  help: did you mean `timeout`?
+"##,
+    );
+}
+
+#[test]
+fn unknown_key_without_a_close_match_lists_the_allowed_keys() {
+    check(
+        r##"
+pipeline: shop
+colour: blue
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+"##,
+        r##"
+ferry.yml:2:1: unknown key `colour` at the top level
+  help: allowed keys here: pipeline, source, build, environments, alarms, rollback, notifications
+"##,
+    );
+}
+
+#[test]
+fn a_synonym_points_at_the_key_meant_and_is_not_reported_as_missing_too() {
+    check(
+        r##"
+pipeline: shop
+build:
+  steps:
+    - name: unit
+      command: ./ci/unit.sh
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+"##,
+        r##"
+ferry.yml:5:7: unknown key `command` in step `unit`
+  help: did you mean `run`?
+"##,
+    );
+}
+
+#[test]
+fn list_where_a_mapping_is_expected() {
+    check(
+        r##"
+pipeline: shop
+build:
+  - name: unit
+    run: ./ci/unit.sh
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+"##,
+        r##"
+ferry.yml:3:3: `build` must be a mapping, found a list
+  help: write `key: value` lines indented under it; allowed keys: steps, gates, artifact
+"##,
+    );
+}
+
+#[test]
+fn mapping_where_a_list_is_expected() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  test:
+    deploy: {command: {run: ./deploy.sh}}
+"##,
+        r##"
+ferry.yml:3:3: `environments` must be a list, found a mapping
+  help: write one item per line, each starting with `- `
+"##,
+    );
+}
+
+#[test]
+fn text_where_a_number_is_expected() {
+    check(
+        r##"
+pipeline: shop
+build:
+  steps:
+    - name: unit
+      run: ./ci/unit.sh
+      reports: {coverage: lcov.info}
+  gates:
+    coverage_min: eighty
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+"##,
+        r##"
+ferry.yml:8:19: `coverage_min` in `build.gates` must be a number, found the text `eighty`
+  help: write a number, like `coverage_min: 80`
+"##,
+    );
+}
+
+#[test]
+fn list_where_text_is_expected_and_empty_values() {
+    check(
+        r##"
+pipeline: [a, b]
+build:
+  steps:
+    - name: unit
+      run:
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+"##,
+        r##"
+ferry.yml:1:11: `pipeline` must be a text value, found a list
+  help: write it like `pipeline: shop-api`
+ferry.yml:5:7: `run` in step `unit` is empty
+  help: write it like `run: ./ci/test.sh`
+"##,
+    );
+}
+
+#[test]
+fn missing_required_keys() {
+    check(
+        r##"
+source:
+  branch: main
+build:
+  steps:
+    - name: unit
+environments:
+  - name: test
+  - deploy: {command: {run: ./deploy.sh}}
+"##,
+        r##"
+ferry.yml:1:1: missing key `pipeline` at the top level
+  help: add `pipeline: shop-api`
+ferry.yml:5:7: missing key `run` in step `unit`
+  help: add `run: ./ci/test.sh`
+ferry.yml:7:5: missing key `deploy` in environment `test`
+  help: add `deploy:` with `release:` (ferry unpacks the artifact into a directory) or `command:` (your own deploy command)
+ferry.yml:8:5: missing key `name` in environment #2
+  help: add `name: staging`
+"##,
+    );
+}
+
+#[test]
+fn missing_environments() {
+    check(
+        r##"
+pipeline: shop
+"##,
+        r##"
+ferry.yml:1:1: missing key `environments` at the top level
+  help: add `environments:` with at least one environment, like `- name: test` and its `deploy:`
+"##,
+    );
+}
+
+#[test]
+fn empty_environments() {
+    check(
+        r##"
+pipeline: shop
+environments: []
+"##,
+        r##"
+ferry.yml:2:15: `environments` is empty
+  help: add at least one environment, like `- name: test` with its `deploy:`
+"##,
+    );
+}
+
+#[test]
+fn durations_that_do_not_parse() {
+    check(
+        r##"
+pipeline: shop
+source:
+  poll: 5 minutes
+build:
+  steps:
+    - name: unit
+      run: ./ci/unit.sh
+      timeout: 30
+environments:
+  - name: test
+    approval: {timeout: 1.5h}
+    deploy: {command: {run: ./deploy.sh, timeout: 10min}}
+    watch: [1m]
+"##,
+        r##"
+ferry.yml:3:9: invalid duration `5 minutes` for `poll` in `source`: missing unit after `5`
+  help: write a duration like `30s`, `10m`, `1h30m`
+ferry.yml:8:16: invalid duration `30` for `timeout` in step `unit`: missing unit after `30`
+  help: write a duration like `30s`, `10m`, `1h30m`
+ferry.yml:11:25: invalid duration `1.5h` for `timeout` in `approval` of environment `test`: fractions are not accepted; combine units instead, like `1h30m`
+  help: write a duration like `30s`, `10m`, `1h30m`
+ferry.yml:12:51: invalid duration `10min` for `timeout` in `deploy.command` of environment `test`: unknown unit `min`
+  help: write a duration like `30s`, `10m`, `1h30m`
+ferry.yml:13:12: `watch` in environment `test` must be a duration, found a list
+  help: write a duration like `30s`, `10m`, `1h30m`
+"##,
+    );
+}
+
+#[test]
+fn zero_durations_where_a_wait_is_needed() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: test
+    approval: {timeout: 0s}
+    deploy: {command: {run: ./deploy.sh}}
+    watch: 0s
+rollback:
+  validate: {stabilize: 0s}
+"##,
+        r##"
+ferry.yml:4:25: `timeout` in `approval` of environment `test` must be longer than zero
+  help: write a duration like `30s`, `10m`, `1h30m`
+"##,
+    );
+}
+
+#[test]
+fn coverage_min_out_of_range() {
+    check(
+        r##"
+pipeline: shop
+build:
+  steps:
+    - name: unit
+      run: ./ci/unit.sh
+      reports: {coverage: reports/lcov.info}
+  gates:
+    coverage_min: 120
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+"##,
+        r##"
+ferry.yml:8:19: `coverage_min` in `build.gates` must be between 0 and 100, found 120
+  help: write a percentage of lines, like `coverage_min: 80`
+"##,
+    );
+}
+
+#[test]
+fn coverage_gate_without_a_coverage_report() {
+    check(
+        r##"
+pipeline: shop
+build:
+  steps:
+    - name: unit
+      run: ./ci/unit.sh
+  gates:
+    coverage_min: 80
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+"##,
+        r##"
+ferry.yml:7:19: `coverage_min` is set but no build step reports coverage
+  help: add `reports: { coverage: <lcov or cobertura file> }` to the step that runs the tests
+"##,
+    );
+}
+
+#[test]
+fn alarm_counts() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+alarms:
+  - name: a
+    external: true
+    evaluation_periods: 2
+    datapoints_to_alarm: 3
+  - name: b
+    external: true
+    datapoints_to_alarm: 2
+  - name: c
+    external: true
+    period: 0s
+    evaluation_periods: 0
+    datapoints_to_alarm: -1
+  - name: d
+    external: true
+    evaluation_periods: 1.5
+"##,
+        r##"
+ferry.yml:9:26: `datapoints_to_alarm` in alarm `a` (3) is more than `evaluation_periods` (2)
+  help: the alarm fires when `datapoints_to_alarm` of the last `evaluation_periods` datapoints breach; write at most 2, or raise `evaluation_periods`
+ferry.yml:12:26: `datapoints_to_alarm` in alarm `b` (2) is more than `evaluation_periods` (1, the default)
+  help: the alarm fires when `datapoints_to_alarm` of the last `evaluation_periods` datapoints breach; write at most 1, or raise `evaluation_periods`
+ferry.yml:15:13: `period` in alarm `c` must be longer than zero
+  help: write a duration like `30s`, `10m`, `1h30m`
+ferry.yml:16:25: `evaluation_periods` in alarm `c` must be at least 1
+  help: write a whole number of 1 or more, like `evaluation_periods: 1`
+ferry.yml:17:26: `datapoints_to_alarm` in alarm `c` must be a whole number, found the number `-1`, out of range
+  help: write a whole number, like `datapoints_to_alarm: 1`
+ferry.yml:20:25: `evaluation_periods` in alarm `d` must be a whole number, found the number `1.5`
+  help: write a whole number, like `evaluation_periods: 1`
+"##,
+    );
+}
+
+#[test]
+fn release_deploy_checks() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: test
+    deploy:
+      release:
+        root: .ferry/envs/test
+        health: 127.0.0.1:8080/health
+        health_timeout: 0s
+        keep: 0
+  - name: staging
+    deploy:
+      release:
+        start: ./server
+"##,
+        r##"
+ferry.yml:7:17: `health` in `deploy.release` of environment `test` must be an http:// or https:// url, found `127.0.0.1:8080/health`
+  help: write it like `http://127.0.0.1:8080/health`
+ferry.yml:8:25: `health_timeout` in `deploy.release` of environment `test` must be longer than zero
+  help: write a duration like `30s`, `10m`, `1h30m`
+ferry.yml:9:15: `keep` in `deploy.release` of environment `test` must be at least 1
+  help: write a whole number of 1 or more, like `keep: 1`
+ferry.yml:13:9: missing key `root` in `deploy.release` of environment `staging`
+  help: add `root: .ferry/envs/test`
+"##,
+    );
+}
+
+#[test]
+fn monitor_checks() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+    monitor:
+      duration: 20s
+      interval: 30s
+      alarms: [health]
+  - name: staging
+    deploy: {command: {run: ./deploy.sh}}
+    monitor:
+      interval: 0s
+alarms:
+  - name: health
+    http: {url: http://127.0.0.1:8080/health}
+"##,
+        r##"
+ferry.yml:7:17: `interval` in `monitor` of environment `test` (30s) is longer than `duration` (20s)
+  help: write an interval of at most 20s
+ferry.yml:12:7: missing key `duration` in `monitor` of environment `staging`
+  help: add `duration: 5m`
+ferry.yml:12:17: `interval` in `monitor` of environment `staging` must be longer than zero
+  help: write a duration like `30s`, `10m`, `1h30m`
+"##,
+    );
+}
+
+#[test]
+fn environments_out_of_promotion_order() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: production
+    deploy: {command: {run: ./deploy.sh}}
+  - name: qa
+    deploy: {command: {run: ./deploy.sh}}
+  - name: staging
+    deploy: {command: {run: ./deploy.sh}}
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+"##,
+        r##"
+ferry.yml:7:11: environment `staging` comes after `production`
+  help: versions are promoted in file order; list them as test → staging → production
+ferry.yml:9:11: environment `test` comes after `production`
+  help: versions are promoted in file order; list them as test → staging → production
+"##,
+    );
+}
+
+#[test]
+fn undefined_alarms_and_environments() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: staging
+    deploy: {command: {run: ./deploy.sh}}
+    monitor:
+      duration: 1m
+      alarms: [stagign-health, latency]
+  - name: production
+    deploy: {command: {run: ./deploy.sh}}
+    monitor:
+      duration: 1m
+      alarms: errors
+alarms:
+  - name: staging-health
+    http: {url: http://127.0.0.1:8080/health}
+    environment: prod
+  - name: other
+    external: {}
+    environment: qa
+"##,
+        r##"
+ferry.yml:7:16: unknown alarm `stagign-health` in `monitor` of environment `staging`
+  help: did you mean `staging-health`?
+ferry.yml:7:32: unknown alarm `latency` in `monitor` of environment `staging`
+  help: define it in the top-level `alarms:` list; defined alarms: staging-health, other
+ferry.yml:12:15: unknown alarm `errors` in `monitor` of environment `production`
+  help: define it in the top-level `alarms:` list; defined alarms: staging-health, other
+ferry.yml:16:18: unknown environment `prod` for `environment` in alarm `staging-health`
+  help: did you mean `production`?
+ferry.yml:19:18: unknown environment `qa` for `environment` in alarm `other`
+  help: environments in this file: staging, production
+"##,
+    );
+}
+
+#[test]
+fn undefined_alarm_when_none_are_defined() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: staging
+    deploy: {command: {run: ./deploy.sh}}
+    monitor: {duration: 1m, alarms: [health]}
+"##,
+        r##"
+ferry.yml:5:38: unknown alarm `health` in `monitor` of environment `staging`
+  help: define it in the top-level `alarms:` list, like `- name: health` with an `http:` source
+"##,
+    );
+}
+
+#[test]
+fn duplicate_names() {
+    check(
+        r##"
+pipeline: shop
+build:
+  steps:
+    - name: unit
+      run: ./ci/unit.sh
+    - name: unit
+      run: ./ci/unit2.sh
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+    tests:
+      - name: unit
+        run: ./ci/smoke.sh
+      - name: smoke
+        run: ./ci/smoke.sh
+      - name: smoke
+        run: ./ci/smoke.sh
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+alarms:
+  - name: health
+    external: true
+  - name: health
+    external: true
+"##,
+        r##"
+ferry.yml:6:13: duplicate step name `unit` in `build` (first at line 4)
+  help: give each step its own name
+ferry.yml:16:15: duplicate step name `smoke` in environment `test` (first at line 14)
+  help: give each step its own name
+ferry.yml:18:11: duplicate environment name `test` (first at line 9)
+  help: give each environment its own name
+ferry.yml:23:11: duplicate alarm name `health` (first at line 21)
+  help: give each alarm its own name
+"##,
+    );
+}
+
+#[test]
+fn duplicate_keys() {
+    check(
+        r##"
+pipeline: shop
+pipeline: shop2
+environments:
+  - name: test
+    deploy:
+      command:
+        run: ./deploy.sh
+        run: ./deploy2.sh
+      command: {run: x}
+"##,
+        r##"
+ferry.yml:2:1: duplicate key `pipeline` at the top level (first at line 1)
+  help: keep one of them
+ferry.yml:8:9: duplicate key `run` in `deploy.command` of environment `test` (first at line 7)
+  help: keep one of them
+ferry.yml:9:7: duplicate key `command` in `deploy` of environment `test` (first at line 6)
+  help: keep one of them
+"##,
+    );
+}
+
+#[test]
+fn deploy_with_neither_or_both_kinds() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: test
+    deploy: {}
+  - name: staging
+    deploy:
+      release: {root: /srv/shop}
+      command: {run: ./deploy.sh}
+  - name: production
+    deploy:
+      relase: {root: /srv/shop}
+"##,
+        r##"
+ferry.yml:4:13: `deploy` of environment `test` needs `release` or `command`
+  help: add `release:` (ferry unpacks the artifact into a directory) or `command:` (your own deploy command)
+ferry.yml:8:7: `deploy` of environment `staging` has both `release` and `command`
+  help: keep one of them: an environment is deployed one way
+ferry.yml:11:7: unknown key `relase` in `deploy` of environment `production`
+  help: did you mean `release`?
+"##,
+    );
+}
+
+#[test]
+fn alarm_with_no_source_or_several() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+alarms:
+  - name: none
+    period: 10s
+  - name: several
+    http: {url: http://127.0.0.1/health}
+    command: {run: ./check.sh}
+    external: true
+"##,
+        r##"
+ferry.yml:6:5: alarm `none` needs a source: `http`, `prometheus`, `command` or `external`
+  help: add one, like `http: { url: http://127.0.0.1:8080/health }`
+ferry.yml:10:5: alarm `several` has more than one source: `http` and `command`
+  help: keep one of them; define another alarm for the other source
+ferry.yml:11:5: alarm `several` has more than one source: `http` and `external`
+  help: keep one of them; define another alarm for the other source
+"##,
+    );
+}
+
+#[test]
+fn alarm_source_details() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+alarms:
+  - name: a
+    http: {url: http://127.0.0.1/health, expect_status: 700, timeout: 0s, max_latency: fast}
+  - name: b
+    prometheus: {url: http://127.0.0.1:9090, query: up, comparison: GreaterThan}
+  - name: c
+    command:
+      run: ./errors.sh
+      threshold: high
+      comparison: >
+  - name: d
+    external: false
+  - name: e
+    external: {push: true}
+    missing_data: notbreaching
+"##,
+        r##"
+ferry.yml:7:57: `expect_status` in `http` of alarm `a` must be an http status between 100 and 599, found 700
+  help: write a status code, like `expect_status: 200`
+ferry.yml:7:71: `timeout` in `http` of alarm `a` must be longer than zero
+  help: write a duration like `30s`, `10m`, `1h30m`
+ferry.yml:7:88: invalid duration `fast` for `max_latency` in `http` of alarm `a`: expected a number at `fast`
+  help: write a duration like `30s`, `10m`, `1h30m`
+ferry.yml:9:17: missing key `threshold` in `prometheus` of alarm `b`
+  help: add `threshold: 5`
+ferry.yml:9:69: unknown value `GreaterThan` for `comparison` in `prometheus` of alarm `b`
+  help: did you mean `GreaterThanThreshold`?
+ferry.yml:13:18: `threshold` in `command` of alarm `c` must be a number, found the text `high`
+  help: write a number, like `threshold: 5`
+ferry.yml:14:7: `comparison` in `command` of alarm `c` is empty
+  help: write one of `">"`, `">="`, `"<"` or `"<="` (quoted: a bare `>` starts a folded text in YAML)
+ferry.yml:16:15: `external` of alarm `d` must be `true` or `{}`, found `false`
+  help: write `external: true` for an alarm whose state is pushed to `ferry serve`
+ferry.yml:18:16: unknown key `push` in `external` of alarm `e`
+  help: remove it: no keys are allowed here
+ferry.yml:19:19: unknown value `notbreaching` for `missing_data` in alarm `e`
+  help: did you mean `not_breaching`?
+"##,
+    );
+}
+
+#[test]
+fn step_details() {
+    check(
+        r##"
+pipeline: shop
+build:
+  steps:
+    - name: unit tests
+      run: ./ci/unit.sh
+      suite: units
+      env:
+        RUST_LOG: debug
+        9LIVES: x
+        NESTED: {a: b}
+      reports:
+        junit: [reports/a.xml, /tmp/b.xml]
+        coverage: ../lcov.info
+  artifact: /srv/dist
+environments:
+  - name: build
+    deploy: {command: {run: ./deploy.sh}}
+"##,
+        r##"
+ferry.yml:4:13: invalid step name `unit tests`
+  help: use letters, digits, `-`, `_` and `.`, starting with a letter or digit, like `unit-tests`
+ferry.yml:6:14: unknown value `units` for `suite` in step `unit tests`
+  help: did you mean `unit`?
+ferry.yml:9:9: invalid environment variable name `9LIVES` in `env` in step `unit tests`
+  help: use letters, digits and `_`, not starting with a digit, like `RUST_LOG`
+ferry.yml:10:17: the value of `NESTED` in `env` in step `unit tests` must be a text value, found a mapping
+  help: write it like `NESTED: value`
+ferry.yml:12:32: `junit` in `reports` of step `unit tests` must be a path inside the checkout, found an absolute path `/tmp/b.xml`
+  help: write a path or glob relative to the repository root, like `reports/*.xml`
+ferry.yml:13:19: `coverage` in `reports` of step `unit tests` must be a path inside the checkout, found a path leaving the checkout `../lcov.info`
+  help: write a path relative to the repository root, like `reports/lcov.info`
+ferry.yml:14:13: `artifact` in `build` must be a path inside the checkout, found an absolute path `/srv/dist`
+  help: write a path relative to the repository root, like `dist`
+ferry.yml:16:11: environment name `build` is taken by the build stage
+  help: choose another name, like `test`
+"##,
+    );
+}
+
+#[test]
+fn notification_checks() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+notifications:
+  - webhook: {url: example.com/hook}
+    slack: {url: https://hooks.slack.com/x}
+  - email: {smtp: smtp.example.com:587, to: []}
+  - github: {repo: shop, token_env: ghp_abc-123}
+  - pagerduty: {key: x}
+  - {}
+"##,
+        r##"
+ferry.yml:7:5: notification #1 has more than one channel: `webhook` and `slack`
+  help: write each channel as its own list item, starting with `- `
+ferry.yml:8:12: missing key `from` in `email` of notification #2
+  help: add `from: ferry@example.com`
+ferry.yml:8:45: `to` in `email` of notification #2 is empty
+  help: add at least one address, like `to: [team@example.com]`
+ferry.yml:9:20: `repo` in `github` of notification #3 must be `owner/name`, found `shop`
+  help: write it like `repo: acme/shop-api`
+ferry.yml:9:37: `token_env` in `github` of notification #3 must name an environment variable, found `ghp_abc-123`
+  help: write the variable's name, not the token, like `token_env: GITHUB_TOKEN`
+ferry.yml:10:5: unknown key `pagerduty` in notification #4
+  help: allowed keys here: webhook, slack, email, github
+ferry.yml:11:5: notification #5 needs a channel: `webhook`, `slack`, `email` or `github`
+  help: write it like `- webhook: { url: http://127.0.0.1:9000/events }`
+"##,
+    );
+}
+
+#[test]
+fn yaml_syntax_error() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}
+"##,
+        r##"
+ferry.yml:5:1: invalid yaml: while parsing a flow mapping, did not find expected ',' or '}'
+  help: check the indentation and quoting here; quote values that contain `: ` or ` #`, or that start with `>`, `|`, `*`, `&`, `!`, `%`, `@`, `{` or `[`
+"##,
+    );
+}
+
+#[test]
+fn tabs_for_indentation() {
+    check(
+        "pipeline: shop\nenvironments:\n\t- name: test\n",
+        r##"
+ferry.yml:3:2: invalid yaml: tabs disallowed within this context (block indentation)
+  help: indent with spaces: YAML does not allow tabs for indentation
+"##,
+    );
+}
+
+#[test]
+fn empty_file() {
+    check(
+        r##"
+# nothing yet
+"##,
+        r##"
+ferry.yml:1:1: the pipeline file is empty
+  help: start with `pipeline: <name>`; `ferry init` writes a commented starter file
+"##,
+    );
+}
+
+#[test]
+fn top_level_list() {
+    check(
+        r##"
+- pipeline: shop
+"##,
+        r##"
+ferry.yml:1:1: a pipeline file must be a mapping of keys like `pipeline:` and `environments:`, found a list
+  help: start with `pipeline: <name>`; `ferry init` writes a commented starter file
+"##,
+    );
+}
+
+#[test]
+fn second_document() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+---
+pipeline: other
+"##,
+        r##"
+ferry.yml:5:1: a second yaml document in the pipeline file
+  help: keep one document: remove this `---` and what follows, or merge it into the first
+"##,
+    );
+}
+
+#[test]
+fn every_problem_at_once() {
+    check(
+        r##"
+pipeline: shop
+source:
+  branch: main
+  pol: 1m
+build:
+  steps:
+    - name: lint
+      run: ./ci/lint.sh
+    - name: unit
+      run: ./ci/unit.sh
+      timeout: 10 minutes
+      reports:
+        junit: reports/unit.xml
+        coverage: reports/lcov.info
+    - name: lint
+  gates:
+    coverage_min: 180
+environments:
+  - name: staging
+    deploy:
+      release:
+        root: .ferry/envs/staging
+        health: localhost:18182/health
+    monitor:
+      duration: 20s
+      interval: 2s
+      alarms: [staging-helth]
+  - name: test
+    deploy:
+      command: {run: ./deploy.sh}
+  - name: production
+    approval:
+      timeout: 24h
+alarms:
+  - name: staging-health
+    http: {url: http://127.0.0.1:18182/health}
+    evaluation_periods: 3
+    datapoints_to_alarm: 4
+rollback:
+  validate:
+    stabilize: soon
+"##,
+        r##"
+ferry.yml:4:3: unknown key `pol` in `source`
+  help: did you mean `poll`?
+ferry.yml:11:16: invalid duration `10 minutes` for `timeout` in step `unit`: missing unit after `10`
+  help: write a duration like `30s`, `10m`, `1h30m`
+ferry.yml:15:7: missing key `run` in step `lint`
+  help: add `run: ./ci/test.sh`
+ferry.yml:15:13: duplicate step name `lint` in `build` (first at line 7)
+  help: give each step its own name
+ferry.yml:17:19: `coverage_min` in `build.gates` must be between 0 and 100, found 180
+  help: write a percentage of lines, like `coverage_min: 80`
+ferry.yml:23:17: `health` in `deploy.release` of environment `staging` must be an http:// or https:// url, found `localhost:18182/health`
+  help: write it like `http://127.0.0.1:8080/health`
+ferry.yml:27:16: unknown alarm `staging-helth` in `monitor` of environment `staging`
+  help: did you mean `staging-health`?
+ferry.yml:28:11: environment `test` comes after `staging`
+  help: versions are promoted in file order; list them as test → staging → production
+ferry.yml:31:5: missing key `deploy` in environment `production`
+  help: add `deploy:` with `release:` (ferry unpacks the artifact into a directory) or `command:` (your own deploy command)
+ferry.yml:38:26: `datapoints_to_alarm` in alarm `staging-health` (4) is more than `evaluation_periods` (3)
+  help: the alarm fires when `datapoints_to_alarm` of the last `evaluation_periods` datapoints breach; write at most 3, or raise `evaluation_periods`
+ferry.yml:41:16: invalid duration `soon` for `stabilize` in `rollback.validate`: expected a number at `soon`
+  help: write a duration like `30s`, `10m`, `1h30m`
+"##,
+    );
+}
+
+#[test]
+fn approval_is_allowed_anywhere_without_warnings() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: qa
+    approval: true
+    deploy: {command: {run: ./deploy.sh}}
+  - name: test
+    approval: {timeout: 1h}
+    deploy: {command: {run: ./deploy.sh}}
+  - name: production
+    deploy: {command: {run: ./deploy.sh}}
+"##,
+        "",
+    );
+}
+
+#[test]
+fn diagnostics_are_sorted_by_line_and_column_and_carry_the_file_name() {
+    let yaml = "pipeline: shop\nenvironments:\n  - name: test\n    deploy: {}\n    colour: red\n  - name: test\n";
+    let diags = parse(yaml, "deploy/ferry.yml").expect_err("invalid");
+    let positions: Vec<(usize, usize)> = diags.iter().map(|d| (d.line, d.column)).collect();
+    let mut sorted = positions.clone();
+    sorted.sort_unstable();
+    assert_eq!(positions, sorted);
+    assert!(diags.len() >= 3);
+    assert!(diags.iter().all(|d| d.file == "deploy/ferry.yml"));
+    assert!(diags.iter().all(|d| d.help.is_some()));
+}
+
+#[test]
+fn lenient_forms_parse() {
+    let yaml = r##"
+pipeline: shop
+source: {branch: release, poll: 1m}
+build:
+  steps:
+    - name: unit
+      run: ./ci/unit.sh
+      suite: integration
+      reports: {junit: [a.xml, "b/*.xml"]}
+      env: {RUST_LOG: debug, RETRIES: 3, EMPTY: }
+environments:
+  - name: test
+    approval: false
+    deploy:
+      command:
+        run: ./deploy.sh
+        rollback: ./rollback.sh
+        current_version: ./deploy.sh --current
+        timeout: 5m
+    monitor: {duration: 5s, alarms: health}
+    watch: 10m
+alarms:
+  - name: health
+    command: {run: ./errors.sh, threshold: 0.5, comparison: GreaterThanOrEqualToThreshold}
+    missing_data: notBreaching
+    environment: test
+  - name: pushed
+    external:
+notifications:
+  - email: {smtp: smtp.example.com:587, from: ferry@example.com, to: team@example.com}
+  - github: {repo: acme/shop, events: [deployment_failed]}
+"##;
+    let p = parse(yaml.trim_start(), "ferry.yml").expect("valid");
+    assert_eq!(p.source.branch, "release");
+    let step = &p.build.steps[0];
+    assert_eq!(step.suite, Some(ferry_config::Suite::Integration));
+    assert_eq!(step.reports.junit, ["a.xml", "b/*.xml"]);
+    assert_eq!(step.env.get("RETRIES").map(String::as_str), Some("3"));
+    assert_eq!(step.env.get("EMPTY").map(String::as_str), Some(""));
+    let test = p.environment("test").expect("test");
+    assert!(test.approval.is_none());
+    assert!(test.deploy.can_roll_back());
+    let monitor = test.monitor.as_ref().expect("monitor");
+    assert_eq!(
+        monitor.interval, monitor.duration,
+        "default interval capped at duration"
+    );
+    assert_eq!(monitor.alarms, ["health"]);
+    let health = p.alarm("health").expect("health");
+    assert_eq!(health.missing_data, ferry_config::MissingData::NotBreaching);
+    assert!(matches!(
+        health.source,
+        ferry_config::AlarmSource::Command {
+            threshold: Some(t),
+            comparison: ferry_config::Comparison::GreaterThanOrEqual,
+            ..
+        } if (t - 0.5).abs() < f64::EPSILON
+    ));
+    assert_eq!(
+        p.alarm("pushed").map(|a| &a.source),
+        Some(&ferry_config::AlarmSource::External)
+    );
+    let names: Vec<&str> = p
+        .alarms_for("test")
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(names, ["health"]);
+    assert!(
+        matches!(&p.notifications[0], ferry_config::Notification::Email { to, .. } if to == &["team@example.com"])
+    );
+    assert!(
+        matches!(&p.notifications[1], ferry_config::Notification::Github { token_env, .. } if token_env == "GITHUB_TOKEN")
+    );
+    assert!(p.notifications[1].wants("deployment_failed"));
+    assert!(!p.notifications[1].wants("run_started"));
+}
+
+#[test]
+fn extension_keys_hold_anchors_and_merge_keys_are_explained() {
+    check(
+        r##"
+pipeline: shop
+x-deploy: &deploy
+  command: {run: ./deploy.sh}
+environments:
+  - name: test
+    deploy: *deploy
+  - name: staging
+    deploy:
+      <<: *deploy
+  - name: production
+    deploy:
+"##,
+        r##"
+ferry.yml:9:7: unknown key `<<` in `deploy` of environment `staging`
+  help: yaml merge keys are not supported; write the keys out, or alias a whole value with `*name`
+ferry.yml:11:5: `deploy` of environment `production` is empty
+  help: write `key: value` lines indented under it; allowed keys: release, command
+"##,
+    );
+}
+
+#[test]
+fn a_value_starting_with_a_quote_must_be_quoted_whole() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: test
+    deploy:
+      release:
+        root: .ferry/envs/test
+        start: '/opt/my app/server' --port 8080
+"##,
+        r##"
+ferry.yml:7:37: invalid yaml: invalid trailing content after quoted value
+  help: a value that starts with a quote must end with it; put the whole value in quotes of the other kind, like `start: "'./my app' --port 8080"`
+"##,
+    );
+}

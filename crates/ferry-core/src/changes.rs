@@ -1,0 +1,56 @@
+//! What a transition changes: the core returns these, the store applies one batch in one
+//! transaction (DESIGN invariant 1: the intent is committed before the side effect starts,
+//! the outcome after it ends). Property 6 is stated over them: applying a run's changes
+//! to the store yields exactly the core's view of the run.
+
+use crate::deployment::DeploymentRecord;
+use crate::events::Event;
+use crate::model::{Artifact, DeploymentStatus, RunStatus, StageStatus, StepStatus, Suite};
+use crate::time::Timestamp;
+use ferry_reports::TestReport;
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    Run {
+        status: RunStatus,
+        reason: Option<String>,
+        at: Timestamp,
+    },
+    Stage {
+        stage: usize,
+        status: StageStatus,
+        at: Timestamp,
+    },
+    Step {
+        stage: usize,
+        step: usize,
+        status: StepStatus,
+        at: Timestamp,
+        /// Set when the step starts.
+        log: Option<String>,
+        exit_code: Option<i32>,
+        reason: Option<String>,
+    },
+    TestResults {
+        stage: usize,
+        step: usize,
+        suite: Suite,
+        report: TestReport,
+        coverage: Option<f64>,
+    },
+    Artifact(Artifact),
+    /// Inserts the record (status `in_progress`).
+    DeploymentStarted(DeploymentRecord),
+    DeploymentFinished {
+        deployment_id: String,
+        status: DeploymentStatus,
+        end_time: Timestamp,
+        unit_tests_passed: bool,
+        integration_tests_passed: bool,
+        e2e_tests_passed: bool,
+        coverage_percentage: f64,
+    },
+    Event(Event),
+}

@@ -1,0 +1,204 @@
+//! The plan of a run: the stages and steps a pipeline file expands to, in the order they
+//! must happen. `build` first, then one stage per environment in file order; inside an
+//! environment: approval (if any), deploy, tests, monitor window (if any).
+//!
+//! The order of this list *is* seed Property 1: the run state machine only ever starts
+//! the first pending step of the first unfinished stage.
+
+use crate::model::Suite;
+use ferry_config::{Environment, Pipeline};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A step without `timeout:` may run this long before its process group is killed.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunPlan {
+    pub stages: Vec<StagePlan>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    Build,
+    Environment,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StagePlan {
+    /// `build`, or the environment's name.
+    pub name: String,
+    pub kind: StageKind,
+    pub steps: Vec<StepPlan>,
+}
+
+impl StagePlan {
+    /// The environment this stage deploys to, if it is an environment stage.
+    pub fn environment(&self) -> Option<&str> {
+        match self.kind {
+            StageKind::Build => None,
+            StageKind::Environment => Some(&self.name),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepPlan {
+    pub name: String,
+    pub kind: StepKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StepKind {
+    /// A user command run by `/bin/sh -c` in the run's checkout.
+    Command {
+        run: String,
+        timeout: Duration,
+        junit: Vec<String>,
+        coverage: Option<String>,
+        env: BTreeMap<String, String>,
+        suite: Suite,
+    },
+    /// The coverage gate (seed Property 3), computed from the coverage reports so far.
+    CoverageGate { min: f64 },
+    /// Packs the artifact directory once; every environment gets these bytes.
+    Package { path: String },
+    /// Waits for `ferry approve` / `ferry reject`, or times out.
+    Approval { timeout: Duration },
+    /// Puts the run's artifact into the environment through its deployer.
+    Deploy,
+    /// Watches the listed alarms for a while; any ALARM fails the stage.
+    Monitor {
+        duration: Duration,
+        interval: Duration,
+        alarms: Vec<String>,
+    },
+}
+
+impl StepKind {
+    pub fn label(&self) -> &'static str {
+        match self {
+            StepKind::Command { .. } => "command",
+            StepKind::CoverageGate { .. } => "gate",
+            StepKind::Package { .. } => "package",
+            StepKind::Approval { .. } => "approval",
+            StepKind::Deploy => "deploy",
+            StepKind::Monitor { .. } => "monitor",
+        }
+    }
+}
+
+/// Names of the steps ferry adds itself. User steps may not take them (the planner
+/// suffixes a clash, so a user step called `deploy` still runs).
+pub const STEP_COVERAGE: &str = "coverage";
+pub const STEP_PACKAGE: &str = "artifact";
+pub const STEP_APPROVAL: &str = "approval";
+pub const STEP_DEPLOY: &str = "deploy";
+pub const STEP_MONITOR: &str = "monitor";
+
+impl RunPlan {
+    pub fn new(p: &Pipeline) -> RunPlan {
+        let mut stages = Vec::with_capacity(p.environments.len() + 1);
+
+        let mut build = Vec::new();
+        for s in &p.build.steps {
+            build.push(command_step(s, Suite::Unit));
+        }
+        if let Some(min) = p.build.gates.coverage_min {
+            build.push(ferry_step(
+                &build,
+                STEP_COVERAGE,
+                StepKind::CoverageGate { min },
+            ));
+        }
+        if let Some(path) = &p.build.artifact {
+            build.push(ferry_step(
+                &build,
+                STEP_PACKAGE,
+                StepKind::Package { path: path.clone() },
+            ));
+        }
+        stages.push(StagePlan {
+            name: "build".to_string(),
+            kind: StageKind::Build,
+            steps: build,
+        });
+
+        for env in &p.environments {
+            stages.push(environment_stage(env));
+        }
+        RunPlan { stages }
+    }
+
+    pub fn stage_index(&self, name: &str) -> Option<usize> {
+        self.stages.iter().position(|s| s.name == name)
+    }
+}
+
+fn environment_stage(env: &Environment) -> StagePlan {
+    let mut steps = Vec::new();
+    if let Some(a) = &env.approval {
+        steps.push(StepPlan {
+            name: STEP_APPROVAL.to_string(),
+            kind: StepKind::Approval { timeout: a.timeout },
+        });
+    }
+    steps.push(ferry_step(&steps, STEP_DEPLOY, StepKind::Deploy));
+    for t in &env.tests {
+        let suite = default_suite(&t.name);
+        steps.push(command_step(t, suite));
+    }
+    if let Some(m) = &env.monitor {
+        let kind = StepKind::Monitor {
+            duration: m.duration,
+            interval: m.interval,
+            alarms: m.alarms.clone(),
+        };
+        steps.push(ferry_step(&steps, STEP_MONITOR, kind));
+    }
+    StagePlan {
+        name: env.name.clone(),
+        kind: StageKind::Environment,
+        steps,
+    }
+}
+
+/// Environment tests feed `integrationTestsPassed` unless they say otherwise or are
+/// named like end-to-end tests.
+fn default_suite(name: &str) -> Suite {
+    let n = name.to_ascii_lowercase();
+    if n.contains("e2e") || n.contains("end-to-end") || n.contains("end_to_end") {
+        Suite::E2e
+    } else {
+        Suite::Integration
+    }
+}
+
+fn command_step(s: &ferry_config::Step, default: Suite) -> StepPlan {
+    StepPlan {
+        name: s.name.clone(),
+        kind: StepKind::Command {
+            run: s.run.clone(),
+            timeout: s.timeout.unwrap_or(DEFAULT_STEP_TIMEOUT),
+            junit: s.reports.junit.clone(),
+            coverage: s.reports.coverage.clone(),
+            env: s.env.clone(),
+            suite: s.suite.map(Suite::from).unwrap_or(default),
+        },
+    }
+}
+
+/// A step ferry adds, named `name` unless a user step already is, then `name#2`, …
+fn ferry_step(existing: &[StepPlan], name: &str, kind: StepKind) -> StepPlan {
+    let taken = |n: &str| existing.iter().any(|s| s.name == n);
+    let mut chosen = name.to_string();
+    let mut i = 2;
+    while taken(&chosen) {
+        chosen = format!("{name}#{i}");
+        i += 1;
+    }
+    StepPlan { name: chosen, kind }
+}

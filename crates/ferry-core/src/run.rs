@@ -1,0 +1,930 @@
+//! The run state machine. A [`Run`] is the core's view of one execution: it says what
+//! happens next ([`Run::next`]) and turns each observation into the [`Change`]s to
+//! persist. It never performs anything itself.
+//!
+//! Property 1 (order) lives in [`Run::next`]: it only ever offers the first pending step
+//! of the first unfinished stage, and a failed step ends the run, so a version reaches an
+//! environment only after every earlier stage succeeded.
+
+use crate::approval::ApprovalState;
+use crate::changes::Change;
+use crate::deployment::{self, DeploymentRecord};
+use crate::events::{Event, EventKind, iso8601};
+use crate::gates::{self, Verdict};
+use crate::model::*;
+use crate::plan::{RunPlan, StageKind, StepKind};
+use crate::time::{Timestamp, human};
+use ferry_reports::TestReport;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Which step: indexes into the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StepRef {
+    pub stage: usize,
+    pub step: usize,
+}
+
+/// What the engine should do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Start this step (it is pending and everything before it succeeded).
+    Step(StepRef),
+    /// This step is running: wait for its outcome.
+    Wait(StepRef),
+    /// The run has ended with this status.
+    Finished(RunStatus),
+}
+
+/// What a finished step observed. Built by the engine from the executor's and
+/// deployer's reports; the verdict is computed by [`gates`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StepOutcome {
+    pub verdict: Option<Verdict>,
+    pub exit_code: Option<i32>,
+    pub tests: Option<TestReport>,
+    pub coverage: Option<f64>,
+}
+
+impl StepOutcome {
+    pub fn passed() -> Self {
+        StepOutcome {
+            verdict: Some(Verdict::Passed),
+            ..Default::default()
+        }
+    }
+    pub fn failed(reason: impl Into<String>) -> Self {
+        StepOutcome {
+            verdict: Some(Verdict::Failed(reason.into())),
+            ..Default::default()
+        }
+    }
+}
+
+/// What the run has learnt about its tests so far: the seed's three flags and the
+/// coverage, carried into every deployment record of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct TestLedger {
+    pub unit: Option<bool>,
+    pub integration: Option<bool>,
+    pub e2e: Option<bool>,
+    pub coverage: Option<f64>,
+}
+
+impl TestLedger {
+    fn record(&mut self, suite: Suite, ok: bool) {
+        let slot = match suite {
+            Suite::Unit => &mut self.unit,
+            Suite::Integration => &mut self.integration,
+            Suite::E2e => &mut self.e2e,
+        };
+        *slot = Some(slot.unwrap_or(true) && ok);
+    }
+}
+
+/// The persisted shape of a run: what the store loads and `--json` prints. Property 6
+/// says `store.load_run(id) == run.view()` after every committed batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    pub id: RunId,
+    pub pipeline: String,
+    pub commit: Commit,
+    pub status: RunStatus,
+    pub reason: Option<String>,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub artifact: Option<Artifact>,
+    pub stages: Vec<StageView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageView {
+    pub name: String,
+    pub status: StageStatus,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub steps: Vec<StepView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepView {
+    pub name: String,
+    pub kind: String,
+    pub status: StepStatus,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub log: Option<String>,
+}
+
+/// One run, in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub plan: RunPlan,
+    pub view: RunView,
+    pub ledger: TestLedger,
+    /// The deployment record this run opened per stage index, while it is open.
+    deployments: Vec<Option<DeploymentRecord>>,
+    /// When the approval of a stage was requested, for its timeout.
+    pub approval_requested: Vec<Option<Timestamp>>,
+}
+
+impl Run {
+    /// A queued run. The store has already given it its id.
+    pub fn new(id: RunId, pipeline: &str, commit: Commit, plan: RunPlan, now: Timestamp) -> Run {
+        let stages = plan
+            .stages
+            .iter()
+            .map(|s| StageView {
+                name: s.name.clone(),
+                status: StageStatus::Pending,
+                started_at: None,
+                ended_at: None,
+                steps: s
+                    .steps
+                    .iter()
+                    .map(|st| StepView {
+                        name: st.name.clone(),
+                        kind: st.kind.label().to_string(),
+                        status: StepStatus::Pending,
+                        started_at: None,
+                        ended_at: None,
+                        exit_code: None,
+                        reason: None,
+                        log: None,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let n = plan.stages.len();
+        Run {
+            plan,
+            view: RunView {
+                id,
+                pipeline: pipeline.to_string(),
+                commit,
+                status: RunStatus::Queued,
+                reason: None,
+                created_at: now,
+                started_at: None,
+                ended_at: None,
+                artifact: None,
+                stages,
+            },
+            ledger: TestLedger::default(),
+            deployments: vec![None; n],
+            approval_requested: vec![None; n],
+        }
+    }
+
+    pub fn id(&self) -> RunId {
+        self.view.id
+    }
+
+    pub fn status(&self) -> RunStatus {
+        self.view.status
+    }
+
+    pub fn step_kind(&self, r: StepRef) -> &StepKind {
+        &self.plan.stages[r.stage].steps[r.step].kind
+    }
+
+    pub fn step_name(&self, r: StepRef) -> &str {
+        &self.plan.stages[r.stage].steps[r.step].name
+    }
+
+    pub fn stage_name(&self, stage: usize) -> &str {
+        &self.plan.stages[stage].name
+    }
+
+    /// The open deployment of a stage (between deploy start and stage end).
+    pub fn open_deployment(&self, stage: usize) -> Option<&DeploymentRecord> {
+        self.deployments.get(stage).and_then(|d| d.as_ref())
+    }
+
+    /// The changes that record the run as queued (the first batch the store sees).
+    pub fn queued_changes(&self) -> Vec<Change> {
+        vec![self.event(
+            self.view.created_at,
+            EventKind::RunQueued,
+            None,
+            format!(
+                "run {} queued for commit {}",
+                self.id(),
+                self.view.commit.short()
+            ),
+            json!({"commit": self.view.commit.sha}),
+        )]
+    }
+
+    /// queued → running.
+    pub fn begin(&mut self, now: Timestamp) -> Vec<Change> {
+        if self.view.status != RunStatus::Queued {
+            return Vec::new();
+        }
+        self.view.status = RunStatus::Running;
+        self.view.started_at = Some(now);
+        vec![
+            Change::Run {
+                status: RunStatus::Running,
+                reason: None,
+                at: now,
+            },
+            self.event(
+                now,
+                EventKind::RunStarted,
+                None,
+                format!(
+                    "run {} started for commit {}",
+                    self.id(),
+                    self.view.commit.short()
+                ),
+                json!({
+                    "commit": self.view.commit.sha,
+                    "pipelineExecutionId": self.id().execution_id(),
+                }),
+            ),
+        ]
+    }
+
+    /// What happens next. Order (Property 1): stages strictly in plan order, steps
+    /// strictly in stage order; nothing after a failure.
+    pub fn next(&self) -> Next {
+        if self.view.status.is_terminal() {
+            return Next::Finished(self.view.status);
+        }
+        for (si, stage) in self.view.stages.iter().enumerate() {
+            if stage.status.is_terminal() {
+                continue;
+            }
+            for (ti, step) in stage.steps.iter().enumerate() {
+                let r = StepRef {
+                    stage: si,
+                    step: ti,
+                };
+                match step.status {
+                    StepStatus::Pending => return Next::Step(r),
+                    StepStatus::Running => return Next::Wait(r),
+                    _ => continue,
+                }
+            }
+        }
+        // Every stage is terminal but the run is not: only possible before `finish`.
+        Next::Finished(self.view.status)
+    }
+
+    /// Records that a step starts (the intent, committed before the side effect).
+    /// `log` is where its output will be written.
+    pub fn start_step(&mut self, r: StepRef, now: Timestamp, log: Option<String>) -> Vec<Change> {
+        let mut out = Vec::new();
+        if self.view.status == RunStatus::Queued {
+            out.extend(self.begin(now));
+        }
+        let env = self.plan.stages[r.stage].environment().map(str::to_string);
+        let stage_name = self.stage_name(r.stage).to_string();
+        if self.view.stages[r.stage].status == StageStatus::Pending {
+            self.view.stages[r.stage].status = StageStatus::Running;
+            self.view.stages[r.stage].started_at = Some(now);
+            out.push(Change::Stage {
+                stage: r.stage,
+                status: StageStatus::Running,
+                at: now,
+            });
+            out.push(self.event(
+                now,
+                EventKind::StageStarted,
+                env.clone(),
+                format!("stage {stage_name} started"),
+                json!({"stage": stage_name}),
+            ));
+        }
+        let name = self.step_name(r).to_string();
+        let step = &mut self.view.stages[r.stage].steps[r.step];
+        step.status = StepStatus::Running;
+        step.started_at = Some(now);
+        step.log = log.clone();
+        out.push(Change::Step {
+            stage: r.stage,
+            step: r.step,
+            status: StepStatus::Running,
+            at: now,
+            log,
+            exit_code: None,
+            reason: None,
+        });
+        out.push(self.event(
+            now,
+            EventKind::StepStarted,
+            env.clone(),
+            format!("step {stage_name}/{name} started"),
+            json!({"stage": stage_name, "step": name}),
+        ));
+
+        if let StepKind::Approval { timeout } = self.step_kind(r) {
+            let timeout = *timeout;
+            self.approval_requested[r.stage] = Some(now);
+            self.view.status = RunStatus::AwaitingApproval;
+            self.view.stages[r.stage].status = StageStatus::AwaitingApproval;
+            out.push(Change::Run {
+                status: RunStatus::AwaitingApproval,
+                reason: None,
+                at: now,
+            });
+            out.push(Change::Stage {
+                stage: r.stage,
+                status: StageStatus::AwaitingApproval,
+                at: now,
+            });
+            let c = &self.view.commit;
+            out.push(self.event(
+                now,
+                EventKind::ApprovalRequested,
+                env,
+                format!(
+                    "run {} awaits approval to deploy {} to {stage_name}: `ferry approve {}` or `ferry reject {} --reason …`",
+                    self.id(),
+                    c.short(),
+                    self.id(),
+                    self.id()
+                ),
+                json!({
+                    "event": "approval_requested",
+                    "environment": stage_name,
+                    "version": c.sha,
+                    "commitMessage": c.message,
+                    "commitAuthor": c.author,
+                    "pipelineExecutionId": self.id().execution_id(),
+                    "expiresAt": iso8601(now.plus(timeout)),
+                    "timestamp": iso8601(now),
+                }),
+            ));
+        }
+        out
+    }
+
+    /// Records that the deploy step of an environment starts: the step's intent plus the
+    /// deployment record (`in_progress`). `previous_version` is what the environment ran
+    /// before (its last known good deployment).
+    pub fn start_deploy(
+        &mut self,
+        r: StepRef,
+        now: Timestamp,
+        log: Option<String>,
+        previous_version: Option<String>,
+    ) -> Vec<Change> {
+        let mut out = self.start_step(r, now, log);
+        let env = self.stage_name(r.stage).to_string();
+        let c = self.view.commit.clone();
+        let (location, digest) = match &self.view.artifact {
+            Some(a) => (a.location.clone(), a.digest.clone()),
+            None => (String::new(), String::new()),
+        };
+        let record = DeploymentRecord {
+            deployment_id: deployment::deployment_id(&env, now),
+            environment: env.clone(),
+            version: c.sha.clone(),
+            status: DeploymentStatus::InProgress,
+            start_time: now.millis(),
+            end_time: None,
+            infrastructure_changed: false,
+            commit_message: c.message.clone(),
+            commit_author: c.author.clone(),
+            pipeline_execution_id: self.id().execution_id(),
+            unit_tests_passed: self.ledger.unit.unwrap_or(false),
+            integration_tests_passed: self.ledger.integration.unwrap_or(false),
+            e2e_tests_passed: self.ledger.e2e.unwrap_or(false),
+            coverage_percentage: self.ledger.coverage.unwrap_or(0.0),
+            rollback_reason: None,
+            rollback_level: None,
+            rollback_time: None,
+            artifact_location: location,
+            expires_at: deployment::expires_at(now),
+            run_id: self.id(),
+            artifact_digest: digest,
+            previous_version,
+        };
+        self.deployments[r.stage] = Some(record.clone());
+        out.push(Change::DeploymentStarted(record));
+        out.push(self.event(
+            now,
+            EventKind::DeploymentStarted,
+            Some(env.clone()),
+            format!("deploying {} to {env}", c.short()),
+            json!({
+                "event": "deployment_started",
+                "environment": env,
+                "version": c.sha,
+                "commitMessage": c.message,
+                "commitAuthor": c.author,
+                "pipelineExecutionId": self.id().execution_id(),
+                "timestamp": iso8601(now),
+            }),
+        ));
+        out
+    }
+
+    /// Records the coverage gate's verdict, computed here from the run's coverage.
+    pub fn finish_gate(&mut self, r: StepRef, now: Timestamp) -> Vec<Change> {
+        let StepKind::CoverageGate { min } = *self.step_kind(r) else {
+            return self.finish_step(r, StepOutcome::failed("not a gate step"), now);
+        };
+        let verdict = gates::coverage(self.ledger.coverage, min);
+        let (kind, msg) = match &verdict {
+            Verdict::Passed => (
+                EventKind::GatePassed,
+                format!(
+                    "coverage gate passed: {} ≥ {}",
+                    gates::percent(self.ledger.coverage.unwrap_or(0.0)),
+                    gates::percent(min)
+                ),
+            ),
+            Verdict::Failed(why) => (
+                EventKind::GateFailed,
+                format!("coverage gate failed: {why}"),
+            ),
+        };
+        let ev = self.event(
+            now,
+            kind,
+            None,
+            msg,
+            json!({"gate": "coverage", "coverage": self.ledger.coverage, "min": min}),
+        );
+        let mut out = vec![ev];
+        out.extend(self.finish_step(
+            r,
+            StepOutcome {
+                verdict: Some(verdict),
+                ..Default::default()
+            },
+            now,
+        ));
+        out
+    }
+
+    /// Records the artifact built by the package step.
+    pub fn finish_package(
+        &mut self,
+        r: StepRef,
+        artifact: Artifact,
+        now: Timestamp,
+    ) -> Vec<Change> {
+        self.view.artifact = Some(artifact.clone());
+        let mut out = vec![
+            Change::Artifact(artifact.clone()),
+            self.event(
+                now,
+                EventKind::ArtifactBuilt,
+                None,
+                format!("artifact {} ({} bytes)", artifact.digest, artifact.size),
+                json!({"digest": artifact.digest, "location": artifact.location, "size": artifact.size}),
+            ),
+        ];
+        out.extend(self.finish_step(r, StepOutcome::passed(), now));
+        out
+    }
+
+    /// Records an approval step's end.
+    pub fn finish_approval(
+        &mut self,
+        r: StepRef,
+        state: ApprovalState,
+        now: Timestamp,
+    ) -> Vec<Change> {
+        let env = self.stage_name(r.stage).to_string();
+        let (kind, outcome, msg) = match &state {
+            ApprovalState::Waiting { .. } => return Vec::new(),
+            ApprovalState::Approved { by } => (
+                EventKind::ApprovalGranted,
+                StepOutcome::passed(),
+                format!("deployment to {env} approved by {by}"),
+            ),
+            ApprovalState::Rejected { by, reason } => (
+                EventKind::ApprovalRejected,
+                StepOutcome::failed(format!("approval rejected by {by}: {reason}")),
+                format!("deployment to {env} rejected by {by}: {reason}"),
+            ),
+            ApprovalState::TimedOut { after } => (
+                EventKind::ApprovalTimedOut,
+                StepOutcome::failed(format!(
+                    "approval timed out after {}: nobody approved the deployment to {env}",
+                    human(*after)
+                )),
+                format!("approval for {env} timed out after {}", human(*after)),
+            ),
+        };
+        let by = match &state {
+            ApprovalState::Approved { by } | ApprovalState::Rejected { by, .. } => Some(by.clone()),
+            _ => None,
+        };
+        let mut out = vec![self.event(
+            now,
+            kind,
+            Some(env.clone()),
+            msg,
+            json!({"environment": env, "by": by, "version": self.view.commit.sha}),
+        )];
+        if outcome.verdict.as_ref().is_some_and(Verdict::passed) {
+            self.view.status = RunStatus::Running;
+            self.view.stages[r.stage].status = StageStatus::Running;
+            out.push(Change::Run {
+                status: RunStatus::Running,
+                reason: None,
+                at: now,
+            });
+            out.push(Change::Stage {
+                stage: r.stage,
+                status: StageStatus::Running,
+                at: now,
+            });
+        }
+        out.extend(self.finish_step(r, outcome, now));
+        out
+    }
+
+    /// Records a step's outcome (committed after the side effect ended) and everything
+    /// it implies: test results, the stage's end, the deployment's end, the run's end.
+    pub fn finish_step(&mut self, r: StepRef, outcome: StepOutcome, now: Timestamp) -> Vec<Change> {
+        let mut out = Vec::new();
+        let env = self.plan.stages[r.stage].environment().map(str::to_string);
+        let stage_name = self.stage_name(r.stage).to_string();
+        let name = self.step_name(r).to_string();
+        let verdict = outcome.verdict.clone().unwrap_or(Verdict::Passed);
+
+        if let StepKind::Command { suite, .. } = self.step_kind(r).clone() {
+            // A command without a JUnit report still says whether its suite passed:
+            // by its verdict (exit status, coverage report readable).
+            let ok = outcome.tests.as_ref().is_none_or(|t| t.ok()) && verdict.passed();
+            self.ledger.record(suite, ok);
+            if let Some(c) = outcome.coverage {
+                self.ledger.coverage = Some(c);
+            }
+            if outcome.tests.is_some() || outcome.coverage.is_some() {
+                out.push(Change::TestResults {
+                    stage: r.stage,
+                    step: r.step,
+                    suite,
+                    report: outcome.tests.clone().unwrap_or_default(),
+                    coverage: outcome.coverage,
+                });
+            }
+        }
+
+        let (status, reason) = match &verdict {
+            Verdict::Passed => (StepStatus::Succeeded, None),
+            Verdict::Failed(why) => (StepStatus::Failed, Some(why.clone())),
+        };
+        let step = &mut self.view.stages[r.stage].steps[r.step];
+        step.status = status;
+        step.ended_at = Some(now);
+        step.exit_code = outcome.exit_code;
+        step.reason = reason.clone();
+        out.push(Change::Step {
+            stage: r.stage,
+            step: r.step,
+            status,
+            at: now,
+            log: step.log.clone(),
+            exit_code: outcome.exit_code,
+            reason: reason.clone(),
+        });
+        let (kind, msg) = match &reason {
+            None => (
+                EventKind::StepSucceeded,
+                format!("step {stage_name}/{name} succeeded"),
+            ),
+            Some(why) => (
+                EventKind::StepFailed,
+                format!("step {stage_name}/{name} failed: {why}"),
+            ),
+        };
+        out.push(self.event(
+            now,
+            kind,
+            env.clone(),
+            msg,
+            json!({"stage": stage_name, "step": name, "exitCode": outcome.exit_code, "reason": reason}),
+        ));
+
+        match reason {
+            Some(why) => {
+                let why = format!("{stage_name}/{name}: {why}");
+                out.extend(self.fail_from(r, why, now));
+            }
+            None => {
+                let last = r.step + 1 == self.plan.stages[r.stage].steps.len();
+                if last {
+                    out.extend(self.finish_stage_ok(r.stage, now));
+                }
+            }
+        }
+        out
+    }
+
+    /// Ends the run as failed from outside any step (a crash found on restart, a
+    /// refused artifact, a lost lease …). The running step, if any, fails with `why`.
+    pub fn abort(&mut self, why: &str, now: Timestamp) -> Vec<Change> {
+        if self.view.status.is_terminal() {
+            return Vec::new();
+        }
+        match self.next() {
+            Next::Wait(r) => self.finish_step(r, StepOutcome::failed(why), now),
+            Next::Step(r) => {
+                let mut out = Vec::new();
+                if self.view.status == RunStatus::Queued {
+                    out.extend(self.begin(now));
+                }
+                // Nothing started: fail from the step that would have run.
+                out.extend(self.fail_from(r, why.to_string(), now));
+                out
+            }
+            Next::Finished(_) => Vec::new(),
+        }
+    }
+
+    fn finish_stage_ok(&mut self, stage: usize, now: Timestamp) -> Vec<Change> {
+        let mut out = Vec::new();
+        let name = self.stage_name(stage).to_string();
+        let env = self.plan.stages[stage].environment().map(str::to_string);
+        self.view.stages[stage].status = StageStatus::Succeeded;
+        self.view.stages[stage].ended_at = Some(now);
+        out.push(Change::Stage {
+            stage,
+            status: StageStatus::Succeeded,
+            at: now,
+        });
+        out.push(self.event(
+            now,
+            EventKind::StageSucceeded,
+            env,
+            format!("stage {name} succeeded"),
+            json!({"stage": name}),
+        ));
+        if let Some(d) = self.deployments[stage].take() {
+            out.extend(self.close_deployment(d, DeploymentStatus::Succeeded, None, now));
+        }
+        if stage + 1 == self.plan.stages.len() {
+            self.view.status = RunStatus::Succeeded;
+            self.view.ended_at = Some(now);
+            out.push(Change::Run {
+                status: RunStatus::Succeeded,
+                reason: None,
+                at: now,
+            });
+            let took = self
+                .view
+                .started_at
+                .map(|s| human(now.since(s)))
+                .unwrap_or_default();
+            out.push(self.event(
+                now,
+                EventKind::RunSucceeded,
+                None,
+                format!("run {} succeeded in {took}", self.id()),
+                json!({"commit": self.view.commit.sha, "duration": took}),
+            ));
+        }
+        out
+    }
+
+    /// The failure path: the failed stage ends, its open deployment fails, every step
+    /// and stage after it is skipped, and the run fails with `why`.
+    fn fail_from(&mut self, r: StepRef, why: String, now: Timestamp) -> Vec<Change> {
+        self.end_from(r, why, now, RunStatus::Failed)
+    }
+
+    /// Cancels the run (Ctrl-C, a newer run superseding it): the running step is
+    /// cancelled, the rest skipped, an open deployment fails.
+    pub fn cancel(&mut self, why: &str, now: Timestamp) -> Vec<Change> {
+        self.stop_as(why, now, RunStatus::Cancelled)
+    }
+
+    /// Ends the run as superseded by a newer one (CodePipeline V2's SUPERSEDED mode).
+    pub fn supersede(&mut self, why: &str, now: Timestamp) -> Vec<Change> {
+        self.stop_as(why, now, RunStatus::Superseded)
+    }
+
+    fn stop_as(&mut self, why: &str, now: Timestamp, status: RunStatus) -> Vec<Change> {
+        if self.view.status.is_terminal() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        if self.view.status == RunStatus::Queued {
+            out.extend(self.begin(now));
+        }
+        let r = match self.next() {
+            Next::Wait(r) => {
+                let step = &mut self.view.stages[r.stage].steps[r.step];
+                step.status = StepStatus::Cancelled;
+                step.ended_at = Some(now);
+                step.reason = Some(why.to_string());
+                out.push(Change::Step {
+                    stage: r.stage,
+                    step: r.step,
+                    status: StepStatus::Cancelled,
+                    at: now,
+                    log: step.log.clone(),
+                    exit_code: None,
+                    reason: Some(why.to_string()),
+                });
+                r
+            }
+            Next::Step(r) => r,
+            Next::Finished(_) => return out,
+        };
+        out.extend(self.end_from(r, why.to_string(), now, status));
+        out
+    }
+
+    fn end_from(
+        &mut self,
+        r: StepRef,
+        why: String,
+        now: Timestamp,
+        final_status: RunStatus,
+    ) -> Vec<Change> {
+        let mut out = Vec::new();
+        let stage_status = if final_status == RunStatus::Failed {
+            StageStatus::Failed
+        } else {
+            StageStatus::Cancelled
+        };
+        for (ti, step) in self.view.stages[r.stage].steps.iter_mut().enumerate() {
+            if step.status == StepStatus::Pending || (ti == r.step && !step.status.is_terminal()) {
+                step.status = StepStatus::Skipped;
+                out.push(Change::Step {
+                    stage: r.stage,
+                    step: ti,
+                    status: StepStatus::Skipped,
+                    at: now,
+                    log: step.log.clone(),
+                    exit_code: None,
+                    reason: None,
+                });
+            }
+        }
+        let stage_name = self.stage_name(r.stage).to_string();
+        let env = self.plan.stages[r.stage].environment().map(str::to_string);
+        let stage = &mut self.view.stages[r.stage];
+        if stage.started_at.is_none() {
+            stage.started_at = Some(now);
+        }
+        stage.status = stage_status;
+        stage.ended_at = Some(now);
+        out.push(Change::Stage {
+            stage: r.stage,
+            status: stage_status,
+            at: now,
+        });
+        out.push(self.event(
+            now,
+            EventKind::StageFailed,
+            env,
+            format!("stage {stage_name} failed: {why}"),
+            json!({"stage": stage_name, "reason": why}),
+        ));
+        if let Some(d) = self.deployments[r.stage].take() {
+            out.extend(self.close_deployment(d, DeploymentStatus::Failed, Some(&why), now));
+        }
+        for si in r.stage + 1..self.view.stages.len() {
+            let stage = &mut self.view.stages[si];
+            stage.status = StageStatus::Skipped;
+            out.push(Change::Stage {
+                stage: si,
+                status: StageStatus::Skipped,
+                at: now,
+            });
+            for (ti, step) in stage.steps.iter_mut().enumerate() {
+                step.status = StepStatus::Skipped;
+                out.push(Change::Step {
+                    stage: si,
+                    step: ti,
+                    status: StepStatus::Skipped,
+                    at: now,
+                    log: None,
+                    exit_code: None,
+                    reason: None,
+                });
+            }
+        }
+        self.view.status = final_status;
+        self.view.reason = Some(why.clone());
+        self.view.ended_at = Some(now);
+        out.push(Change::Run {
+            status: final_status,
+            reason: Some(why.clone()),
+            at: now,
+        });
+        let kind = if final_status == RunStatus::Failed {
+            EventKind::RunFailed
+        } else {
+            EventKind::RunCancelled
+        };
+        out.push(self.event(
+            now,
+            kind,
+            None,
+            format!("run {} {final_status}: {why}", self.id()),
+            json!({"commit": self.view.commit.sha, "reason": why}),
+        ));
+        out
+    }
+
+    fn close_deployment(
+        &mut self,
+        mut d: DeploymentRecord,
+        status: DeploymentStatus,
+        why: Option<&str>,
+        now: Timestamp,
+    ) -> Vec<Change> {
+        d.status = status;
+        d.end_time = Some(now.millis());
+        d.unit_tests_passed = self.ledger.unit.unwrap_or(false);
+        d.integration_tests_passed = self.ledger.integration.unwrap_or(false);
+        d.e2e_tests_passed = self.ledger.e2e.unwrap_or(false);
+        d.coverage_percentage = self.ledger.coverage.unwrap_or(0.0);
+        let took = human(now.since(Timestamp(d.start_time)));
+        let verdict = |v: Option<bool>| match v {
+            Some(true) => "passed",
+            Some(false) => "failed",
+            None => "not_run",
+        };
+        let (kind, msg, data) = match status {
+            DeploymentStatus::Succeeded => (
+                EventKind::DeploymentSucceeded,
+                format!(
+                    "deployed {} to {} in {took}",
+                    short_sha(&d.version),
+                    d.environment
+                ),
+                json!({
+                    "event": "deployment_succeeded",
+                    "environment": d.environment,
+                    "version": d.version,
+                    "duration": took,
+                    "testResults": {
+                        "unitTests": verdict(self.ledger.unit),
+                        "integrationTests": verdict(self.ledger.integration),
+                        "e2eTests": verdict(self.ledger.e2e),
+                        "coverage": self.ledger.coverage.map(gates::percent),
+                    },
+                    "timestamp": iso8601(now),
+                }),
+            ),
+            _ => (
+                EventKind::DeploymentFailed,
+                format!(
+                    "deployment of {} to {} failed: {}",
+                    short_sha(&d.version),
+                    d.environment,
+                    why.unwrap_or("unknown")
+                ),
+                json!({
+                    "event": "deployment_failed",
+                    "environment": d.environment,
+                    "version": d.version,
+                    "reason": why,
+                    "duration": took,
+                    "timestamp": iso8601(now),
+                }),
+            ),
+        };
+        vec![
+            Change::DeploymentFinished {
+                deployment_id: d.deployment_id.clone(),
+                status,
+                end_time: now,
+                unit_tests_passed: d.unit_tests_passed,
+                integration_tests_passed: d.integration_tests_passed,
+                e2e_tests_passed: d.e2e_tests_passed,
+                coverage_percentage: d.coverage_percentage,
+            },
+            self.event(now, kind, Some(d.environment.clone()), msg, data),
+        ]
+    }
+
+    fn event(
+        &self,
+        at: Timestamp,
+        kind: EventKind,
+        environment: Option<String>,
+        message: String,
+        data: serde_json::Value,
+    ) -> Change {
+        Change::Event(Event {
+            at,
+            kind,
+            run: Some(self.id()),
+            environment,
+            message,
+            data,
+        })
+    }
+
+    /// Whether a stage is an environment stage.
+    pub fn is_environment(&self, stage: usize) -> bool {
+        self.plan.stages[stage].kind == StageKind::Environment
+    }
+}

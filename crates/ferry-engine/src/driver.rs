@@ -1,0 +1,643 @@
+//! The driver: performs one run. It asks the core what comes next, commits the core's
+//! intent, performs the side effect through a port, and commits the outcome (DESIGN
+//! invariant 1). Environments are entered under a lease (invariant 2); the artifact's
+//! digest is checked before every deployment (OWASP CI/CD-SEC-9).
+
+use crate::ports::*;
+use ferry_config::{AlarmSource, Pipeline};
+use ferry_core::alarm::{AlarmState, Rule};
+use ferry_core::approval::{self, ApprovalState};
+use ferry_core::gates::{self, ExitObservation};
+use ferry_core::monitor::{Window, WindowState};
+use ferry_core::retry::RetryPolicy;
+use ferry_core::run::{Next, Run, RunView, StepOutcome, StepRef};
+use ferry_core::{Artifact, Change, Commit, RunId, RunPlan, StepKind, Timestamp};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, mpsc};
+use std::time::Duration;
+
+/// The adapters a run uses.
+pub struct Ports<'a> {
+    pub store: &'a dyn Store,
+    pub clock: &'a dyn Clock,
+    pub source: &'a dyn Source,
+    pub executor: &'a dyn Executor,
+    pub artifacts: &'a dyn ArtifactStore,
+    pub reports: &'a dyn ReportFiles,
+    pub probe: &'a dyn AlarmProbe,
+    pub observer: &'a dyn Observer,
+    /// One deployer per environment name.
+    pub deployers: &'a BTreeMap<String, Box<dyn Deployer + 'a>>,
+}
+
+/// Where a run's files go.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Checkouts: `<work>/run-<id>/`.
+    pub work: PathBuf,
+    /// Step logs: `<logs>/run-<id>/<stage>-<step>.log`.
+    pub logs: PathBuf,
+}
+
+impl Layout {
+    pub fn checkout(&self, run: RunId) -> PathBuf {
+        self.work.join(format!("run-{run}"))
+    }
+    pub fn log(&self, run: RunId, stage: &str, step: &str) -> PathBuf {
+        let clean = |s: &str| {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect::<String>()
+        };
+        self.logs
+            .join(format!("run-{run}"))
+            .join(format!("{}-{}.log", clean(stage), clean(step)))
+    }
+}
+
+/// Knobs of the driver, with the defaults a foreground `ferry run` uses.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Who holds leases (`host:pid`).
+    pub holder: String,
+    pub lease_ttl: Duration,
+    /// How often waits (approval, lease) look again.
+    pub poll: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            holder: "ferry".to_string(),
+            lease_ttl: Duration::from_secs(30),
+            poll: Duration::from_millis(200),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+pub struct Engine<'a> {
+    pub pipeline: &'a Pipeline,
+    pub ports: Ports<'a>,
+    pub layout: Layout,
+    pub settings: Settings,
+    /// Set from outside (Ctrl-C) to cancel the run between steps.
+    pub cancel: &'a AtomicBool,
+}
+
+impl<'a> Engine<'a> {
+    /// Resolves `rev`, records a queued run for it and returns the in-memory run.
+    pub fn queue(&self, rev: &str, trigger: &str, triggered_by: &str) -> PortResult<Run> {
+        let commit = self.ports.source.resolve(rev)?;
+        self.queue_commit(commit, trigger, triggered_by)
+    }
+
+    pub fn queue_commit(
+        &self,
+        commit: Commit,
+        trigger: &str,
+        triggered_by: &str,
+    ) -> PortResult<Run> {
+        let plan = RunPlan::new(self.pipeline);
+        let now = self.ports.clock.now();
+        let new = NewRun {
+            pipeline: self.pipeline.name.clone(),
+            commit: commit.clone(),
+            trigger: trigger.to_string(),
+            triggered_by: triggered_by.to_string(),
+            created_at: now,
+            stages: plan
+                .stages
+                .iter()
+                .map(|s| {
+                    (
+                        s.name.clone(),
+                        s.steps
+                            .iter()
+                            .map(|t| (t.name.clone(), t.kind.label().to_string()))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        };
+        let id = self.ports.store.create_run(&new)?;
+        let run = Run::new(id, &self.pipeline.name, commit, plan, now);
+        self.commit(&run, run.queued_changes())?;
+        Ok(run)
+    }
+
+    /// Drives a queued run to its end. Errors are the store's: a run whose state cannot
+    /// be recorded is not driven further.
+    pub fn drive(&self, mut run: Run) -> PortResult<RunView> {
+        let lease: Mutex<Option<Lease>> = Mutex::new(None);
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let result = std::thread::scope(|s| {
+            // Heartbeat: keeps the environment lease alive during long steps.
+            let held_lease = &lease;
+            s.spawn(move || {
+                let every = self.settings.lease_ttl / 3;
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(every) {
+                    let held = held_lease.lock().ok().and_then(|l| l.clone());
+                    if let Some(mut l) = held {
+                        l.expires_at = self.ports.clock.now().plus(self.settings.lease_ttl);
+                        let _ = self.ports.store.renew_lease(&l);
+                    }
+                }
+            });
+            let r = self.drive_steps(&mut run, &lease);
+            let _ = stop_tx.send(());
+            r
+        });
+        let held = lease.lock().ok().and_then(|mut l| l.take());
+        if let Some(l) = held {
+            let _ = self.ports.store.release_lease(&l.environment, l.run);
+        }
+        result?;
+        Ok(run.view)
+    }
+
+    fn drive_steps(&self, run: &mut Run, lease: &Mutex<Option<Lease>>) -> PortResult<()> {
+        let checkout = self.layout.checkout(run.id());
+        let mut checked_out = false;
+        loop {
+            let now = self.ports.clock.now();
+            if self.cancel.load(Ordering::SeqCst) && !run.status().is_terminal() {
+                let ch = run.cancel("cancelled by the user", now);
+                self.commit(run, ch)?;
+            }
+            let r = match run.next() {
+                Next::Finished(_) => return Ok(()),
+                Next::Wait(r) => {
+                    // Only a run resumed from the store can have a step running that
+                    // this process did not start: its outcome is unknown, so it fails.
+                    let ch = run.abort(&format!("step {} was interrupted", run.step_name(r)), now);
+                    self.commit(run, ch)?;
+                    continue;
+                }
+                Next::Step(r) => r,
+            };
+            if !checked_out {
+                if let Err(e) = self.ports.source.checkout(&run.view.commit.sha, &checkout) {
+                    let ch = run.abort(&format!("could not check out the commit: {e}"), now);
+                    self.commit(run, ch)?;
+                    continue;
+                }
+                checked_out = true;
+            }
+            self.step(run, r, &checkout, lease)?;
+            // Leave an environment once its stage has ended.
+            let done_env = {
+                let held = lease.lock().ok().and_then(|l| l.clone());
+                held.filter(|l| {
+                    run.plan
+                        .stage_index(&l.environment)
+                        .is_none_or(|i| run.view.stages[i].status.is_terminal())
+                })
+            };
+            if let Some(l) = done_env {
+                self.ports.store.release_lease(&l.environment, l.run)?;
+                if let Ok(mut g) = lease.lock() {
+                    *g = None;
+                }
+            }
+        }
+    }
+
+    fn step(
+        &self,
+        run: &mut Run,
+        r: StepRef,
+        checkout: &Path,
+        lease: &Mutex<Option<Lease>>,
+    ) -> PortResult<()> {
+        let clock = self.ports.clock;
+        let stage_name = run.stage_name(r.stage).to_string();
+        let log = self.layout.log(run.id(), &stage_name, run.step_name(r));
+        let log_text = Some(log.display().to_string());
+        match run.step_kind(r).clone() {
+            StepKind::Command {
+                run: command,
+                timeout,
+                junit,
+                coverage,
+                env,
+                ..
+            } => {
+                let ch = run.start_step(r, clock.now(), log_text);
+                self.commit(run, ch)?;
+                let mut vars = self.variables(run, r);
+                vars.extend(env);
+                let exit = self.ports.executor.run(&StepRequest {
+                    command,
+                    cwd: checkout.to_path_buf(),
+                    env: vars,
+                    timeout,
+                    log,
+                });
+                let outcome = self.command_outcome(
+                    run.step_name(r),
+                    &exit.how,
+                    checkout,
+                    &junit,
+                    coverage.as_deref(),
+                );
+                let ch = run.finish_step(r, outcome, clock.now());
+                self.commit(run, ch)
+            }
+            StepKind::CoverageGate { .. } => {
+                let ch = run.start_step(r, clock.now(), None);
+                self.commit(run, ch)?;
+                let ch = run.finish_gate(r, clock.now());
+                self.commit(run, ch)
+            }
+            StepKind::Package { path } => {
+                let ch = run.start_step(r, clock.now(), None);
+                self.commit(run, ch)?;
+                let ch = match self
+                    .ports
+                    .artifacts
+                    .package(&checkout.join(&path), run.id())
+                {
+                    Ok(a) => run.finish_package(r, a, clock.now()),
+                    Err(e) => run.finish_step(r, StepOutcome::failed(e.message), clock.now()),
+                };
+                self.commit(run, ch)
+            }
+            StepKind::Approval { timeout } => {
+                let ch = run.start_step(r, clock.now(), None);
+                self.commit(run, ch)?;
+                let requested = run.approval_requested[r.stage].unwrap_or_else(|| clock.now());
+                loop {
+                    let decision = self.ports.store.approval(run.id(), &stage_name)?;
+                    let now = clock.now();
+                    match approval::state(decision.as_ref(), requested, timeout, now) {
+                        ApprovalState::Waiting { deadline } => {
+                            if self.cancel.load(Ordering::SeqCst) {
+                                return Ok(());
+                            }
+                            let left = deadline.since(now);
+                            clock.sleep(left.min(self.settings.poll));
+                        }
+                        decided => {
+                            let ch = run.finish_approval(r, decided, now);
+                            return self.commit(run, ch);
+                        }
+                    }
+                }
+            }
+            StepKind::Deploy => self.deploy(run, r, checkout, log, lease),
+            StepKind::Monitor {
+                duration,
+                interval,
+                alarms,
+            } => {
+                let ch = run.start_step(r, clock.now(), log_text);
+                self.commit(run, ch)?;
+                let outcome = self.monitor(run, duration, interval, &alarms);
+                let ch = run.finish_step(r, outcome, clock.now());
+                self.commit(run, ch)
+            }
+        }
+    }
+
+    fn deploy(
+        &self,
+        run: &mut Run,
+        r: StepRef,
+        checkout: &Path,
+        log: PathBuf,
+        lease: &Mutex<Option<Lease>>,
+    ) -> PortResult<()> {
+        let clock = self.ports.clock;
+        let env = run.stage_name(r.stage).to_string();
+        self.enter(run, &env, lease)?;
+        if self.cancel.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let previous = self.ports.store.last_known_good(&env)?.map(|d| d.version);
+        // Deployment ids are `{env}#{millis}` (the seed's format): under the lease,
+        // deployments of one environment are sequential, so one past the newest is unique.
+        let mut at = clock.now();
+        if let Some(latest) = self.ports.store.latest_deployment(&env)?
+            && latest.start_time >= at.millis()
+        {
+            at = Timestamp(latest.start_time + 1);
+        }
+        let ch = run.start_deploy(r, at, Some(log.display().to_string()), previous);
+        self.commit(run, ch)?;
+
+        let Some(deployer) = self.ports.deployers.get(&env) else {
+            let ch = run.finish_step(
+                r,
+                StepOutcome::failed(format!("no deployer for environment `{env}`")),
+                clock.now(),
+            );
+            return self.commit(run, ch);
+        };
+        let artifact = run.view.artifact.clone().unwrap_or(Artifact {
+            digest: String::new(),
+            location: String::new(),
+            size: 0,
+        });
+        if !artifact.location.is_empty() {
+            match self.ports.artifacts.digest(&artifact.location) {
+                Ok(d) if d == artifact.digest => {}
+                Ok(d) => {
+                    let why = format!(
+                        "artifact `{}` changed since it was built (expected {}, found {d}); refusing to deploy it",
+                        artifact.location, artifact.digest
+                    );
+                    let ch = run.finish_step(r, StepOutcome::failed(why), clock.now());
+                    return self.commit(run, ch);
+                }
+                Err(e) => {
+                    let ch = run.finish_step(r, StepOutcome::failed(e.message), clock.now());
+                    return self.commit(run, ch);
+                }
+            }
+        }
+        let req = DeployRequest {
+            environment: env.clone(),
+            version: run.view.commit.sha.clone(),
+            artifact,
+            env: self.variables(run, r),
+            cwd: checkout.to_path_buf(),
+            log,
+        };
+        let outcome = match self.retrying(run, || deployer.deploy(&req)) {
+            Err(e) => StepOutcome::failed(e.message),
+            Ok(()) => match deployer.current_version() {
+                Ok(Some(v)) if v == req.version => StepOutcome::passed(),
+                Ok(other) => StepOutcome::failed(format!(
+                    "after deploying {} the environment reports {} running",
+                    req.version,
+                    other.as_deref().unwrap_or("nothing")
+                )),
+                Err(e) => StepOutcome::failed(format!(
+                    "could not read the running version: {}",
+                    e.message
+                )),
+            },
+        };
+        let ch = run.finish_step(r, outcome, clock.now());
+        self.commit(run, ch)
+    }
+
+    /// Takes the environment's lease, waiting while another run holds it.
+    fn enter(&self, run: &Run, env: &str, lease: &Mutex<Option<Lease>>) -> PortResult<()> {
+        let clock = self.ports.clock;
+        let mut told = false;
+        loop {
+            let now = clock.now();
+            let want = Lease {
+                environment: env.to_string(),
+                run: run.id(),
+                holder: self.settings.holder.clone(),
+                expires_at: now.plus(self.settings.lease_ttl),
+            };
+            match self.ports.store.acquire_lease(&want, now)? {
+                Ok(()) => {
+                    if let Ok(mut g) = lease.lock() {
+                        *g = Some(want);
+                    }
+                    return Ok(());
+                }
+                Err(holder) => {
+                    if !told {
+                        self.ports.observer.note(
+                            &run.view,
+                            &format!(
+                                "waiting for environment {env}: run {} ({}) is deploying there",
+                                holder.run, holder.holder
+                            ),
+                        );
+                        told = true;
+                    }
+                    if self.cancel.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    clock.sleep(self.settings.poll);
+                }
+            }
+        }
+    }
+
+    /// Seed §6.2: transient failures are retried with exponential backoff before they
+    /// count.
+    fn retrying<T>(&self, run: &Run, mut f: impl FnMut() -> PortResult<T>) -> PortResult<T> {
+        let mut attempt = 1;
+        loop {
+            match f() {
+                Err(e) if e.kind == PortErrorKind::Transient => {
+                    attempt += 1;
+                    match self.settings.retry.delay_before(attempt) {
+                        Some(d) => {
+                            self.ports.observer.note(
+                                &run.view,
+                                &format!(
+                                    "{}; retrying in {} (attempt {attempt})",
+                                    e.message,
+                                    ferry_core::time::human(d)
+                                ),
+                            );
+                            self.ports.clock.sleep(d);
+                        }
+                        None => return Err(e),
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn monitor(
+        &self,
+        run: &Run,
+        duration: Duration,
+        interval: Duration,
+        names: &[String],
+    ) -> StepOutcome {
+        let clock = self.ports.clock;
+        let start = clock.now();
+        let alarms: Vec<&ferry_config::Alarm> = names
+            .iter()
+            .filter_map(|n| self.pipeline.alarm(n))
+            .collect();
+        let mut window = Window::new(
+            start,
+            duration,
+            alarms.iter().map(|a| (a.name.as_str(), Rule::from(*a))),
+        );
+        let mut next_sample: Vec<Timestamp> = alarms.iter().map(|_| start).collect();
+        loop {
+            let now = clock.now();
+            for (i, a) in alarms.iter().enumerate() {
+                if matches!(a.source, AlarmSource::External) || now < next_sample[i] {
+                    continue;
+                }
+                let (dp, detail) = self.ports.probe.sample(a);
+                if let Some(state) = window.observe(&a.name, dp, &detail) {
+                    self.ports.observer.note(
+                        &run.view,
+                        &format!("alarm {} is {state} ({detail})", a.name),
+                    );
+                }
+                next_sample[i] = next_sample[i].plus(a.period);
+            }
+            match window.state(clock.now()) {
+                WindowState::Failed(why) => return StepOutcome::failed(why),
+                WindowState::Passed => {
+                    let alarmed = window.states().any(|(_, s)| s == AlarmState::Alarm);
+                    return if alarmed {
+                        StepOutcome::failed("an alarm is in ALARM at the end of the window")
+                    } else {
+                        StepOutcome::passed()
+                    };
+                }
+                WindowState::Watching => {}
+            }
+            if self.cancel.load(Ordering::SeqCst) {
+                return StepOutcome::failed("cancelled by the user");
+            }
+            let now = clock.now();
+            let wake = next_sample
+                .iter()
+                .copied()
+                .chain([window.end(), now.plus(interval)])
+                .min()
+                .unwrap_or(now);
+            clock.sleep(wake.since(now).max(Duration::from_millis(1)));
+        }
+    }
+
+    fn command_outcome(
+        &self,
+        step: &str,
+        how: &ExitObservation,
+        checkout: &Path,
+        junit: &[String],
+        coverage: Option<&str>,
+    ) -> StepOutcome {
+        let mut problems = Vec::new();
+        let mut tests: Option<ferry_reports::TestReport> = None;
+        let started = !matches!(how, ExitObservation::NotStarted(_));
+        if started {
+            for pattern in junit {
+                match self.ports.reports.read(checkout, pattern) {
+                    Ok(files) if files.is_empty() => problems.push(format!(
+                        "step `{step}` did not write its JUnit report `{pattern}`; make it write the file or remove it from `reports.junit`"
+                    )),
+                    Ok(files) => {
+                        for (path, bytes) in files {
+                            match ferry_reports::parse_junit(&bytes) {
+                                Ok(t) => tests.get_or_insert_with(Default::default).merge(t),
+                                Err(e) => problems.push(format!("JUnit report `{}` is unreadable: {e}", rel(checkout, &path))),
+                            }
+                        }
+                    }
+                    Err(e) => problems.push(e.message),
+                }
+            }
+        }
+        let mut cov = None;
+        if let (true, Some(pattern)) = (started, coverage) {
+            match self.ports.reports.read(checkout, pattern) {
+                Ok(files) if files.is_empty() => problems.push(format!(
+                    "step `{step}` did not write its coverage report `{pattern}`; make it write the file or remove `reports.coverage`"
+                )),
+                Ok(files) => {
+                    for (path, bytes) in files.into_iter().take(1) {
+                        match ferry_reports::parse_coverage(&bytes) {
+                            Ok(c) => cov = Some(c.percent()),
+                            Err(e) => problems.push(format!("coverage report `{}` is unreadable: {e}", rel(checkout, &path))),
+                        }
+                    }
+                }
+                Err(e) => problems.push(e.message),
+            }
+        }
+        let mut verdict = gates::command(how, tests.as_ref(), &problems);
+        if let (ferry_core::gates::Verdict::Failed(why), ExitObservation::Code(c)) =
+            (&mut verdict, how)
+            && let Some(hint) = exit_hint(*c)
+        {
+            why.push_str(&format!(" ({hint})"));
+        }
+        StepOutcome {
+            verdict: Some(verdict),
+            exit_code: how.code(),
+            tests,
+            coverage: cov,
+        }
+    }
+
+    /// The `FERRY_*` variables of a step. Untrusted commit text travels only here
+    /// (DESIGN invariant 7).
+    pub fn variables(&self, run: &Run, r: StepRef) -> BTreeMap<String, String> {
+        let c = &run.view.commit;
+        let mut v = BTreeMap::new();
+        v.insert("FERRY_COMMIT_SHA".into(), c.sha.clone());
+        v.insert("FERRY_COMMIT_MESSAGE".into(), c.message.clone());
+        v.insert("FERRY_COMMIT_AUTHOR".into(), c.author.clone());
+        v.insert("FERRY_VERSION".into(), c.sha.clone());
+        v.insert("FERRY_RUN_ID".into(), run.id().to_string());
+        v.insert("FERRY_PIPELINE".into(), run.view.pipeline.clone());
+        v.insert("FERRY_STAGE".into(), run.stage_name(r.stage).to_string());
+        v.insert("FERRY_STEP".into(), run.step_name(r).to_string());
+        let (env, previous) = match run.plan.stages[r.stage].environment() {
+            Some(env) => {
+                let prev = run
+                    .open_deployment(r.stage)
+                    .and_then(|d| d.previous_version.clone())
+                    .or_else(|| {
+                        self.ports
+                            .store
+                            .last_known_good(env)
+                            .ok()
+                            .flatten()
+                            .map(|d| d.version)
+                    });
+                (env.to_string(), prev.unwrap_or_default())
+            }
+            None => (String::new(), String::new()),
+        };
+        v.insert("FERRY_ENV".into(), env);
+        v.insert("FERRY_PREVIOUS_VERSION".into(), previous);
+        if let Some(a) = &run.view.artifact {
+            v.insert("FERRY_ARTIFACT".into(), a.location.clone());
+            v.insert("FERRY_ARTIFACT_DIGEST".into(), a.digest.clone());
+        }
+        v
+    }
+
+    fn commit(&self, run: &Run, changes: Vec<Change>) -> PortResult<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.ports.store.apply(run.id(), &changes)?;
+        self.ports.observer.changed(&run.view, &changes);
+        Ok(())
+    }
+}
+
+fn rel(base: &Path, p: &Path) -> String {
+    p.strip_prefix(base).unwrap_or(p).display().to_string()
+}
+
+/// What an exit status from `/bin/sh` usually means.
+pub fn exit_hint(code: i32) -> Option<&'static str> {
+    match code {
+        126 => Some("a file it runs is not executable: `chmod +x` it and commit the mode"),
+        127 => Some("command not found: check the spelling and that it is installed or committed"),
+        _ => None,
+    }
+}

@@ -1,0 +1,234 @@
+//! The ports: what the engine needs from the outside world, as traits. The local runtime
+//! implements them with SQLite, git, processes and release directories; the AWS runtime
+//! with DynamoDB, S3 and CloudFormation; tests with fakes. All of them are synchronous
+//! and `Send + Sync`: a run is driven on its own thread.
+
+use ferry_core::approval::Decision;
+use ferry_core::gates::ExitObservation;
+use ferry_core::run::RunView;
+use ferry_core::{Artifact, Change, Commit, DeploymentRecord, Event, RunId, Timestamp};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What went wrong in an adapter, classified so the engine can decide whether to retry
+/// (seed §6.2) and the CLI which exit code to use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PortError {
+    pub kind: PortErrorKind,
+    /// A lowercase fragment naming the thing and, where there is one, the fix.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortErrorKind {
+    /// Worth retrying (a refused connection, a busy database, a 503).
+    Transient,
+    /// Retrying will not help (bad input, missing file, permission denied).
+    Permanent,
+    /// The thing asked for does not exist (a run id, a commit).
+    NotFound,
+    /// Someone else holds it or it is in the wrong state (a lease, a decided approval).
+    Conflict,
+    /// The store cannot be used at all (read-only, locked, newer schema, corrupt).
+    Unavailable,
+}
+
+impl PortError {
+    pub fn new(kind: PortErrorKind, message: impl Into<String>) -> Self {
+        PortError {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::new(PortErrorKind::Permanent, message)
+    }
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::new(PortErrorKind::Transient, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(PortErrorKind::NotFound, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(PortErrorKind::Conflict, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(PortErrorKind::Unavailable, message)
+    }
+}
+
+pub type PortResult<T> = Result<T, PortError>;
+
+/// The wall clock, injected so the whole engine can run on a fake one.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+    fn sleep(&self, d: Duration);
+}
+
+/// A new run, before it has an id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    pub pipeline: String,
+    pub commit: Commit,
+    /// `cli`, `webhook`, `poll`, `demo` …
+    pub trigger: String,
+    /// Who or what started it (a user name, a delivery id).
+    pub triggered_by: String,
+    pub created_at: Timestamp,
+    /// The plan's stages and their steps: `(stage name, [(step name, step kind label)])`.
+    pub stages: Vec<(String, Vec<(String, String)>)>,
+}
+
+/// A lease on an environment: at most one run deploys into it at a time (DESIGN
+/// invariant 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub environment: String,
+    pub run: RunId,
+    pub holder: String,
+    pub expires_at: Timestamp,
+}
+
+/// A query over events.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventFilter {
+    pub run: Option<RunId>,
+    pub environment: Option<String>,
+    pub after_id: Option<i64>,
+    pub limit: Option<usize>,
+}
+
+/// The state of everything: runs, stages, steps, events, deployments, approvals,
+/// leases. Every `apply` is one transaction: all of its changes or none.
+pub trait Store: Send + Sync {
+    /// Inserts a queued run with its planned stages and steps; returns its id.
+    fn create_run(&self, run: &NewRun) -> PortResult<RunId>;
+    /// Applies one batch of changes to a run atomically.
+    fn apply(&self, run: RunId, changes: &[Change]) -> PortResult<()>;
+    /// A run as stored (Property 6: equal to the core's view after every batch).
+    fn load_run(&self, run: RunId) -> PortResult<RunView>;
+    /// Runs, newest first. `unfinished_only` keeps the non-terminal ones.
+    fn list_runs(&self, limit: usize, unfinished_only: bool) -> PortResult<Vec<RunView>>;
+
+    /// The decision recorded for a run's approval of an environment, if any.
+    fn approval(&self, run: RunId, environment: &str) -> PortResult<Option<Decision>>;
+    /// Records a decision. Conflict if one is already recorded for that run and
+    /// environment, or the run is not awaiting approval there.
+    fn decide(&self, run: RunId, environment: &str, decision: &Decision) -> PortResult<()>;
+
+    /// Deployments, newest first, optionally of one environment.
+    fn deployments(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> PortResult<Vec<DeploymentRecord>>;
+    /// The newest `succeeded` deployment of an environment (seed §3.5.2), by index.
+    fn last_known_good(&self, environment: &str) -> PortResult<Option<DeploymentRecord>>;
+    /// The newest deployment of an environment, whatever its status.
+    fn latest_deployment(&self, environment: &str) -> PortResult<Option<DeploymentRecord>>;
+
+    /// Events in id order, with their ids.
+    fn events(&self, filter: &EventFilter) -> PortResult<Vec<(i64, Event)>>;
+
+    /// Takes the lease if it is free, expired, or already ours; returns the holder
+    /// otherwise.
+    fn acquire_lease(&self, lease: &Lease, now: Timestamp) -> PortResult<Result<(), Lease>>;
+    /// Extends our lease. Conflict if it is no longer ours.
+    fn renew_lease(&self, lease: &Lease) -> PortResult<()>;
+    /// Lets go of our lease (no-op if it is not ours).
+    fn release_lease(&self, environment: &str, run: RunId) -> PortResult<()>;
+}
+
+/// The repository: turns a revision into a commit and writes a commit's tree into a
+/// folder (never the working tree: exactly the commit).
+pub trait Source: Send + Sync {
+    fn resolve(&self, rev: &str) -> PortResult<Commit>;
+    fn checkout(&self, sha: &str, dest: &Path) -> PortResult<()>;
+}
+
+/// One command to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRequest {
+    /// Shell text, run by `/bin/sh -c`.
+    pub command: String,
+    pub cwd: PathBuf,
+    /// Added to the inherited environment. Untrusted text (commit message, author) only
+    /// ever travels here (DESIGN invariant 7).
+    pub env: BTreeMap<String, String>,
+    pub timeout: Duration,
+    /// stdout and stderr, interleaved, appended here.
+    pub log: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepExit {
+    pub how: ExitObservation,
+    pub duration: Duration,
+}
+
+/// Runs commands as child processes, each in its own process group, killed as a group
+/// on timeout.
+pub trait Executor: Send + Sync {
+    fn run(&self, req: &StepRequest) -> StepExit;
+}
+
+/// Packs the artifact folder into one file and computes digests.
+pub trait ArtifactStore: Send + Sync {
+    /// Packs `dir` (deterministically: sorted entries, fixed mtimes) into a file named
+    /// after the run and returns its digest, location and size.
+    fn package(&self, dir: &Path, run: RunId) -> PortResult<Artifact>;
+    /// `sha256:<hex>` of the bytes at `location` now.
+    fn digest(&self, location: &str) -> PortResult<String>;
+}
+
+/// One deployment to perform.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeployRequest {
+    pub environment: String,
+    pub version: String,
+    pub artifact: Artifact,
+    /// The `FERRY_*` variables of the run.
+    pub env: BTreeMap<String, String>,
+    /// The run's checkout (where `command` deployers run).
+    pub cwd: PathBuf,
+    pub log: PathBuf,
+}
+
+/// Puts a version into an environment. Implementations are idempotent: deploying the
+/// version that is already current succeeds without disruption.
+pub trait Deployer: Send + Sync {
+    fn deploy(&self, req: &DeployRequest) -> PortResult<()>;
+    /// What is really running now (DESIGN invariant 1: asked on reconcile and after a
+    /// rollback), `None` when nothing is deployed.
+    fn current_version(&self) -> PortResult<Option<String>>;
+}
+
+/// Told about every committed batch, and about waits, so people can watch a run.
+pub trait Observer: Send + Sync {
+    fn changed(&self, run: &RunView, changes: &[Change]);
+    /// Something worth telling that is not a state change (waiting for a lease, a retry).
+    fn note(&self, _run: &RunView, _message: &str) {}
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl Observer for Silent {
+    fn changed(&self, _: &RunView, _: &[Change]) {}
+}
+
+/// Reads the report files a step wrote (JUnit, coverage), by path or glob relative to
+/// the run's checkout. The engine parses them with `ferry_reports`.
+pub trait ReportFiles: Send + Sync {
+    /// Every file matching `pattern` under `base`, with its bytes. An empty list when
+    /// nothing matches (the engine turns that into a clear step failure).
+    fn read(&self, base: &Path, pattern: &str) -> PortResult<Vec<(PathBuf, Vec<u8>)>>;
+}
+
+/// Takes one datapoint of an alarm (an HTTP probe, a Prometheus query, a command).
+pub trait AlarmProbe: Send + Sync {
+    /// One period's observation and a short description of what was seen
+    /// (`status 503 in 12ms`, `connection refused`, `value 0.7 > 0.5`).
+    fn sample(&self, alarm: &ferry_config::Alarm) -> (ferry_core::alarm::Datapoint, String);
+}

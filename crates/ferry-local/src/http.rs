@@ -1,0 +1,232 @@
+//! A minimal HTTP/1.1 `GET` over a plain TCP stream, enough for health checks and probes
+//! against `http://` URLs (the status code is all it reads).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+/// Sends `GET url` and returns the response's status code and body (at most 1 MiB).
+/// The whole exchange (name lookup excepted) is bounded by `timeout`.
+pub fn http_get(url: &str, timeout: Duration) -> Result<(u16, Vec<u8>), String> {
+    let deadline = Instant::now() + timeout;
+    let mut stream = connect(url, timeout, deadline)?;
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = remaining(deadline).ok_or_else(|| timed_out(timeout))?;
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| io_error(e, timeout))?;
+        let n = stream.read(&mut buf).map_err(|e| io_error(e, timeout))?;
+        if n == 0 || all.len() > 1024 * 1024 {
+            break;
+        }
+        all.extend_from_slice(&buf[..n]);
+    }
+    let end = all
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .ok_or("the connection was closed without a response")?;
+    let status = parse_status(&all[..end])?;
+    let body = match all.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => all[i + 4..].to_vec(),
+        None => Vec::new(),
+    };
+    Ok((status, body))
+}
+
+/// Sends `GET url` and returns the response's status code. The whole exchange (name
+/// lookup excepted) is bounded by `timeout`. Only `http://` URLs are supported.
+pub fn http_get_status(url: &str, timeout: Duration) -> Result<u16, String> {
+    let deadline = Instant::now() + timeout;
+    let mut stream = connect(url, timeout, deadline)?;
+    let mut head = Vec::with_capacity(256);
+    let mut buf = [0u8; 512];
+    loop {
+        if let Some(end) = head.windows(2).position(|w| w == b"\r\n") {
+            return parse_status(&head[..end]);
+        }
+        if head.len() > 8192 {
+            return Err("the response's status line is too long".into());
+        }
+        let left = remaining(deadline).ok_or_else(|| timed_out(timeout))?;
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(|e| io_error(e, timeout))?;
+        let n = stream.read(&mut buf).map_err(|e| io_error(e, timeout))?;
+        if n == 0 {
+            if head.is_empty() {
+                return Err("the connection was closed without a response".into());
+            }
+            return parse_status(&head);
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Connects and sends the request; the caller reads the answer.
+fn connect(url: &str, timeout: Duration, deadline: Instant) -> Result<TcpStream, String> {
+    let target = parse_url(url)?;
+    let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{}`: {e}", target.host))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("cannot resolve `{}`", target.host));
+    }
+    let mut last = String::from("no address to connect to");
+    let mut stream = None;
+    for addr in &addrs {
+        let left = remaining(deadline).ok_or_else(|| timed_out(timeout))?;
+        match TcpStream::connect_timeout(addr, left) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(timed_out(timeout)),
+            Err(e) => last = format!("cannot connect to {addr}: {e}"),
+        }
+    }
+    let mut stream = stream.ok_or(last)?;
+    let _ = stream.set_nodelay(true);
+    let host_header = if target.host.contains(':') {
+        format!("[{}]:{}", target.host, target.port)
+    } else {
+        format!("{}:{}", target.host, target.port)
+    };
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: ferry\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        target.path
+    );
+    let left = remaining(deadline).ok_or_else(|| timed_out(timeout))?;
+    stream
+        .set_write_timeout(Some(left))
+        .and_then(|()| stream.write_all(request.as_bytes()))
+        .map_err(|e| io_error(e, timeout))?;
+    Ok(stream)
+}
+
+struct Target {
+    host: String,
+    port: u16,
+    path: String,
+}
+
+fn parse_url(url: &str) -> Result<Target, String> {
+    let rest = if let Some(rest) = url.strip_prefix("http://") {
+        rest
+    } else if url.starts_with("https://") {
+        return Err(format!(
+            "`{url}`: https is not supported by the built-in HTTP client; use an http:// URL or a command probe"
+        ));
+    } else {
+        return Err(format!("`{url}` is not an http:// URL"));
+    };
+    let (authority, path) = match rest.find(['/', '?', '#']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let path = path.split('#').next().unwrap_or("/");
+    let path = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    };
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let end = v6
+            .find(']')
+            .ok_or_else(|| format!("`{url}`: unclosed `[` in the host"))?;
+        let host = &v6[..end];
+        let port = match &v6[end + 1..] {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| format!("`{url}`: bad port"))?,
+            ),
+        };
+        (host, port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("`{url}` has no host"));
+    }
+    let port = match port {
+        None | Some("") => 80,
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("`{url}`: `{p}` is not a port number"))?,
+    };
+    Ok(Target {
+        host: host.to_owned(),
+        port,
+        path,
+    })
+}
+
+fn parse_status(line: &[u8]) -> Result<u16, String> {
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let version = parts.next().unwrap_or("");
+    let code = parts.next().unwrap_or("");
+    if !version.starts_with("HTTP/") {
+        return Err(format!("not an HTTP response: `{}`", line.trim()));
+    }
+    code.parse::<u16>()
+        .ok()
+        .filter(|c| (100..=999).contains(c))
+        .ok_or_else(|| format!("bad HTTP status line `{}`", line.trim()))
+}
+
+fn remaining(deadline: Instant) -> Option<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+}
+
+fn timed_out(timeout: Duration) -> String {
+    format!("no answer within {}ms", timeout.as_millis())
+}
+
+fn io_error(e: std::io::Error, timeout: Duration) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => timed_out(timeout),
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse() {
+        let t =
+            parse_url("http://127.0.0.1:8080/health?x=1#frag").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("127.0.0.1", 8080, "/health?x=1")
+        );
+        let t = parse_url("http://localhost").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("localhost", 80, "/")
+        );
+        let t = parse_url("http://[::1]:9/x").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("::1", 9, "/x"));
+        assert!(parse_url("https://example.com/").is_err());
+        assert!(parse_url("ftp://x/").is_err());
+        assert!(parse_url("http://h:notaport/").is_err());
+    }
+
+    #[test]
+    fn status_lines_parse() {
+        assert_eq!(parse_status(b"HTTP/1.0 200 OK"), Ok(200));
+        assert_eq!(parse_status(b"HTTP/1.1 503 Service Unavailable"), Ok(503));
+        assert!(parse_status(b"SSH-2.0-OpenSSH").is_err());
+    }
+}

@@ -1,0 +1,27 @@
+//! ferry's local runtime: the adapters that implement the engine's ports on one machine.
+//!
+//! - [`ProcessExecutor`] runs steps as `/bin/sh -c` child processes, one process group
+//!   each, logged to a file, killed as a group on timeout.
+//! - [`GitSource`] resolves revisions and writes a commit's tree into a folder (libgit2).
+//! - [`TarArtifactStore`] packs the artifact folder into a deterministic tar file with a
+//!   SHA-256 digest.
+//! - [`ReleaseDeployer`] and [`CommandDeployer`] are the `release` and `command` deploy
+//!   kinds.
+//! - [`http_get_status`] is the plain-HTTP client used by health checks and probes.
+
+mod artifact;
+mod command;
+mod git;
+pub mod http;
+pub mod probe;
+mod process;
+mod release;
+pub mod report_files;
+mod sys;
+
+pub use artifact::{TarArtifactStore, file_digest};
+pub use command::{CommandDeployer, DEFAULT_COMMAND_TIMEOUT};
+pub use git::GitSource;
+pub use http::http_get_status;
+pub use process::{KILL_GRACE, ProcessExecutor, explain_exit};
+pub use release::{ReleaseDeployer, STOP_GRACE};

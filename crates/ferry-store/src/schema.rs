@@ -1,0 +1,199 @@
+//! The database schema, as an ordered list of migrations tracked by `PRAGMA user_version`.
+//!
+//! Migration `i` (0-based) takes the database from schema `i` to schema `i + 1`. A
+//! migration is never edited once released: a change to the schema is a new entry at the
+//! end. Each one runs in its own `BEGIN IMMEDIATE` transaction together with the bump of
+//! `user_version`, so a crash or a second ferry starting at the same time leaves the
+//! database at one version or the next, never in between.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Every migration, oldest first. The deployment columns are the seed's
+/// `DeploymentRecord` (§3.5.1, §4.1) in snake_case, plus ferry's run id, artifact digest
+/// and previous version.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    r#"
+CREATE TABLE runs (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    pipeline          TEXT    NOT NULL,
+    commit_sha        TEXT    NOT NULL,
+    commit_message    TEXT    NOT NULL,
+    commit_author     TEXT    NOT NULL,
+    "trigger"         TEXT    NOT NULL,
+    triggered_by      TEXT    NOT NULL,
+    status            TEXT    NOT NULL,
+    reason            TEXT,
+    created_at        INTEGER NOT NULL,
+    started_at        INTEGER,
+    ended_at          INTEGER,
+    artifact_digest   TEXT,
+    artifact_location TEXT,
+    artifact_size     INTEGER
+) STRICT;
+CREATE INDEX runs_status ON runs(status, id DESC);
+
+CREATE TABLE stages (
+    run_id     INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    idx        INTEGER NOT NULL,
+    name       TEXT    NOT NULL,
+    status     TEXT    NOT NULL,
+    started_at INTEGER,
+    ended_at   INTEGER,
+    PRIMARY KEY (run_id, idx)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE steps (
+    run_id     INTEGER NOT NULL,
+    stage_idx  INTEGER NOT NULL,
+    idx        INTEGER NOT NULL,
+    name       TEXT    NOT NULL,
+    kind       TEXT    NOT NULL,
+    status     TEXT    NOT NULL,
+    started_at INTEGER,
+    ended_at   INTEGER,
+    exit_code  INTEGER,
+    reason     TEXT,
+    log        TEXT,
+    PRIMARY KEY (run_id, stage_idx, idx),
+    FOREIGN KEY (run_id, stage_idx) REFERENCES stages(run_id, idx) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE test_results (
+    run_id        INTEGER NOT NULL,
+    stage_idx     INTEGER NOT NULL,
+    step_idx      INTEGER NOT NULL,
+    suite         TEXT    NOT NULL,
+    total         INTEGER NOT NULL,
+    passed        INTEGER NOT NULL,
+    failed        INTEGER NOT NULL,
+    errored       INTEGER NOT NULL,
+    skipped       INTEGER NOT NULL,
+    failures_json TEXT    NOT NULL,
+    coverage      REAL,
+    PRIMARY KEY (run_id, stage_idx, step_idx),
+    FOREIGN KEY (run_id, stage_idx, step_idx) REFERENCES steps(run_id, stage_idx, idx) ON DELETE CASCADE
+) STRICT, WITHOUT ROWID;
+
+-- Append-only. No foreign key on run_id: the audit trail outlives whatever it describes.
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          INTEGER NOT NULL,
+    kind        TEXT    NOT NULL,
+    run_id      INTEGER,
+    environment TEXT,
+    message     TEXT    NOT NULL,
+    data_json   TEXT    NOT NULL
+) STRICT;
+CREATE INDEX events_run ON events(run_id, id);
+CREATE INDEX events_environment ON events(environment, id);
+
+-- coverage_percentage may be NULL only to carry a NaN (SQLite stores NaN as NULL).
+CREATE TABLE deployments (
+    deployment_id            TEXT    PRIMARY KEY NOT NULL,
+    environment              TEXT    NOT NULL,
+    version                  TEXT    NOT NULL,
+    status                   TEXT    NOT NULL,
+    start_time               INTEGER NOT NULL,
+    end_time                 INTEGER,
+    infrastructure_changed   INTEGER NOT NULL CHECK (infrastructure_changed IN (0, 1)),
+    commit_message           TEXT    NOT NULL,
+    commit_author            TEXT    NOT NULL,
+    pipeline_execution_id    TEXT    NOT NULL,
+    unit_tests_passed        INTEGER NOT NULL CHECK (unit_tests_passed IN (0, 1)),
+    integration_tests_passed INTEGER NOT NULL CHECK (integration_tests_passed IN (0, 1)),
+    e2e_tests_passed         INTEGER NOT NULL CHECK (e2e_tests_passed IN (0, 1)),
+    coverage_percentage      REAL,
+    rollback_reason          TEXT,
+    rollback_level           TEXT,
+    rollback_time            INTEGER,
+    artifact_location        TEXT    NOT NULL,
+    expires_at               INTEGER NOT NULL,
+    run_id                   INTEGER NOT NULL,
+    artifact_digest          TEXT    NOT NULL,
+    previous_version         TEXT
+) STRICT;
+-- The seed's EnvironmentStatusIndex, with the start time so "last known good" is one
+-- index seek (see `LAST_KNOWN_GOOD`).
+CREATE INDEX deployments_env_status ON deployments(environment, status, start_time DESC);
+CREATE INDEX deployments_env_time ON deployments(environment, start_time DESC);
+CREATE INDEX deployments_time ON deployments(start_time DESC);
+CREATE INDEX deployments_run ON deployments(run_id);
+
+CREATE TABLE approvals (
+    run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    environment TEXT    NOT NULL,
+    approved    INTEGER NOT NULL CHECK (approved IN (0, 1)),
+    by_whom     TEXT    NOT NULL,
+    reason      TEXT,
+    at          INTEGER NOT NULL,
+    PRIMARY KEY (run_id, environment)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE leases (
+    environment TEXT    PRIMARY KEY NOT NULL,
+    run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    holder      TEXT    NOT NULL,
+    expires_at  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+"#,
+];
+
+/// The schema version this code writes.
+pub fn current_version() -> i64 {
+    // The list is a compile-time constant of a handful of entries.
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
+/// The database's schema version.
+pub fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+/// What [`migrate`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrated {
+    /// The database is at [`current_version`] (possibly after applying migrations).
+    Current,
+    /// The database is newer than this code: nothing was touched.
+    Newer(i64),
+}
+
+/// Applies every migration the database has not seen yet, one transaction each. The
+/// version is re-read inside each transaction, so two processes opening a fresh database
+/// at once apply each migration exactly once. A database that is already current is only
+/// read, so opening it never waits for another process's write lock.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<Migrated> {
+    if let Some(done) = classify(user_version(conn)?) {
+        return Ok(done);
+    }
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version = user_version(&tx)?;
+        if let Some(done) = classify(version) {
+            return Ok(done);
+        }
+        let Some(sql) = usize::try_from(version)
+            .ok()
+            .and_then(|v| MIGRATIONS.get(v))
+        else {
+            return Ok(Migrated::Newer(version));
+        };
+        tx.execute_batch(sql)?;
+        // PRAGMA does not take bound parameters; the value is our own integer.
+        tx.execute_batch(&format!("PRAGMA user_version = {}", version + 1))?;
+        tx.commit()?;
+    }
+}
+
+/// `None` while migrations remain to be applied. A negative version is no version this
+/// code ever wrote, so it is refused like a newer one.
+fn classify(version: i64) -> Option<Migrated> {
+    if version == current_version() {
+        Some(Migrated::Current)
+    } else if version > current_version() || version < 0 {
+        Some(Migrated::Newer(version))
+    } else {
+        None
+    }
+}

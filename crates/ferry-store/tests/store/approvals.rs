@@ -1,0 +1,191 @@
+//! Approvals: one decision per run and environment, recorded only while the run waits
+//! for it (the store is where two people pressing "approve" at once meet).
+
+use crate::support::{self, T0, apply, start, store};
+use ferry_core::approval::Decision;
+use ferry_core::run::{Next, Run};
+use ferry_core::{RunId, RunStatus, Timestamp};
+use ferry_engine::ports::{PortErrorKind, Store};
+use ferry_store::SqliteStore;
+
+fn decision(approved: bool, by: &str) -> Decision {
+    Decision {
+        approved,
+        by: by.into(),
+        reason: (!approved).then(|| "the change freeze starts today".to_string()),
+        // 2026-01-27T10:05:00Z
+        at: Timestamp(T0.0 + 300_000),
+    }
+}
+
+/// A run of the two-environment pipeline driven up to its production approval.
+fn awaiting_production(store: &SqliteStore) -> Run {
+    let mut run = start(store, support::TWO_ENVIRONMENTS, T0);
+    let mut now = T0;
+    loop {
+        now = Timestamp(now.0 + 1_000);
+        let Next::Step(r) = run.next() else {
+            panic!("{:?}", run.next())
+        };
+        let kind = run.step_kind(r).label();
+        let changes = if kind == "deploy" {
+            run.start_deploy(r, now, None, None)
+        } else {
+            run.start_step(r, now, None)
+        };
+        apply(store, &run, &changes);
+        if run.status() == RunStatus::AwaitingApproval {
+            return run;
+        }
+        let changes = match kind {
+            "gate" => {
+                run.ledger.coverage = Some(95.0);
+                run.finish_gate(r, now)
+            }
+            "package" => run.finish_package(r, support::artifact(run.id()), now),
+            _ => run.finish_step(r, ferry_core::StepOutcome::passed(), now),
+        };
+        apply(store, &run, &changes);
+    }
+}
+
+#[test]
+fn an_approval_is_recorded_once() {
+    let (_d, store) = store();
+    let run = awaiting_production(&store);
+    assert_eq!(store.approval(run.id(), "production").unwrap(), None);
+    store
+        .decide(run.id(), "production", &decision(true, "alice"))
+        .unwrap();
+    assert_eq!(
+        store.approval(run.id(), "production").unwrap(),
+        Some(decision(true, "alice"))
+    );
+
+    let err = store
+        .decide(run.id(), "production", &decision(false, "bob"))
+        .unwrap_err();
+    assert_eq!(err.kind, PortErrorKind::Conflict);
+    assert_eq!(
+        err.message,
+        format!(
+            "run {} was already approved by alice at 2026-01-27T10:05:00Z",
+            run.id()
+        )
+    );
+    // The first decision stands.
+    assert_eq!(
+        store.approval(run.id(), "production").unwrap(),
+        Some(decision(true, "alice"))
+    );
+}
+
+#[test]
+fn a_rejection_keeps_its_reason_and_blocks_a_later_approval() {
+    let (_d, store) = store();
+    let run = awaiting_production(&store);
+    store
+        .decide(run.id(), "production", &decision(false, "bob"))
+        .unwrap();
+    let got = store.approval(run.id(), "production").unwrap().unwrap();
+    assert_eq!(
+        got.reason.as_deref(),
+        Some("the change freeze starts today")
+    );
+    let err = store
+        .decide(run.id(), "production", &decision(true, "alice"))
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        format!(
+            "run {} was already rejected by bob at 2026-01-27T10:05:00Z",
+            run.id()
+        )
+    );
+}
+
+#[test]
+fn a_run_that_is_not_waiting_cannot_be_approved() {
+    let (_d, store) = store();
+    let mut run = start(&store, support::TWO_ENVIRONMENTS, T0);
+    let err = store
+        .decide(run.id(), "production", &decision(true, "alice"))
+        .unwrap_err();
+    assert_eq!(err.kind, PortErrorKind::Conflict);
+    assert_eq!(
+        err.message,
+        format!(
+            "run {} is not waiting for approval (it is queued)",
+            run.id()
+        )
+    );
+
+    let changes = run.begin(T0);
+    apply(&store, &run, &changes);
+    let err = store
+        .decide(run.id(), "production", &decision(true, "alice"))
+        .unwrap_err();
+    assert_eq!(
+        err.message,
+        format!(
+            "run {} is not waiting for approval (it is running)",
+            run.id()
+        )
+    );
+    assert_eq!(store.approval(run.id(), "production").unwrap(), None);
+}
+
+#[test]
+fn only_the_environment_waiting_can_be_approved() {
+    let (_d, store) = store();
+    let run = awaiting_production(&store);
+    let err = store
+        .decide(run.id(), "test", &decision(true, "alice"))
+        .unwrap_err();
+    assert_eq!(err.kind, PortErrorKind::Conflict);
+    assert_eq!(
+        err.message,
+        format!(
+            "run {} is not waiting for approval to deploy to test (it is waiting for approval to deploy to production)",
+            run.id()
+        )
+    );
+    let err = store
+        .decide(run.id(), "moon", &decision(true, "alice"))
+        .unwrap_err();
+    assert_eq!(err.kind, PortErrorKind::NotFound);
+    assert_eq!(
+        err.message,
+        format!("run {} has no environment `moon`", run.id())
+    );
+}
+
+#[test]
+fn unknown_runs_are_not_found() {
+    let (_d, store) = store();
+    let err = store
+        .decide(RunId(7), "production", &decision(true, "alice"))
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.message.as_str()),
+        (PortErrorKind::NotFound, "run 7 does not exist")
+    );
+    assert_eq!(
+        store.approval(RunId(7), "production").unwrap_err().kind,
+        PortErrorKind::NotFound
+    );
+}
+
+#[test]
+fn two_stores_on_one_file_see_one_decision() {
+    let (dir, store) = store();
+    let run = awaiting_production(&store);
+    let other = SqliteStore::open(&dir.path().join(".ferry").join("ferry.db")).unwrap();
+    store
+        .decide(run.id(), "production", &decision(true, "alice"))
+        .unwrap();
+    let err = other
+        .decide(run.id(), "production", &decision(true, "bob"))
+        .unwrap_err();
+    assert_eq!(err.kind, PortErrorKind::Conflict);
+}
