@@ -93,7 +93,7 @@ pub fn run(
     project: &Project,
     commit: Option<&str>,
     as_json: bool,
-    cancel: &AtomicBool,
+    cancel: &'static AtomicBool,
 ) -> CliResult<i32> {
     let pipeline = project.pipeline()?;
     let store = project.open_store()?;
@@ -139,11 +139,11 @@ pub fn drive(
     trigger: &str,
     by: &str,
     progress: &Progress,
-    cancel: &AtomicBool,
+    cancel: &'static AtomicBool,
     on_queued: Option<&dyn Fn(RunId)>,
 ) -> CliResult<RunView> {
     let deployers = project.deployers(pipeline)?;
-    let executor = ferry_local::ProcessExecutor::new();
+    let executor = ferry_local::ProcessExecutor::with_cancel(cancel);
     let artifacts = ferry_local::TarArtifactStore::new(project.state.join("artifacts"));
     let reports = ferry_local::report_files::LocalReportFiles;
     let probe = ferry_local::probe::LocalProbe;

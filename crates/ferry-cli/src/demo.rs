@@ -75,7 +75,7 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
     let pipeline = project.pipeline()?;
     let store = project.open_store()?;
     let source = ferry_local::GitSource::open(&root)?;
-    let cancel = AtomicBool::new(false);
+    let cancel: &'static AtomicBool = crate::signals::cancel_on_interrupt();
     let progress = Progress::new(as_json);
 
     say("① commit 1 goes through build, test and staging; production waits for an approval\n");
@@ -94,7 +94,7 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
             "demo",
             "ferry-demo",
             &progress,
-            &cancel,
+            cancel,
             Some(&on_queued),
         );
         let _ = approver.join();
@@ -117,7 +117,7 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
         "demo",
         "ferry-demo",
         &progress,
-        &cancel,
+        cancel,
         None,
     )?;
     progress.say(&format!(

@@ -243,6 +243,12 @@ impl<'a> Engine<'a> {
                     timeout,
                     log,
                 });
+                if self.cancel.load(Ordering::SeqCst) {
+                    // The step was stopped because the user cancelled: the run is
+                    // cancelled, not failed.
+                    let ch = run.cancel("cancelled by the user", clock.now());
+                    return self.commit(run, ch);
+                }
                 let outcome = self.command_outcome(
                     run.step_name(r),
                     &exit.how,

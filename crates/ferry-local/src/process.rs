@@ -10,6 +10,7 @@ use std::io::{self, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -29,19 +30,25 @@ pub fn explain_exit(code: i32) -> Option<&'static str> {
 /// Runs steps as `/bin/sh -c <command>` child processes (see [`Executor`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProcessExecutor {
-    _private: (),
+    cancel: Option<&'static AtomicBool>,
 }
 
 impl ProcessExecutor {
     pub fn new() -> Self {
-        ProcessExecutor { _private: () }
+        ProcessExecutor { cancel: None }
+    }
+
+    /// An executor that stops the running step's process group (SIGTERM, then SIGKILL
+    /// after [`KILL_GRACE`]) as soon as `flag` is set (Ctrl-C on `ferry run`).
+    pub fn with_cancel(flag: &'static AtomicBool) -> Self {
+        ProcessExecutor { cancel: Some(flag) }
     }
 }
 
 impl Executor for ProcessExecutor {
     fn run(&self, req: &StepRequest) -> StepExit {
         let started = Instant::now();
-        let how = run_step(req);
+        let how = run_step(req, self.cancel);
         StepExit {
             how,
             duration: started.elapsed(),
@@ -71,7 +78,7 @@ pub(crate) fn shell(command: &str, cwd: &Path, env: &BTreeMap<String, String>) -
     cmd
 }
 
-fn run_step(req: &StepRequest) -> ExitObservation {
+fn run_step(req: &StepRequest, cancel: Option<&AtomicBool>) -> ExitObservation {
     if !req.cwd.is_dir() {
         return ExitObservation::NotStarted(format!(
             "working folder `{}` does not exist",
@@ -97,11 +104,12 @@ fn run_step(req: &StepRequest) -> ExitObservation {
         Ok(c) => c,
         Err(e) => return ExitObservation::NotStarted(format!("cannot start /bin/sh: {e}")),
     };
-    match wait_group(child, req.timeout) {
+    match wait_group(child, req.timeout, cancel) {
         Waited::Exited(status) => observe(status),
         Waited::TimedOut => ExitObservation::TimedOut {
             after_secs: req.timeout.as_secs(),
         },
+        Waited::Cancelled => ExitObservation::Signal(libc::SIGTERM),
         Waited::Lost(e) => ExitObservation::NotStarted(format!("lost track of the process: {e}")),
     }
 }
@@ -117,6 +125,7 @@ fn observe(status: ExitStatus) -> ExitObservation {
 pub(crate) enum Waited {
     Exited(ExitStatus),
     TimedOut,
+    Cancelled,
     Lost(io::Error),
 }
 
@@ -124,7 +133,11 @@ pub(crate) enum Waited {
 /// `wait` and reports over a channel. On timeout the group gets SIGTERM, then SIGKILL
 /// after [`KILL_GRACE`]. Whatever is left in the group afterwards is SIGKILLed too, so
 /// background children never outlive their step.
-pub(crate) fn wait_group(mut child: Child, timeout: Duration) -> Waited {
+pub(crate) fn wait_group(
+    mut child: Child,
+    timeout: Duration,
+    cancel: Option<&AtomicBool>,
+) -> Waited {
     let pgid = i32::try_from(child.id()).unwrap_or(0);
     let (tx, rx) = mpsc::sync_channel(1);
     let spawned = thread::Builder::new()
@@ -137,19 +150,38 @@ pub(crate) fn wait_group(mut child: Child, timeout: Duration) -> Waited {
         let _ = sys::signal_group(pgid, libc::SIGKILL);
         return Waited::Lost(e);
     }
-    let result = match rx.recv_timeout(timeout) {
-        Ok(Ok(status)) => Waited::Exited(status),
-        Ok(Err(e)) => Waited::Lost(e),
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            Waited::Lost(io::Error::other("the waiter thread stopped"))
+    // The exit arrives over the channel at once; the slices only bound how late a
+    // cancel request is noticed.
+    let deadline = Instant::now() + timeout;
+    let slice = if cancel.is_some() {
+        Duration::from_millis(100)
+    } else {
+        timeout
+    };
+    let stop = |why: Waited| {
+        let _ = sys::signal_group(pgid, libc::SIGTERM);
+        if rx.recv_timeout(KILL_GRACE).is_err() {
+            let _ = sys::signal_group(pgid, libc::SIGKILL);
+            let _ = rx.recv();
         }
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            let _ = sys::signal_group(pgid, libc::SIGTERM);
-            if rx.recv_timeout(KILL_GRACE).is_err() {
-                let _ = sys::signal_group(pgid, libc::SIGKILL);
-                let _ = rx.recv();
+        why
+    };
+    let result = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.min(slice)) {
+            Ok(Ok(status)) => break Waited::Exited(status),
+            Ok(Err(e)) => break Waited::Lost(e),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                break Waited::Lost(io::Error::other("the waiter thread stopped"));
             }
-            Waited::TimedOut
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+                    break stop(Waited::Cancelled);
+                }
+                if Instant::now() >= deadline {
+                    break stop(Waited::TimedOut);
+                }
+            }
         }
     };
     // The shell is gone (and reaped); its group may still hold background children.
@@ -188,9 +220,9 @@ pub(crate) fn capture(
     };
     let out = child.stdout.take().map(reader);
     let err = child.stderr.take().map(reader);
-    let how = match wait_group(child, timeout) {
+    let how = match wait_group(child, timeout, None) {
         Waited::Exited(status) => observe(status),
-        Waited::TimedOut => ExitObservation::TimedOut {
+        Waited::TimedOut | Waited::Cancelled => ExitObservation::TimedOut {
             after_secs: timeout.as_secs(),
         },
         Waited::Lost(e) => ExitObservation::NotStarted(format!("lost track of the process: {e}")),
