@@ -44,24 +44,14 @@ pub fn percent(p: f64) -> String {
 }
 
 /// A command step's verdict: its exit status and every test report it wrote must agree
-/// that it passed.
+/// that it passed. When several things failed, the reason names all of them, most
+/// telling first: the failing tests, then report problems, then the exit status.
 pub fn command(
     exit: &ExitObservation,
     tests: Option<&ferry_reports::TestReport>,
     report_problems: &[String],
 ) -> Verdict {
-    let mut worst = match exit {
-        ExitObservation::Code(0) => Verdict::Passed,
-        ExitObservation::Code(c) => Verdict::Failed(format!("exited with status {c}")),
-        ExitObservation::TimedOut { after_secs } => Verdict::Failed(format!(
-            "timed out after {after_secs}s; its process group was killed"
-        )),
-        ExitObservation::Signal(s) => Verdict::Failed(format!("killed by signal {s}")),
-        ExitObservation::NotStarted(why) => Verdict::Failed(format!("could not start: {why}")),
-    };
-    if let Some(p) = report_problems.first() {
-        worst = worst.max(Verdict::Failed(p.clone()));
-    }
+    let mut reasons: Vec<String> = Vec::new();
     if let Some(t) = tests
         && !t.ok()
     {
@@ -76,9 +66,23 @@ pub fn command(
         if more > 0 {
             why.push_str(&format!(" and {more} more"));
         }
-        worst = worst.max(Verdict::Failed(why));
+        reasons.push(why);
     }
-    worst
+    reasons.extend(report_problems.iter().cloned());
+    match exit {
+        ExitObservation::Code(0) => {}
+        ExitObservation::Code(c) => reasons.push(format!("exited with status {c}")),
+        ExitObservation::TimedOut { after_secs } => reasons.push(format!(
+            "timed out after {after_secs}s; its process group was killed"
+        )),
+        ExitObservation::Signal(s) => reasons.push(format!("killed by signal {s}")),
+        ExitObservation::NotStarted(why) => reasons.push(format!("could not start: {why}")),
+    }
+    if reasons.is_empty() {
+        Verdict::Passed
+    } else {
+        Verdict::Failed(reasons.join("; "))
+    }
 }
 
 /// How a step's process ended, as the executor saw it.
@@ -138,5 +142,28 @@ mod tests {
         assert!(!command(&ExitObservation::Code(1), None, &[]).passed());
         assert!(!command(&ExitObservation::Code(0), None, &["report missing".into()]).passed());
         assert!(command(&ExitObservation::Code(0), None, &[]).passed());
+    }
+
+    #[test]
+    fn failing_tests_are_named_before_the_exit_status() {
+        let t = ferry_reports::TestReport {
+            total: 2,
+            passed: 1,
+            failed: 1,
+            failures: vec![ferry_reports::FailedTest {
+                name: "checkout_total_is_correct".into(),
+                suite: "s".into(),
+                error: "e".into(),
+                stack_trace: None,
+            }],
+            ..Default::default()
+        };
+        assert_eq!(
+            command(&ExitObservation::Code(1), Some(&t), &[]),
+            Verdict::Failed(
+                "1 of 2 tests failed or errored: checkout_total_is_correct; exited with status 1"
+                    .into()
+            )
+        );
     }
 }
