@@ -16,7 +16,31 @@ const APPROVAL_WAIT: Duration = Duration::from_secs(240);
 // ---------------------------------------------------------------------------------------
 // The reference pipeline, end to end.
 
-const REFERENCE: &str = "/work/shared/examples/ferry.yml";
+/// The reference pipeline as the repository ships it (`examples/reference/ferry.yml`),
+/// a byte-for-byte copy of `../shared/examples/ferry.yml`.
+const REFERENCE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/reference/ferry.yml"
+);
+/// The contract itself, next to the repository when the workspace has it.
+const SHARED_REFERENCE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/examples/ferry.yml"
+);
+
+#[test]
+fn the_shipped_reference_file_is_the_contract_unchanged() {
+    let shipped = std::fs::read_to_string(REFERENCE).expect("examples/reference/ferry.yml");
+    match std::fs::read_to_string(SHARED_REFERENCE) {
+        Ok(shared) => assert_eq!(
+            shipped, shared,
+            "examples/reference/ferry.yml differs from ../shared/examples/ferry.yml"
+        ),
+        Err(_) => eprintln!(
+            "../shared/examples/ferry.yml is not next to this checkout; using the shipped copy"
+        ),
+    }
+}
 
 const REF_LINT: &str = r#"#!/bin/sh
 # Lint: the scripts parse, the server parses.
@@ -1138,4 +1162,67 @@ fn history_into_a_closed_pipe_exits_zero() {
             stderr(&out)
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Ctrl-C.
+
+#[test]
+fn ctrl_c_cancels_the_run_and_stops_the_step_process_group() {
+    let repo = Repo::new();
+    let pids = repo.join("pids.txt");
+    repo.write(
+        "ferry.yml",
+        &format!(
+            "pipeline: cancel\nbuild:\n  steps:\n    - name: slow\n      run: {}\nenvironments:\n  - name: test\n    deploy:\n      command:\n        run: echo deployed\n",
+            yaml_str(&format!("sleep 300 & echo $! > '{p}'; echo $$ >> '{p}'; sleep 301", p = pids.display()))
+        ),
+    );
+    repo.write(".gitignore", ".ferry/\npids.txt\n");
+    repo.commit("Slow build");
+    let mut run = repo.spawn(&["run", "--json"]);
+    // Wait until the step is running (both pids written).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&pids)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run.interrupt();
+    let out = run.wait(Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let view = support::json(&out);
+    assert_eq!(view["status"], "cancelled", "{}", describe(&out));
+    assert_eq!(view["stages"][0]["steps"][0]["status"], "cancelled");
+    assert_eq!(view["stages"][1]["status"], "skipped");
+    // The whole process group of the step is gone, background child included.
+    for pid in std::fs::read_to_string(&pids).expect("pids").lines() {
+        let pid: i32 = pid.trim().parse().expect("a pid");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists() || zombie(pid),
+            "process {pid} outlived the cancelled step"
+        );
+    }
+    let status = repo.status();
+    assert_eq!(
+        status["runs"].as_array().map(Vec::len),
+        Some(0),
+        "no unfinished run: {status}"
+    );
+    assert_eq!(
+        repo.history()["deployments"].as_array().map(Vec::len),
+        Some(0)
+    );
+}
+
+fn zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.split_whitespace().nth(2) == Some("Z"))
+        .unwrap_or(true)
 }

@@ -286,6 +286,17 @@ mod sys {
         }
     }
 
+    /// Sends SIGINT to one process.
+    pub fn interrupt(pid: i32) {
+        if pid <= 1 {
+            return;
+        }
+        // SAFETY: plain integer arguments; no memory of ours is touched.
+        unsafe {
+            libc::kill(pid, libc::SIGINT);
+        }
+    }
+
     /// Whether any process is in the group `pgid`.
     pub fn group_alive(pgid: i32) -> bool {
         if pgid <= 1 {
@@ -340,6 +351,13 @@ impl Running {
             stdout,
             stderr,
             status: None,
+        }
+    }
+
+    /// Sends SIGINT, as Ctrl-C on a terminal would.
+    pub fn interrupt(&self) {
+        if let Some(c) = self.child.as_ref() {
+            sys::interrupt(i32::try_from(c.id()).unwrap_or(0));
         }
     }
 
