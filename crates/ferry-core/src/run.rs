@@ -129,6 +129,9 @@ pub struct Run {
     deployments: Vec<Option<DeploymentRecord>>,
     /// When the approval of a stage was requested, for its timeout.
     pub approval_requested: Vec<Option<Timestamp>>,
+    /// The latest time this run has recorded: a run's record never goes back in time,
+    /// whatever the clocks it is handed do.
+    last: Timestamp,
 }
 
 impl Run {
@@ -176,7 +179,14 @@ impl Run {
             ledger: TestLedger::default(),
             deployments: vec![None; n],
             approval_requested: vec![None; n],
+            last: now,
         }
+    }
+
+    /// `now`, or the latest time already recorded if `now` is earlier.
+    fn tick(&mut self, now: Timestamp) -> Timestamp {
+        self.last = self.last.max(now);
+        self.last
     }
 
     pub fn id(&self) -> RunId {
@@ -221,6 +231,7 @@ impl Run {
 
     /// queued → running.
     pub fn begin(&mut self, now: Timestamp) -> Vec<Change> {
+        let now = self.tick(now);
         if self.view.status != RunStatus::Queued {
             return Vec::new();
         }
@@ -278,6 +289,7 @@ impl Run {
     /// Records that a step starts (the intent, committed before the side effect).
     /// `log` is where its output will be written.
     pub fn start_step(&mut self, r: StepRef, now: Timestamp, log: Option<String>) -> Vec<Change> {
+        let now = self.tick(now);
         let mut out = Vec::new();
         if self.view.status == RunStatus::Queued {
             out.extend(self.begin(now));
@@ -374,6 +386,7 @@ impl Run {
         log: Option<String>,
         previous_version: Option<String>,
     ) -> Vec<Change> {
+        let now = self.tick(now);
         let mut out = self.start_step(r, now, log);
         let env = self.stage_name(r.stage).to_string();
         let c = self.view.commit.clone();
@@ -427,6 +440,7 @@ impl Run {
 
     /// Records the coverage gate's verdict, computed here from the run's coverage.
     pub fn finish_gate(&mut self, r: StepRef, now: Timestamp) -> Vec<Change> {
+        let now = self.tick(now);
         let StepKind::CoverageGate { min } = *self.step_kind(r) else {
             return self.finish_step(r, StepOutcome::failed("not a gate step"), now);
         };
@@ -471,6 +485,7 @@ impl Run {
         artifact: Artifact,
         now: Timestamp,
     ) -> Vec<Change> {
+        let now = self.tick(now);
         self.view.artifact = Some(artifact.clone());
         let mut out = vec![
             Change::Artifact(artifact.clone()),
@@ -493,6 +508,7 @@ impl Run {
         state: ApprovalState,
         now: Timestamp,
     ) -> Vec<Change> {
+        let now = self.tick(now);
         let env = self.stage_name(r.stage).to_string();
         let (kind, outcome, msg) = match &state {
             ApprovalState::Waiting { .. } => return Vec::new(),
@@ -547,6 +563,7 @@ impl Run {
     /// Records a step's outcome (committed after the side effect ended) and everything
     /// it implies: test results, the stage's end, the deployment's end, the run's end.
     pub fn finish_step(&mut self, r: StepRef, outcome: StepOutcome, now: Timestamp) -> Vec<Change> {
+        let now = self.tick(now);
         let mut out = Vec::new();
         let env = self.plan.stages[r.stage].environment().map(str::to_string);
         let stage_name = self.stage_name(r.stage).to_string();
@@ -626,6 +643,7 @@ impl Run {
     /// Ends the run as failed from outside any step (a crash found on restart, a
     /// refused artifact, a lost lease …). The running step, if any, fails with `why`.
     pub fn abort(&mut self, why: &str, now: Timestamp) -> Vec<Change> {
+        let now = self.tick(now);
         if self.view.status.is_terminal() {
             return Vec::new();
         }
@@ -698,11 +716,13 @@ impl Run {
     /// Cancels the run (Ctrl-C, a newer run superseding it): the running step is
     /// cancelled, the rest skipped, an open deployment fails.
     pub fn cancel(&mut self, why: &str, now: Timestamp) -> Vec<Change> {
+        let now = self.tick(now);
         self.stop_as(why, now, RunStatus::Cancelled)
     }
 
     /// Ends the run as superseded by a newer one (CodePipeline V2's SUPERSEDED mode).
     pub fn supersede(&mut self, why: &str, now: Timestamp) -> Vec<Change> {
+        let now = self.tick(now);
         self.stop_as(why, now, RunStatus::Superseded)
     }
 
@@ -778,11 +798,16 @@ impl Run {
             status: stage_status,
             at: now,
         });
+        let (stage_kind, stage_word) = if stage_status == StageStatus::Failed {
+            (EventKind::StageFailed, "failed")
+        } else {
+            (EventKind::StageCancelled, "cancelled")
+        };
         out.push(self.event(
             now,
-            EventKind::StageFailed,
+            stage_kind,
             env,
-            format!("stage {stage_name} failed: {why}"),
+            format!("stage {stage_name} {stage_word}: {why}"),
             json!({"stage": stage_name, "reason": why}),
         ));
         if let Some(d) = self.deployments[r.stage].take() {
@@ -817,10 +842,10 @@ impl Run {
             reason: Some(why.clone()),
             at: now,
         });
-        let kind = if final_status == RunStatus::Failed {
-            EventKind::RunFailed
-        } else {
-            EventKind::RunCancelled
+        let kind = match final_status {
+            RunStatus::Superseded => EventKind::RunSuperseded,
+            RunStatus::Cancelled => EventKind::RunCancelled,
+            _ => EventKind::RunFailed,
         };
         out.push(self.event(
             now,

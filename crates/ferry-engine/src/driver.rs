@@ -63,6 +63,13 @@ impl Layout {
     }
 }
 
+/// The environment lease a run holds, and why it was lost if it was.
+#[derive(Debug, Default)]
+struct Held {
+    lease: Option<Lease>,
+    lost: Option<String>,
+}
+
 /// Knobs of the driver, with the defaults a foreground `ferry run` uses.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -138,26 +145,24 @@ impl<'a> Engine<'a> {
     /// Drives a queued run to its end. Errors are the store's: a run whose state cannot
     /// be recorded is not driven further.
     pub fn drive(&self, mut run: Run) -> PortResult<RunView> {
-        let lease: Mutex<Option<Lease>> = Mutex::new(None);
+        let lease: Mutex<Held> = Mutex::new(Held::default());
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let result = std::thread::scope(|s| {
-            // Heartbeat: keeps the environment lease alive during long steps.
-            let held_lease = &lease;
+            // Heartbeat: keeps the environment lease alive during long steps (on the real
+            // clock's pace, with expiry times from the injected one). A lease that cannot
+            // be renewed is marked lost; the run stops at the next step boundary.
+            let held = &lease;
             s.spawn(move || {
                 let every = self.settings.lease_ttl / 3;
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(every) {
-                    let held = held_lease.lock().ok().and_then(|l| l.clone());
-                    if let Some(mut l) = held {
-                        l.expires_at = self.ports.clock.now().plus(self.settings.lease_ttl);
-                        let _ = self.ports.store.renew_lease(&l);
-                    }
+                    self.renew(held);
                 }
             });
             let r = self.drive_steps(&mut run, &lease);
             let _ = stop_tx.send(());
             r
         });
-        let held = lease.lock().ok().and_then(|mut l| l.take());
+        let held = lease.lock().ok().and_then(|mut l| l.lease.take());
         if let Some(l) = held {
             let _ = self.ports.store.release_lease(&l.environment, l.run);
         }
@@ -165,13 +170,45 @@ impl<'a> Engine<'a> {
         Ok(run.view)
     }
 
-    fn drive_steps(&self, run: &mut Run, lease: &Mutex<Option<Lease>>) -> PortResult<()> {
+    /// Extends the held lease, if any; records its loss.
+    fn renew(&self, held: &Mutex<Held>) {
+        let Ok(mut h) = held.lock() else { return };
+        let Some(l) = h.lease.as_ref() else { return };
+        let now = self.ports.clock.now();
+        let mut next = l.clone();
+        next.expires_at = now.plus(self.settings.lease_ttl);
+        match self.ports.store.renew_lease(&next) {
+            Ok(()) => h.lease = Some(next),
+            Err(e) if e.kind == PortErrorKind::Conflict => h.lost = Some(e.message),
+            Err(e) if now >= l.expires_at => {
+                h.lost = Some(format!(
+                    "could not renew it before it expired: {}",
+                    e.message
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn drive_steps(&self, run: &mut Run, lease: &Mutex<Held>) -> PortResult<()> {
         let checkout = self.layout.checkout(run.id());
         let mut checked_out = false;
         loop {
             let now = self.ports.clock.now();
             if self.cancel.load(Ordering::SeqCst) && !run.status().is_terminal() {
                 let ch = run.cancel("cancelled by the user", now);
+                self.commit(run, ch)?;
+            }
+            self.renew(lease);
+            let lost = lease.lock().ok().and_then(|mut h| {
+                let env = h.lease.as_ref().map(|l| l.environment.clone());
+                h.lost.take().map(|why| (env.unwrap_or_default(), why))
+            });
+            if let Some((env, why)) = lost
+                && !run.status().is_terminal()
+            {
+                // Someone else may be deploying there now: stop rather than act on it.
+                let ch = run.abort(&format!("lost the lease on environment {env}: {why}"), now);
                 self.commit(run, ch)?;
             }
             let r = match run.next() {
@@ -196,7 +233,7 @@ impl<'a> Engine<'a> {
             self.step(run, r, &checkout, lease)?;
             // Leave an environment once its stage has ended.
             let done_env = {
-                let held = lease.lock().ok().and_then(|l| l.clone());
+                let held = lease.lock().ok().and_then(|h| h.lease.clone());
                 held.filter(|l| {
                     run.plan
                         .stage_index(&l.environment)
@@ -205,8 +242,8 @@ impl<'a> Engine<'a> {
             };
             if let Some(l) = done_env {
                 self.ports.store.release_lease(&l.environment, l.run)?;
-                if let Ok(mut g) = lease.lock() {
-                    *g = None;
+                if let Ok(mut h) = lease.lock() {
+                    *h = Held::default();
                 }
             }
         }
@@ -217,7 +254,7 @@ impl<'a> Engine<'a> {
         run: &mut Run,
         r: StepRef,
         checkout: &Path,
-        lease: &Mutex<Option<Lease>>,
+        lease: &Mutex<Held>,
     ) -> PortResult<()> {
         let clock = self.ports.clock;
         let stage_name = run.stage_name(r.stage).to_string();
@@ -309,7 +346,11 @@ impl<'a> Engine<'a> {
                 let ch = run.start_step(r, clock.now(), log_text);
                 self.commit(run, ch)?;
                 let outcome = self.monitor(run, duration, interval, &alarms);
-                let ch = run.finish_step(r, outcome, clock.now());
+                let ch = if self.cancel.load(Ordering::SeqCst) {
+                    run.cancel("cancelled by the user", clock.now())
+                } else {
+                    run.finish_step(r, outcome, clock.now())
+                };
                 self.commit(run, ch)
             }
         }
@@ -321,7 +362,7 @@ impl<'a> Engine<'a> {
         r: StepRef,
         checkout: &Path,
         log: PathBuf,
-        lease: &Mutex<Option<Lease>>,
+        lease: &Mutex<Held>,
     ) -> PortResult<()> {
         let clock = self.ports.clock;
         let env = run.stage_name(r.stage).to_string();
@@ -329,6 +370,43 @@ impl<'a> Engine<'a> {
         if self.cancel.load(Ordering::SeqCst) {
             return Ok(());
         }
+        // A newer run already put its version here: deploying this older one would take
+        // the environment backwards (CodePipeline V2's SUPERSEDED mode).
+        if let Some(latest) = self.ports.store.latest_deployment(&env)?
+            && latest.run_id > run.id()
+            && latest.status != ferry_core::DeploymentStatus::Failed
+        {
+            let why = format!(
+                "run {} already deployed the newer commit {} to {env}",
+                latest.run_id,
+                ferry_core::short_sha(&latest.version)
+            );
+            let ch = run.supersede(&why, clock.now());
+            return self.commit(run, ch);
+        }
+        // Refusals before anything reaches the environment fail the step without opening
+        // a deployment record: nothing was deployed.
+        let refusal = match (self.ports.deployers.get(&env), &run.view.artifact) {
+            (None, _) => Some(format!("no deployer for environment `{env}`")),
+            (Some(_), Some(a)) => {
+                match self.retrying(run, || self.ports.artifacts.digest(&a.location)) {
+                    Ok(d) if d == a.digest => None,
+                    Ok(d) => Some(format!(
+                        "artifact `{}` changed since it was built (expected {}, found {d}); refusing to deploy it",
+                        a.location, a.digest
+                    )),
+                    Err(e) => Some(e.message),
+                }
+            }
+            (Some(_), None) => None,
+        };
+        let (Some(deployer), None) = (self.ports.deployers.get(&env), &refusal) else {
+            let ch = run.start_step(r, clock.now(), Some(log.display().to_string()));
+            self.commit(run, ch)?;
+            let why = refusal.unwrap_or_default();
+            let ch = run.finish_step(r, StepOutcome::failed(why), clock.now());
+            return self.commit(run, ch);
+        };
         let previous = self.ports.store.last_known_good(&env)?.map(|d| d.version);
         // Deployment ids are `{env}#{millis}` (the seed's format): under the lease,
         // deployments of one environment are sequential, so one past the newest is unique.
@@ -341,36 +419,11 @@ impl<'a> Engine<'a> {
         let ch = run.start_deploy(r, at, Some(log.display().to_string()), previous);
         self.commit(run, ch)?;
 
-        let Some(deployer) = self.ports.deployers.get(&env) else {
-            let ch = run.finish_step(
-                r,
-                StepOutcome::failed(format!("no deployer for environment `{env}`")),
-                clock.now(),
-            );
-            return self.commit(run, ch);
-        };
         let artifact = run.view.artifact.clone().unwrap_or(Artifact {
             digest: String::new(),
             location: String::new(),
             size: 0,
         });
-        if !artifact.location.is_empty() {
-            match self.ports.artifacts.digest(&artifact.location) {
-                Ok(d) if d == artifact.digest => {}
-                Ok(d) => {
-                    let why = format!(
-                        "artifact `{}` changed since it was built (expected {}, found {d}); refusing to deploy it",
-                        artifact.location, artifact.digest
-                    );
-                    let ch = run.finish_step(r, StepOutcome::failed(why), clock.now());
-                    return self.commit(run, ch);
-                }
-                Err(e) => {
-                    let ch = run.finish_step(r, StepOutcome::failed(e.message), clock.now());
-                    return self.commit(run, ch);
-                }
-            }
-        }
         let req = DeployRequest {
             environment: env.clone(),
             version: run.view.commit.sha.clone(),
@@ -381,7 +434,7 @@ impl<'a> Engine<'a> {
         };
         let outcome = match self.retrying(run, || deployer.deploy(&req)) {
             Err(e) => StepOutcome::failed(e.message),
-            Ok(()) => match deployer.current_version() {
+            Ok(()) => match self.retrying(run, || deployer.current_version()) {
                 Ok(Some(v)) if v == req.version => StepOutcome::passed(),
                 Ok(other) => StepOutcome::failed(format!(
                     "after deploying {} the environment reports {} running",
@@ -399,7 +452,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Takes the environment's lease, waiting while another run holds it.
-    fn enter(&self, run: &Run, env: &str, lease: &Mutex<Option<Lease>>) -> PortResult<()> {
+    fn enter(&self, run: &Run, env: &str, lease: &Mutex<Held>) -> PortResult<()> {
         let clock = self.ports.clock;
         let mut told = false;
         loop {
@@ -412,8 +465,11 @@ impl<'a> Engine<'a> {
             };
             match self.ports.store.acquire_lease(&want, now)? {
                 Ok(()) => {
-                    if let Ok(mut g) = lease.lock() {
-                        *g = Some(want);
+                    if let Ok(mut h) = lease.lock() {
+                        *h = Held {
+                            lease: Some(want),
+                            lost: None,
+                        };
                     }
                     return Ok(());
                 }

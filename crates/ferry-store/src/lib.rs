@@ -261,7 +261,10 @@ fn ensure_run(tx: &Transaction<'_>, run: RunId) -> Fallible<RunStatus> {
         .optional()?;
     match status {
         Some(s) => parse_enum(s, "runs", "status", RunStatus::parse),
-        None => Err(PortError::not_found(format!("run {run} does not exist; `ferry history` lists the runs")).into()),
+        None => Err(PortError::not_found(format!(
+            "run {run} does not exist; `ferry history` lists the runs"
+        ))
+        .into()),
     }
 }
 
@@ -727,7 +730,10 @@ fn load_run(tx: &Transaction<'_>, run: RunId) -> Fallible<RunView> {
     )?;
     let mut rows = stmt.query([run.0])?;
     let Some(r) = rows.next()? else {
-        return Err(PortError::not_found(format!("run {run} does not exist; `ferry history` lists the runs")).into());
+        return Err(PortError::not_found(format!(
+            "run {run} does not exist; `ferry history` lists the runs"
+        ))
+        .into());
     };
     let artifact = match (
         r.get::<_, Option<String>>(9)?,

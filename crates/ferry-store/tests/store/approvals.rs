@@ -168,7 +168,10 @@ fn unknown_runs_are_not_found() {
         .unwrap_err();
     assert_eq!(
         (err.kind, err.message.as_str()),
-        (PortErrorKind::NotFound, "run 7 does not exist; `ferry history` lists the runs")
+        (
+            PortErrorKind::NotFound,
+            "run 7 does not exist; `ferry history` lists the runs"
+        )
     );
     assert_eq!(
         store.approval(RunId(7), "production").unwrap_err().kind,

@@ -414,7 +414,10 @@ fn changes_to_unknown_things_are_not_found_or_conflicts() {
     let err = store.apply(RunId(99), &[]).unwrap_err();
     assert_eq!(
         (err.kind, err.message.as_str()),
-        (PortErrorKind::NotFound, "run 99 does not exist; `ferry history` lists the runs")
+        (
+            PortErrorKind::NotFound,
+            "run 99 does not exist; `ferry history` lists the runs"
+        )
     );
     assert_eq!(
         store.load_run(RunId(99)).unwrap_err().kind,

@@ -149,7 +149,10 @@ fn a_lease_for_an_unknown_run_is_not_found() {
         .unwrap_err();
     assert_eq!(
         (err.kind, err.message.as_str()),
-        (PortErrorKind::NotFound, "run 42 does not exist; `ferry history` lists the runs")
+        (
+            PortErrorKind::NotFound,
+            "run 42 does not exist; `ferry history` lists the runs"
+        )
     );
 }
 

@@ -1,0 +1,296 @@
+//! A fake deployer per environment, all writing into one shared [`Timeline`]: what was
+//! deployed where, by which run, from when to when (fake clock and global ticks), and
+//! whether two deployments into one environment were ever in flight at once.
+
+use crate::clock::{FakeClock, Ticks};
+use ferry_core::{RunId, Timestamp};
+use ferry_engine::ports::{Clock, DeployRequest, Deployer, PortError, PortResult};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How one call of `deploy` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployResult {
+    Succeeded,
+    Transient(String),
+    Permanent(String),
+}
+
+/// One call of [`Deployer::deploy`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployEntry {
+    pub environment: String,
+    pub version: String,
+    /// From the request's `FERRY_RUN_ID`.
+    pub run: Option<RunId>,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub start_tick: u64,
+    pub end_tick: u64,
+    pub result: DeployResult,
+    /// What was running before the call.
+    pub before: Option<String>,
+    pub request: DeployRequestSummary,
+}
+
+/// What the deployer was told, besides the environment and version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployRequestSummary {
+    pub artifact_digest: String,
+    pub artifact_location: String,
+    pub env: BTreeMap<String, String>,
+}
+
+/// Two calls of `deploy` into one environment in flight at the same time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlap {
+    pub environment: String,
+    pub runs: Vec<Option<RunId>>,
+    pub tick: u64,
+}
+
+/// The shared record of every deployer call of a simulation.
+pub struct Timeline {
+    ticks: Arc<Ticks>,
+    entries: Mutex<Vec<DeployEntry>>,
+    active: Mutex<BTreeMap<String, Vec<Option<RunId>>>>,
+    overlaps: Mutex<Vec<Overlap>>,
+}
+
+impl Timeline {
+    pub fn new(ticks: Arc<Ticks>) -> Self {
+        Timeline {
+            ticks,
+            entries: Mutex::new(Vec::new()),
+            active: Mutex::new(BTreeMap::new()),
+            overlaps: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Every deployer call, in the order they ended.
+    pub fn entries(&self) -> Vec<DeployEntry> {
+        lock(&self.entries).clone()
+    }
+
+    /// The calls that succeeded, in order.
+    pub fn successes(&self) -> Vec<DeployEntry> {
+        self.entries()
+            .into_iter()
+            .filter(|e| e.result == DeployResult::Succeeded)
+            .collect()
+    }
+
+    /// The calls of one run, in order.
+    pub fn of_run(&self, run: RunId) -> Vec<DeployEntry> {
+        self.entries()
+            .into_iter()
+            .filter(|e| e.run == Some(run))
+            .collect()
+    }
+
+    /// The calls into one environment, in order.
+    pub fn into_env(&self, environment: &str) -> Vec<DeployEntry> {
+        self.entries()
+            .into_iter()
+            .filter(|e| e.environment == environment)
+            .collect()
+    }
+
+    /// Calls that were in flight into the same environment at once.
+    pub fn overlaps(&self) -> Vec<Overlap> {
+        lock(&self.overlaps).clone()
+    }
+
+    fn enter(&self, environment: &str, run: Option<RunId>) -> u64 {
+        let tick = self.ticks.next();
+        let mut active = lock(&self.active);
+        let now = active.entry(environment.to_string()).or_default();
+        now.push(run);
+        if now.len() > 1 {
+            lock(&self.overlaps).push(Overlap {
+                environment: environment.to_string(),
+                runs: now.clone(),
+                tick,
+            });
+        }
+        tick
+    }
+
+    fn leave(&self, entry: DeployEntry) {
+        let mut active = lock(&self.active);
+        if let Some(now) = active.get_mut(&entry.environment)
+            && let Some(i) = now.iter().position(|r| *r == entry.run)
+        {
+            now.remove(i);
+        }
+        lock(&self.entries).push(entry);
+    }
+}
+
+struct State {
+    current: Option<String>,
+    deploy_time: Duration,
+    permanent: Option<String>,
+    transient: u32,
+    misreport: Option<String>,
+    fail_current: Option<PortError>,
+}
+
+struct Inner {
+    environment: String,
+    clock: Arc<FakeClock>,
+    timeline: Arc<Timeline>,
+    state: Mutex<State>,
+}
+
+/// A [`Deployer`] for one environment. Cheap to clone: clones share the environment's
+/// state. Deploying takes [`FakeDeployer::taking`] of fake time (1 s at first).
+///
+/// Faults: [`fail_permanently`](FakeDeployer::fail_permanently),
+/// [`fail_transiently`](FakeDeployer::fail_transiently) (the next `n` calls), and
+/// [`misreport`](FakeDeployer::misreport) (`current_version` names another version than
+/// the one deployed).
+#[derive(Clone)]
+pub struct FakeDeployer {
+    inner: Arc<Inner>,
+}
+
+impl FakeDeployer {
+    pub fn new(environment: &str, clock: Arc<FakeClock>, timeline: Arc<Timeline>) -> Self {
+        FakeDeployer {
+            inner: Arc::new(Inner {
+                environment: environment.to_string(),
+                clock,
+                timeline,
+                state: Mutex::new(State {
+                    current: None,
+                    deploy_time: Duration::from_secs(1),
+                    permanent: None,
+                    transient: 0,
+                    misreport: None,
+                    fail_current: None,
+                }),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.inner.state)
+    }
+
+    /// The environment this deployer serves.
+    pub fn environment(&self) -> &str {
+        &self.inner.environment
+    }
+
+    /// Each call of `deploy` takes `d` of fake time, failed ones too.
+    pub fn taking(&self, d: Duration) -> &Self {
+        self.state().deploy_time = d;
+        self
+    }
+
+    /// Every call fails with a permanent error from now on (`None` heals).
+    pub fn fail_permanently(&self, why: Option<&str>) -> &Self {
+        self.state().permanent = why.map(str::to_string);
+        self
+    }
+
+    /// The next `n` calls fail with a transient error (before any permanent failure).
+    pub fn fail_transiently(&self, n: u32) -> &Self {
+        self.state().transient = n;
+        self
+    }
+
+    /// `current_version` answers `version` from now on, whatever was deployed (`None`
+    /// heals).
+    pub fn misreport(&self, version: Option<&str>) -> &Self {
+        self.state().misreport = version.map(str::to_string);
+        self
+    }
+
+    /// `current_version` fails with `error` from now on (`None` heals).
+    pub fn fail_current_version(&self, error: Option<PortError>) -> &Self {
+        self.state().fail_current = error;
+        self
+    }
+
+    /// Sets what is running, as if deployed earlier.
+    pub fn set_current(&self, version: Option<&str>) {
+        self.state().current = version.map(str::to_string);
+    }
+
+    /// What is really running.
+    pub fn running(&self) -> Option<String> {
+        self.state().current.clone()
+    }
+}
+
+impl Deployer for FakeDeployer {
+    fn deploy(&self, req: &DeployRequest) -> PortResult<()> {
+        let inner = &self.inner;
+        let run = req
+            .env
+            .get("FERRY_RUN_ID")
+            .and_then(|s| s.parse::<i64>().ok())
+            .map(RunId);
+        let start_tick = inner.timeline.enter(&inner.environment, run);
+        let start = inner.clock.now();
+        let (took, before) = {
+            let s = self.state();
+            (s.deploy_time, s.current.clone())
+        };
+        if !took.is_zero() {
+            inner.clock.sleep(took);
+        }
+        let result = {
+            let mut s = self.state();
+            if s.transient > 0 {
+                s.transient -= 1;
+                DeployResult::Transient(format!(
+                    "{}: deployment target is busy (injected transient fault)",
+                    inner.environment
+                ))
+            } else if let Some(why) = &s.permanent {
+                DeployResult::Permanent(format!("{}: {why}", inner.environment))
+            } else {
+                s.current = Some(req.version.clone());
+                DeployResult::Succeeded
+            }
+        };
+        let end_tick = inner.timeline.ticks.next();
+        inner.timeline.leave(DeployEntry {
+            environment: inner.environment.clone(),
+            version: req.version.clone(),
+            run,
+            start,
+            end: inner.clock.now(),
+            start_tick,
+            end_tick,
+            result: result.clone(),
+            before,
+            request: DeployRequestSummary {
+                artifact_digest: req.artifact.digest.clone(),
+                artifact_location: req.artifact.location.clone(),
+                env: req.env.clone(),
+            },
+        });
+        match result {
+            DeployResult::Succeeded => Ok(()),
+            DeployResult::Transient(m) => Err(PortError::transient(m)),
+            DeployResult::Permanent(m) => Err(PortError::permanent(m)),
+        }
+    }
+
+    fn current_version(&self) -> PortResult<Option<String>> {
+        let s = self.state();
+        if let Some(e) = &s.fail_current {
+            return Err(e.clone());
+        }
+        Ok(s.misreport.clone().or_else(|| s.current.clone()))
+    }
+}

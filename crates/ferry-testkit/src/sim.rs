@@ -1,0 +1,319 @@
+//! The simulation: an [`Engine`] wired from a `ferry.yml` text and the fakes of this
+//! crate, so an engine test reads like a story:
+//!
+//! ```
+//! use ferry_testkit::{Outcome, Sim, junit, lcov, pipelines};
+//!
+//! let sim = Sim::new(pipelines::SHOP);
+//! sim.executor.script("./ci/unit.sh", Outcome::exit(0).junit(junit(12, 0)).coverage(lcov(85.0)));
+//! sim.approve_after("production", std::time::Duration::from_secs(60));
+//! let view = sim.run("abc123");
+//! assert_eq!(view.status.as_str(), "succeeded");
+//! ```
+
+use crate::artifacts::FakeArtifacts;
+use crate::clock::{FakeClock, Ticks};
+use crate::deployer::{FakeDeployer, Timeline};
+use crate::executor::{Outcome, ReportPaths, ScriptedExecutor};
+use crate::files::{FakeFiles, junit, lcov};
+use crate::observer::RecordingObserver;
+use crate::probe::FakeProbe;
+use crate::source::FakeSource;
+use crate::store::MemoryStore;
+use ferry_config::Pipeline;
+use ferry_core::approval::Decision;
+use ferry_core::run::{Run, RunView};
+use ferry_core::{DeploymentRecord, Event, EventKind, RunId, RunStatus, StageStatus, StepStatus};
+use ferry_engine::ports::{Clock, Deployer, PortResult, Store};
+use ferry_engine::{Engine, Layout, Ports, Settings};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// One simulated world: a pipeline, the fakes behind every port, and the knobs of the
+/// engine. Every part is public so a test can script faults and inspect outcomes; the
+/// parts are shared (`Arc`), so several runs may be driven at once from several threads
+/// on one `Sim` (they share the store, the clock, the deployers and their timeline).
+///
+/// Out of the box every command exits 0 after no time, and a step that declares reports
+/// writes a passing JUnit report (one test) and 100 % coverage; every deployer succeeds
+/// after 1 s; every alarm is healthy; nobody decides approvals (they time out).
+pub struct Sim {
+    pub pipeline: Pipeline,
+    pub clock: Arc<FakeClock>,
+    pub ticks: Arc<Ticks>,
+    pub store: Arc<MemoryStore>,
+    pub source: Arc<FakeSource>,
+    pub files: Arc<FakeFiles>,
+    pub executor: Arc<ScriptedExecutor>,
+    pub artifacts: Arc<FakeArtifacts>,
+    pub timeline: Arc<Timeline>,
+    pub probe: Arc<FakeProbe>,
+    pub observer: Arc<RecordingObserver>,
+    /// The engine's cancel flag (what Ctrl-C sets).
+    pub cancel: Arc<AtomicBool>,
+    /// The engine's knobs: production defaults, holder `sim`.
+    pub settings: Settings,
+    pub layout: Layout,
+    deployers: BTreeMap<String, FakeDeployer>,
+    boxed: BTreeMap<String, Box<dyn Deployer>>,
+}
+
+impl Sim {
+    /// A world for the pipeline in `yaml`.
+    ///
+    /// # Panics
+    /// When the pipeline does not parse: the diagnostics are the panic message.
+    pub fn new(yaml: &str) -> Sim {
+        let pipeline = match ferry_config::parse(yaml, "ferry.yml") {
+            Ok(p) => p,
+            Err(diags) => {
+                let text: Vec<String> = diags.iter().map(|d| format!("{d:?}")).collect();
+                panic!(
+                    "the simulated pipeline does not parse:\n{}",
+                    text.join("\n")
+                );
+            }
+        };
+        let clock = Arc::new(FakeClock::new());
+        let ticks = Arc::new(Ticks::new());
+        let files = Arc::new(FakeFiles::new());
+        let executor = Arc::new(ScriptedExecutor::new(clock.clone(), files.clone()));
+        let timeline = Arc::new(Timeline::new(ticks.clone()));
+        let steps = pipeline
+            .build
+            .steps
+            .iter()
+            .chain(pipeline.environments.iter().flat_map(|e| e.tests.iter()));
+        for s in steps {
+            let paths = ReportPaths {
+                junit: s.reports.junit.clone(),
+                coverage: s.reports.coverage.clone(),
+            };
+            if !paths.junit.is_empty() || paths.coverage.is_some() {
+                executor.script(
+                    &s.run,
+                    Outcome::exit(0).junit(junit(1, 0)).coverage(lcov(100.0)),
+                );
+            }
+            executor.reports_of(&s.run, paths);
+        }
+        let mut deployers = BTreeMap::new();
+        let mut boxed: BTreeMap<String, Box<dyn Deployer>> = BTreeMap::new();
+        for e in &pipeline.environments {
+            let d = FakeDeployer::new(&e.name, clock.clone(), timeline.clone());
+            boxed.insert(e.name.clone(), Box::new(d.clone()));
+            deployers.insert(e.name.clone(), d);
+        }
+        Sim {
+            pipeline,
+            store: Arc::new(MemoryStore::with_ticks(ticks.clone())),
+            source: Arc::new(FakeSource::new()),
+            artifacts: Arc::new(FakeArtifacts::new()),
+            probe: Arc::new(FakeProbe::new(clock.clone())),
+            observer: Arc::new(RecordingObserver::new()),
+            cancel: Arc::new(AtomicBool::new(false)),
+            settings: Settings {
+                holder: "sim".to_string(),
+                ..Settings::default()
+            },
+            layout: Layout {
+                work: PathBuf::from("/sim/work"),
+                logs: PathBuf::from("/sim/logs"),
+            },
+            clock,
+            ticks,
+            files,
+            executor,
+            timeline,
+            deployers,
+            boxed,
+        }
+    }
+
+    /// The deployer of an environment.
+    ///
+    /// # Panics
+    /// When the pipeline has no such environment.
+    pub fn deployer(&self, environment: &str) -> &FakeDeployer {
+        match self.deployers.get(environment) {
+            Some(d) => d,
+            None => panic!("the simulated pipeline has no environment `{environment}`"),
+        }
+    }
+
+    /// The engine over this world's fakes (cheap: build one per run).
+    pub fn engine(&self) -> Engine<'_> {
+        Engine {
+            pipeline: &self.pipeline,
+            ports: Ports {
+                store: &*self.store,
+                clock: &*self.clock,
+                source: &*self.source,
+                executor: &*self.executor,
+                artifacts: &*self.artifacts,
+                reports: &*self.files,
+                probe: &*self.probe,
+                observer: &*self.observer,
+                deployers: &self.boxed,
+            },
+            layout: self.layout.clone(),
+            settings: self.settings.clone(),
+            cancel: &self.cancel,
+        }
+    }
+
+    /// Resolves `rev` (it must be a known commit) and records a queued run.
+    pub fn queue(&self, rev: &str) -> PortResult<Run> {
+        self.engine().queue(rev, "sim", "sim")
+    }
+
+    /// Queues and drives a run of `rev`, adding `rev` as a commit first if the source
+    /// does not know it. Errors are the engine's (the store's).
+    pub fn try_run(&self, rev: &str) -> PortResult<RunView> {
+        self.source.ensure(rev);
+        let engine = self.engine();
+        let run = engine.queue(rev, "sim", "sim")?;
+        engine.drive(run)
+    }
+
+    /// [`Sim::try_run`], panicking on an engine error.
+    ///
+    /// # Panics
+    /// When the engine returns an error.
+    pub fn run(&self, rev: &str) -> RunView {
+        match self.try_run(rev) {
+            Ok(v) => v,
+            Err(e) => panic!(
+                "the simulated run of {rev} failed with an engine error: {e} ({:?})",
+                e.kind
+            ),
+        }
+    }
+
+    /// A person approves every run that waits for approval to deploy to `environment`,
+    /// `after` it started waiting (through [`Store::decide`], at the first move of the
+    /// clock after that).
+    pub fn approve_after(&self, environment: &str, after: Duration) {
+        self.decide_after(environment, after, true, None);
+    }
+
+    /// A person rejects, with `reason`, every run that waits for approval to deploy to
+    /// `environment`, `after` it started waiting.
+    pub fn reject_after(&self, environment: &str, after: Duration, reason: &str) {
+        self.decide_after(environment, after, false, Some(reason.to_string()));
+    }
+
+    fn decide_after(
+        &self,
+        environment: &str,
+        after: Duration,
+        approved: bool,
+        reason: Option<String>,
+    ) {
+        let store = self.store.clone();
+        let env = environment.to_string();
+        self.clock.on_advance(move |now| {
+            let Ok(waiting) = store.list_runs(usize::MAX, true) else {
+                return;
+            };
+            for run in waiting {
+                let since = run
+                    .stages
+                    .iter()
+                    .find(|s| s.name == env && s.status == StageStatus::AwaitingApproval)
+                    .and_then(|s| {
+                        s.steps
+                            .iter()
+                            .find(|t| t.kind == "approval" && t.status == StepStatus::Running)
+                    })
+                    .and_then(|t| t.started_at);
+                let Some(since) = since else { continue };
+                if now < since.plus(after) || !matches!(store.approval(run.id, &env), Ok(None)) {
+                    continue;
+                }
+                let d = Decision {
+                    approved,
+                    by: "approver@example.com".to_string(),
+                    reason: reason.clone(),
+                    at: now,
+                };
+                // A Conflict here means someone decided first; that is fine.
+                let _ = store.decide(run.id, &env, &d);
+            }
+        });
+    }
+
+    /// Sets the cancel flag when the fake clock reaches `after` from now.
+    pub fn cancel_after(&self, after: Duration) {
+        let flag = self.cancel.clone();
+        self.clock.at(self.clock.now().plus(after), move || {
+            flag.store(true, Ordering::SeqCst)
+        });
+    }
+
+    /// Whether the cancel flag is set.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
+    /// The events of a run, in order.
+    pub fn events(&self, run: RunId) -> Vec<Event> {
+        self.store
+            .all_events()
+            .into_iter()
+            .filter(|e| e.event.run == Some(run))
+            .map(|e| e.event)
+            .collect()
+    }
+
+    /// The kinds of the events of a run, in order.
+    pub fn event_kinds(&self, run: RunId) -> Vec<EventKind> {
+        self.events(run).into_iter().map(|e| e.kind).collect()
+    }
+
+    /// The deployment records of a run, in the order they started.
+    pub fn deployments_of(&self, run: RunId) -> Vec<DeploymentRecord> {
+        self.store
+            .all_deployments()
+            .into_iter()
+            .filter(|d| d.record.run_id == run)
+            .map(|d| d.record)
+            .collect()
+    }
+
+    /// The names of the environments a run's deployer calls went to, successful or not,
+    /// in order.
+    pub fn deployed_envs(&self, run: RunId) -> Vec<String> {
+        self.timeline
+            .of_run(run)
+            .into_iter()
+            .map(|e| e.environment)
+            .collect()
+    }
+
+    /// The status of a run's stage called `name`.
+    pub fn stage_status(view: &RunView, name: &str) -> Option<StageStatus> {
+        view.stages
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.status)
+    }
+
+    /// Whether a run ended (any terminal status).
+    pub fn finished(view: &RunView) -> bool {
+        view.status.is_terminal()
+    }
+
+    /// Fake time elapsed since the simulation started.
+    pub fn elapsed(&self) -> Duration {
+        self.clock.now().since(crate::clock::START)
+    }
+
+    /// The status of a run as stored.
+    pub fn stored_status(&self, run: RunId) -> Option<RunStatus> {
+        self.store.load_run(run).ok().map(|v| v.status)
+    }
+}
