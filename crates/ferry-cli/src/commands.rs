@@ -95,7 +95,7 @@ pub fn run(
     as_json: bool,
     cancel: &'static AtomicBool,
 ) -> CliResult<i32> {
-    let pipeline = project.pipeline()?;
+    let (pipeline, text) = project.load()?;
     let store = project.open_store()?;
     let source = ferry_local::GitSource::open(&project.root)?;
     let rev = match commit {
@@ -106,6 +106,7 @@ pub fn run(
     let view = drive(
         project,
         &pipeline,
+        &text,
         &store,
         &source,
         &rev,
@@ -127,12 +128,75 @@ pub fn run(
     })
 }
 
+/// The local runtime's adapters, built once per command.
+pub struct Local {
+    pub executor: ferry_local::ProcessExecutor,
+    pub artifacts: ferry_local::TarArtifactStore,
+    pub reports: ferry_local::report_files::LocalReportFiles,
+    pub probe: ferry_local::probe::LocalProbe,
+    pub clock: SystemClock,
+    pub factory: ferry_local::LocalDeployers,
+}
+
+impl Local {
+    pub fn new(project: &Project, cancel: &'static AtomicBool) -> Local {
+        Local {
+            executor: ferry_local::ProcessExecutor::with_cancel(cancel),
+            artifacts: ferry_local::TarArtifactStore::new(project.state.join("artifacts")),
+            reports: ferry_local::report_files::LocalReportFiles,
+            probe: ferry_local::probe::LocalProbe,
+            clock: SystemClock,
+            factory: project.factory(),
+        }
+    }
+
+    /// An engine over these adapters.
+    #[allow(clippy::too_many_arguments)]
+    pub fn engine<'a>(
+        &'a self,
+        project: &Project,
+        pipeline: &'a Pipeline,
+        text: &'a str,
+        store: &'a dyn Store,
+        source: &'a dyn ferry_engine::ports::Source,
+        observer: &'a dyn ferry_engine::ports::Observer,
+        cancel: &'a AtomicBool,
+    ) -> Engine<'a> {
+        Engine {
+            pipeline,
+            pipeline_text: text,
+            ports: Ports {
+                store,
+                clock: &self.clock,
+                source,
+                executor: &self.executor,
+                artifacts: &self.artifacts,
+                reports: &self.reports,
+                probe: &self.probe,
+                observer,
+                deployers: &self.factory,
+            },
+            layout: Layout {
+                project: project.root.clone(),
+                work: project.state.join("work"),
+                logs: project.state.join("logs"),
+            },
+            settings: Settings {
+                holder: holder(),
+                ..Settings::default()
+            },
+            cancel,
+        }
+    }
+}
+
 /// Queues and drives one run of `rev` with the local adapters. `on_queued` is told the
 /// run id as soon as it exists (the demo uses it to approve).
 #[allow(clippy::too_many_arguments)]
 pub fn drive(
     project: &Project,
     pipeline: &Pipeline,
+    text: &str,
     store: &dyn Store,
     source: &dyn ferry_engine::ports::Source,
     rev: &str,
@@ -142,35 +206,8 @@ pub fn drive(
     cancel: &'static AtomicBool,
     on_queued: Option<&dyn Fn(RunId)>,
 ) -> CliResult<RunView> {
-    let deployers = project.deployers(pipeline)?;
-    let executor = ferry_local::ProcessExecutor::with_cancel(cancel);
-    let artifacts = ferry_local::TarArtifactStore::new(project.state.join("artifacts"));
-    let reports = ferry_local::report_files::LocalReportFiles;
-    let probe = ferry_local::probe::LocalProbe;
-    let clock = SystemClock;
-    let engine = Engine {
-        pipeline,
-        ports: Ports {
-            store,
-            clock: &clock,
-            source,
-            executor: &executor,
-            artifacts: &artifacts,
-            reports: &reports,
-            probe: &probe,
-            observer: progress,
-            deployers: &deployers,
-        },
-        layout: Layout {
-            work: project.state.join("work"),
-            logs: project.state.join("logs"),
-        },
-        settings: Settings {
-            holder: holder(),
-            ..Settings::default()
-        },
-        cancel,
-    };
+    let local = Local::new(project, cancel);
+    let engine = local.engine(project, pipeline, text, store, source, progress, cancel);
     let run = engine.queue(rev, trigger, by)?;
     let c = &run.view.commit;
     progress.say(&format!(
@@ -188,7 +225,6 @@ pub fn drive(
     let view = engine.drive(run)?;
     // The checkout is scratch space; logs and the artifact stay.
     let _ = std::fs::remove_dir_all(engine.layout.checkout(id));
-    let _ = clock.now();
     Ok(view)
 }
 
@@ -238,14 +274,14 @@ fn run_summary(v: &RunView) -> ferry_api::RunSummary {
 pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
     let pipeline = project.pipeline()?;
     let store = project.open_store()?;
-    let deployers = project.deployers(&pipeline)?;
+    let running_now = project.running(&pipeline);
     let mut envs = Vec::new();
     for env in &pipeline.environments {
         let latest = store.latest_deployment(&env.name)?;
         let good = store.last_known_good(&env.name)?;
-        let running = deployers
+        let running = running_now
             .get(&env.name)
-            .and_then(|d| d.current_version().ok())
+            .cloned()
             .flatten()
             .or_else(|| good.as_ref().map(|g| g.version.clone()));
         let since = store

@@ -2,9 +2,9 @@
 //! and wiring the local adapters to the engine's ports.
 
 use crate::error::{CliError, CliResult};
-use ferry_config::{Deploy, Pipeline};
+use ferry_config::Pipeline;
 use ferry_core::Timestamp;
-use ferry_engine::ports::{Clock, Deployer};
+use ferry_engine::ports::{Clock, DeployerFactory};
 use ferry_store::SqliteStore;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +51,11 @@ impl Project {
 
     /// Reads and validates the pipeline file; every problem in one error.
     pub fn pipeline(&self) -> CliResult<Pipeline> {
+        self.load().map(|(p, _)| p)
+    }
+
+    /// The pipeline and the text it was read from (recorded in release sets).
+    pub fn load(&self) -> CliResult<(Pipeline, String)> {
         let shown = self.shown_file();
         let text = match std::fs::read(&self.file) {
             Ok(b) => String::from_utf8(b).map_err(|_| {
@@ -63,7 +68,7 @@ impl Project {
             }
             Err(e) => return Err(CliError::config(format!("cannot read `{shown}`: {e}"))),
         };
-        ferry_config::parse(&text, &shown).map_err(|diags| {
+        let parsed = ferry_config::parse(&text, &shown).map_err(|diags| {
             let n = diags.len();
             let body: Vec<String> = diags.iter().map(ToString::to_string).collect();
             CliError::config(format!(
@@ -72,7 +77,8 @@ impl Project {
                 if n == 1 { "" } else { "s" },
                 if n == 1 { "it" } else { "them" }
             ))
-        })
+        })?;
+        Ok((parsed, text))
     }
 
     /// The pipeline file's path as people typed it (relative to the current folder when
@@ -102,22 +108,29 @@ impl Project {
         )?)
     }
 
-    /// One deployer per environment.
-    pub fn deployers(&self, p: &Pipeline) -> CliResult<BTreeMap<String, Box<dyn Deployer>>> {
-        let mut out: BTreeMap<String, Box<dyn Deployer>> = BTreeMap::new();
-        for env in &p.environments {
-            let d: Box<dyn Deployer> = match &env.deploy {
-                Deploy::Release(r) => Box::new(ferry_local::ReleaseDeployer::new(r, &self.root)),
-                Deploy::Command(c) => Box::new(ferry_local::CommandDeployer::new(
-                    c,
-                    &env.name,
-                    &self.root,
-                    &self.state.join("envs"),
-                )),
-            };
-            out.insert(env.name.clone(), d);
+    /// The local deployer factory of this project.
+    pub fn factory(&self) -> ferry_local::LocalDeployers {
+        ferry_local::LocalDeployers {
+            project: self.root.clone(),
+            state: self.state.clone(),
         }
-        Ok(out)
+    }
+
+    /// What each environment's deployer says is running now (`None` when nothing is, or
+    /// when it cannot tell).
+    pub fn running(&self, p: &Pipeline) -> BTreeMap<String, Option<String>> {
+        let f = self.factory();
+        p.environments
+            .iter()
+            .map(|e| {
+                let v = f
+                    .deployer(&e.name, &e.deploy)
+                    .ok()
+                    .and_then(|d| d.current_version().ok())
+                    .flatten();
+                (e.name.clone(), v)
+            })
+            .collect()
     }
 }
 

@@ -72,7 +72,7 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
     commit(&root, "Add the sample service")?;
 
     let project = Project::locate(&root.join("ferry.yml"), None)?;
-    let pipeline = project.pipeline()?;
+    let (pipeline, text) = project.load()?;
     let store = project.open_store()?;
     let source = ferry_local::GitSource::open(&root)?;
     let cancel: &'static AtomicBool = crate::signals::cancel_on_interrupt();
@@ -88,6 +88,7 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
         let r = drive(
             &project,
             &pipeline,
+            &text,
             &store,
             &source,
             "refs/heads/main",
@@ -103,14 +104,56 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
     progress.say(&format!("run {} {}\n", first.id, first.status));
 
     say(
-        "② commit 2 adds two routes without tests: the coverage gate stops it before any deployment\n",
+        "② commit 2 ships a cache layer that breaks a few seconds after start: staging's health window\n   catches it, staging is rolled back automatically, production never sees it\n",
     );
+    std::fs::write(root.join("site/fail-after"), "3\n").map_err(io("site/fail-after"))?;
+    commit(&root, "Add a cache layer")?;
+    let staging_url = format!("http://127.0.0.1:{}", ports[1]);
+    let stop_watch = AtomicBool::new(false);
+    let (bad, recovery) = std::thread::scope(|s| -> CliResult<_> {
+        let watcher = s.spawn(|| watch_recovery(&staging_url, &first.commit.sha, &stop_watch));
+        let r = drive(
+            &project,
+            &pipeline,
+            &text,
+            &store,
+            &source,
+            "refs/heads/main",
+            "demo",
+            "ferry-demo",
+            &progress,
+            cancel,
+            None,
+        );
+        stop_watch.store(true, std::sync::atomic::Ordering::SeqCst);
+        let recovery = watcher.join().ok().flatten();
+        Ok((r?, recovery))
+    })?;
+    progress.say(&format!(
+        "run {} {}: {}",
+        bad.id,
+        bad.status,
+        bad.reason.as_deref().unwrap_or("")
+    ));
+    if let Some(r) = recovery {
+        progress.say(&format!(
+            "    staging served errors for {:.1}s: from its first failing health answer to commit {} serving again (measured from outside)\n",
+            r.as_secs_f64(),
+            short_sha(&first.commit.sha)
+        ));
+    }
+
+    say(
+        "③ commit 3 fixes the cache but adds two routes without tests: the coverage gate stops it before any deployment\n",
+    );
+    let _ = std::fs::remove_file(root.join("site/fail-after"));
     let routes = "/\n/health\n/version\n/admin\n/metrics\n";
     std::fs::write(root.join("app/routes"), routes).map_err(io("app/routes"))?;
-    commit(&root, "Add admin and metrics routes")?;
+    commit(&root, "Fix the cache layer; add admin and metrics routes")?;
     let second = drive(
         &project,
         &pipeline,
+        &text,
         &store,
         &source,
         "refs/heads/main",
@@ -129,7 +172,7 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
     progress.finish();
 
     // What runs where, asked of the deployers themselves.
-    let deployers = project.deployers(&pipeline)?;
+    let running_now = project.running(&pipeline);
     let mut rows = vec![vec![
         "ENVIRONMENT".to_string(),
         "VERSION".into(),
@@ -138,10 +181,7 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
     ]];
     let mut envs = Vec::new();
     for env in &pipeline.environments {
-        let version = deployers
-            .get(&env.name)
-            .and_then(|d| d.current_version().ok())
-            .flatten();
+        let version = running_now.get(&env.name).cloned().flatten();
         let status = store
             .latest_deployment(&env.name)?
             .map(|d| d.status.to_string())
@@ -178,8 +218,10 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
             "repository": root,
             "runs": [
                 {"id": first.id, "commit": first.commit.sha, "status": first.status},
+                {"id": bad.id, "commit": bad.commit.sha, "status": bad.status, "reason": bad.reason},
                 {"id": second.id, "commit": second.commit.sha, "status": second.status, "reason": second.reason},
             ],
+            "staging_recovery_seconds": recovery.map(|r| r.as_secs_f64()),
             "environments": envs,
             "services_left_running": keep,
         }));
@@ -187,18 +229,21 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
         line("what is deployed where (asked of each environment, not of ferry's records):");
         crate::output::out(&table(&rows));
         line(format!(
-            "\nWhat happened: commit {} was built once into an artifact ({}), passed lint, unit tests and the\n\
+            "\nWhat happened: commit {good} was built once into an artifact ({digest}), passed lint, unit tests and the\n\
              80% coverage gate, and the same bytes went to test (smoke tests), staging (end-to-end tests and a\n\
-             health window) and, after an approval, production. Commit {} was stopped at the coverage gate\n\
-             (60% of routes tested), so every environment still runs commit {}.",
-            short_sha(&first.commit.sha),
-            first
+             health window) and, after an approval, production. Commit {badc} passed its tests but its health\n\
+             went bad in staging's window: ferry rolled staging back to {good} by itself and stopped the promotion,\n\
+             so production never ran it (test keeps {badc}: it has no health window, and a stage-level rollback\n\
+             takes back only the environment that failed). Commit {third} was stopped at the coverage gate (60% of\n\
+             routes tested) before any deployment.",
+            good = short_sha(&first.commit.sha),
+            digest = first
                 .artifact
                 .as_ref()
                 .map(|a| a.digest.chars().take(19).collect::<String>())
                 .unwrap_or_default(),
-            short_sha(&second.commit.sha),
-            short_sha(&first.commit.sha),
+            badc = short_sha(&bad.commit.sha),
+            third = short_sha(&second.commit.sha),
         ));
         line(format!(
             "\nLook around: cd {} && {} status | history | logs {}",
@@ -233,6 +278,33 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
         }
     }
     Ok(if ok { exit::OK } else { exit::RUN_FAILED })
+}
+
+/// Watches an environment's URL from outside while a bad version rolls out: the time
+/// from its first failing health answer to the good version serving 2xx again.
+fn watch_recovery(base: &str, good: &str, stop: &AtomicBool) -> Option<Duration> {
+    let t = Duration::from_millis(500);
+    let mut failed_at: Option<std::time::Instant> = None;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let health = ferry_local::http::http_get(&format!("{base}/health"), t);
+        let ok = matches!(health, Ok((code, _)) if (200..300).contains(&code));
+        match failed_at {
+            None if matches!(health, Ok((code, _)) if code >= 500) => {
+                failed_at = Some(std::time::Instant::now())
+            }
+            Some(at) if ok => {
+                let version = ferry_local::http::http_get(&format!("{base}/version"), t)
+                    .map(|(_, b)| String::from_utf8_lossy(&b).trim().to_string())
+                    .unwrap_or_default();
+                if version == good {
+                    return Some(at.elapsed());
+                }
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }
 
 /// Plays the reviewer: waits until the run asks for approval, then approves it through
@@ -389,7 +461,7 @@ environments:
         reports:
           junit: reports/e2e.xml
     monitor:
-      duration: 3s
+      duration: 6s
       interval: 1s
       alarms: [staging-health]
 
@@ -405,6 +477,10 @@ environments:
       duration: 3s
       interval: 1s
       alarms: [production-health]
+
+rollback:
+  validate:
+    stabilize: 1s
 
 alarms:
   - name: staging-health

@@ -7,6 +7,7 @@ mod demo;
 mod error;
 mod output;
 mod progress;
+mod recovery;
 mod sample;
 mod signals;
 
@@ -118,6 +119,31 @@ enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Rolls an environment back through the same orchestrator as automatic rollbacks:
+    /// to its last known good version, or to `--to VERSION` (one that succeeded there).
+    Rollback {
+        env: String,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Pushes an alarm state (as CloudWatch or Alertmanager would). ALARM rolls back a
+    /// deployment still in its environment's `watch` period.
+    Alarm {
+        name: String,
+        /// OK, ALARM or INSUFFICIENT_DATA.
+        #[arg(long)]
+        state: String,
+        #[arg(long, default_value = "pushed with ferry alarm")]
+        reason: String,
+    },
+    /// Closes the incident that holds an environment after a failed rollback.
+    Resolve {
+        env: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// A tiny HTTP service the demo deploys.
     #[command(name = "__sample-service", hide = true)]
     SampleService {
@@ -198,6 +224,26 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             Some(reason),
             j,
         ),
+        Command::Rollback { env, to, reason } => {
+            let cancel = signals::cancel_on_interrupt();
+            recovery::rollback(
+                &project()?,
+                env,
+                to.as_deref(),
+                reason.as_deref(),
+                j,
+                cancel,
+            )
+        }
+        Command::Alarm {
+            name,
+            state,
+            reason,
+        } => {
+            let cancel = signals::cancel_on_interrupt();
+            recovery::alarm(&project()?, name, state, reason, j, cancel)
+        }
+        Command::Resolve { env, by } => recovery::resolve(&project()?, env, by.as_deref(), j),
         Command::SampleService { port } => sample::serve(*port),
         Command::Smoke { url, junit, expect } => sample::smoke(url, junit, expect.as_deref()),
     }

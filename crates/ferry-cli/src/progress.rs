@@ -185,6 +185,23 @@ impl Observer for Progress {
     fn note(&self, _run: &RunView, message: &str) {
         self.say(&format!("    {message}"));
     }
+
+    fn notice(&self, message: &str) {
+        self.say(&format!("    {message}"));
+    }
+
+    fn rolled(&self, changes: &[Change]) {
+        for c in changes {
+            if let Change::Event(e) = c {
+                let mark = match e.kind {
+                    EventKind::RollbackSucceeded => "  ↺",
+                    EventKind::RollbackFailed | EventKind::IncidentOpened => "  ✗",
+                    _ => "  ↺",
+                };
+                self.say(&format!("{mark} {}", e.message));
+            }
+        }
+    }
 }
 
 /// The last non-empty line of a log file, shortened to fit a terminal line.

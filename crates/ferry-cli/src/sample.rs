@@ -9,25 +9,32 @@ use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
-/// Serves, from the current folder (a release): `/health` (200, or 503 when the release
-/// contains a file named `unhealthy`), `/version` (`$FERRY_VERSION`), and `/` (the file
-/// `site/index.html`).
+/// Serves, from the current folder (a release): `/health` (200; 503 when the release
+/// contains a file named `unhealthy`; 500 once the number of seconds in a file named
+/// `site/fail-after` has passed since start — a release that goes bad after a while),
+/// `/version` (`$FERRY_VERSION`), and `/` (the file `site/index.html`).
 pub fn serve(port: u16) -> CliResult<i32> {
     let listener = TcpListener::bind(("127.0.0.1", port))
         .map_err(|e| CliError::environment(format!("cannot listen on 127.0.0.1:{port}: {e}")))?;
     let version = std::env::var("FERRY_VERSION").unwrap_or_else(|_| "unknown".to_string());
     eprintln!("sample service {version} listening on http://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let fail_after = std::fs::read_to_string("site/fail-after")
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .map(Duration::from_secs_f64);
     for conn in listener.incoming() {
         let Ok(stream) = conn else { continue };
         let version = version.clone();
+        let failing = fail_after.is_some_and(|d| started.elapsed() >= d);
         std::thread::spawn(move || {
-            let _ = answer(stream, &version);
+            let _ = answer(stream, &version, failing);
         });
     }
     Ok(exit::OK)
 }
 
-fn answer(mut stream: TcpStream, version: &str) -> std::io::Result<()> {
+fn answer(mut stream: TcpStream, version: &str, failing: bool) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request = String::new();
@@ -44,6 +51,10 @@ fn answer(mut stream: TcpStream, version: &str) -> std::io::Result<()> {
         "/health" if Path::new("unhealthy").exists() => {
             ("503 Service Unavailable", "unhealthy\n".to_string())
         }
+        "/health" if failing => (
+            "500 Internal Server Error",
+            "error: the new cache layer is exhausted\n".to_string(),
+        ),
         "/health" => ("200 OK", "ok\n".to_string()),
         "/version" => ("200 OK", format!("{version}\n")),
         "/" => match std::fs::read_to_string("site/index.html") {

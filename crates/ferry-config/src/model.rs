@@ -142,10 +142,12 @@ pub struct Environment {
     pub deploy: Deploy,
     /// Steps run after the deploy, against the deployed version.
     pub tests: Vec<Step>,
-    /// A health window after the tests: any ALARM inside it fails the stage.
+    /// A health window after the tests: any ALARM inside it fails the stage (unless the
+    /// monitor or the alarm is advisory).
     pub monitor: Option<Monitor>,
     /// After the stage succeeded, the environment's alarms are still watched this long; an
-    /// ALARM then still rolls the deployment back.
+    /// ALARM then still rolls the deployment back. `Some(0s)` (`watch: 0s`) watches nothing
+    /// after success, the same as no `watch`.
     pub watch: Option<Duration>,
 }
 
@@ -229,6 +231,33 @@ pub struct Monitor {
     pub interval: Duration,
     /// Names of top-level alarms, all defined.
     pub alarms: Vec<String>,
+    /// The window's alarms are evaluated, recorded and notified, but never fail the stage.
+    /// Default false.
+    pub advisory: bool,
+    /// What an alarm that stays INSUFFICIENT_DATA for the whole window means. Default
+    /// [`InsufficientData::Fail`].
+    pub insufficient_data: InsufficientData,
+}
+
+/// What a monitor window does with an alarm that never left INSUFFICIENT_DATA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InsufficientData {
+    /// Fail closed: the alarm holds the promotion, as an ALARM would.
+    #[default]
+    Fail,
+    /// The alarm counts as OK.
+    Pass,
+}
+
+impl InsufficientData {
+    /// The yaml spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InsufficientData::Fail => "fail",
+            InsufficientData::Pass => "pass",
+        }
+    }
 }
 
 /// A named condition with CloudWatch semantics.
@@ -245,6 +274,8 @@ pub struct Alarm {
     pub missing_data: MissingData,
     /// The environment the alarm belongs to, if any (a defined environment).
     pub environment: Option<String>,
+    /// Evaluated, recorded and notified, but never fails a stage. Default false.
+    pub advisory: bool,
 }
 
 /// Where an alarm's datapoints come from (yaml: exactly one of these keys).
@@ -364,9 +395,21 @@ impl MissingData {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rollback {
     pub validate: RollbackValidate,
+    /// A failure rolls the deployment back by itself. When false, only `ferry rollback`
+    /// does. Default true.
+    pub automatic: bool,
+}
+
+impl Default for Rollback {
+    fn default() -> Self {
+        Rollback {
+            validate: RollbackValidate::default(),
+            automatic: true,
+        }
+    }
 }
 
 /// How a rollback is checked: wait `stabilize`, then alarms clear, health 2xx and the
@@ -375,12 +418,15 @@ pub struct Rollback {
 pub struct RollbackValidate {
     /// Default 60s.
     pub stabilize: Duration,
+    /// How long the health URL may take to answer 2xx after a rollback. Default 30s.
+    pub health_timeout: Duration,
 }
 
 impl Default for RollbackValidate {
     fn default() -> Self {
         RollbackValidate {
             stabilize: Duration::from_secs(60),
+            health_timeout: Duration::from_secs(30),
         }
     }
 }

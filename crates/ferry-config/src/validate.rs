@@ -12,8 +12,8 @@ use crate::diagnostic::Diagnostic;
 use crate::duration::{format_duration, parse_reason};
 use crate::model::{
     Alarm, AlarmSource, Approval, Build, CommandDeploy, Comparison, Deploy, Environment, Gates,
-    MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports, Rollback,
-    RollbackValidate, Source, Step, Suite,
+    InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports,
+    Rollback, RollbackValidate, Source, Step, Suite,
 };
 use crate::yaml::{Kind, Node, Pos, Value, ellipsize};
 
@@ -39,7 +39,13 @@ const APPROVAL_KEYS: &[&str] = &["timeout"];
 const DEPLOY_KEYS: &[&str] = &["release", "command"];
 const RELEASE_KEYS: &[&str] = &["root", "start", "health", "health_timeout", "keep"];
 const COMMAND_DEPLOY_KEYS: &[&str] = &["run", "rollback", "current_version", "timeout"];
-const MONITOR_KEYS: &[&str] = &["duration", "interval", "alarms"];
+const MONITOR_KEYS: &[&str] = &[
+    "duration",
+    "interval",
+    "alarms",
+    "advisory",
+    "insufficient_data",
+];
 const ALARM_SOURCES: &[&str] = &["http", "prometheus", "command", "external"];
 const ALARM_KEYS: &[&str] = &[
     "name",
@@ -52,12 +58,13 @@ const ALARM_KEYS: &[&str] = &[
     "datapoints_to_alarm",
     "missing_data",
     "environment",
+    "advisory",
 ];
 const HTTP_KEYS: &[&str] = &["url", "expect_status", "timeout", "max_latency"];
 const PROMETHEUS_KEYS: &[&str] = &["url", "query", "threshold", "comparison"];
 const COMMAND_ALARM_KEYS: &[&str] = &["run", "threshold", "comparison"];
-const ROLLBACK_KEYS: &[&str] = &["validate"];
-const VALIDATE_KEYS: &[&str] = &["stabilize"];
+const ROLLBACK_KEYS: &[&str] = &["validate", "automatic"];
+const VALIDATE_KEYS: &[&str] = &["stabilize", "health_timeout"];
 const CHANNELS: &[&str] = &["webhook", "slack", "email", "github"];
 const URL_CHANNEL_KEYS: &[&str] = &["url", "events"];
 const EMAIL_KEYS: &[&str] = &["smtp", "from", "to", "events"];
@@ -634,6 +641,39 @@ impl Checker<'_> {
         n.map(|n| (n, e.pos()))
     }
 
+    /// `true` or `false`.
+    fn flag(&mut self, m: &Map<'_>, key: &str, loc: &str) -> Option<bool> {
+        let e = m.get(key)?;
+        if let Kind::Scalar {
+            value: Value::Bool(b),
+            ..
+        } = e.value.kind
+        {
+            return Some(b);
+        }
+        let what = located(key, loc);
+        let message = if e.value.is_null() || e.value.scalar_text() == Some("") {
+            format!("{what} is empty")
+        } else {
+            format!(
+                "{what} must be `true` or `false`, found {}",
+                e.value.describe()
+            )
+        };
+        // A quoted `"true"` is text in YAML.
+        let quoted = e
+            .value
+            .scalar_text()
+            .is_some_and(|t| t.eq_ignore_ascii_case("true") || t.eq_ignore_ascii_case("false"));
+        let unquote = if quoted { ", without quotes" } else { "" };
+        self.report(
+            e.pos(),
+            message,
+            format!("write `{key}: true` or `{key}: false`{unquote}"),
+        );
+        None
+    }
+
     /// One of a fixed set of words.
     fn choice<T: Copy>(
         &mut self,
@@ -659,7 +699,7 @@ impl Checker<'_> {
             Some(w) => format!("did you mean `{w}`?"),
             _ => format!("write one of {}{extra_help}", one_of(shown)),
         };
-        let found = if text.is_empty() && !e.value.is_null() {
+        let found = if e.value.scalar_text() == Some("") {
             format!("{} is empty", located(key, loc))
         } else if e.value.scalar_text().is_some() {
             format!(
@@ -1316,16 +1356,35 @@ impl Checker<'_> {
                 alarms.push(name);
             }
         }
+        let advisory = self.flag(&m, "advisory", &loc);
+        let insufficient_data = self.choice(
+            &m,
+            "insufficient_data",
+            &loc,
+            &[
+                ("fail", InsufficientData::Fail),
+                ("pass", InsufficientData::Pass),
+            ],
+            &["fail", "pass"],
+            " (`fail`: an alarm with no data for the whole window holds the promotion)",
+        );
+        let bad = (m.get("advisory").is_some() && advisory.is_none())
+            || (m.get("insufficient_data").is_some() && insufficient_data.is_none());
         let duration = duration?;
         let interval = match (interval, m.get("interval")) {
             (Some(i), _) if i <= duration => i,
             (None, None) => duration.min(Duration::from_secs(10)),
             _ => return None,
         };
+        if bad {
+            return None;
+        }
         Some(Some(Monitor {
             duration,
             interval,
             alarms,
+            advisory: advisory.unwrap_or(false),
+            insufficient_data: insufficient_data.unwrap_or_default(),
         }))
     }
 
@@ -1434,6 +1493,8 @@ impl Checker<'_> {
         );
         let environment = self.text(&m, "environment", &loc, "environment: staging");
         let env_pos = m.get("environment").map(|e| e.pos());
+        let advisory = self.flag(&m, "advisory", &loc);
+        let advisory_bad = m.get("advisory").is_some() && advisory.is_none();
         let alarm_ref = named.as_ref().map(|n| AlarmRef {
             name: Named {
                 name: n.name.clone(),
@@ -1445,7 +1506,7 @@ impl Checker<'_> {
                 .map(|(name, pos)| Named { name, pos }),
             loc: loc.clone(),
         });
-        if !datapoints_ok {
+        if !datapoints_ok || advisory_bad {
             return (None, alarm_ref);
         }
         let alarm = match (named, source) {
@@ -1457,6 +1518,7 @@ impl Checker<'_> {
                 datapoints_to_alarm: datapoints.map_or(eval_n, |(d, _)| d),
                 missing_data: missing_data.unwrap_or_default(),
                 environment,
+                advisory: advisory.unwrap_or(false),
             }),
             _ => None,
         };
@@ -1579,10 +1641,20 @@ impl Checker<'_> {
         let Some(m) = self.sub_map(top, "rollback", "", ROLLBACK_KEYS) else {
             return rollback;
         };
-        if let Some(v) = self.sub_map(&m, "validate", "in `rollback`", VALIDATE_KEYS)
-            && let Some(s) = self.duration(&v, "stabilize", "in `rollback.validate`", false)
-        {
-            rollback.validate = RollbackValidate { stabilize: s };
+        if let Some(v) = self.sub_map(&m, "validate", "in `rollback`", VALIDATE_KEYS) {
+            let loc = "in `rollback.validate`";
+            let defaults = RollbackValidate::default();
+            rollback.validate = RollbackValidate {
+                stabilize: self
+                    .duration(&v, "stabilize", loc, false)
+                    .unwrap_or(defaults.stabilize),
+                health_timeout: self
+                    .duration(&v, "health_timeout", loc, true)
+                    .unwrap_or(defaults.health_timeout),
+            };
+        }
+        if let Some(automatic) = self.flag(&m, "automatic", "in `rollback`") {
+            rollback.automatic = automatic;
         }
         rollback
     }

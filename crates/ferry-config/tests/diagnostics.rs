@@ -1043,3 +1043,234 @@ ferry.yml:7:37: invalid yaml: invalid trailing content after quoted value
 "##,
     );
 }
+
+#[test]
+fn advisory_must_be_true_or_false() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: staging
+    deploy: {command: {run: ./deploy.sh}}
+    monitor:
+      duration: 1m
+      alarms: [health]
+      advisory: yes
+  - name: production
+    deploy: {command: {run: ./deploy.sh}}
+    monitor: {duration: 1m, advisory: "true"}
+alarms:
+  - name: health
+    external: true
+    advisory: 1
+  - name: latency
+    external: true
+    advisory:
+  - name: errors
+    external: true
+    advisory: [true]
+"##,
+        r##"
+ferry.yml:8:17: `advisory` in `monitor` of environment `staging` must be `true` or `false`, found the text `yes`
+  help: write `advisory: true` or `advisory: false`
+ferry.yml:11:39: `advisory` in `monitor` of environment `production` must be `true` or `false`, found the text `true`
+  help: write `advisory: true` or `advisory: false`, without quotes
+ferry.yml:15:15: `advisory` in alarm `health` must be `true` or `false`, found the number `1`
+  help: write `advisory: true` or `advisory: false`
+ferry.yml:18:5: `advisory` in alarm `latency` is empty
+  help: write `advisory: true` or `advisory: false`
+ferry.yml:21:15: `advisory` in alarm `errors` must be `true` or `false`, found a list
+  help: write `advisory: true` or `advisory: false`
+"##,
+    );
+}
+
+#[test]
+fn insufficient_data_is_fail_or_pass() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+    monitor: {duration: 1m, insufficient_data: pas}
+  - name: staging
+    deploy: {command: {run: ./deploy.sh}}
+    monitor: {duration: 1m, insufficient_data: breaching}
+  - name: production
+    deploy: {command: {run: ./deploy.sh}}
+    monitor: {duration: 1m, insufficient_data: [fail]}
+"##,
+        r##"
+ferry.yml:5:48: unknown value `pas` for `insufficient_data` in `monitor` of environment `test`
+  help: did you mean `pass`?
+ferry.yml:8:48: unknown value `breaching` for `insufficient_data` in `monitor` of environment `staging`
+  help: write one of `fail` or `pass` (`fail`: an alarm with no data for the whole window holds the promotion)
+ferry.yml:11:48: `insufficient_data` in `monitor` of environment `production` must be one of `fail` or `pass`, found a list
+  help: write one of `fail` or `pass` (`fail`: an alarm with no data for the whole window holds the promotion)
+"##,
+    );
+}
+
+#[test]
+fn rollback_checks() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+rollback:
+  automatic: no
+  validate:
+    stabilize: 1m
+    health_timeout: 0s
+"##,
+        r##"
+ferry.yml:6:14: `automatic` in `rollback` must be `true` or `false`, found the text `no`
+  help: write `automatic: true` or `automatic: false`
+ferry.yml:9:21: `health_timeout` in `rollback.validate` must be longer than zero
+  help: write a duration like `30s`, `10m`, `1h30m`
+"##,
+    );
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+rollback:
+  automatic: "false"
+  validate: {health_timeout: 30}
+"##,
+        r##"
+ferry.yml:6:14: `automatic` in `rollback` must be `true` or `false`, found the text `false`
+  help: write `automatic: true` or `automatic: false`, without quotes
+ferry.yml:7:30: invalid duration `30` for `health_timeout` in `rollback.validate`: missing unit after `30`
+  help: write a duration like `30s`, `10m`, `1h30m`
+"##,
+    );
+}
+
+#[test]
+fn misspelt_new_keys_suggest_the_right_one() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: staging
+    deploy: {command: {run: ./deploy.sh}}
+    monitor:
+      duration: 1m
+      advisroy: true
+      insufficient-data: pass
+    wacth: 0s
+alarms:
+  - name: health
+    external: true
+    advisary: true
+rollback:
+  automatc: false
+  validate:
+    health_timout: 10s
+"##,
+        r##"
+ferry.yml:7:7: unknown key `advisroy` in `monitor` of environment `staging`
+  help: did you mean `advisory`?
+ferry.yml:8:7: unknown key `insufficient-data` in `monitor` of environment `staging`
+  help: did you mean `insufficient_data`?
+ferry.yml:9:5: unknown key `wacth` in environment `staging`
+  help: did you mean `watch`?
+ferry.yml:13:5: unknown key `advisary` in alarm `health`
+  help: did you mean `advisory`?
+ferry.yml:15:3: unknown key `automatc` in `rollback`
+  help: did you mean `automatic`?
+ferry.yml:17:5: unknown key `health_timout` in `rollback.validate`
+  help: did you mean `health_timeout`?
+"##,
+    );
+}
+
+#[test]
+fn advisory_rollback_and_insufficient_data_parse_with_defaults_and_values() {
+    let defaults = parse(
+        r##"
+pipeline: shop
+environments:
+  - name: staging
+    deploy: {command: {run: ./deploy.sh}}
+    monitor: {duration: 1m, alarms: [health]}
+alarms:
+  - name: health
+    external: true
+"##
+        .trim_start(),
+        "ferry.yml",
+    )
+    .expect("valid");
+    let monitor = defaults.environments[0].monitor.as_ref().expect("monitor");
+    assert!(!monitor.advisory);
+    assert_eq!(
+        monitor.insufficient_data,
+        ferry_config::InsufficientData::Fail
+    );
+    assert!(!defaults.alarms[0].advisory);
+    assert_eq!(defaults.environments[0].watch, None);
+    assert!(defaults.rollback.automatic);
+    assert_eq!(
+        defaults.rollback.validate.health_timeout,
+        std::time::Duration::from_secs(30)
+    );
+    assert_eq!(
+        defaults.rollback.validate.stabilize,
+        std::time::Duration::from_secs(60)
+    );
+
+    let set = parse(
+        r##"
+pipeline: shop
+environments:
+  - name: staging
+    deploy: {command: {run: ./deploy.sh}}
+    monitor:
+      duration: 1m
+      alarms: [health]
+      advisory: true
+      insufficient_data: pass
+    watch: 0s
+alarms:
+  - name: health
+    external: true
+    advisory: true
+    environment: staging
+rollback:
+  automatic: false
+  validate:
+    health_timeout: 2m
+"##
+        .trim_start(),
+        "ferry.yml",
+    )
+    .expect("valid");
+    let staging = &set.environments[0];
+    let monitor = staging.monitor.as_ref().expect("monitor");
+    assert!(monitor.advisory);
+    assert_eq!(
+        monitor.insufficient_data,
+        ferry_config::InsufficientData::Pass
+    );
+    assert_eq!(monitor.insufficient_data.as_str(), "pass");
+    assert_eq!(ferry_config::InsufficientData::Fail.as_str(), "fail");
+    assert_eq!(staging.watch, Some(std::time::Duration::ZERO));
+    assert!(set.alarms[0].advisory);
+    assert!(!set.rollback.automatic);
+    assert_eq!(
+        set.rollback.validate.health_timeout,
+        std::time::Duration::from_secs(120)
+    );
+    assert_eq!(
+        set.rollback.validate.stabilize,
+        std::time::Duration::from_secs(60),
+        "stabilize keeps its default when only health_timeout is set"
+    );
+}

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ferry_config::{
-    Alarm, AlarmSource, Approval, Build, Deploy, Environment, Gates, MissingData, Monitor,
-    Notification, Pipeline, ReleaseDeploy, Reports, Rollback, RollbackValidate, STARTER, Source,
-    Step, parse,
+    Alarm, AlarmSource, Approval, Build, Deploy, Environment, Gates, InsufficientData, MissingData,
+    Monitor, Notification, Pipeline, ReleaseDeploy, Reports, Rollback, RollbackValidate, STARTER,
+    Source, Step, parse,
 };
 
 const REFERENCE: &str = include_str!("fixtures/reference.yml");
@@ -62,6 +62,7 @@ fn health_alarm(name: &str, port: u16) -> Alarm {
         datapoints_to_alarm: 2,
         missing_data: MissingData::Missing,
         environment: None,
+        advisory: false,
     }
 }
 
@@ -114,6 +115,8 @@ fn reference_file_parses_into_the_expected_model() {
                     duration: secs(20),
                     interval: secs(2),
                     alarms: vec!["staging-health".into()],
+                    advisory: false,
+                    insufficient_data: InsufficientData::Fail,
                 }),
                 watch: None,
             },
@@ -128,6 +131,8 @@ fn reference_file_parses_into_the_expected_model() {
                     duration: secs(20),
                     interval: secs(2),
                     alarms: vec!["production-health".into()],
+                    advisory: false,
+                    insufficient_data: InsufficientData::Fail,
                 }),
                 watch: None,
             },
@@ -137,7 +142,11 @@ fn reference_file_parses_into_the_expected_model() {
             health_alarm("production-health", 18183),
         ],
         rollback: Rollback {
-            validate: RollbackValidate { stabilize: secs(2) },
+            validate: RollbackValidate {
+                stabilize: secs(2),
+                health_timeout: secs(30),
+            },
+            automatic: true,
         },
         notifications: vec![Notification::Webhook {
             url: "http://127.0.0.1:18199/events".into(),
@@ -186,6 +195,15 @@ fn model_serializes_to_json() {
         ".ferry/envs/test"
     );
     assert_eq!(json["alarms"][0]["missing_data"], "missing");
+    assert_eq!(json["alarms"][0]["advisory"], false);
+    let monitor = &json["environments"][1]["monitor"];
+    assert_eq!(monitor["advisory"], false);
+    assert_eq!(monitor["insufficient_data"], "fail");
+    assert_eq!(json["rollback"]["automatic"], true);
+    assert_eq!(
+        json["rollback"]["validate"]["health_timeout"],
+        serde_json::json!({"secs": 30, "nanos": 0})
+    );
     assert_eq!(
         json["notifications"][0]["webhook"]["url"],
         "http://127.0.0.1:18199/events"
@@ -199,6 +217,9 @@ fn starter_file_parses_cleanly() {
     assert_eq!(names, ["test", "staging", "production"]);
     assert!(p.environment("production").unwrap().approval.is_some());
     assert_eq!(p.build.steps.len(), 1);
+    assert_eq!(p.rollback, Rollback::default());
+    assert!(p.rollback.automatic);
+    assert_eq!(p.rollback.validate.health_timeout, secs(30));
 }
 
 /// Every `# key: value` line of the starter is valid when uncommented (except the
@@ -243,7 +264,14 @@ fn starter_file_parses_with_every_option_uncommented() {
     let p = parse_clean(&out);
     assert_eq!(p.alarms.len(), 1);
     assert_eq!(p.notifications.len(), 2);
-    assert!(p.environment("staging").unwrap().monitor.is_some());
+    let staging = p.environment("staging").unwrap();
+    let monitor = staging.monitor.as_ref().unwrap();
+    assert!(!monitor.advisory);
+    assert_eq!(monitor.insufficient_data, InsufficientData::Fail);
+    assert_eq!(staging.watch, Some(secs(30 * 60)));
+    assert!(!p.alarms[0].advisory);
     assert!(p.build.gates.coverage_min.is_some());
     assert_eq!(p.source.poll, Some(secs(60)));
+    assert!(p.rollback.automatic);
+    assert_eq!(p.rollback.validate.health_timeout, secs(30));
 }

@@ -3,9 +3,12 @@
 //! the outcome after it ends). Property 6 is stated over them: applying a run's changes
 //! to the store yields exactly the core's view of the run.
 
+use crate::alarm::AlarmState;
 use crate::deployment::DeploymentRecord;
 use crate::events::Event;
-use crate::model::{Artifact, DeploymentStatus, RunStatus, StageStatus, StepStatus, Suite};
+use crate::model::{
+    Artifact, DeploymentStatus, RollbackLevel, RunStatus, StageStatus, StepStatus, Suite,
+};
 use crate::time::Timestamp;
 use ferry_reports::TestReport;
 use serde::Serialize;
@@ -42,7 +45,7 @@ pub enum Change {
     },
     Artifact(Artifact),
     /// Inserts the record (status `in_progress`).
-    DeploymentStarted(DeploymentRecord),
+    DeploymentStarted(Box<DeploymentRecord>),
     DeploymentFinished {
         deployment_id: String,
         status: DeploymentStatus,
@@ -51,6 +54,28 @@ pub enum Change {
         integration_tests_passed: bool,
         e2e_tests_passed: bool,
         coverage_percentage: f64,
+    },
+    /// A deployment taken back: status `rolled_back`, with the seed's rollback fields.
+    DeploymentRolledBack {
+        deployment_id: String,
+        reason: String,
+        level: RollbackLevel,
+        at: Timestamp,
+    },
+    /// Both rollback levels failed: an incident, and the environment held for a person
+    /// until `ferry resolve`.
+    IncidentOpened {
+        environment: String,
+        deployment_id: String,
+        reason: String,
+        at: Timestamp,
+    },
+    /// An alarm's state as last evaluated or pushed.
+    AlarmState {
+        alarm: String,
+        state: AlarmState,
+        reason: String,
+        at: Timestamp,
     },
     Event(Event),
 }

@@ -42,6 +42,11 @@ pub struct DeploymentRecord {
     pub artifact_digest: String,
     /// The version that was running in the environment before this deployment.
     pub previous_version: Option<String>,
+    /// `sha256:<hex>` of the `ferry.yml` that deployed it (part of its release set).
+    pub config_digest: Option<String>,
+    /// Infrastructure template path → `sha256:<hex>` (part of its release set).
+    #[serde(default)]
+    pub template_digests: std::collections::BTreeMap<String, String>,
 }
 
 /// The seed's deployment id: `{environment}#{timestamp}`.

@@ -45,6 +45,12 @@ event_kinds! {
     ApprovalGranted => "approval_granted",
     ApprovalRejected => "approval_rejected",
     ApprovalTimedOut => "approval_timed_out",
+    RollbackInitiated => "rollback_initiated",
+    RollbackSucceeded => "rollback_succeeded",
+    RollbackFailed => "rollback_failed",
+    IncidentOpened => "incident_opened",
+    IncidentResolved => "incident_resolved",
+    AlarmStateChanged => "alarm_state_changed",
 }
 
 /// One state change. `data` holds the kind's payload: for the seed's notification kinds

@@ -16,6 +16,7 @@ pub mod model;
 pub mod monitor;
 pub mod plan;
 pub mod retry;
+pub mod rollback;
 pub mod run;
 pub mod time;
 

@@ -20,6 +20,8 @@ pub struct Window {
     end: Timestamp,
     alarms: BTreeMap<String, Evaluator>,
     failure: Option<String>,
+    /// Alarms that left INSUFFICIENT_DATA at least once during the window.
+    had_data: std::collections::BTreeSet<String>,
 }
 
 impl Window {
@@ -35,7 +37,24 @@ impl Window {
                 .map(|(n, r)| (n.to_string(), Evaluator::new(r)))
                 .collect(),
             failure: None,
+            had_data: Default::default(),
         }
+    }
+
+    /// Alarms that stayed INSUFFICIENT_DATA for the whole window so far: with the
+    /// fail-closed policy they hold the promotion.
+    pub fn never_had_data(&self) -> Vec<&str> {
+        self.alarms
+            .keys()
+            .filter(|n| !self.had_data.contains(*n))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// `(breaching, considered)` datapoints in an alarm's evaluation window, for the
+    /// record of why a decision was taken.
+    pub fn counts(&self, alarm: &str) -> Option<(u32, u32)> {
+        self.alarms.get(alarm).map(Evaluator::counts)
     }
 
     pub fn end(&self) -> Timestamp {
@@ -60,6 +79,11 @@ impl Window {
     }
 
     fn note(&mut self, alarm: &str, detail: &str) {
+        if let Some(e) = self.alarms.get(alarm)
+            && e.state() != AlarmState::InsufficientData
+        {
+            self.had_data.insert(alarm.to_string());
+        }
         if self.failure.is_some() {
             return;
         }

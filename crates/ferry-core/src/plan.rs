@@ -75,6 +75,10 @@ pub enum StepKind {
         duration: Duration,
         interval: Duration,
         alarms: Vec<String>,
+        /// Evaluated and recorded, but never fails the stage.
+        advisory: bool,
+        /// An alarm that never leaves INSUFFICIENT_DATA fails the window (fail closed).
+        fail_closed: bool,
     },
 }
 
@@ -156,6 +160,8 @@ fn environment_stage(env: &Environment) -> StagePlan {
             duration: m.duration,
             interval: m.interval,
             alarms: m.alarms.clone(),
+            advisory: m.advisory,
+            fail_closed: m.insufficient_data == ferry_config::InsufficientData::Fail,
         };
         steps.push(ferry_step(&steps, STEP_MONITOR, kind));
     }

@@ -129,6 +129,8 @@ pub struct Run {
     deployments: Vec<Option<DeploymentRecord>>,
     /// When the approval of a stage was requested, for its timeout.
     pub approval_requested: Vec<Option<Timestamp>>,
+    /// `sha256:<hex>` of the pipeline file this run follows, recorded in its release sets.
+    pub config_digest: Option<String>,
     /// The latest time this run has recorded: a run's record never goes back in time,
     /// whatever the clocks it is handed do.
     last: Timestamp,
@@ -179,6 +181,7 @@ impl Run {
             ledger: TestLedger::default(),
             deployments: vec![None; n],
             approval_requested: vec![None; n],
+            config_digest: None,
             last: now,
         }
     }
@@ -417,9 +420,11 @@ impl Run {
             run_id: self.id(),
             artifact_digest: digest,
             previous_version,
+            config_digest: self.config_digest.clone(),
+            template_digests: Default::default(),
         };
         self.deployments[r.stage] = Some(record.clone());
-        out.push(Change::DeploymentStarted(record));
+        out.push(Change::DeploymentStarted(Box::new(record)));
         out.push(self.event(
             now,
             EventKind::DeploymentStarted,

@@ -10,6 +10,7 @@ use ferry_core::approval::{self, ApprovalState};
 use ferry_core::gates::{self, ExitObservation};
 use ferry_core::monitor::{Window, WindowState};
 use ferry_core::retry::RetryPolicy;
+use ferry_core::rollback::Trigger;
 use ferry_core::run::{Next, Run, RunView, StepOutcome, StepRef};
 use ferry_core::{Artifact, Change, Commit, RunId, RunPlan, StepKind, Timestamp};
 use std::collections::BTreeMap;
@@ -28,13 +29,15 @@ pub struct Ports<'a> {
     pub reports: &'a dyn ReportFiles,
     pub probe: &'a dyn AlarmProbe,
     pub observer: &'a dyn Observer,
-    /// One deployer per environment name.
-    pub deployers: &'a BTreeMap<String, Box<dyn Deployer + 'a>>,
+    /// Builds each environment's deployer from a `deploy:` section.
+    pub deployers: &'a dyn DeployerFactory,
 }
 
 /// Where a run's files go.
 #[derive(Debug, Clone)]
 pub struct Layout {
+    /// The project folder (where `ferry.yml` is); rollbacks run their commands here.
+    pub project: PathBuf,
     /// Checkouts: `<work>/run-<id>/`.
     pub work: PathBuf,
     /// Step logs: `<logs>/run-<id>/<stage>-<step>.log`.
@@ -61,6 +64,15 @@ impl Layout {
             .join(format!("run-{run}"))
             .join(format!("{}-{}.log", clean(stage), clean(step)))
     }
+}
+
+/// One monitor window, as planned.
+struct MonitorPlan<'p> {
+    duration: Duration,
+    interval: Duration,
+    alarms: &'p [String],
+    advisory: bool,
+    fail_closed: bool,
 }
 
 /// The environment lease a run holds, and why it was lost if it was.
@@ -94,6 +106,8 @@ impl Default for Settings {
 
 pub struct Engine<'a> {
     pub pipeline: &'a Pipeline,
+    /// The pipeline file's text: recorded (by digest) in every release set.
+    pub pipeline_text: &'a str,
     pub ports: Ports<'a>,
     pub layout: Layout,
     pub settings: Settings,
@@ -137,7 +151,10 @@ impl<'a> Engine<'a> {
                 .collect(),
         };
         let id = self.ports.store.create_run(&new)?;
-        let run = Run::new(id, &self.pipeline.name, commit, plan, now);
+        let mut run = Run::new(id, &self.pipeline.name, commit, plan, now);
+        let digest = sha256(self.pipeline_text.as_bytes());
+        self.ports.store.put_config(&digest, self.pipeline_text)?;
+        run.config_digest = Some(digest);
         self.commit(&run, run.queued_changes())?;
         Ok(run)
     }
@@ -231,6 +248,7 @@ impl<'a> Engine<'a> {
                 checked_out = true;
             }
             self.step(run, r, &checkout, lease)?;
+            self.roll_back_failed_stage(run, r)?;
             // Leave an environment once its stage has ended.
             let done_env = {
                 let held = lease.lock().ok().and_then(|h| h.lease.clone());
@@ -247,6 +265,38 @@ impl<'a> Engine<'a> {
                 }
             }
         }
+    }
+
+    /// Seed Property 4: a deployment whose stage failed (deploy, tests, monitor window)
+    /// is rolled back at once, while the run still holds the environment's lease.
+    fn roll_back_failed_stage(&self, run: &Run, r: StepRef) -> PortResult<()> {
+        let Some(env) = run.plan.stages[r.stage].environment() else {
+            return Ok(());
+        };
+        if run.view.stages[r.stage].status != ferry_core::StageStatus::Failed
+            || !self.pipeline.rollback.automatic
+        {
+            return Ok(());
+        }
+        let Some(bad) =
+            self.ports.store.latest_deployment(env)?.filter(|d| {
+                d.run_id == run.id() && d.status == ferry_core::DeploymentStatus::Failed
+            })
+        else {
+            return Ok(());
+        };
+        let trigger = match run.step_kind(r) {
+            StepKind::Deploy => Trigger::DeployFailed,
+            StepKind::Monitor { .. } => Trigger::MonitorFailed,
+            _ => Trigger::TestsFailed,
+        };
+        let reason = run.view.stages[r.stage].steps[r.step]
+            .reason
+            .clone()
+            .unwrap_or_else(|| "the stage failed".to_string());
+        let reason = format!("{}/{}: {reason}", env, run.step_name(r));
+        self.roll_back(&bad, &reason, trigger, None, run.id())?;
+        Ok(())
     }
 
     fn step(
@@ -342,10 +392,19 @@ impl<'a> Engine<'a> {
                 duration,
                 interval,
                 alarms,
+                advisory,
+                fail_closed,
             } => {
                 let ch = run.start_step(r, clock.now(), log_text);
                 self.commit(run, ch)?;
-                let outcome = self.monitor(run, duration, interval, &alarms);
+                let plan = MonitorPlan {
+                    duration,
+                    interval,
+                    alarms: &alarms,
+                    advisory,
+                    fail_closed,
+                };
+                let outcome = self.monitor(run, &plan)?;
                 let ch = if self.cancel.load(Ordering::SeqCst) {
                     run.cancel("cancelled by the user", clock.now())
                 } else {
@@ -386,10 +445,20 @@ impl<'a> Engine<'a> {
         }
         // Refusals before anything reaches the environment fail the step without opening
         // a deployment record: nothing was deployed.
-        let refusal = match (self.ports.deployers.get(&env), &run.view.artifact) {
-            (None, _) => Some(format!("no deployer for environment `{env}`")),
-            (Some(_), Some(a)) => {
-                match self.retrying(run, || self.ports.artifacts.digest(&a.location)) {
+        let deployer = match self.pipeline.environment(&env) {
+            Some(e) => self.ports.deployers.deployer(&env, &e.deploy),
+            None => Err(PortError::permanent(format!(
+                "environment `{env}` is not in the pipeline"
+            ))),
+        };
+        let refusal = match (&deployer, &run.view.artifact) {
+            (Err(e), _) => Some(e.message.clone()),
+            (Ok(_), _) if let Some(i) = self.ports.store.hold(&env)? => Some(format!(
+                "environment {env} needs a person: incident #{} ({}); run `ferry resolve {env}` once it is fixed",
+                i.id, i.reason
+            )),
+            (Ok(_), Some(a)) => {
+                match self.retry_in(Some(&run.view), || self.ports.artifacts.digest(&a.location)) {
                     Ok(d) if d == a.digest => None,
                     Ok(d) => Some(format!(
                         "artifact `{}` changed since it was built (expected {}, found {d}); refusing to deploy it",
@@ -398,9 +467,9 @@ impl<'a> Engine<'a> {
                     Err(e) => Some(e.message),
                 }
             }
-            (Some(_), None) => None,
+            (Ok(_), None) => None,
         };
-        let (Some(deployer), None) = (self.ports.deployers.get(&env), &refusal) else {
+        let (Ok(deployer), None) = (deployer, &refusal) else {
             let ch = run.start_step(r, clock.now(), Some(log.display().to_string()));
             self.commit(run, ch)?;
             let why = refusal.unwrap_or_default();
@@ -432,9 +501,9 @@ impl<'a> Engine<'a> {
             cwd: checkout.to_path_buf(),
             log,
         };
-        let outcome = match self.retrying(run, || deployer.deploy(&req)) {
+        let outcome = match self.retry_in(Some(&run.view), || deployer.deploy(&req)) {
             Err(e) => StepOutcome::failed(e.message),
-            Ok(()) => match self.retrying(run, || deployer.current_version()) {
+            Ok(()) => match self.retry_in(Some(&run.view), || deployer.current_version()) {
                 Ok(Some(v)) if v == req.version => StepOutcome::passed(),
                 Ok(other) => StepOutcome::failed(format!(
                     "after deploying {} the environment reports {} running",
@@ -495,7 +564,16 @@ impl<'a> Engine<'a> {
 
     /// Seed §6.2: transient failures are retried with exponential backoff before they
     /// count.
-    fn retrying<T>(&self, run: &Run, mut f: impl FnMut() -> PortResult<T>) -> PortResult<T> {
+    pub(crate) fn retry_plain<T>(&self, f: impl FnMut() -> PortResult<T>) -> PortResult<T> {
+        self.retry_in(None, f)
+    }
+
+    /// [`Self::retry_plain`], telling the observer about retries as notes of `run`.
+    pub(crate) fn retry_in<T>(
+        &self,
+        run: Option<&RunView>,
+        mut f: impl FnMut() -> PortResult<T>,
+    ) -> PortResult<T> {
         let mut attempt = 1;
         loop {
             match f() {
@@ -503,14 +581,15 @@ impl<'a> Engine<'a> {
                     attempt += 1;
                     match self.settings.retry.delay_before(attempt) {
                         Some(d) => {
-                            self.ports.observer.note(
-                                &run.view,
-                                &format!(
-                                    "{}; retrying in {} (attempt {attempt})",
-                                    e.message,
-                                    ferry_core::time::human(d)
-                                ),
+                            let msg = format!(
+                                "{}; retrying in {} (attempt {attempt})",
+                                e.message,
+                                ferry_core::time::human(d)
                             );
+                            match run {
+                                Some(v) => self.ports.observer.note(v, &msg),
+                                None => self.ports.observer.notice(&msg),
+                            }
                             self.ports.clock.sleep(d);
                         }
                         None => return Err(e),
@@ -521,64 +600,154 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn monitor(
-        &self,
-        run: &Run,
-        duration: Duration,
-        interval: Duration,
-        names: &[String],
-    ) -> StepOutcome {
+    /// A monitor window (seed §3.3.1). Probe alarms take one datapoint per period;
+    /// pushed alarms are read from the store. Every alarm state change is recorded with
+    /// its datapoints (the inputs of the decision). Advisory alarms, or an advisory
+    /// window, are evaluated and recorded but never fail the stage.
+    fn monitor(&self, run: &Run, m: &MonitorPlan<'_>) -> PortResult<StepOutcome> {
         let clock = self.ports.clock;
         let start = clock.now();
-        let alarms: Vec<&ferry_config::Alarm> = names
+        let alarms: Vec<&ferry_config::Alarm> = m
+            .alarms
             .iter()
             .filter_map(|n| self.pipeline.alarm(n))
             .collect();
+        let (advisory, binding): (Vec<&ferry_config::Alarm>, Vec<&ferry_config::Alarm>) =
+            alarms.iter().partition(|a| a.advisory || m.advisory);
+        let rules = |set: &[&ferry_config::Alarm]| {
+            set.iter()
+                .map(|a| (a.name.clone(), Rule::from(*a)))
+                .collect::<Vec<_>>()
+        };
+        let (b_rules, a_rules) = (rules(&binding), rules(&advisory));
         let mut window = Window::new(
             start,
-            duration,
-            alarms.iter().map(|a| (a.name.as_str(), Rule::from(*a))),
+            m.duration,
+            b_rules.iter().map(|(n, r)| (n.as_str(), *r)),
+        );
+        let mut watch_only = Window::new(
+            start,
+            m.duration,
+            a_rules.iter().map(|(n, r)| (n.as_str(), *r)),
         );
         let mut next_sample: Vec<Timestamp> = alarms.iter().map(|_| start).collect();
         loop {
             let now = clock.now();
             for (i, a) in alarms.iter().enumerate() {
-                if matches!(a.source, AlarmSource::External) || now < next_sample[i] {
-                    continue;
+                let w = if a.advisory || m.advisory {
+                    &mut watch_only
+                } else {
+                    &mut window
+                };
+                let changed = if matches!(a.source, AlarmSource::External) {
+                    // Pushed state (`ferry alarm`, webhooks): only what was pushed during
+                    // this window counts.
+                    match self.ports.store.alarm_state(&a.name)? {
+                        Some((state, why, at)) if at >= start => {
+                            w.force(&a.name, state, &why).map(|s| (s, why))
+                        }
+                        _ => None,
+                    }
+                } else if now >= next_sample[i] {
+                    let (dp, detail) = self.ports.probe.sample(a);
+                    next_sample[i] = next_sample[i].plus(a.period);
+                    w.observe(&a.name, dp, &detail).map(|s| (s, detail))
+                } else {
+                    None
+                };
+                if let Some((state, detail)) = changed {
+                    let (breaching, considered) = w.counts(&a.name).unwrap_or((0, 0));
+                    self.alarm_changed(
+                        run,
+                        a,
+                        state,
+                        &detail,
+                        breaching,
+                        considered,
+                        a.advisory || m.advisory,
+                    )?;
                 }
-                let (dp, detail) = self.ports.probe.sample(a);
-                if let Some(state) = window.observe(&a.name, dp, &detail) {
-                    self.ports.observer.note(
-                        &run.view,
-                        &format!("alarm {} is {state} ({detail})", a.name),
-                    );
-                }
-                next_sample[i] = next_sample[i].plus(a.period);
             }
-            match window.state(clock.now()) {
-                WindowState::Failed(why) => return StepOutcome::failed(why),
-                WindowState::Passed => {
-                    let alarmed = window.states().any(|(_, s)| s == AlarmState::Alarm);
-                    return if alarmed {
-                        StepOutcome::failed("an alarm is in ALARM at the end of the window")
-                    } else {
-                        StepOutcome::passed()
-                    };
-                }
-                WindowState::Watching => {}
+            let over = match window.state(clock.now()) {
+                WindowState::Failed(why) => return Ok(StepOutcome::failed(why)),
+                WindowState::Passed => true,
+                WindowState::Watching => false,
+            };
+            if over {
+                let alarmed = window.states().any(|(_, s)| s == AlarmState::Alarm);
+                let silent = window.never_had_data();
+                return Ok(if alarmed {
+                    StepOutcome::failed("an alarm is in ALARM at the end of the window")
+                } else if m.fail_closed && !silent.is_empty() {
+                    StepOutcome::failed(format!(
+                        "alarm {} had no data for the whole window (INSUFFICIENT_DATA holds the promotion: fail closed); fix the probe or set `insufficient_data: pass`",
+                        silent.join(", ")
+                    ))
+                } else {
+                    StepOutcome::passed()
+                });
             }
             if self.cancel.load(Ordering::SeqCst) {
-                return StepOutcome::failed("cancelled by the user");
+                return Ok(StepOutcome::failed("cancelled by the user"));
             }
             let now = clock.now();
             let wake = next_sample
                 .iter()
                 .copied()
-                .chain([window.end(), now.plus(interval)])
+                .chain([window.end(), now.plus(m.interval)])
                 .min()
                 .unwrap_or(now);
             clock.sleep(wake.since(now).max(Duration::from_millis(1)));
         }
+    }
+
+    /// Records an alarm's state change and its event (with the datapoints behind it).
+    #[allow(clippy::too_many_arguments)]
+    fn alarm_changed(
+        &self,
+        run: &Run,
+        a: &ferry_config::Alarm,
+        state: AlarmState,
+        detail: &str,
+        breaching: u32,
+        considered: u32,
+        advisory: bool,
+    ) -> PortResult<()> {
+        let now = self.ports.clock.now();
+        let env = a.environment.clone();
+        let note = if advisory { " (advisory)" } else { "" };
+        let message = format!("alarm {} is {state}{note}: {detail}", a.name);
+        self.ports.observer.note(&run.view, &message);
+        self.commit(
+            run,
+            vec![
+                Change::AlarmState {
+                    alarm: a.name.clone(),
+                    state,
+                    reason: detail.to_string(),
+                    at: now,
+                },
+                Change::Event(ferry_core::Event {
+                    at: now,
+                    kind: ferry_core::EventKind::AlarmStateChanged,
+                    run: Some(run.id()),
+                    environment: env,
+                    message,
+                    data: serde_json::json!({
+                        "alarm": a.name,
+                        "state": state,
+                        "reason": detail,
+                        "advisory": advisory,
+                        "breachingDatapoints": breaching,
+                        "consideredDatapoints": considered,
+                        "datapointsToAlarm": a.datapoints_to_alarm,
+                        "evaluationPeriods": a.evaluation_periods,
+                        "period": ferry_config::format_duration(a.period),
+                        "missingData": a.missing_data.as_str(),
+                    }),
+                }),
+            ],
+        )
     }
 
     fn command_outcome(
@@ -689,6 +858,12 @@ impl<'a> Engine<'a> {
         self.ports.observer.changed(&run.view, &changes);
         Ok(())
     }
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
 
 fn rel(base: &Path, p: &Path) -> String {

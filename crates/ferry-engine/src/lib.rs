@@ -8,5 +8,6 @@
 
 pub mod driver;
 pub mod ports;
+pub mod rollback;
 
 pub use driver::{Engine, Layout, Ports, Settings};

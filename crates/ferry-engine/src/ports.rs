@@ -3,8 +3,10 @@
 //! with DynamoDB, S3 and CloudFormation; tests with fakes. All of them are synchronous
 //! and `Send + Sync`: a run is driven on its own thread.
 
+use ferry_core::alarm::AlarmState;
 use ferry_core::approval::Decision;
 use ferry_core::gates::ExitObservation;
+use ferry_core::rollback::RollbackRecord;
 use ferry_core::run::RunView;
 use ferry_core::{Artifact, Change, Commit, DeploymentRecord, Event, RunId, Timestamp};
 use std::collections::BTreeMap;
@@ -139,6 +141,43 @@ pub trait Store: Send + Sync {
     fn renew_lease(&self, lease: &Lease) -> PortResult<()>;
     /// Lets go of our lease (no-op if it is not ours).
     fn release_lease(&self, environment: &str, run: RunId) -> PortResult<()>;
+
+    /// Claims the rollback of a deployment (seed Property 2): records `rec` (status
+    /// `in_progress`) unless a record for that deployment exists, in which case that
+    /// record is returned and nothing is written.
+    fn claim_rollback(&self, rec: &RollbackRecord) -> PortResult<Result<(), RollbackRecord>>;
+    /// Replaces the record of a claimed rollback with its outcome (or progress).
+    fn update_rollback(&self, rec: &RollbackRecord) -> PortResult<()>;
+    /// The rollback record of a deployment, if any.
+    fn rollback(&self, deployment_id: &str) -> PortResult<Option<RollbackRecord>>;
+    /// Rollback records, newest first.
+    fn rollbacks(&self, limit: usize) -> PortResult<Vec<RollbackRecord>>;
+
+    /// The open incident holding an environment for a person, if any.
+    fn hold(&self, environment: &str) -> PortResult<Option<Incident>>;
+    /// Closes the open incident of an environment; NotFound if there is none.
+    fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident>;
+
+    /// Remembers a pipeline file's text under its digest (release sets refer to it).
+    fn put_config(&self, digest: &str, text: &str) -> PortResult<()>;
+    fn config(&self, digest: &str) -> PortResult<Option<String>>;
+
+    /// An alarm's last recorded state: `(state, reason, at)`.
+    fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>>;
+    /// Records an alarm state change and its event, tied to no run.
+    fn record_alarm(&self, changes: &[Change]) -> PortResult<()>;
+}
+
+/// An environment held for a person after both rollback levels failed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Incident {
+    pub id: i64,
+    pub environment: String,
+    pub deployment_id: String,
+    pub reason: String,
+    pub opened_at: Timestamp,
+    pub resolved_at: Option<Timestamp>,
+    pub resolved_by: Option<String>,
 }
 
 /// The repository: turns a revision into a commit and writes a commit's tree into a
@@ -200,9 +239,30 @@ pub struct DeployRequest {
 /// version that is already current succeeds without disruption.
 pub trait Deployer: Send + Sync {
     fn deploy(&self, req: &DeployRequest) -> PortResult<()>;
+    /// Puts an earlier release back (`req.version`, `req.artifact` are the target's).
+    /// A release deployer swaps back to the kept release (unpacking the artifact again
+    /// if it was pruned); a command deployer runs its `rollback` command, or its deploy
+    /// command with the target's variables when it has none.
+    fn rollback(&self, req: &DeployRequest) -> PortResult<()>;
     /// What is really running now (DESIGN invariant 1: asked on reconcile and after a
     /// rollback), `None` when nothing is deployed.
     fn current_version(&self) -> PortResult<Option<String>>;
+    /// Waits up to `within` for the environment's health check to answer 2xx. Ok when
+    /// the deployer has no health check.
+    fn healthy(&self, within: Duration) -> PortResult<()> {
+        let _ = within;
+        Ok(())
+    }
+}
+
+/// Builds the deployer of an environment from a `deploy:` section (the current
+/// pipeline's, or the one recorded in a release set that a rollback restores).
+pub trait DeployerFactory: Send + Sync {
+    fn deployer(
+        &self,
+        environment: &str,
+        deploy: &ferry_config::Deploy,
+    ) -> PortResult<Box<dyn Deployer + '_>>;
 }
 
 /// Told about every committed batch, and about waits, so people can watch a run.
@@ -210,6 +270,10 @@ pub trait Observer: Send + Sync {
     fn changed(&self, run: &RunView, changes: &[Change]);
     /// Something worth telling that is not a state change (waiting for a lease, a retry).
     fn note(&self, _run: &RunView, _message: &str) {}
+    /// The same, outside a run (a rollback, an alarm).
+    fn notice(&self, _message: &str) {}
+    /// A committed batch of a rollback (its events).
+    fn rolled(&self, _changes: &[Change]) {}
 }
 
 /// An observer that ignores everything.

@@ -130,6 +130,18 @@ impl Deployer for CommandDeployer {
         self.record(&req.version)
     }
 
+    /// The `rollback` command when there is one; otherwise the deploy command again,
+    /// with the target version's variables and artifact.
+    fn rollback(&self, req: &DeployRequest) -> PortResult<()> {
+        match &self.rollback {
+            Some(command) => {
+                self.run_command("rollback", command, &self.project_root, &req.env, &req.log)?;
+                self.record(&req.version)
+            }
+            None => self.deploy(req),
+        }
+    }
+
     fn current_version(&self) -> PortResult<Option<String>> {
         if let Some(command) = &self.current_version {
             let out = capture(

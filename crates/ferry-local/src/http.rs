@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 `GET` over a plain TCP stream, enough for health checks and probes
-//! against `http://` URLs (the status code is all it reads).
+//! against `http://` URLs: [`http_get_status`] reads only the status code, [`http_get`]
+//! the status and the body (plain, `Content-Length` or `Transfer-Encoding: chunked`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -28,11 +29,67 @@ pub fn http_get(url: &str, timeout: Duration) -> Result<(u16, Vec<u8>), String> 
         .position(|w| w == b"\r\n")
         .ok_or("the connection was closed without a response")?;
     let status = parse_status(&all[..end])?;
-    let body = match all.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(i) => all[i + 4..].to_vec(),
-        None => Vec::new(),
+    let Some(head_end) = all.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok((status, Vec::new()));
+    };
+    let head = String::from_utf8_lossy(&all[end + 2..head_end]);
+    let body = &all[head_end + 4..];
+    let body = if header_has_token(&head, "transfer-encoding", "chunked") {
+        decode_chunked(body)?
+    } else if let Some(len) = header(&head, "content-length").and_then(|v| v.parse().ok()) {
+        body[..body.len().min(len)].to_vec()
+    } else {
+        body.to_vec()
     };
     Ok((status, body))
+}
+
+/// The value of the first header called `name` (case-insensitive) in `head`, the
+/// header lines of a response.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Whether any header called `name` lists `token` (comma-separated, case-insensitive).
+fn header_has_token(head: &str, name: &str, token: &str) -> bool {
+    head.lines().any(|line| {
+        line.split_once(':').is_some_and(|(n, v)| {
+            n.trim().eq_ignore_ascii_case(name)
+                && v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+        })
+    })
+}
+
+/// Decodes a `Transfer-Encoding: chunked` body: hex size lines (with optional
+/// `;extensions`), each followed by that many bytes and CRLF, up to a zero-size chunk
+/// (trailers are ignored). A body cut short is an error.
+fn decode_chunked(mut rest: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(rest.len());
+    loop {
+        let eol = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("the chunked body was cut short (no chunk size line)")?;
+        let line = String::from_utf8_lossy(&rest[..eol]);
+        let size_text = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_text, 16)
+            .map_err(|_| format!("bad chunk size `{}` in a chunked body", line.trim()))?;
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if rest.len() < size {
+            return Err("the chunked body was cut short".into());
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = &rest[size..];
+        rest = rest
+            .strip_prefix(b"\r\n")
+            .ok_or("a chunk in the chunked body does not end with CRLF")?;
+    }
 }
 
 /// Sends `GET url` and returns the response's status code. The whole exchange (name
@@ -221,6 +278,30 @@ mod tests {
         assert!(parse_url("https://example.com/").is_err());
         assert!(parse_url("ftp://x/").is_err());
         assert!(parse_url("http://h:notaport/").is_err());
+    }
+
+    #[test]
+    fn chunked_bodies_decode() {
+        let body = b"4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nX-Trailer: 1\r\n\r\n";
+        assert_eq!(
+            decode_chunked(body).as_deref(),
+            Ok(&b"Wikipedia in \r\n\r\nchunks."[..])
+        );
+        assert_eq!(decode_chunked(b"0\r\n\r\n"), Ok(Vec::new()));
+        assert!(decode_chunked(b"a\r\nshort").is_err());
+        assert!(decode_chunked(b"zz\r\nxx\r\n0\r\n\r\n").is_err());
+        assert!(decode_chunked(b"2\r\nabc\r\n0\r\n\r\n").is_err());
+        assert!(decode_chunked(b"2\r\nab\r\n").is_err());
+    }
+
+    #[test]
+    fn headers_are_found_case_insensitively() {
+        let head =
+            "Content-Type: text/plain\r\nTRANSFER-ENCODING: gzip, Chunked\r\ncontent-length: 12";
+        assert!(header_has_token(head, "transfer-encoding", "chunked"));
+        assert!(!header_has_token(head, "content-type", "chunked"));
+        assert_eq!(header(head, "Content-Length"), Some("12"));
+        assert_eq!(header(head, "x-missing"), None);
     }
 
     #[test]

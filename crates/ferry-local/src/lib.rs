@@ -25,3 +25,29 @@ pub use git::GitSource;
 pub use http::http_get_status;
 pub use process::{KILL_GRACE, ProcessExecutor, explain_exit};
 pub use release::{ReleaseDeployer, STOP_GRACE};
+
+/// The local [`DeployerFactory`](ferry_engine::ports::DeployerFactory): `release`
+/// sections become [`ReleaseDeployer`]s (roots relative to the project folder),
+/// `command` sections [`CommandDeployer`]s (versions recorded under `state/envs`).
+pub struct LocalDeployers {
+    pub project: std::path::PathBuf,
+    pub state: std::path::PathBuf,
+}
+
+impl ferry_engine::ports::DeployerFactory for LocalDeployers {
+    fn deployer(
+        &self,
+        environment: &str,
+        deploy: &ferry_config::Deploy,
+    ) -> ferry_engine::ports::PortResult<Box<dyn ferry_engine::ports::Deployer + '_>> {
+        Ok(match deploy {
+            ferry_config::Deploy::Release(r) => Box::new(ReleaseDeployer::new(r, &self.project)),
+            ferry_config::Deploy::Command(c) => Box::new(CommandDeployer::new(
+                c,
+                environment,
+                &self.project,
+                &self.state.join("envs"),
+            )),
+        })
+    }
+}

@@ -365,6 +365,15 @@ impl ReleaseDeployer {
     /// Waits for the health URL to answer 2xx (or, without one, for a freshly started
     /// service to stay up a moment). A service that exits fails the check at once.
     fn check_health(&self, started: Option<i32>, j: &mut Journal) -> PortResult<()> {
+        self.check_health_within(started, j, self.health_timeout)
+    }
+
+    fn check_health_within(
+        &self,
+        started: Option<i32>,
+        j: &mut Journal,
+        health_timeout: Duration,
+    ) -> PortResult<()> {
         let mut watch = started.map(ServiceWatch::new);
         let Some(url) = &self.health else {
             if let Some(w) = &mut watch {
@@ -376,7 +385,7 @@ impl ReleaseDeployer {
             return Ok(());
         };
         let begin = Instant::now();
-        let deadline = begin + self.health_timeout;
+        let deadline = begin + health_timeout;
         let mut last;
         loop {
             if let Some(w) = &mut watch
@@ -407,7 +416,7 @@ impl ReleaseDeployer {
         }
         let msg = format!(
             "health check `{url}` did not answer 2xx within {}s (last: {last})",
-            self.health_timeout.as_secs_f64()
+            health_timeout.as_secs_f64()
         );
         Err(self.failure(&msg))
     }
@@ -486,8 +495,43 @@ impl Deployer for ReleaseDeployer {
         result
     }
 
+    /// Swaps back to the kept release when it is still there (no unpacking: the fastest
+    /// way back); unpacks the recorded artifact again, verified, when it was pruned.
+    fn rollback(&self, req: &DeployRequest) -> PortResult<()> {
+        let kept = self.releases_dir().join(&req.version).is_dir();
+        if kept {
+            let _g = self.guard();
+            check_version(&req.version)?;
+            let log = open_append(&req.log).map_err(|e| io_err("open", &req.log, &e))?;
+            let mut j = Journal(Some(log));
+            j.line(format!(
+                "rolling back {} to the kept release {}",
+                req.environment, req.version
+            ));
+            let result = if self.read_current()?.as_deref() == Some(req.version.as_str())
+                && self.service_running()
+            {
+                self.check_health(None, &mut j)
+            } else {
+                self.switch_to(&req.version, &req.env, &mut j)
+            };
+            if let Err(e) = &result {
+                j.line(format!("failed: {}", e.message));
+            }
+            return result;
+        }
+        self.deploy(req)
+    }
+
     fn current_version(&self) -> PortResult<Option<String>> {
         self.read_current()
+    }
+
+    fn healthy(&self, within: Duration) -> PortResult<()> {
+        if self.health.is_none() {
+            return Ok(());
+        }
+        self.check_health_within(None, &mut Journal(None), within)
     }
 }
 

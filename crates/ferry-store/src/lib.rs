@@ -2,17 +2,18 @@
 //! [`Store`] port.
 //!
 //! Runs, stages, steps, test results, events, deployments (the seed's `DeploymentRecord`,
-//! §3.5/§4.1, one column per field), approvals and leases live in one database in WAL
-//! mode, so the dashboard and `ferry status` read while a run writes. Every
-//! [`Store::apply`] is one `BEGIN IMMEDIATE` transaction: DESIGN invariant 1 ("write
-//! before acting") needs each batch of [`Change`]s to be committed whole or not at all,
-//! and Property 6 needs [`Store::load_run`] to give back exactly the core's view after
-//! every batch.
+//! §3.5/§4.1, one column per field), approvals, leases, rollback records, incidents,
+//! pipeline files by digest and alarm states live in one database in WAL mode, so the
+//! dashboard and `ferry status` read while a run writes. Every [`Store::apply`] is one
+//! `BEGIN IMMEDIATE` transaction: DESIGN invariant 1 ("write before acting") needs each
+//! batch of [`Change`]s to be committed whole or not at all, and Property 6 needs
+//! [`Store::load_run`] to give back exactly the core's view after every batch.
 //!
 //! Architecture invariant: this crate decides nothing. It records what the core's
 //! changes say and answers queries; the only rules it enforces are the ones that must
-//! hold across processes (one decision per approval, one lease holder per environment),
-//! because only the database sees every process.
+//! hold across processes (one decision per approval, one lease holder per environment,
+//! one rollback per deployment, one open incident per environment), because only the
+//! database sees every process.
 
 mod error;
 mod schema;
@@ -20,19 +21,22 @@ mod schema;
 pub use schema::MIGRATIONS;
 
 use error::{Failure, Fallible, bad, to_port};
+use ferry_core::alarm::AlarmState;
 use ferry_core::approval::Decision;
 use ferry_core::events::iso8601;
+use ferry_core::rollback::{RollbackRecord, RollbackStatus, Trigger};
 use ferry_core::run::{RunView, StageView, StepView};
 use ferry_core::{
     Artifact, Change, Commit, DeploymentRecord, DeploymentStatus, Event, EventKind, RollbackLevel,
     RunId, RunStatus, StageStatus, StepStatus, Suite, Timestamp,
 };
-use ferry_engine::ports::{EventFilter, Lease, NewRun, PortError, PortResult, Store};
+use ferry_engine::ports::{EventFilter, Incident, Lease, NewRun, PortError, PortResult, Store};
 use ferry_reports::TestReport;
 use rusqlite::types::Value;
 use rusqlite::{
     Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params, params_from_iter,
 };
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -530,6 +534,183 @@ impl Store for SqliteStore {
             Ok(())
         })
     }
+
+    fn claim_rollback(&self, rec: &RollbackRecord) -> PortResult<Result<(), RollbackRecord>> {
+        // `BEGIN IMMEDIATE` takes the write lock before the read, so of several claimers
+        // (threads or processes) exactly one sees no record and inserts it.
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            if let Some(existing) = rollback_of(tx, &rec.deployment_id)? {
+                return Ok(Err(existing));
+            }
+            write_rollback(tx, rec, "INSERT INTO")?;
+            Ok(Ok(()))
+        })
+    }
+
+    fn update_rollback(&self, rec: &RollbackRecord) -> PortResult<()> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            if rollback_of(tx, &rec.deployment_id)?.is_none() {
+                return Err(PortError::not_found(format!(
+                    "no rollback of deployment {} was claimed",
+                    rec.deployment_id
+                ))
+                .into());
+            }
+            write_rollback(tx, rec, "REPLACE INTO")
+        })
+    }
+
+    fn rollback(&self, deployment_id: &str) -> PortResult<Option<RollbackRecord>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            rollback_of(tx, deployment_id)
+        })
+    }
+
+    fn rollbacks(&self, limit: usize) -> PortResult<Vec<RollbackRecord>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {ROLLBACK_COLUMNS} FROM rollbacks
+                 ORDER BY started_at DESC, deployment_id DESC LIMIT ?1"
+            ))?;
+            let mut rows = stmt.query([int(limit)])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(rollback_record(r)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn hold(&self, environment: &str) -> PortResult<Option<Incident>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            open_incident(tx, environment)
+        })
+    }
+
+    fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            let Some(mut incident) = open_incident(tx, environment)? else {
+                return Err(PortError::not_found(format!(
+                    "environment {environment} has no open incident"
+                ))
+                .into());
+            };
+            tx.execute(
+                "UPDATE incidents SET resolved_at = ?2, resolved_by = ?3 WHERE id = ?1",
+                params![incident.id, at.0, by],
+            )?;
+            incident.resolved_at = Some(at);
+            incident.resolved_by = Some(by.to_string());
+            insert_event(tx, &resolved_event(&incident, at))?;
+            Ok(incident)
+        })
+    }
+
+    fn put_config(&self, digest: &str, text: &str) -> PortResult<()> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            tx.execute(
+                "INSERT INTO configs (digest, text) VALUES (?1, ?2) ON CONFLICT (digest) DO NOTHING",
+                params![digest, text],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn config(&self, digest: &str) -> PortResult<Option<String>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            let text = tx
+                .query_row(
+                    "SELECT text FROM configs WHERE digest = ?1",
+                    [digest],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(text)
+        })
+    }
+
+    fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            let row: Option<(String, String, i64)> = tx
+                .query_row(
+                    "SELECT state, reason, at FROM alarm_states WHERE alarm = ?1",
+                    [alarm],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            row.map(|(state, reason, at)| {
+                let state = parse_enum(state, "alarm_states", "state", AlarmState::parse)?;
+                Ok((state, reason, Timestamp(at)))
+            })
+            .transpose()
+        })
+    }
+
+    fn record_alarm(&self, changes: &[Change]) -> PortResult<()> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            for change in changes {
+                match change {
+                    Change::AlarmState {
+                        alarm,
+                        state,
+                        reason,
+                        at,
+                    } => upsert_alarm(tx, alarm, *state, reason, *at)?,
+                    Change::Event(e) => insert_event(tx, e)?,
+                    other => {
+                        return Err(PortError::permanent(format!(
+                            "an alarm can record only alarm states and events, not a `{}` change",
+                            change_name(other)
+                        ))
+                        .into());
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The snake_case name of a change, for messages.
+fn change_name(change: &Change) -> &'static str {
+    match change {
+        Change::Run { .. } => "run",
+        Change::Stage { .. } => "stage",
+        Change::Step { .. } => "step",
+        Change::TestResults { .. } => "test_results",
+        Change::Artifact(_) => "artifact",
+        Change::DeploymentStarted(_) => "deployment_started",
+        Change::DeploymentFinished { .. } => "deployment_finished",
+        Change::DeploymentRolledBack { .. } => "deployment_rolled_back",
+        Change::IncidentOpened { .. } => "incident_opened",
+        Change::AlarmState { .. } => "alarm_state",
+        Change::Event(_) => "event",
+    }
+}
+
+/// The `incident_resolved` event that closing an incident appends (tied to no run).
+fn resolved_event(incident: &Incident, at: Timestamp) -> Event {
+    let by = incident.resolved_by.as_deref().unwrap_or_default();
+    Event {
+        at,
+        kind: EventKind::IncidentResolved,
+        run: None,
+        environment: Some(incident.environment.clone()),
+        message: format!(
+            "incident {} in {} resolved by {by}; automatic deployments to {} resume",
+            incident.id, incident.environment, incident.environment
+        ),
+        data: serde_json::json!({
+            "event": "incident_resolved",
+            "incidentId": incident.id,
+            "environment": incident.environment,
+            "deploymentId": incident.deployment_id,
+            "reason": incident.reason,
+            "resolvedBy": by,
+            "openedAt": iso8601(incident.opened_at),
+            "timestamp": iso8601(at),
+        }),
+    }
 }
 
 /// Applies one change. The timestamps each status sets mirror what the core's `Run`
@@ -704,17 +885,170 @@ fn apply_change(tx: &Transaction<'_>, run: RunId, change: &Change) -> Fallible<(
                 .into());
             }
         }
-        Change::Event(e) => {
-            let data = serde_json::to_string(&e.data).map_err(|err| {
-                PortError::permanent(format!("cannot record event `{}`: {err}", e.kind))
-            })?;
+        Change::DeploymentRolledBack {
+            deployment_id,
+            reason,
+            level,
+            at,
+        } => {
+            let n = tx.execute(
+                "UPDATE deployments SET status = ?2, rollback_reason = ?3, rollback_level = ?4, rollback_time = ?5
+                 WHERE deployment_id = ?1",
+                params![
+                    deployment_id,
+                    DeploymentStatus::RolledBack.as_str(),
+                    reason,
+                    level.as_str(),
+                    at.0,
+                ],
+            )?;
+            if n == 0 {
+                return Err(PortError::not_found(format!(
+                    "deployment {deployment_id} does not exist"
+                ))
+                .into());
+            }
+        }
+        Change::IncidentOpened {
+            environment,
+            deployment_id,
+            reason,
+            at,
+        } => {
+            // An environment already held keeps its open incident (the partial unique
+            // index `incidents_open` allows one); nothing is added.
             tx.execute(
-                "INSERT INTO events (at, kind, run_id, environment, message, data_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![e.at.0, e.kind.as_str(), e.run.map(|r| r.0), e.environment, e.message, data],
+                "INSERT INTO incidents (environment, deployment_id, reason, opened_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING",
+                params![environment, deployment_id, reason, at.0],
             )?;
         }
+        Change::AlarmState {
+            alarm,
+            state,
+            reason,
+            at,
+        } => upsert_alarm(tx, alarm, *state, reason, *at)?,
+        Change::Event(e) => insert_event(tx, e)?,
     }
     Ok(())
+}
+
+fn insert_event(tx: &Transaction<'_>, e: &Event) -> Fallible<()> {
+    let data = serde_json::to_string(&e.data)
+        .map_err(|err| PortError::permanent(format!("cannot record event `{}`: {err}", e.kind)))?;
+    tx.execute(
+        "INSERT INTO events (at, kind, run_id, environment, message, data_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![e.at.0, e.kind.as_str(), e.run.map(|r| r.0), e.environment, e.message, data],
+    )?;
+    Ok(())
+}
+
+fn upsert_alarm(
+    tx: &Transaction<'_>,
+    alarm: &str,
+    state: AlarmState,
+    reason: &str,
+    at: Timestamp,
+) -> Fallible<()> {
+    tx.execute(
+        "INSERT INTO alarm_states (alarm, state, reason, at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (alarm) DO UPDATE SET state = excluded.state, reason = excluded.reason, at = excluded.at",
+        params![alarm, state.as_str(), reason, at.0],
+    )?;
+    Ok(())
+}
+
+const ROLLBACK_COLUMNS: &str = "deployment_id, environment, from_version, to_version, level, status, reason, \
+     trigger_json, started_at, ended_at, holder, detail_json, incident_id";
+
+fn rollback_of(tx: &Transaction<'_>, deployment_id: &str) -> Fallible<Option<RollbackRecord>> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {ROLLBACK_COLUMNS} FROM rollbacks WHERE deployment_id = ?1"
+    ))?;
+    let mut rows = stmt.query([deployment_id])?;
+    rows.next()?.map(rollback_record).transpose()
+}
+
+fn rollback_record(r: &Row<'_>) -> Fallible<RollbackRecord> {
+    let trigger: String = r.get(7)?;
+    let detail: String = r.get(11)?;
+    Ok(RollbackRecord {
+        deployment_id: r.get(0)?,
+        environment: r.get(1)?,
+        from_version: r.get(2)?,
+        to_version: r.get(3)?,
+        level: r
+            .get::<_, Option<String>>(4)?
+            .map(|l| parse_enum(l, "rollbacks", "level", RollbackLevel::parse))
+            .transpose()?,
+        status: parse_enum(r.get(5)?, "rollbacks", "status", RollbackStatus::parse)?,
+        reason: r.get(6)?,
+        trigger: serde_json::from_str::<Trigger>(&trigger)
+            .map_err(|_| bad("rollbacks", "trigger_json", trigger.clone()))?,
+        started_at: Timestamp(r.get(8)?),
+        ended_at: r.get::<_, Option<i64>>(9)?.map(Timestamp),
+        holder: r.get(10)?,
+        detail: serde_json::from_str(&detail)
+            .map_err(|_| bad("rollbacks", "detail_json", detail.clone()))?,
+        incident: r.get(12)?,
+    })
+}
+
+/// Inserts (`INSERT INTO`) or replaces (`REPLACE INTO`) a rollback record.
+fn write_rollback(tx: &Transaction<'_>, rec: &RollbackRecord, verb: &str) -> Fallible<()> {
+    let unwritable = |what: &str, e: serde_json::Error| {
+        PortError::permanent(format!(
+            "cannot record the {what} of the rollback of deployment {}: {e}",
+            rec.deployment_id
+        ))
+    };
+    let trigger = serde_json::to_string(&rec.trigger).map_err(|e| unwritable("trigger", e))?;
+    let detail = serde_json::to_string(&rec.detail).map_err(|e| unwritable("detail", e))?;
+    tx.execute(
+        &format!(
+            "{verb} rollbacks ({ROLLBACK_COLUMNS}) VALUES
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        ),
+        params![
+            rec.deployment_id,
+            rec.environment,
+            rec.from_version,
+            rec.to_version,
+            rec.level.map(RollbackLevel::as_str),
+            rec.status.as_str(),
+            rec.reason,
+            trigger,
+            rec.started_at.0,
+            rec.ended_at.map(|t| t.0),
+            rec.holder,
+            detail,
+            rec.incident,
+        ],
+    )?;
+    Ok(())
+}
+
+fn open_incident(tx: &Transaction<'_>, environment: &str) -> Fallible<Option<Incident>> {
+    let row = tx
+        .query_row(
+            "SELECT id, deployment_id, reason, opened_at, resolved_at, resolved_by
+             FROM incidents WHERE environment = ?1 AND resolved_at IS NULL",
+            [environment],
+            |r| {
+                Ok(Incident {
+                    id: r.get(0)?,
+                    environment: environment.to_string(),
+                    deployment_id: r.get(1)?,
+                    reason: r.get(2)?,
+                    opened_at: Timestamp(r.get(3)?),
+                    resolved_at: r.get::<_, Option<i64>>(4)?.map(Timestamp),
+                    resolved_by: r.get(5)?,
+                })
+            },
+        )
+        .optional()?;
+    Ok(row)
 }
 
 fn count(n: u64) -> Fallible<i64> {
@@ -853,7 +1187,8 @@ macro_rules! deployment_columns {
         "deployment_id, environment, version, status, start_time, end_time, infrastructure_changed, \
          commit_message, commit_author, pipeline_execution_id, unit_tests_passed, integration_tests_passed, \
          e2e_tests_passed, coverage_percentage, rollback_reason, rollback_level, rollback_time, \
-         artifact_location, expires_at, run_id, artifact_digest, previous_version"
+         artifact_location, expires_at, run_id, artifact_digest, previous_version, config_digest, \
+         template_digests"
     };
 }
 const DEPLOYMENT_COLUMNS: &str = deployment_columns!();
@@ -895,14 +1230,27 @@ fn deployment(r: &Row<'_>) -> Fallible<DeploymentRecord> {
         run_id: RunId(r.get(19)?),
         artifact_digest: r.get(20)?,
         previous_version: r.get(21)?,
+        config_digest: r.get(22)?,
+        template_digests: {
+            let json: String = r.get(23)?;
+            serde_json::from_str::<BTreeMap<String, String>>(&json)
+                .map_err(|_| bad("deployments", "template_digests", json.clone()))?
+        },
     })
 }
 
 fn insert_deployment(tx: &Transaction<'_>, d: &DeploymentRecord) -> Fallible<()> {
+    let templates = serde_json::to_string(&d.template_digests).map_err(|e| {
+        PortError::permanent(format!(
+            "cannot record the template digests of deployment {}: {e}",
+            d.deployment_id
+        ))
+    })?;
     tx.execute(
         &format!(
             "INSERT INTO deployments ({DEPLOYMENT_COLUMNS}) VALUES
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
+              ?23, ?24)"
         ),
         params![
             d.deployment_id,
@@ -927,6 +1275,8 @@ fn insert_deployment(tx: &Transaction<'_>, d: &DeploymentRecord) -> Fallible<()>
             d.run_id.0,
             d.artifact_digest,
             d.previous_version,
+            d.config_digest,
+            templates,
         ],
     )?;
     Ok(())

@@ -9,8 +9,8 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Every migration, oldest first. The deployment columns are the seed's
-/// `DeploymentRecord` (§3.5.1, §4.1) in snake_case, plus ferry's run id, artifact digest
-/// and previous version.
+/// `DeploymentRecord` (§3.5.1, §4.1) in snake_case, plus ferry's run id, artifact digest,
+/// previous version and (from schema 2) release set digests.
 pub const MIGRATIONS: &[&str] = &[
     // 1: the initial schema.
     r#"
@@ -135,6 +135,57 @@ CREATE TABLE leases (
     run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     holder      TEXT    NOT NULL,
     expires_at  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+"#,
+    // 2: rollback. Deployments carry their release set (the pipeline file's digest and
+    // the templates'); one rollback record per deployment (the idempotency key of seed
+    // Property 2); incidents, at most one open per environment; pipeline files by
+    // digest; alarms' last states. `events.run_id` is already nullable (events about
+    // alarms and incidents belong to no run), so the events table stays as it is.
+    r#"
+ALTER TABLE deployments ADD COLUMN config_digest TEXT;
+-- Template path → `sha256:<hex>`, as a JSON object.
+ALTER TABLE deployments ADD COLUMN template_digests TEXT NOT NULL DEFAULT '{}';
+
+CREATE TABLE rollbacks (
+    deployment_id TEXT    PRIMARY KEY NOT NULL,
+    environment   TEXT    NOT NULL,
+    from_version  TEXT    NOT NULL,
+    to_version    TEXT,
+    level         TEXT,
+    status        TEXT    NOT NULL,
+    reason        TEXT    NOT NULL,
+    trigger_json  TEXT    NOT NULL,
+    started_at    INTEGER NOT NULL,
+    ended_at      INTEGER,
+    holder        TEXT    NOT NULL,
+    detail_json   TEXT    NOT NULL,
+    incident_id   INTEGER
+) STRICT;
+CREATE INDEX rollbacks_started ON rollbacks(started_at DESC, deployment_id DESC);
+
+CREATE TABLE incidents (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment   TEXT    NOT NULL,
+    deployment_id TEXT    NOT NULL,
+    reason        TEXT    NOT NULL,
+    opened_at     INTEGER NOT NULL,
+    resolved_at   INTEGER,
+    resolved_by   TEXT
+) STRICT;
+-- An environment is held by at most one open incident.
+CREATE UNIQUE INDEX incidents_open ON incidents(environment) WHERE resolved_at IS NULL;
+
+CREATE TABLE configs (
+    digest TEXT PRIMARY KEY NOT NULL,
+    text   TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE alarm_states (
+    alarm  TEXT    PRIMARY KEY NOT NULL,
+    state  TEXT    NOT NULL,
+    reason TEXT    NOT NULL,
+    at     INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 "#,
 ];

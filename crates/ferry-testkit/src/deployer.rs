@@ -286,11 +286,37 @@ impl Deployer for FakeDeployer {
         }
     }
 
+    /// A rollback puts the target version back the same way a deployment does (and is
+    /// recorded on the same timeline, so overlaps are caught for both).
+    fn rollback(&self, req: &DeployRequest) -> PortResult<()> {
+        self.deploy(req)
+    }
+
     fn current_version(&self) -> PortResult<Option<String>> {
         let s = self.state();
         if let Some(e) = &s.fail_current {
             return Err(e.clone());
         }
         Ok(s.misreport.clone().or_else(|| s.current.clone()))
+    }
+}
+
+/// The simulated [`DeployerFactory`](ferry_engine::ports::DeployerFactory): one shared
+/// [`FakeDeployer`] per environment, whatever `deploy:` section is asked for.
+#[derive(Clone, Default)]
+pub struct FakeDeployers(pub std::collections::BTreeMap<String, FakeDeployer>);
+
+impl ferry_engine::ports::DeployerFactory for FakeDeployers {
+    fn deployer(
+        &self,
+        environment: &str,
+        _deploy: &ferry_config::Deploy,
+    ) -> PortResult<Box<dyn Deployer + '_>> {
+        match self.0.get(environment) {
+            Some(d) => Ok(Box::new(d.clone())),
+            None => Err(PortError::permanent(format!(
+                "no deployer for environment `{environment}`"
+            ))),
+        }
     }
 }

@@ -24,7 +24,7 @@ use ferry_config::Pipeline;
 use ferry_core::approval::Decision;
 use ferry_core::run::{Run, RunView};
 use ferry_core::{DeploymentRecord, Event, EventKind, RunId, RunStatus, StageStatus, StepStatus};
-use ferry_engine::ports::{Clock, Deployer, PortResult, Store};
+use ferry_engine::ports::{Clock, PortResult, Store};
 use ferry_engine::{Engine, Layout, Ports, Settings};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -58,7 +58,9 @@ pub struct Sim {
     pub settings: Settings,
     pub layout: Layout,
     deployers: BTreeMap<String, FakeDeployer>,
-    boxed: BTreeMap<String, Box<dyn Deployer>>,
+    factory: crate::deployer::FakeDeployers,
+    /// The pipeline file's text (recorded in release sets).
+    text: String,
 }
 
 impl Sim {
@@ -67,6 +69,7 @@ impl Sim {
     /// # Panics
     /// When the pipeline does not parse: the diagnostics are the panic message.
     pub fn new(yaml: &str) -> Sim {
+        let text = yaml.to_string();
         let pipeline = match ferry_config::parse(yaml, "ferry.yml") {
             Ok(p) => p,
             Err(diags) => {
@@ -101,12 +104,11 @@ impl Sim {
             executor.reports_of(&s.run, paths);
         }
         let mut deployers = BTreeMap::new();
-        let mut boxed: BTreeMap<String, Box<dyn Deployer>> = BTreeMap::new();
         for e in &pipeline.environments {
             let d = FakeDeployer::new(&e.name, clock.clone(), timeline.clone());
-            boxed.insert(e.name.clone(), Box::new(d.clone()));
             deployers.insert(e.name.clone(), d);
         }
+        let factory = crate::deployer::FakeDeployers(deployers.clone());
         Sim {
             pipeline,
             store: Arc::new(MemoryStore::with_ticks(ticks.clone())),
@@ -120,6 +122,7 @@ impl Sim {
                 ..Settings::default()
             },
             layout: Layout {
+                project: PathBuf::from("/sim"),
                 work: PathBuf::from("/sim/work"),
                 logs: PathBuf::from("/sim/logs"),
             },
@@ -129,7 +132,8 @@ impl Sim {
             executor,
             timeline,
             deployers,
-            boxed,
+            factory,
+            text,
         }
     }
 
@@ -148,6 +152,7 @@ impl Sim {
     pub fn engine(&self) -> Engine<'_> {
         Engine {
             pipeline: &self.pipeline,
+            pipeline_text: &self.text,
             ports: Ports {
                 store: &*self.store,
                 clock: &*self.clock,
@@ -157,7 +162,7 @@ impl Sim {
                 reports: &*self.files,
                 probe: &*self.probe,
                 observer: &*self.observer,
-                deployers: &self.boxed,
+                deployers: &self.factory,
             },
             layout: self.layout.clone(),
             settings: self.settings.clone(),

@@ -3,13 +3,16 @@
 //! inspection API for the simulation's assertions.
 
 use crate::clock::Ticks;
+use ferry_core::alarm::AlarmState;
 use ferry_core::approval::Decision;
+use ferry_core::events::iso8601;
+use ferry_core::rollback::RollbackRecord;
 use ferry_core::run::{RunView, StageView, StepView};
 use ferry_core::{
-    Change, DeploymentRecord, DeploymentStatus, Event, RunId, RunStatus, StageStatus, StepStatus,
-    Suite,
+    Change, DeploymentRecord, DeploymentStatus, Event, EventKind, RunId, RunStatus, StageStatus,
+    StepStatus, Suite, Timestamp,
 };
-use ferry_engine::ports::{EventFilter, Lease, NewRun, PortError, PortResult, Store};
+use ferry_engine::ports::{EventFilter, Incident, Lease, NewRun, PortError, PortResult, Store};
 use ferry_reports::TestReport;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -87,6 +90,57 @@ struct State {
     grants: Vec<LeaseGrant>,
     applies: Vec<ApplyRecord>,
     faults: Vec<Fault>,
+    /// One record per deployment id.
+    rollbacks: BTreeMap<String, RollbackRecord>,
+    /// Every incident ever opened, in id order (ids count from 1).
+    incidents: Vec<Incident>,
+    configs: BTreeMap<String, String>,
+    alarms: BTreeMap<String, (AlarmState, String, Timestamp)>,
+}
+
+/// What one batch changes outside its run, worked on as a copy and committed only when
+/// every change of the batch applied.
+struct Pending {
+    deployments: Vec<StoredDeployment>,
+    events: Vec<StoredEvent>,
+    next_event: i64,
+    incidents: Vec<Incident>,
+    alarms: BTreeMap<String, (AlarmState, String, Timestamp)>,
+    tick: u64,
+}
+
+impl Pending {
+    fn of(st: &State, tick: u64) -> Pending {
+        Pending {
+            deployments: st.deployments.clone(),
+            events: Vec::new(),
+            next_event: st.events.last().map_or(1, |e| e.id + 1),
+            incidents: st.incidents.clone(),
+            alarms: st.alarms.clone(),
+            tick,
+        }
+    }
+
+    fn commit(self, st: &mut State) {
+        st.deployments = self.deployments;
+        st.events.extend(self.events);
+        st.incidents = self.incidents;
+        st.alarms = self.alarms;
+    }
+
+    fn event(&mut self, e: &Event) {
+        self.events.push(StoredEvent {
+            id: self.next_event,
+            tick: self.tick,
+            event: e.clone(),
+        });
+        self.next_event += 1;
+    }
+
+    fn alarm(&mut self, alarm: &str, state: AlarmState, reason: &str, at: Timestamp) {
+        self.alarms
+            .insert(alarm.to_string(), (state, reason.to_string(), at));
+    }
 }
 
 /// A complete in-memory [`Store`]:
@@ -99,7 +153,11 @@ struct State {
 /// - approvals follow the trait's rules: `Conflict` if a decision is already recorded or
 ///   the run (and that environment's stage) is not awaiting approval, `NotFound` for an
 ///   unknown run or environment;
-/// - leases: free, expired or already ours → taken; otherwise the holder comes back.
+/// - leases: free, expired or already ours → taken; otherwise the holder comes back;
+/// - rollbacks: one record per deployment, claimed once (later claims get the record);
+/// - incidents: at most one open per environment (opening another keeps the first);
+///   resolving appends an `incident_resolved` event of no run;
+/// - [`Store::record_alarm`] takes alarm states and events only, all or nothing.
 ///
 /// Faults: [`MemoryStore::fail_next_apply`] and friends make `apply` return
 /// `PortErrorKind::Unavailable` without changing anything.
@@ -228,16 +286,15 @@ fn not_found_run(run: RunId) -> PortError {
     PortError::not_found(format!("run {run} does not exist"))
 }
 
-/// Applies one change to a copy of the run and the pending deployment/event lists.
+/// Applies one change to a copy of the run and of what the batch changes outside it.
 fn apply_change(
     row: &mut RunRow,
-    deployments: &mut Vec<StoredDeployment>,
-    events: &mut Vec<StoredEvent>,
-    next_event: &mut i64,
-    tick: u64,
+    pending: &mut Pending,
     run: RunId,
     change: &Change,
 ) -> PortResult<()> {
+    let tick = pending.tick;
+    let deployments = &mut pending.deployments;
     let view = &mut row.view;
     match change {
         Change::Run { status, reason, at } => {
@@ -330,7 +387,7 @@ fn apply_change(
                 )));
             }
             deployments.push(StoredDeployment {
-                record: d.clone(),
+                record: (**d).clone(),
                 started_tick: tick,
                 finished_tick: None,
             });
@@ -360,16 +417,101 @@ fn apply_change(
             d.record.coverage_percentage = *coverage_percentage;
             d.finished_tick = Some(tick);
         }
-        Change::Event(e) => {
-            events.push(StoredEvent {
-                id: *next_event,
-                tick,
-                event: e.clone(),
-            });
-            *next_event += 1;
+        Change::DeploymentRolledBack {
+            deployment_id,
+            reason,
+            level,
+            at,
+        } => {
+            let Some(d) = deployments
+                .iter_mut()
+                .find(|x| &x.record.deployment_id == deployment_id)
+            else {
+                return Err(PortError::not_found(format!(
+                    "deployment {deployment_id} does not exist"
+                )));
+            };
+            d.record.status = DeploymentStatus::RolledBack;
+            d.record.rollback_reason = Some(reason.clone());
+            d.record.rollback_level = Some(*level);
+            d.record.rollback_time = Some(at.millis());
         }
+        Change::IncidentOpened {
+            environment,
+            deployment_id,
+            reason,
+            at,
+        } => {
+            // An environment already held keeps its open incident; nothing is added.
+            if !pending
+                .incidents
+                .iter()
+                .any(|i| &i.environment == environment && i.resolved_at.is_none())
+            {
+                let id = pending.incidents.last().map_or(1, |i| i.id + 1);
+                pending.incidents.push(Incident {
+                    id,
+                    environment: environment.clone(),
+                    deployment_id: deployment_id.clone(),
+                    reason: reason.clone(),
+                    opened_at: *at,
+                    resolved_at: None,
+                    resolved_by: None,
+                });
+            }
+        }
+        Change::AlarmState {
+            alarm,
+            state,
+            reason,
+            at,
+        } => pending.alarm(alarm, *state, reason, *at),
+        Change::Event(e) => pending.event(e),
     }
     Ok(())
+}
+
+/// The snake_case name of a change, for messages.
+fn change_name(change: &Change) -> &'static str {
+    match change {
+        Change::Run { .. } => "run",
+        Change::Stage { .. } => "stage",
+        Change::Step { .. } => "step",
+        Change::TestResults { .. } => "test_results",
+        Change::Artifact(_) => "artifact",
+        Change::DeploymentStarted(_) => "deployment_started",
+        Change::DeploymentFinished { .. } => "deployment_finished",
+        Change::DeploymentRolledBack { .. } => "deployment_rolled_back",
+        Change::IncidentOpened { .. } => "incident_opened",
+        Change::AlarmState { .. } => "alarm_state",
+        Change::Event(_) => "event",
+    }
+}
+
+/// The `incident_resolved` event that closing an incident appends (tied to no run); the
+/// same shape as the SQLite store's.
+fn resolved_event(incident: &Incident, at: Timestamp) -> Event {
+    let by = incident.resolved_by.as_deref().unwrap_or_default();
+    Event {
+        at,
+        kind: EventKind::IncidentResolved,
+        run: None,
+        environment: Some(incident.environment.clone()),
+        message: format!(
+            "incident {} in {} resolved by {by}; automatic deployments to {} resume",
+            incident.id, incident.environment, incident.environment
+        ),
+        data: serde_json::json!({
+            "event": "incident_resolved",
+            "incidentId": incident.id,
+            "environment": incident.environment,
+            "deploymentId": incident.deployment_id,
+            "reason": incident.reason,
+            "resolvedBy": by,
+            "openedAt": iso8601(incident.opened_at),
+            "timestamp": iso8601(at),
+        }),
+    }
 }
 
 fn stage_mut(view: &mut RunView, run: RunId, stage: usize) -> PortResult<&mut StageView> {
@@ -459,23 +601,12 @@ impl Store for MemoryStore {
                 triggered_by: row.triggered_by.clone(),
                 tests: row.tests.clone(),
             };
-            let mut deployments = st.deployments.clone();
-            let mut events = Vec::new();
-            let mut next_event = st.events.last().map_or(1, |e| e.id + 1);
+            let mut pending = Pending::of(st, tick);
             for c in changes {
-                apply_change(
-                    &mut scratch,
-                    &mut deployments,
-                    &mut events,
-                    &mut next_event,
-                    tick,
-                    run,
-                    c,
-                )?;
+                apply_change(&mut scratch, &mut pending, run, c)?;
             }
             st.runs.insert(run.0, scratch);
-            st.deployments = deployments;
-            st.events.extend(events);
+            pending.commit(st);
             Ok(())
         })();
         st.applies.push(ApplyRecord {
@@ -657,6 +788,113 @@ impl Store for MemoryStore {
         }
         Ok(())
     }
+
+    fn claim_rollback(&self, rec: &RollbackRecord) -> PortResult<Result<(), RollbackRecord>> {
+        let mut st = self.lock();
+        if let Some(existing) = st.rollbacks.get(&rec.deployment_id) {
+            return Ok(Err(existing.clone()));
+        }
+        st.rollbacks.insert(rec.deployment_id.clone(), rec.clone());
+        Ok(Ok(()))
+    }
+
+    fn update_rollback(&self, rec: &RollbackRecord) -> PortResult<()> {
+        let mut st = self.lock();
+        match st.rollbacks.get_mut(&rec.deployment_id) {
+            Some(stored) => {
+                *stored = rec.clone();
+                Ok(())
+            }
+            None => Err(PortError::not_found(format!(
+                "no rollback of deployment {} was claimed",
+                rec.deployment_id
+            ))),
+        }
+    }
+
+    fn rollback(&self, deployment_id: &str) -> PortResult<Option<RollbackRecord>> {
+        Ok(self.lock().rollbacks.get(deployment_id).cloned())
+    }
+
+    fn rollbacks(&self, limit: usize) -> PortResult<Vec<RollbackRecord>> {
+        let mut out: Vec<RollbackRecord> = self.lock().rollbacks.values().cloned().collect();
+        out.sort_by(|a, b| {
+            b.started_at
+                .cmp(&a.started_at)
+                .then_with(|| b.deployment_id.cmp(&a.deployment_id))
+        });
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn hold(&self, environment: &str) -> PortResult<Option<Incident>> {
+        Ok(self
+            .lock()
+            .incidents
+            .iter()
+            .find(|i| i.environment == environment && i.resolved_at.is_none())
+            .cloned())
+    }
+
+    fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident> {
+        let mut st = self.lock();
+        let Some(incident) = st
+            .incidents
+            .iter_mut()
+            .find(|i| i.environment == environment && i.resolved_at.is_none())
+        else {
+            return Err(PortError::not_found(format!(
+                "environment {environment} has no open incident"
+            )));
+        };
+        incident.resolved_at = Some(at);
+        incident.resolved_by = Some(by.to_string());
+        let incident = incident.clone();
+        let mut pending = Pending::of(&st, self.ticks.next());
+        pending.event(&resolved_event(&incident, at));
+        pending.commit(&mut st);
+        Ok(incident)
+    }
+
+    fn put_config(&self, digest: &str, text: &str) -> PortResult<()> {
+        self.lock()
+            .configs
+            .entry(digest.to_string())
+            .or_insert_with(|| text.to_string());
+        Ok(())
+    }
+
+    fn config(&self, digest: &str) -> PortResult<Option<String>> {
+        Ok(self.lock().configs.get(digest).cloned())
+    }
+
+    fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>> {
+        Ok(self.lock().alarms.get(alarm).cloned())
+    }
+
+    fn record_alarm(&self, changes: &[Change]) -> PortResult<()> {
+        let mut st = self.lock();
+        let mut pending = Pending::of(&st, self.ticks.next());
+        for change in changes {
+            match change {
+                Change::AlarmState {
+                    alarm,
+                    state,
+                    reason,
+                    at,
+                } => pending.alarm(alarm, *state, reason, *at),
+                Change::Event(e) => pending.event(e),
+                other => {
+                    return Err(PortError::permanent(format!(
+                        "an alarm can record only alarm states and events, not a `{}` change",
+                        change_name(other)
+                    )));
+                }
+            }
+        }
+        pending.commit(&mut st);
+        Ok(())
+    }
 }
 
 /// The newest record: latest start, and among equal starts the last inserted.
@@ -664,4 +902,411 @@ fn newest<'a>(it: impl Iterator<Item = &'a StoredDeployment>) -> Option<Deployme
     it.enumerate()
         .max_by_key(|(i, d)| (d.record.start_time, *i))
         .map(|(_, d)| d.record.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use ferry_core::rollback::{RollbackStatus, Trigger};
+    use ferry_core::{Commit, RollbackLevel};
+    use ferry_engine::ports::PortErrorKind;
+    use serde_json::json;
+
+    fn store_with_run() -> (MemoryStore, RunId) {
+        let store = MemoryStore::new();
+        let run = store
+            .create_run(&NewRun {
+                pipeline: "shop".into(),
+                commit: Commit {
+                    sha: "abc".into(),
+                    message: "m".into(),
+                    author: "a".into(),
+                },
+                trigger: "cli".into(),
+                triggered_by: "ada".into(),
+                created_at: Timestamp(0),
+                stages: vec![("build".into(), vec![("unit".into(), "command".into())])],
+            })
+            .unwrap();
+        (store, run)
+    }
+
+    fn deployment(id: &str, run: RunId) -> DeploymentRecord {
+        DeploymentRecord {
+            deployment_id: id.into(),
+            environment: id.split('#').next().unwrap_or_default().into(),
+            version: "abc".into(),
+            status: DeploymentStatus::Succeeded,
+            start_time: 1,
+            end_time: Some(2),
+            infrastructure_changed: false,
+            commit_message: String::new(),
+            commit_author: String::new(),
+            pipeline_execution_id: run.execution_id(),
+            unit_tests_passed: true,
+            integration_tests_passed: true,
+            e2e_tests_passed: true,
+            coverage_percentage: 90.0,
+            rollback_reason: None,
+            rollback_level: None,
+            rollback_time: None,
+            artifact_location: "/a.tar".into(),
+            expires_at: 0,
+            run_id: run,
+            artifact_digest: "sha256:aa".into(),
+            previous_version: None,
+            config_digest: Some("sha256:cc".into()),
+            template_digests: [("infra/app.yml".to_string(), "sha256:tt".to_string())].into(),
+        }
+    }
+
+    fn record(deployment_id: &str, started_at: i64) -> RollbackRecord {
+        RollbackRecord {
+            deployment_id: deployment_id.into(),
+            environment: "production".into(),
+            from_version: "abc".into(),
+            to_version: None,
+            level: None,
+            status: RollbackStatus::InProgress,
+            reason: "alarm errors went into ALARM".into(),
+            trigger: Trigger::Alarm {
+                name: "errors".into(),
+            },
+            started_at: Timestamp(started_at),
+            ended_at: None,
+            holder: "host:1".into(),
+            detail: Vec::new(),
+            incident: None,
+        }
+    }
+
+    fn opened(env: &str, reason: &str, at: i64) -> Change {
+        Change::IncidentOpened {
+            environment: env.into(),
+            deployment_id: format!("{env}#1"),
+            reason: reason.into(),
+            at: Timestamp(at),
+        }
+    }
+
+    fn alarm(name: &str, state: AlarmState, at: i64) -> Change {
+        Change::AlarmState {
+            alarm: name.into(),
+            state,
+            reason: format!("{name} is {state}"),
+            at: Timestamp(at),
+        }
+    }
+
+    fn event(run: Option<RunId>) -> Event {
+        Event {
+            at: Timestamp(5),
+            kind: EventKind::AlarmStateChanged,
+            run,
+            environment: None,
+            message: "alarm errors went into ALARM".into(),
+            data: json!({"alarm": "errors"}),
+        }
+    }
+
+    #[test]
+    fn deployments_keep_their_release_set() {
+        let (store, run) = store_with_run();
+        let d = deployment("production#1", run);
+        store
+            .apply(run, &[Change::DeploymentStarted(Box::new(d.clone()))])
+            .unwrap();
+        assert_eq!(store.latest_deployment("production").unwrap(), Some(d));
+    }
+
+    #[test]
+    fn a_rolled_back_deployment_carries_reason_level_and_time() {
+        let (store, run) = store_with_run();
+        let d = deployment("production#1", run);
+        store
+            .apply(run, &[Change::DeploymentStarted(Box::new(d.clone()))])
+            .unwrap();
+        store
+            .apply(
+                run,
+                &[Change::DeploymentRolledBack {
+                    deployment_id: d.deployment_id.clone(),
+                    reason: "tests failed".into(),
+                    level: RollbackLevel::Full,
+                    at: Timestamp(9),
+                }],
+            )
+            .unwrap();
+        assert_eq!(
+            store.latest_deployment("production").unwrap(),
+            Some(DeploymentRecord {
+                status: DeploymentStatus::RolledBack,
+                rollback_reason: Some("tests failed".into()),
+                rollback_level: Some(RollbackLevel::Full),
+                rollback_time: Some(9),
+                ..d
+            })
+        );
+        assert_eq!(store.last_known_good("production").unwrap(), None);
+    }
+
+    #[test]
+    fn rolling_back_an_unknown_deployment_changes_nothing() {
+        let (store, run) = store_with_run();
+        let d = deployment("production#1", run);
+        let err = store
+            .apply(
+                run,
+                &[
+                    Change::DeploymentStarted(Box::new(d)),
+                    Change::Event(event(Some(run))),
+                    opened("production", "x", 1),
+                    alarm("errors", AlarmState::Alarm, 1),
+                    Change::DeploymentRolledBack {
+                        deployment_id: "production#0".into(),
+                        reason: "r".into(),
+                        level: RollbackLevel::Stage,
+                        at: Timestamp(1),
+                    },
+                ],
+            )
+            .unwrap_err();
+        assert_eq!(err.kind, PortErrorKind::NotFound);
+        assert_eq!(err.message, "deployment production#0 does not exist");
+        assert!(store.all_deployments().is_empty());
+        assert!(store.all_events().is_empty());
+        assert_eq!(store.hold("production").unwrap(), None);
+        assert_eq!(store.alarm_state("errors").unwrap(), None);
+    }
+
+    #[test]
+    fn a_rollback_is_claimed_once_and_updated_in_place() {
+        let store = MemoryStore::new();
+        let first = record("production#1", 10);
+        assert_eq!(store.claim_rollback(&first).unwrap(), Ok(()));
+        let second = RollbackRecord {
+            holder: "host:2".into(),
+            trigger: Trigger::Manual { by: "bob".into() },
+            ..first.clone()
+        };
+        assert_eq!(store.claim_rollback(&second).unwrap(), Err(first.clone()));
+        let done = RollbackRecord {
+            status: RollbackStatus::Succeeded,
+            to_version: Some("old".into()),
+            level: Some(RollbackLevel::Stage),
+            ended_at: Some(Timestamp(20)),
+            detail: vec!["production: healthy".into()],
+            incident: Some(3),
+            ..first.clone()
+        };
+        store.update_rollback(&done).unwrap();
+        assert_eq!(store.rollback("production#1").unwrap(), Some(done.clone()));
+        assert_eq!(store.claim_rollback(&first).unwrap(), Err(done));
+        assert_eq!(store.rollback("production#2").unwrap(), None);
+    }
+
+    #[test]
+    fn updating_an_unclaimed_rollback_is_not_found() {
+        let store = MemoryStore::new();
+        let err = store.update_rollback(&record("test#1", 1)).unwrap_err();
+        assert_eq!(err.kind, PortErrorKind::NotFound);
+        assert_eq!(err.message, "no rollback of deployment test#1 was claimed");
+        assert_eq!(store.rollback("test#1").unwrap(), None);
+    }
+
+    #[test]
+    fn rollbacks_are_newest_first_and_limited() {
+        let store = MemoryStore::new();
+        for (id, t) in [
+            ("test#1", 30),
+            ("staging#2", 10),
+            ("production#3", 20),
+            ("test#4", 20),
+        ] {
+            store.claim_rollback(&record(id, t)).unwrap().unwrap();
+        }
+        let ids =
+            |v: Vec<RollbackRecord>| v.into_iter().map(|r| r.deployment_id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(store.rollbacks(10).unwrap()),
+            ["test#1", "test#4", "production#3", "staging#2"]
+        );
+        assert_eq!(ids(store.rollbacks(2).unwrap()), ["test#1", "test#4"]);
+    }
+
+    #[test]
+    fn of_eight_concurrent_claimers_exactly_one_wins() {
+        let store = MemoryStore::new();
+        for round in 0..50i64 {
+            let id = format!("production#{round}");
+            let results: Vec<(String, Result<(), RollbackRecord>)> = std::thread::scope(|s| {
+                let joins: Vec<_> = (0..8)
+                    .map(|i| {
+                        let mut rec = record(&id, round);
+                        rec.holder = format!("host:{i}");
+                        let store = &store;
+                        s.spawn(move || (rec.holder.clone(), store.claim_rollback(&rec).unwrap()))
+                    })
+                    .collect();
+                joins.into_iter().map(|j| j.join().unwrap()).collect()
+            });
+            let winners: Vec<&String> = results
+                .iter()
+                .filter(|(_, r)| r.is_ok())
+                .map(|(h, _)| h)
+                .collect();
+            assert_eq!(winners.len(), 1, "round {round}");
+            let stored = store.rollback(&id).unwrap().unwrap();
+            assert_eq!(&stored.holder, winners[0]);
+            assert!(
+                results
+                    .iter()
+                    .all(|(_, r)| r.as_ref().err().is_none_or(|e| *e == stored))
+            );
+        }
+    }
+
+    #[test]
+    fn an_environment_has_at_most_one_open_incident() {
+        let (store, run) = store_with_run();
+        assert_eq!(store.hold("production").unwrap(), None);
+        store
+            .apply(run, &[opened("production", "first", 1)])
+            .unwrap();
+        store
+            .apply(
+                run,
+                &[
+                    opened("production", "second", 2),
+                    opened("staging", "other", 2),
+                ],
+            )
+            .unwrap();
+        let held = store.hold("production").unwrap().unwrap();
+        assert_eq!(
+            held,
+            Incident {
+                id: 1,
+                environment: "production".into(),
+                deployment_id: "production#1".into(),
+                reason: "first".into(),
+                opened_at: Timestamp(1),
+                resolved_at: None,
+                resolved_by: None,
+            }
+        );
+        assert_eq!(store.hold("staging").unwrap().unwrap().id, 2);
+    }
+
+    #[test]
+    fn resolving_closes_the_incident_and_records_an_event_of_no_run() {
+        let (store, run) = store_with_run();
+        store
+            .apply(run, &[opened("production", "boom", 1)])
+            .unwrap();
+        let open = store.hold("production").unwrap().unwrap();
+        let at = Timestamp(1_769_508_005_000);
+        let closed = store.resolve("production", "alice", at).unwrap();
+        assert_eq!(
+            closed,
+            Incident {
+                resolved_at: Some(at),
+                resolved_by: Some("alice".into()),
+                ..open.clone()
+            }
+        );
+        assert_eq!(store.hold("production").unwrap(), None);
+        let events = store.events(&EventFilter::default()).unwrap();
+        let (_, e) = events.last().unwrap();
+        assert_eq!(e.kind, EventKind::IncidentResolved);
+        assert_eq!((e.run, e.at), (None, at));
+        assert_eq!(e.environment.as_deref(), Some("production"));
+        assert_eq!(e.data["incidentId"], open.id);
+        assert_eq!(e.data["resolvedBy"], "alice");
+        assert_eq!(e.data["timestamp"], "2026-01-27T10:00:05Z");
+
+        // A later failure opens a new incident.
+        store
+            .apply(run, &[opened("production", "again", 9)])
+            .unwrap();
+        let again = store.hold("production").unwrap().unwrap();
+        assert!(again.id > open.id);
+        assert_eq!(again.reason, "again");
+    }
+
+    #[test]
+    fn resolving_without_an_open_incident_is_not_found() {
+        let store = MemoryStore::new();
+        let err = store
+            .resolve("production", "alice", Timestamp(1))
+            .unwrap_err();
+        assert_eq!(err.kind, PortErrorKind::NotFound);
+        assert_eq!(err.message, "environment production has no open incident");
+        assert!(store.all_events().is_empty());
+    }
+
+    #[test]
+    fn configs_are_kept_once_under_their_digest() {
+        let store = MemoryStore::new();
+        assert_eq!(store.config("sha256:aa").unwrap(), None);
+        store.put_config("sha256:aa", "pipeline: a").unwrap();
+        store.put_config("sha256:aa", "pipeline: b").unwrap();
+        assert_eq!(
+            store.config("sha256:aa").unwrap().as_deref(),
+            Some("pipeline: a")
+        );
+    }
+
+    #[test]
+    fn alarms_are_recorded_without_a_run_all_or_nothing() {
+        let (store, run) = store_with_run();
+        store
+            .record_alarm(&[
+                alarm("errors", AlarmState::Alarm, 5),
+                Change::Event(event(None)),
+                Change::Event(event(Some(RunId(99)))),
+            ])
+            .unwrap();
+        assert_eq!(
+            store.alarm_state("errors").unwrap(),
+            Some((AlarmState::Alarm, "errors is ALARM".into(), Timestamp(5)))
+        );
+        let kinds: Vec<Option<RunId>> = store
+            .events(&EventFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.run)
+            .collect();
+        assert_eq!(kinds, [None, Some(RunId(99))]);
+
+        let err = store
+            .record_alarm(&[
+                alarm("errors", AlarmState::Ok, 6),
+                Change::Event(event(None)),
+                opened("production", "x", 6),
+            ])
+            .unwrap_err();
+        assert_eq!(err.kind, PortErrorKind::Permanent);
+        assert_eq!(
+            err.message,
+            "an alarm can record only alarm states and events, not a `incident_opened` change"
+        );
+        assert_eq!(
+            store.alarm_state("errors").unwrap().unwrap().0,
+            AlarmState::Alarm
+        );
+        assert_eq!(store.all_events().len(), 2);
+        assert_eq!(store.hold("production").unwrap(), None);
+
+        // A run's batch records alarm states too.
+        store
+            .apply(run, &[alarm("errors", AlarmState::Ok, 7)])
+            .unwrap();
+        assert_eq!(
+            store.alarm_state("errors").unwrap().unwrap().0,
+            AlarmState::Ok
+        );
+        assert_eq!(store.alarm_state("latency").unwrap(), None);
+    }
 }

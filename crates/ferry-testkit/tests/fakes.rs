@@ -214,7 +214,7 @@ fn deployments_conflict_on_duplicate_ids_and_answer_last_known_good() {
     assert_eq!(store.deployments(Some("test"), 10).unwrap().len(), 1);
     assert_eq!(store.deployments(None, 1).unwrap().len(), 1);
 
-    let dup = Change::DeploymentStarted(recs[0].clone());
+    let dup = Change::DeploymentStarted(Box::new(recs[0].clone()));
     assert_eq!(
         store.apply(run.id(), &[dup]).map_err(|e| e.kind),
         Err(PortErrorKind::Conflict)
@@ -240,7 +240,7 @@ fn deployments_conflict_on_duplicate_ids_and_answer_last_known_good() {
     failed.status = DeploymentStatus::Failed;
     failed.version = "b".into();
     store
-        .apply(run.id(), &[Change::DeploymentStarted(failed)])
+        .apply(run.id(), &[Change::DeploymentStarted(Box::new(failed))])
         .unwrap();
     assert_eq!(
         store.latest_deployment("test").unwrap().unwrap().version,

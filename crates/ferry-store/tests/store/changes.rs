@@ -222,6 +222,12 @@ fn each_change_kind_lands_in_its_columns() {
         run_id: id,
         artifact_digest: "sha256:00".into(),
         previous_version: Some("def".into()),
+        config_digest: Some("sha256:c0ffee".into()),
+        template_digests: [
+            ("infra/app.yml".to_string(), "sha256:aa".to_string()),
+            ("infra/db 'main'.yml".to_string(), "sha256:bb".to_string()),
+        ]
+        .into(),
     };
     let report = TestReport {
         total: 3,
@@ -271,7 +277,7 @@ fn each_change_kind_lands_in_its_columns() {
                     coverage: None,
                 },
                 Change::Artifact(artifact(id)),
-                Change::DeploymentStarted(record.clone()),
+                Change::DeploymentStarted(Box::new(record.clone())),
                 Change::Event(event.clone()),
             ],
         )
@@ -596,6 +602,8 @@ fn deployments_are_newest_first_and_last_known_good_skips_failures() {
         run_id: run.id(),
         artifact_digest: String::new(),
         previous_version: None,
+        config_digest: None,
+        template_digests: Default::default(),
     };
     let records = [
         rec("test", 10, DeploymentStatus::Succeeded),
@@ -608,7 +616,7 @@ fn deployments_are_newest_first_and_last_known_good_skips_failures() {
     let changes: Vec<Change> = records
         .iter()
         .cloned()
-        .map(Change::DeploymentStarted)
+        .map(|d| Change::DeploymentStarted(Box::new(d)))
         .collect();
     store.apply(run.id(), &changes).unwrap();
 

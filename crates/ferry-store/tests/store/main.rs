@@ -2,9 +2,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod alarms;
 mod approvals;
 mod changes;
+mod incidents;
 mod leases;
+mod migration;
 mod open;
 mod property;
+mod rollbacks;
 mod support;

@@ -47,10 +47,14 @@ fn open_creates_the_folder_the_file_and_the_schema_in_wal_mode() {
     assert_eq!(
         tables,
         [
+            "alarm_states",
             "approvals",
+            "configs",
             "deployments",
             "events",
+            "incidents",
             "leases",
+            "rollbacks",
             "runs",
             "stages",
             "steps",
@@ -89,6 +93,8 @@ fn open_creates_the_folder_the_file_and_the_schema_in_wal_mode() {
             "run_id",
             "artifact_digest",
             "previous_version",
+            "config_digest",
+            "template_digests",
         ]
     );
 }

@@ -254,7 +254,7 @@ impl<'a> Tracker<'a> {
                 Change::DeploymentStarted(d) => {
                     assert!(
                         self.deployments
-                            .insert(d.deployment_id.clone(), d.clone())
+                            .insert(d.deployment_id.clone(), (**d).clone())
                             .is_none()
                     );
                 }
