@@ -55,6 +55,17 @@ pub struct EnvironmentStatus {
     pub url: Option<String>,
     /// The newest succeeded deployment's version, when it differs from what runs.
     pub last_known_good: Option<String>,
+    /// The open incident holding the environment for a person (no automatic deployment
+    /// until `ferry resolve`), if any.
+    pub incident: Option<IncidentSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentSummary {
+    pub id: i64,
+    pub reason: String,
+    pub opened_at: i64,
+    pub deployment_id: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +86,8 @@ pub struct RunSummary {
 pub struct History {
     pub runs: Vec<RunSummary>,
     pub deployments: Vec<DeploymentRecord>,
+    /// Rollbacks, newest first, with what was tried and seen.
+    pub rollbacks: Vec<ferry_core::rollback::RollbackRecord>,
 }
 
 /// `ferry logs --json`.
@@ -82,6 +95,9 @@ pub struct History {
 pub struct Logs {
     pub run: i64,
     pub steps: Vec<StepLog>,
+    /// The run's decisions with their inputs: gates, alarm state changes (datapoints,
+    /// thresholds), approvals, rollbacks, incidents.
+    pub decisions: Vec<ferry_core::Event>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -5,6 +5,11 @@
 //!
 //! Usage: `cargo build --release && target/release/ferry-bench [--iterations N]
 //! [--step 'true'] [--ferry PATH]`
+//!
+//! `ferry-bench mttr [--iterations N]` measures mean time to recovery instead (see
+//! `mttr.rs`).
+
+mod mttr;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +23,9 @@ fn main() {
 }
 
 fn run() -> Result<(), String> {
+    if std::env::args().nth(1).as_deref() == Some("mttr") {
+        return mttr::run(std::env::args().skip(2).collect());
+    }
     let mut iterations = 20usize;
     let mut step = "true".to_string();
     let mut ferry: Option<PathBuf> = None;
@@ -134,7 +142,7 @@ fn time(repo: &Path, ferry: &Path, use_ferry: bool) -> Result<Duration, String> 
     Ok(took)
 }
 
-fn git(repo: &Path, args: &[&str]) -> Result<(), String> {
+pub(crate) fn git(repo: &Path, args: &[&str]) -> Result<(), String> {
     let out = Command::new("git")
         .args(args)
         .current_dir(repo)
@@ -151,11 +159,11 @@ fn git(repo: &Path, args: &[&str]) -> Result<(), String> {
     }
 }
 
-fn median(v: &mut [Duration]) -> Duration {
+pub(crate) fn median(v: &mut [Duration]) -> Duration {
     v.sort();
     v.get(v.len() / 2).copied().unwrap_or_default()
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }

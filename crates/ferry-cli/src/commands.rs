@@ -306,6 +306,12 @@ pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
             last_known_good: good
                 .map(|g| g.version)
                 .filter(|g| Some(g) != running.as_ref()),
+            incident: store.hold(&env.name)?.map(|i| ferry_api::IncidentSummary {
+                id: i.id,
+                reason: i.reason,
+                opened_at: i.opened_at.millis(),
+                deployment_id: i.deployment_id,
+            }),
         });
     }
     let runs: Vec<ferry_api::RunSummary> =
@@ -341,6 +347,14 @@ pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
     }
     line(format!("pipeline {}\n", st.pipeline));
     crate::output::out(&table(&rows));
+    for e in &st.environments {
+        if let Some(i) = &e.incident {
+            line(format!(
+                "\n{} NEEDS A PERSON: incident #{} — {}\n  no automatic deployment goes there until `ferry resolve {}`",
+                e.name, i.id, i.reason, e.name
+            ));
+        }
+    }
     if st.runs.is_empty() {
         line("\nno run in progress");
     } else {
@@ -382,8 +396,17 @@ pub fn history(
         .map(run_summary)
         .collect();
     let deployments = store.deployments(env, limit)?;
+    let rollbacks: Vec<_> = store
+        .rollbacks(limit)?
+        .into_iter()
+        .filter(|r| env.is_none_or(|e| r.environment == e))
+        .collect();
     if as_json {
-        json(&ferry_api::History { runs, deployments });
+        json(&ferry_api::History {
+            runs,
+            deployments,
+            rollbacks,
+        });
         return Ok(exit::OK);
     }
     if env.is_none() {
@@ -435,6 +458,25 @@ pub fn history(
     }
     line("deployments:");
     crate::output::out(&table(&rows));
+    if !rollbacks.is_empty() {
+        line("\nrollbacks:");
+        for r in &rollbacks {
+            let level = r.level.map(|l| format!(" {l} level")).unwrap_or_default();
+            line(format!(
+                "  {} · {} {} → {} · {}{level} · {} ({})",
+                when(r.started_at.millis()),
+                r.environment,
+                short_sha(&r.from_version),
+                r.to_version.as_deref().map(short_sha).unwrap_or("-"),
+                r.status,
+                r.reason,
+                r.trigger.label()
+            ));
+            for d in &r.detail {
+                line(format!("      {d}"));
+            }
+        }
+    }
     Ok(exit::OK)
 }
 
@@ -489,8 +531,21 @@ pub fn logs(project: &Project, run: i64, step: Option<&str>, as_json: bool) -> C
             text,
         });
     }
+    let decisions: Vec<ferry_core::Event> = store
+        .events(&ferry_engine::ports::EventFilter {
+            run: Some(RunId(run)),
+            ..Default::default()
+        })?
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| is_decision(e.kind))
+        .collect();
     if as_json {
-        json(&ferry_api::Logs { run, steps: out });
+        json(&ferry_api::Logs {
+            run,
+            steps: out,
+            decisions,
+        });
     } else {
         for l in out {
             let code = l
@@ -503,8 +558,60 @@ pub fn logs(project: &Project, run: i64, step: Option<&str>, as_json: bool) -> C
                 line("");
             }
         }
+        if !decisions.is_empty() {
+            line("── decisions ──");
+            for e in &decisions {
+                line(format!("{} {}", when(e.at.millis()), e.message));
+                if let Some(inputs) = decision_inputs(e) {
+                    line(format!("    {inputs}"));
+                }
+            }
+        }
     }
     Ok(exit::OK)
+}
+
+/// The events that are decisions (promote, fail, roll back) rather than progress.
+fn is_decision(k: ferry_core::EventKind) -> bool {
+    use ferry_core::EventKind::*;
+    matches!(
+        k,
+        GatePassed
+            | GateFailed
+            | AlarmStateChanged
+            | ApprovalGranted
+            | ApprovalRejected
+            | ApprovalTimedOut
+            | RollbackInitiated
+            | RollbackSucceeded
+            | RollbackFailed
+            | IncidentOpened
+            | RunFailed
+            | RunSuperseded
+    )
+}
+
+/// The inputs a decision was taken on, in one line.
+fn decision_inputs(e: &ferry_core::Event) -> Option<String> {
+    let d = &e.data;
+    match e.kind {
+        ferry_core::EventKind::AlarmStateChanged if d.get("breachingDatapoints").is_some() => {
+            Some(format!(
+                "inputs: {} of the last {} datapoint(s) breaching (alarm at {} of {}; period {}, missing data: {})",
+                d["breachingDatapoints"],
+                d["consideredDatapoints"],
+                d["datapointsToAlarm"],
+                d["evaluationPeriods"],
+                d["period"].as_str().unwrap_or("?"),
+                d["missingData"].as_str().unwrap_or("?")
+            ))
+        }
+        ferry_core::EventKind::GatePassed | ferry_core::EventKind::GateFailed => Some(format!(
+            "inputs: coverage {}, minimum {}",
+            d["coverage"], d["min"]
+        )),
+        _ => None,
+    }
 }
 
 pub fn decide(

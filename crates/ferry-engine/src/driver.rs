@@ -395,7 +395,9 @@ impl<'a> Engine<'a> {
                 advisory,
                 fail_closed,
             } => {
-                let ch = run.start_step(r, clock.now(), log_text);
+                // A window writes no log: its decisions are events (`ferry logs` shows
+                // them with their datapoints).
+                let ch = run.start_step(r, clock.now(), None);
                 self.commit(run, ch)?;
                 let plan = MonitorPlan {
                     duration,

@@ -135,7 +135,8 @@ pub trait Store: Send + Sync {
     fn events(&self, filter: &EventFilter) -> PortResult<Vec<(i64, Event)>>;
 
     /// Takes the lease if it is free, expired, or already ours; returns the holder
-    /// otherwise.
+    /// otherwise. Run 0 stands for work outside any run (a manual or alarm-triggered
+    /// rollback) and needs no run record.
     fn acquire_lease(&self, lease: &Lease, now: Timestamp) -> PortResult<Result<(), Lease>>;
     /// Extends our lease. Conflict if it is no longer ours.
     fn renew_lease(&self, lease: &Lease) -> PortResult<()>;

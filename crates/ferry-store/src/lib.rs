@@ -482,7 +482,9 @@ impl Store for SqliteStore {
 
     fn acquire_lease(&self, lease: &Lease, now: Timestamp) -> PortResult<Result<(), Lease>> {
         self.transaction(TransactionBehavior::Immediate, |tx| {
-            ensure_run(tx, lease.run)?;
+            if lease.run != RunId(0) {
+                ensure_run(tx, lease.run)?;
+            }
             if let Some(held) = current_lease(tx, &lease.environment)?
                 && held.run != lease.run
                 && held.expires_at > now

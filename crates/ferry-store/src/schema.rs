@@ -188,6 +188,19 @@ CREATE TABLE alarm_states (
     at     INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 "#,
+    // 3: leases may be held outside any run (run 0: a manual or alarm-triggered
+    // rollback), so `leases.run_id` no longer references `runs`.
+    r#"
+CREATE TABLE leases_new (
+    environment TEXT    PRIMARY KEY NOT NULL,
+    run_id      INTEGER NOT NULL,
+    holder      TEXT    NOT NULL,
+    expires_at  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+INSERT INTO leases_new SELECT environment, run_id, holder, expires_at FROM leases;
+DROP TABLE leases;
+ALTER TABLE leases_new RENAME TO leases;
+"#,
 ];
 
 /// The schema version this code writes.

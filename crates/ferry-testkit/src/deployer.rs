@@ -1,6 +1,6 @@
 //! A fake deployer per environment, all writing into one shared [`Timeline`]: what was
-//! deployed where, by which run, from when to when (fake clock and global ticks), and
-//! whether two deployments into one environment were ever in flight at once.
+//! deployed or rolled back where, by which run, from when to when (fake clock and global
+//! ticks), and whether two calls into one environment were ever in flight at once.
 
 use crate::clock::{FakeClock, Ticks};
 use ferry_core::{RunId, Timestamp};
@@ -21,9 +21,19 @@ pub enum DeployResult {
     Permanent(String),
 }
 
-/// One call of [`Deployer::deploy`].
+/// Which method of the [`Deployer`] a timeline entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// [`Deployer::deploy`]: a run putting its version into an environment.
+    Deploy,
+    /// [`Deployer::rollback`]: an earlier release put back.
+    Rollback,
+}
+
+/// One call of [`Deployer::deploy`] or [`Deployer::rollback`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeployEntry {
+    pub kind: CallKind,
     pub environment: String,
     pub version: String,
     /// From the request's `FERRY_RUN_ID`.
@@ -85,11 +95,28 @@ impl Timeline {
             .collect()
     }
 
-    /// The calls of one run, in order.
+    /// The calls of one run (deploys, and rollbacks of its deployments: they carry the
+    /// run's `FERRY_RUN_ID`), in order.
     pub fn of_run(&self, run: RunId) -> Vec<DeployEntry> {
         self.entries()
             .into_iter()
             .filter(|e| e.run == Some(run))
+            .collect()
+    }
+
+    /// The `deploy` calls of one run, in order.
+    pub fn deploys_of_run(&self, run: RunId) -> Vec<DeployEntry> {
+        self.entries()
+            .into_iter()
+            .filter(|e| e.run == Some(run) && e.kind == CallKind::Deploy)
+            .collect()
+    }
+
+    /// The `rollback` calls, in the order they ended.
+    pub fn rollbacks(&self) -> Vec<DeployEntry> {
+        self.entries()
+            .into_iter()
+            .filter(|e| e.kind == CallKind::Rollback)
             .collect()
     }
 
@@ -137,8 +164,12 @@ struct State {
     deploy_time: Duration,
     permanent: Option<String>,
     transient: u32,
+    rollback_permanent: Option<String>,
+    rollback_transient: u32,
     misreport: Option<String>,
     fail_current: Option<PortError>,
+    fail_health: Option<PortError>,
+    health_checks: u32,
 }
 
 struct Inner {
@@ -151,10 +182,14 @@ struct Inner {
 /// A [`Deployer`] for one environment. Cheap to clone: clones share the environment's
 /// state. Deploying takes [`FakeDeployer::taking`] of fake time (1 s at first).
 ///
-/// Faults: [`fail_permanently`](FakeDeployer::fail_permanently),
-/// [`fail_transiently`](FakeDeployer::fail_transiently) (the next `n` calls), and
+/// Faults of `deploy`: [`fail_permanently`](FakeDeployer::fail_permanently),
+/// [`fail_transiently`](FakeDeployer::fail_transiently) (the next `n` calls). Faults of
+/// `rollback`, separately:
+/// [`fail_rollback_permanently`](FakeDeployer::fail_rollback_permanently),
+/// [`fail_rollback_transiently`](FakeDeployer::fail_rollback_transiently). Of both:
 /// [`misreport`](FakeDeployer::misreport) (`current_version` names another version than
-/// the one deployed).
+/// the one deployed), [`fail_current_version`](FakeDeployer::fail_current_version),
+/// [`fail_health`](FakeDeployer::fail_health) (the health check after a rollback).
 #[derive(Clone)]
 pub struct FakeDeployer {
     inner: Arc<Inner>,
@@ -172,8 +207,12 @@ impl FakeDeployer {
                     deploy_time: Duration::from_secs(1),
                     permanent: None,
                     transient: 0,
+                    rollback_permanent: None,
+                    rollback_transient: 0,
                     misreport: None,
                     fail_current: None,
+                    fail_health: None,
+                    health_checks: 0,
                 }),
             }),
         }
@@ -194,16 +233,43 @@ impl FakeDeployer {
         self
     }
 
-    /// Every call fails with a permanent error from now on (`None` heals).
+    /// Every call of `deploy` fails with a permanent error from now on (`None` heals).
+    /// Rollbacks are not affected.
     pub fn fail_permanently(&self, why: Option<&str>) -> &Self {
         self.state().permanent = why.map(str::to_string);
         self
     }
 
-    /// The next `n` calls fail with a transient error (before any permanent failure).
+    /// The next `n` calls of `deploy` fail with a transient error (before any permanent
+    /// failure). Rollbacks are not affected.
     pub fn fail_transiently(&self, n: u32) -> &Self {
         self.state().transient = n;
         self
+    }
+
+    /// Every call of `rollback` fails with a permanent error from now on (`None` heals);
+    /// what runs stays as it was. Deployments are not affected.
+    pub fn fail_rollback_permanently(&self, why: Option<&str>) -> &Self {
+        self.state().rollback_permanent = why.map(str::to_string);
+        self
+    }
+
+    /// The next `n` calls of `rollback` fail with a transient error (before any permanent
+    /// rollback failure). Deployments are not affected.
+    pub fn fail_rollback_transiently(&self, n: u32) -> &Self {
+        self.state().rollback_transient = n;
+        self
+    }
+
+    /// `healthy` fails with `error` from now on (`None` heals).
+    pub fn fail_health(&self, error: Option<PortError>) -> &Self {
+        self.state().fail_health = error;
+        self
+    }
+
+    /// How many times `healthy` was asked.
+    pub fn health_checks(&self) -> u32 {
+        self.state().health_checks
     }
 
     /// `current_version` answers `version` from now on, whatever was deployed (`None`
@@ -230,8 +296,10 @@ impl FakeDeployer {
     }
 }
 
-impl Deployer for FakeDeployer {
-    fn deploy(&self, req: &DeployRequest) -> PortResult<()> {
+impl FakeDeployer {
+    /// One call of `deploy` or `rollback`: takes the deploy time, consults the faults of
+    /// that kind of call, and records itself on the timeline.
+    fn call(&self, req: &DeployRequest, kind: CallKind) -> PortResult<()> {
         let inner = &self.inner;
         let run = req
             .env
@@ -249,13 +317,20 @@ impl Deployer for FakeDeployer {
         }
         let result = {
             let mut s = self.state();
-            if s.transient > 0 {
-                s.transient -= 1;
+            let s = &mut *s;
+            let (transient, permanent, what) = match kind {
+                CallKind::Deploy => (&mut s.transient, &s.permanent, "deployment"),
+                CallKind::Rollback => {
+                    (&mut s.rollback_transient, &s.rollback_permanent, "rollback")
+                }
+            };
+            if *transient > 0 {
+                *transient -= 1;
                 DeployResult::Transient(format!(
-                    "{}: deployment target is busy (injected transient fault)",
+                    "{}: {what} target is busy (injected transient fault)",
                     inner.environment
                 ))
-            } else if let Some(why) = &s.permanent {
+            } else if let Some(why) = permanent {
                 DeployResult::Permanent(format!("{}: {why}", inner.environment))
             } else {
                 s.current = Some(req.version.clone());
@@ -264,6 +339,7 @@ impl Deployer for FakeDeployer {
         };
         let end_tick = inner.timeline.ticks.next();
         inner.timeline.leave(DeployEntry {
+            kind,
             environment: inner.environment.clone(),
             version: req.version.clone(),
             run,
@@ -285,11 +361,18 @@ impl Deployer for FakeDeployer {
             DeployResult::Permanent(m) => Err(PortError::permanent(m)),
         }
     }
+}
+
+impl Deployer for FakeDeployer {
+    fn deploy(&self, req: &DeployRequest) -> PortResult<()> {
+        self.call(req, CallKind::Deploy)
+    }
 
     /// A rollback puts the target version back the same way a deployment does (and is
-    /// recorded on the same timeline, so overlaps are caught for both).
+    /// recorded on the same timeline, so overlaps are caught for both), with its own
+    /// faults.
     fn rollback(&self, req: &DeployRequest) -> PortResult<()> {
-        self.deploy(req)
+        self.call(req, CallKind::Rollback)
     }
 
     fn current_version(&self) -> PortResult<Option<String>> {
@@ -298,6 +381,15 @@ impl Deployer for FakeDeployer {
             return Err(e.clone());
         }
         Ok(s.misreport.clone().or_else(|| s.current.clone()))
+    }
+
+    fn healthy(&self, _within: Duration) -> PortResult<()> {
+        let mut s = self.state();
+        s.health_checks += 1;
+        match &s.fail_health {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
     }
 }
 

@@ -33,7 +33,7 @@ pub fn order(sim: &Sim, run: RunId) -> Vec<String> {
     let events = sim.store.all_events();
     let records = sim.deployments_of(run);
     let artifact = sim.store.load_run(run).ok().and_then(|v| v.artifact);
-    for call in sim.timeline.of_run(run) {
+    for call in sim.timeline.deploys_of_run(run) {
         let Some(k) = envs.iter().position(|e| e.name == call.environment) else {
             bad.push(format!(
                 "run {run} deployed to `{}`, which is not an environment",

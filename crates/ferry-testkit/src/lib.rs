@@ -29,7 +29,7 @@ pub mod store;
 
 pub use artifacts::FakeArtifacts;
 pub use clock::{FakeClock, START, Ticks};
-pub use deployer::{DeployEntry, DeployResult, FakeDeployer, Timeline};
+pub use deployer::{CallKind, DeployEntry, DeployResult, FakeDeployer, Timeline};
 pub use executor::{Outcome, ReportPaths, ScriptedExecutor};
 pub use files::{FakeFiles, junit, lcov, lcov_lines};
 pub use observer::RecordingObserver;

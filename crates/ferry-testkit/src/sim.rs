@@ -289,11 +289,11 @@ impl Sim {
             .collect()
     }
 
-    /// The names of the environments a run's deployer calls went to, successful or not,
-    /// in order.
+    /// The names of the environments a run's `deploy` calls went to, successful or not,
+    /// in order (rollbacks are not deployments of the run).
     pub fn deployed_envs(&self, run: RunId) -> Vec<String> {
         self.timeline
-            .of_run(run)
+            .deploys_of_run(run)
             .into_iter()
             .map(|e| e.environment)
             .collect()
