@@ -45,9 +45,12 @@ pub struct EnvironmentStatus {
     pub name: String,
     /// What the deployer reports running now (`null` when nothing is deployed).
     pub version: Option<String>,
-    /// The status of the newest deployment: `in_progress`, `succeeded`, `failed`,
-    /// `rolled_back`, or `never_deployed`.
+    /// The status of the deployment that put `version` there (`succeeded`,
+    /// `in_progress`, `failed`…), or `never_deployed`.
     pub status: String,
+    /// The newest deployment, when it is not the one running (it failed or was rolled
+    /// back).
+    pub latest: Option<LatestDeployment>,
     /// When the running version was deployed (ms since the epoch).
     pub since: Option<i64>,
     pub run: Option<i64>,
@@ -58,6 +61,14 @@ pub struct EnvironmentStatus {
     /// The open incident holding the environment for a person (no automatic deployment
     /// until `ferry resolve`), if any.
     pub incident: Option<IncidentSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LatestDeployment {
+    pub version: String,
+    pub status: String,
+    /// Why it was rolled back, if it was.
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

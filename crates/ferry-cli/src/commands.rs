@@ -9,7 +9,7 @@ use ferry_api::exit;
 use ferry_config::{Deploy, Pipeline};
 use ferry_core::approval::Decision;
 use ferry_core::run::RunView;
-use ferry_core::{RunId, RunStatus, StageStatus, short_sha, time::human};
+use ferry_core::{DeploymentStatus, RunId, RunStatus, StageStatus, short_sha, time::human};
 use ferry_engine::ports::{Clock, Store};
 use ferry_engine::{Engine, Layout, Ports, Settings};
 use std::sync::atomic::AtomicBool;
@@ -23,6 +23,23 @@ pub fn init(project: &Project, force: bool, as_json: bool) -> CliResult<i32> {
     }
     std::fs::write(&project.file, ferry_config::STARTER)
         .map_err(|e| CliError::environment(format!("cannot write `{shown}`: {e}")))?;
+    // ferry's state (database, logs, artifacts) does not belong in the repository.
+    let ignore = project.root.join(".gitignore");
+    let listed = std::fs::read_to_string(&ignore)
+        .map(|t| {
+            t.lines()
+                .any(|l| matches!(l.trim(), ".ferry" | ".ferry/" | "/.ferry" | "/.ferry/"))
+        })
+        .unwrap_or(false);
+    if !listed {
+        let mut text = std::fs::read_to_string(&ignore).unwrap_or_default();
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(".ferry/\n");
+        std::fs::write(&ignore, text)
+            .map_err(|e| CliError::environment(format!("cannot write `.gitignore`: {e}")))?;
+    }
     if as_json {
         json(&serde_json::json!({"written": shown}));
     } else {
@@ -35,11 +52,7 @@ pub fn init(project: &Project, force: bool, as_json: bool) -> CliResult<i32> {
 
 pub fn validate(project: &Project, as_json: bool) -> CliResult<i32> {
     let shown = project.shown_file();
-    let text = std::fs::read_to_string(&project.file).map_err(|e| {
-        CliError::config(format!(
-            "cannot read `{shown}`: {e}; run `ferry init` to write a starter, or pass `--file PATH`"
-        ))
-    })?;
+    let text = project.read_text()?;
     match ferry_config::parse(&text, &shown) {
         Ok(p) => {
             if as_json {
@@ -136,6 +149,7 @@ pub struct Local {
     pub probe: ferry_local::probe::LocalProbe,
     pub clock: SystemClock,
     pub factory: ferry_local::LocalDeployers,
+    pub liveness: ferry_local::LocalLiveness,
 }
 
 impl Local {
@@ -147,6 +161,7 @@ impl Local {
             probe: ferry_local::probe::LocalProbe,
             clock: SystemClock,
             factory: project.factory(),
+            liveness: ferry_local::LocalLiveness::here(),
         }
     }
 
@@ -175,6 +190,7 @@ impl Local {
                 probe: &self.probe,
                 observer,
                 deployers: &self.factory,
+                liveness: &self.liveness,
             },
             layout: Layout {
                 project: project.root.clone(),
@@ -183,6 +199,8 @@ impl Local {
             },
             settings: Settings {
                 holder: holder(),
+                // Work outside a run leases under this process's own negative id.
+                outside_run: RunId(-i64::from(std::process::id())),
                 ..Settings::default()
             },
             cancel,
@@ -215,8 +233,8 @@ pub fn drive(
         run.id(),
         pipeline.name,
         c.short(),
-        c.message.lines().next().unwrap_or(""),
-        c.author
+        printable(c.message.lines().next().unwrap_or("")),
+        printable(&c.author)
     ));
     if let Some(f) = on_queued {
         f(run.id());
@@ -262,7 +280,7 @@ fn run_summary(v: &RunView) -> ferry_api::RunSummary {
     ferry_api::RunSummary {
         id: v.id.0,
         commit: v.commit.sha.clone(),
-        message: v.commit.message.lines().next().unwrap_or("").to_string(),
+        message: printable(v.commit.message.lines().next().unwrap_or("")),
         status: v.status,
         stage,
         reason: v.reason.clone(),
@@ -293,13 +311,30 @@ pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
             Deploy::Release(r) => r.health.clone(),
             Deploy::Command(_) => None,
         };
+        // The status of the deployment that put the running version there (not of a
+        // newer one that was rolled back or failed).
+        let running_deployment = store
+            .deployments(Some(&env.name), 200)?
+            .into_iter()
+            .find(|d| {
+                Some(&d.version) == running.as_ref() && d.status != DeploymentStatus::RolledBack
+            });
         envs.push(ferry_api::EnvironmentStatus {
             name: env.name.clone(),
             version: running.clone(),
-            status: latest
+            status: running_deployment
                 .as_ref()
+                .or(latest.as_ref())
                 .map(|d| d.status.to_string())
                 .unwrap_or_else(|| "never_deployed".to_string()),
+            latest: latest
+                .as_ref()
+                .filter(|l| Some(&l.version) != running.as_ref())
+                .map(|l| ferry_api::LatestDeployment {
+                    version: l.version.clone(),
+                    status: l.status.to_string(),
+                    reason: l.rollback_reason.clone(),
+                }),
             since,
             run: latest.as_ref().map(|d| d.run_id.0),
             url,
@@ -348,6 +383,18 @@ pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
     line(format!("pipeline {}\n", st.pipeline));
     crate::output::out(&table(&rows));
     for e in &st.environments {
+        if let Some(l) = &e.latest {
+            line(format!(
+                "\n{}: the newest deployment, {}, is {}{}",
+                e.name,
+                short_sha(&l.version),
+                l.status,
+                l.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ));
+        }
         if let Some(i) = &e.incident {
             line(format!(
                 "\n{} NEEDS A PERSON: incident #{} — {}\n  no automatic deployment goes there until `ferry resolve {}`",
@@ -569,6 +616,12 @@ pub fn logs(project: &Project, run: i64, step: Option<&str>, as_json: bool) -> C
         }
     }
     Ok(exit::OK)
+}
+
+/// Untrusted text (commit messages, authors) made safe for a terminal: control
+/// characters (escape sequences) are dropped.
+pub fn printable(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).collect()
 }
 
 /// The events that are decisions (promote, fail, roll back) rather than progress.

@@ -56,18 +56,8 @@ impl Project {
 
     /// The pipeline and the text it was read from (recorded in release sets).
     pub fn load(&self) -> CliResult<(Pipeline, String)> {
+        let text = self.read_text()?;
         let shown = self.shown_file();
-        let text = match std::fs::read(&self.file) {
-            Ok(b) => String::from_utf8(b).map_err(|_| {
-                CliError::config(format!("`{shown}` is not UTF-8 text; save it as UTF-8"))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(CliError::config(format!(
-                    "no pipeline file at `{shown}`; run `ferry init` to write a starter, or pass `--file PATH`"
-                )));
-            }
-            Err(e) => return Err(CliError::config(format!("cannot read `{shown}`: {e}"))),
-        };
         let parsed = ferry_config::parse(&text, &shown).map_err(|diags| {
             let n = diags.len();
             let body: Vec<String> = diags.iter().map(ToString::to_string).collect();
@@ -79,6 +69,28 @@ impl Project {
             ))
         })?;
         Ok((parsed, text))
+    }
+
+    /// The pipeline file's text, with an error that says what is wrong with the file.
+    pub fn read_text(&self) -> CliResult<String> {
+        let shown = self.shown_file();
+        if self.file.is_dir() {
+            return Err(CliError::config(format!(
+                "`{shown}` is a folder, not a pipeline file; pass `--file PATH` to the pipeline file"
+            )));
+        }
+        let text = match std::fs::read(&self.file) {
+            Ok(b) => String::from_utf8(b).map_err(|_| {
+                CliError::config(format!("`{shown}` is not UTF-8 text; save it as UTF-8"))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(CliError::config(format!(
+                    "no pipeline file at `{shown}`; run `ferry init` to write a starter, or pass `--file PATH`"
+                )));
+            }
+            Err(e) => return Err(CliError::config(format!("cannot read `{shown}`: {e}"))),
+        };
+        Ok(text)
     }
 
     /// The pipeline file's path as people typed it (relative to the current folder when

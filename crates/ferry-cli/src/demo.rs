@@ -245,12 +245,14 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
             badc = short_sha(&bad.commit.sha),
             third = short_sha(&second.commit.sha),
         ));
-        line(format!(
-            "\nLook around: cd {} && {} status | history | logs {}",
-            root.display(),
-            ferry.display(),
-            first.id
-        ));
+        if keep || dir.is_some() {
+            line(format!(
+                "\nLook around: cd {} && {} status (or history, or logs {})",
+                root.display(),
+                ferry.display(),
+                first.id
+            ));
+        }
     }
 
     if keep {

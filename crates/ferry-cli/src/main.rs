@@ -27,7 +27,8 @@ Exit codes:
   5   not found (run, step, commit)
   6   conflict (e.g. approving a run that is not waiting for approval)
   7   the machine refused something ferry needs (no git repository, unwritable folder)
-  70  a bug in ferry";
+  70  a bug in ferry
+  130 a second Ctrl-C (the first cancels the run cleanly)";
 
 #[derive(Parser, Debug)]
 #[command(

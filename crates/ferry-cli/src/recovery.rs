@@ -12,7 +12,6 @@ use ferry_core::events::{Event, EventKind};
 use ferry_core::rollback::{RollbackRecord, RollbackStatus, Trigger};
 use ferry_core::{Change, DeploymentRecord, DeploymentStatus, short_sha};
 use ferry_engine::ports::{Clock, Store};
-use ferry_engine::rollback::OUTSIDE_RUN;
 use std::sync::atomic::AtomicBool;
 
 /// The deployment an environment runs now: its newest one that was not rolled back.
@@ -66,7 +65,7 @@ pub fn rollback(
         progress.as_ref(),
         cancel,
     );
-    let rec = engine.roll_back(&bad, &reason, Trigger::Manual { by }, to, OUTSIDE_RUN)?;
+    let rec = engine.roll_back(&bad, &reason, Trigger::Manual { by }, to, None)?;
     progress.finish();
     report(&rec, as_json);
     Ok(match rec.status {
@@ -214,7 +213,7 @@ pub fn alarm(
                     name: name.to_string(),
                 },
                 None,
-                OUTSIDE_RUN,
+                None,
             )?;
             if !as_json {
                 report(&rec, false);

@@ -101,6 +101,15 @@ fn assert_rolled_back(d: &Value, level: &str, because: &str) {
     );
 }
 
+/// The rollback record of deployment `d` in `ferry history --json`, with its trigger.
+fn rollback_of(h: &Value, d: &Value) -> Value {
+    h["rollbacks"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["deployment_id"] == d["deploymentId"]))
+        .cloned()
+        .unwrap_or_else(|| panic!("no rollback record of {} in {h:#}", d["deploymentId"]))
+}
+
 /// Asserts that `d` succeeded and was never rolled back.
 #[track_caller]
 fn assert_untouched(d: &Value) {
@@ -116,6 +125,20 @@ fn env_status(st: &Value, name: &str) -> Value {
         .and_then(|a| a.iter().find(|e| e["name"] == name))
         .cloned()
         .unwrap_or_else(|| panic!("no environment {name} in {st:#}"))
+}
+
+/// `N` distinct free loopback ports, never the fixed 18181–18183 another test uses.
+fn ports<const N: usize>() -> [u16; N] {
+    let mut out = [0u16; N];
+    for i in 0..N {
+        out[i] = loop {
+            let p = free_port();
+            if !(18181..=18183).contains(&p) && !out[..i].contains(&p) {
+                break p;
+            }
+        };
+    }
+    out
 }
 
 /// What the sample service on `port` says it runs.
@@ -185,14 +208,14 @@ fn health_alarm(name: &str, port: u16) -> String {
 /// `deploy|rollback ENV VERSION` to `ops/actions.log`, dumps its `FERRY_*` variables and
 /// working folder into `ops/last-deploy.env` / `ops/last-rollback.env`, and fails when
 /// `ENV VERSION` (or `ENV *`) is listed in `ops/fail-deploy` / `ops/fail-rollback`. The
-/// rollback writes `$FERRY_VERSION` into `ops/rolled-back-to`, and sleeps a second when
-/// `ops/slow` exists.
+/// rollback writes `$FERRY_VERSION` into `ops/rolled-back-to`, and sleeps when `ops/slow`
+/// exists (the seconds it holds, 1 when empty).
 fn write_ops(repo: &Repo) {
     for (what, extra) in [
         ("deploy", ""),
         (
             "rollback",
-            "printf '%s\\n' \"$FERRY_VERSION\" > \"$ops/rolled-back-to\"\nif [ -f \"$ops/slow\" ]; then sleep 1; fi\n",
+            "printf '%s\\n' \"$FERRY_VERSION\" > \"$ops/rolled-back-to\"\nif [ -s \"$ops/slow\" ]; then sleep \"$(cat \"$ops/slow\")\"; elif [ -f \"$ops/slow\" ]; then sleep 1; fi\n",
         ),
     ] {
         repo.write_exec(
@@ -281,17 +304,13 @@ fn actions_since(repo: &Repo, skip: usize) -> Vec<String> {
     actions(repo).into_iter().skip(skip).collect()
 }
 
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
 // ---------------------------------------------------------------------------------------
 // 1. A release that goes bad a few seconds after start is caught by staging's monitor.
 
 #[test]
 fn a_release_failing_after_start_is_caught_by_the_monitor_and_staging_is_rolled_back() {
     let repo = sample_repo();
-    let (pt, ps, pp) = (free_port(), free_port(), free_port());
+    let [pt, ps, pp] = ports::<3>();
     let monitor =
         "    monitor:\n      duration: 8s\n      interval: 1s\n      alarms: [staging-health]\n";
     let yml = release_pipeline(
@@ -327,7 +346,11 @@ fn a_release_failing_after_start_is_caught_by_the_monitor_and_staging_is_rolled_
     assert_eq!(stage(&view, "production")["status"], "skipped", "{view:#}");
 
     let h = repo.history();
-    assert_rolled_back(&deployment(&h, "staging", &b), "stage", "monitor");
+    let bad = deployment(&h, "staging", &b);
+    assert_rolled_back(&bad, "stage", "monitor");
+    let rec = rollback_of(&h, &bad);
+    assert_eq!(rec["trigger"]["trigger"], "monitor_failed", "{rec:#}");
+    assert_eq!(rec["to_version"], a.as_str(), "{rec:#}");
     assert_untouched(&deployment(&h, "staging", &a));
     let prod = deployments(&h, "production");
     assert_eq!(prod.len(), 1, "production saw only A: {h:#}");
@@ -351,7 +374,7 @@ fn a_release_failing_after_start_is_caught_by_the_monitor_and_staging_is_rolled_
 #[test]
 fn a_release_that_never_becomes_healthy_fails_its_deploy_and_is_rolled_back() {
     let repo = sample_repo();
-    let port = free_port();
+    let [port] = ports::<1>();
     repo.write(
         "ferry.yml",
         &release_pipeline(&[release_env("staging", port, "2s", "")], ""),
@@ -375,7 +398,9 @@ fn a_release_that_never_becomes_healthy_fails_its_deploy_and_is_rolled_back() {
     );
 
     let h = repo.history();
-    assert_rolled_back(&deployment(&h, "staging", &b), "stage", "deploy");
+    let bad = deployment(&h, "staging", &b);
+    assert_rolled_back(&bad, "stage", "deploy");
+    assert_eq!(rollback_of(&h, &bad)["trigger"]["trigger"], "deploy_failed");
     assert_untouched(&deployment(&h, "staging", &a));
     assert_eq!(served_version(port), a, "A serves again");
     assert_eq!(health(port), 200, "and is healthy");
@@ -565,7 +590,7 @@ fn a_failed_stage_rollback_escalates_to_a_full_rollback_production_first() {
 #[test]
 fn a_failed_stage_rollback_of_releases_escalates_to_full_and_every_service_serves_a() {
     let repo = sample_repo();
-    let (pt, ps, pp) = (free_port(), free_port(), free_port());
+    let [pt, ps, pp] = ports::<3>();
     // Each environment's tests fail for a commit that carries its `break-<env>` file.
     let breaks = |env: &str| {
         format!("    tests:\n      - name: check\n        run: \"test ! -f break-{env}\"\n")
@@ -630,4 +655,582 @@ fn a_failed_stage_rollback_of_releases_escalates_to_full_and_every_service_serve
     for env in ["test", "staging", "production"] {
         assert_eq!(env_status(&st, env)["version"], a.as_str(), "{st:#}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Both levels fail: an incident holds the environment until `ferry resolve`.
+
+#[test]
+fn when_both_levels_fail_an_incident_holds_the_environment_until_resolved() {
+    let repo = Repo::new();
+    command_pipeline(
+        &repo,
+        &[("test", ""), ("staging", ""), ("production", "")],
+        true,
+        "",
+    );
+    assert_valid(&repo);
+    let a = repo.commit("A");
+    run_ok(&repo, "the run of A");
+
+    // B fails its staging deploy, and nothing can be rolled back in staging.
+    let b = repo.commit("B");
+    fail(&repo, "deploy", "staging", &b);
+    fail(&repo, "rollback", "staging", "*");
+    let before = actions(&repo).len();
+    let (out, view) = run(&repo);
+    assert_code(&out, 1, "the run of B");
+    assert_eq!(view["status"], "failed");
+    assert_eq!(
+        actions_since(&repo, before),
+        [
+            format!("deploy test {b}"),
+            format!("deploy staging {b}"),
+            format!("rollback staging {a}"),
+            format!("rollback production {a}"),
+            format!("rollback staging {a}"),
+        ],
+        "stage level fails in staging, full level fails in staging after production"
+    );
+    let h = repo.history();
+    let bad = deployment(&h, "staging", &b);
+    assert_eq!(bad["status"], "failed", "not rolled back: {bad:#}");
+    assert_eq!(bad["rollbackLevel"], Value::Null, "{bad:#}");
+    let rollbacks = h["rollbacks"].as_array().cloned().unwrap_or_default();
+    let rec = rollbacks
+        .iter()
+        .find(|r| r["deployment_id"] == bad["deploymentId"])
+        .unwrap_or_else(|| panic!("history lists the failed rollback of B: {h:#}"));
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    assert!(rec["incident"].is_i64(), "it names its incident: {rec:#}");
+
+    // The incident is visible in `ferry status`.
+    let st = repo.status();
+    let staging = env_status(&st, "staging");
+    let incident = &staging["incident"];
+    assert!(
+        incident.is_object(),
+        "`ferry status --json` shows staging's open incident: {staging:#}"
+    );
+    assert_eq!(incident["id"], rec["incident"], "{incident:#}");
+    assert_eq!(
+        env_status(&st, "test")["incident"],
+        Value::Null,
+        "only staging is held: {st:#}"
+    );
+    let text = repo.ferry(&["status"]);
+    assert_code(&text, 0, "ferry status");
+    assert!(
+        stdout(&text).contains("ferry resolve staging"),
+        "`ferry status` tells a person how to reopen staging: {}",
+        describe(&text)
+    );
+
+    // No automatic deployment goes into staging now, even of a good commit.
+    clear_failures(&repo);
+    let c = repo.commit("C");
+    let before = actions(&repo).len();
+    let (out, view) = run(&repo);
+    assert_code(&out, 1, "a run while staging is held");
+    let deploy = step(&view, "staging", "deploy");
+    assert_eq!(deploy["status"], "failed", "{view:#}");
+    let why = deploy["reason"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("ferry resolve staging"),
+        "the refusal names `ferry resolve staging`: {why:?}"
+    );
+    assert_eq!(
+        actions_since(&repo, before),
+        [format!("deploy test {c}")],
+        "nothing was deployed into staging or production"
+    );
+    assert!(
+        deployments(&repo.history(), "staging")
+            .iter()
+            .all(|d| d["version"] != c.as_str()),
+        "no deployment record of C in staging"
+    );
+
+    // A person resolves it; deployments go there again.
+    let out = repo.ferry(&["resolve", "staging"]);
+    assert_code(&out, 0, "ferry resolve staging");
+    let st = repo.status();
+    assert_eq!(
+        env_status(&st, "staging")["incident"],
+        Value::Null,
+        "{st:#}"
+    );
+    let again = repo.ferry(&["resolve", "staging"]);
+    assert!(
+        again.status.code() != Some(0),
+        "resolving an environment without an open incident is refused: {}",
+        describe(&again)
+    );
+    let before = actions(&repo).len();
+    run_ok(&repo, "a run after ferry resolve");
+    assert_eq!(
+        actions_since(&repo, before),
+        [
+            format!("deploy test {c}"),
+            format!("deploy staging {c}"),
+            format!("deploy production {c}"),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. `ferry rollback ENV` by hand.
+
+#[test]
+fn manual_rollback_goes_to_the_last_known_good_and_refuses_unknown_targets() {
+    let repo = sample_repo();
+    let [port] = ports::<1>();
+    repo.write(
+        "ferry.yml",
+        &release_pipeline(&[release_env("staging", port, "5s", "")], ""),
+    );
+    assert_valid(&repo);
+    let a = repo.commit("A");
+    run_ok(&repo, "the run of A");
+    let b = repo.commit("B");
+    run_ok(&repo, "the run of B");
+    assert_eq!(served_version(port), b);
+
+    let out = repo.ferry(&["rollback", "staging", "--reason", "customers report errors"]);
+    assert_code(&out, 0, "ferry rollback staging");
+    assert_eq!(served_version(port), a, "staging serves A again");
+    let h = repo.history();
+    assert_rolled_back(
+        &deployment(&h, "staging", &b),
+        "stage",
+        "customers report errors",
+    );
+    assert_untouched(&deployment(&h, "staging", &a));
+    let st = repo.status();
+    assert_eq!(env_status(&st, "staging")["version"], a.as_str(), "{st:#}");
+
+    // A version that never succeeded there is refused with the list of those that did.
+    let c = repo.commit("C: never deployed");
+    let starts = repo
+        .read(".ferry/envs/staging/service.log")
+        .matches("--- ferry: starting")
+        .count();
+    let out = repo.ferry(&["rollback", "staging", "--to", &c]);
+    assert!(
+        !matches!(out.status.code(), Some(0) | Some(70) | None),
+        "a target that never succeeded is refused (not accepted, not a crash): {}",
+        describe(&out)
+    );
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        said.contains(short(&c)) || said.contains(&c),
+        "the refusal names the version asked for: {said}"
+    );
+    assert!(
+        said.contains(&a[..7]),
+        "the refusal lists A, which succeeded in staging: {said}"
+    );
+    assert_eq!(served_version(port), a, "nothing changed");
+    assert_eq!(
+        repo.read(".ferry/envs/staging/service.log")
+            .matches("--- ferry: starting")
+            .count(),
+        starts,
+        "no service was restarted by the refused rollback"
+    );
+}
+
+/// Seed Property 2 across processes: two `ferry rollback` of the same deployment at the
+/// same moment redeploy once and report the same outcome.
+#[test]
+fn two_concurrent_manual_rollbacks_of_one_deployment_redeploy_once() {
+    let repo = Repo::new();
+    command_pipeline(&repo, &[("staging", "")], true, "");
+    assert_valid(&repo);
+    let z = repo.commit("Z");
+    run_ok(&repo, "the run of Z");
+    let a = repo.commit("A");
+    run_ok(&repo, "the run of A");
+    let b = repo.commit("B");
+    run_ok(&repo, "the run of B");
+    let before = actions(&repo).len();
+    repo.write("ops/slow", "");
+
+    let mut one = repo.spawn(&["rollback", "staging", "--json"]);
+    let mut two = repo.spawn(&["rollback", "staging", "--json"]);
+    let (o1, o2) = (one.wait(support::LONG), two.wait(support::LONG));
+    assert_code(&o1, 0, "the first ferry rollback");
+    assert_code(&o2, 0, "the second ferry rollback");
+    assert_eq!(
+        actions_since(&repo, before),
+        [format!("rollback staging {a}")],
+        "one redeploy of A, not two (and nothing rolled back A to Z)"
+    );
+    let (r1, r2) = (support::json(&o1), support::json(&o2));
+    for r in [&r1, &r2] {
+        assert_eq!(r["status"], "succeeded", "{r:#}");
+        assert_eq!(r["to_version"], a.as_str(), "{r:#}");
+        assert_eq!(r["from_version"], b.as_str(), "{r:#}");
+    }
+    assert_eq!(
+        r1["started_at"], r2["started_at"],
+        "both report the one rollback record: {r1:#} {r2:#}"
+    );
+    let h = repo.history();
+    assert_rolled_back(&deployment(&h, "staging", &b), "stage", "manual");
+    assert_untouched(&deployment(&h, "staging", &a));
+    assert_untouched(&deployment(&h, "staging", &z));
+    let st = repo.status();
+    assert_eq!(env_status(&st, "staging")["version"], a.as_str(), "{st:#}");
+}
+
+/// A refused `--to` must not count as "the" rollback of the running deployment: the
+/// rollback a person asks for next still happens.
+#[test]
+fn a_refused_manual_target_does_not_block_the_next_rollback() {
+    let repo = Repo::new();
+    command_pipeline(&repo, &[("staging", "")], true, "");
+    assert_valid(&repo);
+    let a = repo.commit("A");
+    run_ok(&repo, "the run of A");
+    let b = repo.commit("B");
+    run_ok(&repo, "the run of B");
+    let never = repo.commit("never deployed");
+    let before = actions(&repo).len();
+
+    let out = repo.ferry(&["rollback", "staging", "--to", &never]);
+    assert!(out.status.code() != Some(0), "refused: {}", describe(&out));
+    let out = repo.ferry(&["rollback", "staging"]);
+    assert_code(
+        &out,
+        0,
+        "ferry rollback staging after a refused --to (the refusal must not be recorded as the deployment's rollback)",
+    );
+    assert_eq!(
+        actions_since(&repo, before),
+        [format!("rollback staging {a}")]
+    );
+    let h = repo.history();
+    assert_rolled_back(&deployment(&h, "staging", &b), "stage", "manual");
+}
+
+/// A staging environment whose test step `check` logs `check start|end VERSION` to
+/// `ops/actions.log`, sleeps 3 s when `ops/slow-check` exists and fails when
+/// `ops/fail-check` exists. Runs A and B; returns them.
+fn staging_with_a_slow_check(repo: &Repo) -> (String, String) {
+    let check = repo.join("ops/check.sh");
+    let tests = format!(
+        "    tests:\n      - name: check\n        run: {}\n",
+        yaml_str(&format!("sh '{}'", check.display()))
+    );
+    command_pipeline(repo, &[("staging", &tests)], true, "");
+    repo.write_exec(
+        "ops/check.sh",
+        r#"#!/bin/sh
+ops=$(dirname "$0")
+echo "check start $FERRY_VERSION" >> "$ops/actions.log"
+if [ -f "$ops/slow-check" ]; then sleep 3; fi
+echo "check end $FERRY_VERSION" >> "$ops/actions.log"
+if [ -f "$ops/fail-check" ]; then echo "check fails (ops/fail-check)"; exit 1; fi
+"#,
+    );
+    assert_valid(repo);
+    let a = repo.commit("A");
+    run_ok(repo, "the run of A");
+    let b = repo.commit("B");
+    run_ok(repo, "the run of B");
+    (a, b)
+}
+
+/// Waits (bounded) until `ops/actions.log` has `line`.
+fn wait_for_action(repo: &Repo, line: &str, run: &mut support::Running) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !actions(repo).iter().any(|l| l == line) {
+        if run.finished() {
+            let out = run.wait(support::LONG);
+            panic!("the run ended before `{line}`: {}", describe(&out));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `{line}` in ops/actions.log: {:?}",
+            actions(repo)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A manual rollback while a run is still testing its deployment waits for the run to
+/// leave the environment; it never interleaves with it.
+#[test]
+fn a_manual_rollback_waits_for_the_run_that_holds_the_environment() {
+    let repo = Repo::new();
+    let (_a, b) = staging_with_a_slow_check(&repo);
+    repo.write("ops/slow-check", "");
+    let c = repo.commit("C");
+    let before = actions(&repo).len();
+    let mut running = repo.spawn(&["run", "--json"]);
+    wait_for_action(&repo, &format!("check start {c}"), &mut running);
+
+    let mut manual = repo.spawn(&["rollback", "staging", "--reason", "by hand"]);
+    let out = running.wait(Duration::from_secs(120));
+    assert_code(&out, 0, "the run of C");
+    let rb = manual.wait(Duration::from_secs(120));
+    assert_code(&rb, 0, "ferry rollback staging during the run");
+    assert_eq!(
+        actions_since(&repo, before),
+        [
+            format!("deploy staging {c}"),
+            format!("check start {c}"),
+            format!("check end {c}"),
+            format!("rollback staging {b}"),
+        ],
+        "the rollback came after the run's check, not in the middle of it"
+    );
+    let h = repo.history();
+    assert_rolled_back(&deployment(&h, "staging", &c), "stage", "by hand");
+    assert_untouched(&deployment(&h, "staging", &b));
+    let st = repo.status();
+    assert_eq!(env_status(&st, "staging")["version"], b.as_str(), "{st:#}");
+}
+
+/// The run's own automatic rollback and a manual one asked for while the run still
+/// holds the environment are the same rollback (one deployment): it happens once, and
+/// neither waits for the other forever.
+#[test]
+fn a_manual_rollback_during_a_failing_stage_and_the_automatic_one_happen_once() {
+    let repo = Repo::new();
+    let (_a, b) = staging_with_a_slow_check(&repo);
+    repo.write("ops/slow-check", "");
+    repo.write("ops/fail-check", "");
+    let c = repo.commit("C");
+    let before = actions(&repo).len();
+    let mut running = repo.spawn(&["run", "--json"]);
+    wait_for_action(&repo, &format!("check start {c}"), &mut running);
+
+    let mut manual = repo.spawn(&["rollback", "staging", "--reason", "by hand"]);
+    // Bounded well below the orchestrator's 30 min wait for another's rollback: a run
+    // waiting for a manual rollback that waits for the run's lease is a deadlock.
+    let out = running.wait(Duration::from_secs(45));
+    assert_code(&out, 1, "the run of C, whose check fails");
+    let rb = manual.wait(Duration::from_secs(45));
+    assert_code(&rb, 0, "ferry rollback staging during the failing stage");
+    assert_eq!(
+        actions_since(&repo, before),
+        [
+            format!("deploy staging {c}"),
+            format!("check start {c}"),
+            format!("check end {c}"),
+            format!("rollback staging {b}"),
+        ],
+        "one rollback to B"
+    );
+    let h = repo.history();
+    let bad = deployment(&h, "staging", &c);
+    assert_eq!(bad["status"], "rolled_back", "{bad:#}");
+    let st = repo.status();
+    assert_eq!(env_status(&st, "staging")["version"], b.as_str(), "{st:#}");
+}
+
+/// Seed Property 2 "after a crash": a `ferry rollback` killed in the middle leaves its
+/// claim behind; the next `ferry rollback` of the same deployment must finish the job
+/// (or report the first result), not wait for a process that no longer exists.
+#[test]
+fn a_rollback_killed_midway_is_finished_by_the_next_one() {
+    let repo = Repo::new();
+    command_pipeline(&repo, &[("staging", "")], true, "");
+    assert_valid(&repo);
+    let a = repo.commit("A");
+    run_ok(&repo, "the run of A");
+    let b = repo.commit("B");
+    run_ok(&repo, "the run of B");
+    repo.write("ops/slow", "3\n");
+
+    let mut first = repo.spawn(&["rollback", "staging"]);
+    wait_for_action(&repo, &format!("rollback staging {a}"), &mut first);
+    drop(first); // SIGKILL: ferry dies in the middle of the rollback command.
+    // Let the orphaned rollback command finish on its own.
+    std::thread::sleep(Duration::from_secs(4));
+    let _ = std::fs::remove_file(repo.join("ops/slow"));
+
+    let mut second = repo.spawn(&["rollback", "staging"]);
+    let out = second.wait(Duration::from_secs(30));
+    assert_code(&out, 0, "ferry rollback staging after a killed one");
+    let h = repo.history();
+    assert_rolled_back(&deployment(&h, "staging", &b), "stage", "manual");
+    let st = repo.status();
+    assert_eq!(env_status(&st, "staging")["version"], a.as_str(), "{st:#}");
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Alarms pushed with `ferry alarm`.
+
+#[test]
+fn pushed_alarms_roll_back_only_inside_the_watch_period_and_only_when_binding() {
+    let repo = Repo::new();
+    let tail = "alarms:\n  - name: staging-errors\n    external: {}\n    environment: staging\n  - name: staging-canary\n    external: {}\n    environment: staging\n    advisory: true\n  - name: production-errors\n    external: {}\n    environment: production\n";
+    command_pipeline(
+        &repo,
+        &[
+            ("staging", "    watch: 60s\n"),
+            ("production", "    watch: 1s\n"),
+        ],
+        true,
+        tail,
+    );
+    assert_valid(&repo);
+    let a = repo.commit("A");
+    run_ok(&repo, "the run of A");
+    let b = repo.commit("B");
+    run_ok(&repo, "the run of B");
+    let before = actions(&repo).len();
+    // Production's watch (1 s) is over; staging's (60 s) is not.
+    std::thread::sleep(Duration::from_secs(2));
+
+    let alarm = |name: &str| {
+        let out = repo.ferry(&["alarm", name, "--state", "ALARM", "--reason", "x", "--json"]);
+        assert_code(&out, 0, &format!("ferry alarm {name}"));
+        support::json(&out)
+    };
+    let nothing_happened = |what: &str| {
+        assert_eq!(actions_since(&repo, before), Vec::<String>::new(), "{what}");
+        let h = repo.history();
+        for env in ["staging", "production"] {
+            assert_untouched(&deployment(&h, env, &b));
+        }
+    };
+
+    // An unknown alarm: recorded with a warning, nothing else.
+    let out = repo.ferry(&[
+        "alarm",
+        "no-such-alarm",
+        "--state",
+        "ALARM",
+        "--reason",
+        "x",
+    ]);
+    assert_code(&out, 0, "ferry alarm for an unknown alarm");
+    assert!(
+        stderr(&out).contains("warning") && stderr(&out).contains("no-such-alarm"),
+        "a warning names the unknown alarm: {}",
+        describe(&out)
+    );
+    nothing_happened("an unknown alarm rolls nothing back");
+
+    // An advisory alarm: recorded only.
+    let r = alarm("staging-canary");
+    assert_eq!(r["known"], true, "{r:#}");
+    nothing_happened("an advisory alarm rolls nothing back");
+
+    // After the watch period: recorded only.
+    let r = alarm("production-errors");
+    let outcome = r["environments"][0]["action"].as_str().unwrap_or_default();
+    assert!(
+        outcome.contains("outside the watch period"),
+        "production's watch is over: {r:#}"
+    );
+    nothing_happened("an alarm after the watch period rolls nothing back");
+
+    // Inside the watch period: staging is rolled back to A; production keeps B.
+    let r = alarm("staging-errors");
+    assert_eq!(r["environments"][0]["action"], "rollback", "{r:#}");
+    assert_eq!(
+        actions_since(&repo, before),
+        [format!("rollback staging {a}")]
+    );
+    let h = repo.history();
+    let bad = deployment(&h, "staging", &b);
+    assert_rolled_back(&bad, "stage", "staging-errors");
+    let rec = rollback_of(&h, &bad);
+    assert_eq!(rec["trigger"]["trigger"], "alarm", "{rec:#}");
+    assert_eq!(rec["trigger"]["name"], "staging-errors", "{rec:#}");
+    assert_untouched(&deployment(&h, "production", &b));
+    let st = repo.status();
+    assert_eq!(env_status(&st, "staging")["version"], a.as_str(), "{st:#}");
+    assert_eq!(
+        env_status(&st, "production")["version"],
+        b.as_str(),
+        "{st:#}"
+    );
+}
+
+/// The same pushed alarm as above, against a real service: the environment's URL answers
+/// the previous version once `ferry alarm` returns.
+#[test]
+fn a_pushed_alarm_in_the_watch_period_puts_the_previous_release_back_on_the_url() {
+    let repo = sample_repo();
+    let [port] = ports::<1>();
+    repo.write(
+        "ferry.yml",
+        &release_pipeline(
+            &[release_env("production", port, "5s", "    watch: 60s\n")],
+            "alarms:\n  - name: prod-5xx\n    external: {}\n    environment: production\n",
+        ),
+    );
+    assert_valid(&repo);
+    let a = repo.commit("A");
+    run_ok(&repo, "the run of A");
+    let b = repo.commit("B");
+    run_ok(&repo, "the run of B");
+    assert_eq!(served_version(port), b);
+    let out = repo.ferry(&[
+        "alarm",
+        "prod-5xx",
+        "--state",
+        "ALARM",
+        "--reason",
+        "5xx rate 12%",
+    ]);
+    assert_code(&out, 0, "ferry alarm prod-5xx");
+    assert_eq!(served_version(port), a, "production serves A again");
+    let h = repo.history();
+    assert_rolled_back(&deployment(&h, "production", &b), "stage", "5xx rate 12%");
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. A monitor window whose only alarm never gets data.
+
+#[test]
+fn an_alarm_without_data_for_the_whole_window_fails_closed_unless_told_to_pass() {
+    let repo = Repo::new();
+    let pipeline = |insufficient: &str| {
+        command_pipeline(
+            &repo,
+            &[(
+                "staging",
+                &format!(
+                    "    monitor:\n      duration: 2s\n      interval: 1s\n      alarms: [error-rate]\n{insufficient}"
+                ),
+            )],
+            true,
+            "alarms:\n  - name: error-rate\n    command:\n      run: \"echo no number here\"\n      threshold: 5\n    period: 1s\n",
+        );
+    };
+    pipeline("");
+    assert_valid(&repo);
+    let a = repo.commit("A");
+    let (out, view) = run(&repo);
+    assert_code(&out, 1, "a window whose alarm never had data fails closed");
+    let monitor = step(&view, "staging", "monitor");
+    assert_eq!(monitor["status"], "failed", "{view:#}");
+    let why = monitor["reason"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("error-rate") && why.contains("no data"),
+        "the reason names the silent alarm: {why:?}"
+    );
+    let h = repo.history();
+    assert_eq!(deployment(&h, "staging", &a)["status"], "failed", "{h:#}");
+
+    pipeline("      insufficient_data: pass\n");
+    assert_valid(&repo);
+    let (out, view) = run(&repo);
+    assert_code(
+        &out,
+        0,
+        "with `insufficient_data: pass` the same window passes",
+    );
+    assert_eq!(step(&view, "staging", "monitor")["status"], "succeeded");
+    let h = repo.history();
+    let d = deployments(&h, "staging");
+    assert_eq!(d.len(), 2, "{h:#}");
+    assert_untouched(&d[1]);
 }

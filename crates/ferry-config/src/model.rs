@@ -206,7 +206,8 @@ pub struct ReleaseDeploy {
     pub root: String,
     /// A supervised service, started in `current`.
     pub start: Option<String>,
-    /// An `http://` or `https://` URL that must answer 2xx before the deploy counts.
+    /// An `http://` URL (ferry's built-in client speaks plain HTTP only) that must answer
+    /// 2xx before the deploy counts.
     pub health: Option<String>,
     /// Default 30s.
     pub health_timeout: Duration,

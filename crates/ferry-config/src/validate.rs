@@ -19,6 +19,8 @@ use crate::yaml::{Kind, Node, Pos, Value, ellipsize};
 
 const DURATION_HELP: &str = "write a duration like `30s`, `10m`, `1h30m`";
 const LIST_HELP: &str = "write one item per line, each starting with `- `";
+const PLAIN_HTTP_HELP: &str =
+    "use an http:// URL (a loopback or internal address), or a `command` alarm that runs curl";
 
 const TOP_KEYS: &[&str] = &[
     "pipeline",
@@ -69,6 +71,11 @@ const CHANNELS: &[&str] = &["webhook", "slack", "email", "github"];
 const URL_CHANNEL_KEYS: &[&str] = &["url", "events"];
 const EMAIL_KEYS: &[&str] = &["smtp", "from", "to", "events"];
 const GITHUB_KEYS: &[&str] = &["repo", "token_env", "events"];
+
+/// Names of the steps ferry adds to the build stage itself (the coverage gate, packing the
+/// artifact), and to every environment stage.
+const BUILD_STEP_NAMES: &[&str] = &["coverage", "artifact"];
+const ENV_STEP_NAMES: &[&str] = &["approval", "deploy", "monitor"];
 
 /// Environments with these names must come in this order.
 const CANONICAL_ORDER: &[&str] = &["test", "staging", "production"];
@@ -229,6 +236,26 @@ fn valid_env_var(name: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether `s` starts with `https://`, in any case.
+fn is_https(s: &str) -> bool {
+    s.get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("https://"))
+}
+
+/// A release root compared with the others: no `.` parts, no repeated or trailing `/`;
+/// `/` for the filesystem root and `.` for the folder of the pipeline file.
+fn normalize_root(path: &str) -> String {
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect();
+    match (path.starts_with('/'), parts.is_empty()) {
+        (true, _) => format!("/{}", parts.join("/")),
+        (false, true) => ".".to_string(),
+        (false, false) => parts.join("/"),
+    }
 }
 
 fn is_http_url(s: &str) -> bool {
@@ -493,30 +520,63 @@ impl Checker<'_> {
         self.text(m, key, loc, example)
     }
 
-    fn url(&mut self, m: &Map<'_>, key: &str, loc: &str, example: &str) -> Option<String> {
+    /// An `http://` or `https://` url; with `plain`, one ferry's built-in client fetches
+    /// itself, which speaks plain HTTP only.
+    fn url(
+        &mut self,
+        m: &Map<'_>,
+        key: &str,
+        loc: &str,
+        example: &str,
+        plain: bool,
+    ) -> Option<String> {
         let url = self.text(m, key, loc, example)?;
-        if is_http_url(&url) {
-            return Some(url);
-        }
         let pos = m.get(key).map_or(m.pos, |e| e.pos());
-        self.report(
-            pos,
-            format!(
-                "{} must be an http:// or https:// url, found `{}`",
-                located(key, loc),
-                ellipsize(&url)
-            ),
-            format!("write it like `{example}`"),
-        );
-        None
+        if !is_http_url(&url) {
+            let schemes = if plain {
+                "http://"
+            } else {
+                "http:// or https://"
+            };
+            self.report(
+                pos,
+                format!(
+                    "{} must be an {schemes} url, found `{}`",
+                    located(key, loc),
+                    ellipsize(&url)
+                ),
+                format!("write it like `{example}`"),
+            );
+            return None;
+        }
+        if plain && is_https(&url) {
+            self.report(
+                pos,
+                format!(
+                    "{} `{}` uses https, but the built-in client speaks plain HTTP only",
+                    located(key, loc),
+                    ellipsize(&url)
+                ),
+                PLAIN_HTTP_HELP,
+            );
+            return None;
+        }
+        Some(url)
     }
 
-    fn req_url(&mut self, m: &Map<'_>, key: &str, loc: &str, example: &str) -> Option<String> {
+    fn req_url(
+        &mut self,
+        m: &Map<'_>,
+        key: &str,
+        loc: &str,
+        example: &str,
+        plain: bool,
+    ) -> Option<String> {
         if m.get(key).is_none() {
             self.missing(m, key, loc, example);
             return None;
         }
-        self.url(m, key, loc, example)
+        self.url(m, key, loc, example, plain)
     }
 
     /// A path relative to the checkout, that stays inside it.
@@ -809,13 +869,17 @@ impl Checker<'_> {
             None => None,
         };
         let source = self.source(&m);
-        let build = self.build(&m);
+        let (build, artifact) = self.build(&m);
         let (environments, env_refs) = self.environments(&m);
         let (alarms, alarm_names) = self.alarms(&m);
         let rollback = self.rollback(&m);
         let notifications = self.notifications(&m);
 
         self.cross_references(&env_refs, &alarm_names);
+        if artifact == Some(false) {
+            self.releases_without_artifact(&env_refs);
+        }
+        self.shared_release_roots(&env_refs);
 
         Some(Pipeline {
             name: name?,
@@ -841,23 +905,38 @@ impl Checker<'_> {
         source
     }
 
-    fn build(&mut self, top: &Map<'_>) -> Option<Build> {
-        let mut build = Build::default();
-        let loc = "in `build`";
+    /// The build, and whether `build.artifact` is written: `None` when `build` could not be
+    /// read, or an unknown key in it was taken for `artifact`.
+    fn build(&mut self, top: &Map<'_>) -> (Option<Build>, Option<bool>) {
+        let build = Build::default();
         let Some(e) = top.get("build") else {
-            return Some(build);
+            return (Some(build), Some(false));
         };
-        let m = self.map(e.value, e.pos(), "`build`", loc, BUILD_KEYS)?;
+        let Some(m) = self.map(e.value, e.pos(), "`build`", "in `build`", BUILD_KEYS) else {
+            return (None, None);
+        };
+        let artifact = if m.get("artifact").is_some() {
+            Some(true)
+        } else if m.suggested.iter().any(|s| s == "artifact") {
+            None
+        } else {
+            Some(false)
+        };
+        (Some(self.build_of(&m, build)), artifact)
+    }
+
+    fn build_of(&mut self, m: &Map<'_>, mut build: Build) -> Build {
+        let loc = "in `build`";
         let mut ok = true;
         if let Some(steps) = m.get("steps") {
-            match self.steps(steps, loc, "") {
+            match self.steps(steps, loc, "", BUILD_STEP_NAMES) {
                 Some(s) => build.steps = s,
                 None => ok = false,
             }
         } else {
-            self.missing(&m, "steps", loc, "steps:");
+            self.missing(m, "steps", loc, "steps:");
         }
-        if let Some(g) = self.sub_map(&m, "gates", loc, GATES_KEYS) {
+        if let Some(g) = self.sub_map(m, "gates", loc, GATES_KEYS) {
             let gloc = "in `build.gates`";
             if let Some((min, pos)) = self.number(&g, "coverage_min", gloc, "80") {
                 if (0.0..=100.0).contains(&min) {
@@ -886,11 +965,12 @@ impl Checker<'_> {
         if let Some(e) = m.get("artifact") {
             build.artifact = self.rel_path_of(e.value, e.pos(), &located("artifact", loc), "dist");
         }
-        Some(build)
+        build
     }
 
-    /// The steps of one stage; `of` names the stage for messages (`` of environment `test` ``).
-    fn steps(&mut self, e: Entry<'_>, loc: &str, of: &str) -> Option<Vec<Step>> {
+    /// The steps of one stage; `of` names the stage for messages (`` of environment `test` ``);
+    /// `reserved` are the names of the steps ferry adds to the stage itself.
+    fn steps(&mut self, e: Entry<'_>, loc: &str, of: &str, reserved: &[&str]) -> Option<Vec<Step>> {
         let items = self.list(e, loc)?;
         let mut steps = Vec::new();
         let mut names = Vec::new();
@@ -913,6 +993,16 @@ impl Checker<'_> {
             of.replacen(" of ", " in ", 1)
         };
         self.duplicates(&names, "step", &scope);
+        for n in names.iter().filter(|n| reserved.contains(&n.name.as_str())) {
+            self.report(
+                n.pos,
+                format!(
+                    "step name `{}` is taken by ferry's own {} step{scope}",
+                    n.name, n.name
+                ),
+                format!("rename it, e.g. `{}-check`", n.name),
+            );
+        }
         ok.then_some(steps)
     }
 
@@ -1147,7 +1237,10 @@ impl Checker<'_> {
     }
 
     fn environment(&mut self, node: &Node, label: &str) -> (Option<Environment>, EnvRefs) {
-        let mut refs = EnvRefs::default();
+        let mut refs = EnvRefs {
+            label: label.to_string(),
+            ..EnvRefs::default()
+        };
         let loc = format!("in {label}");
         let Some(m) = self.map(node, node.pos, label, &loc, ENV_KEYS) else {
             return (None, refs);
@@ -1169,7 +1262,7 @@ impl Checker<'_> {
 
         let approval = self.approval(&m, label);
         let deploy = match m.get("deploy") {
-            Some(e) => self.deploy(e, label),
+            Some(e) => self.deploy(e, label, &mut refs),
             None => {
                 if !m.suggested.iter().any(|s| s == "deploy") {
                     self.report(
@@ -1182,7 +1275,7 @@ impl Checker<'_> {
             }
         };
         let tests = match m.get("tests") {
-            Some(e) => self.steps(e, &loc, &format!(" of {label}")),
+            Some(e) => self.steps(e, &loc, &format!(" of {label}"), ENV_STEP_NAMES),
             None => Some(Vec::new()),
         };
         let monitor = self.monitor(&m, label, &mut refs);
@@ -1234,7 +1327,7 @@ impl Checker<'_> {
         Some(Some(approval))
     }
 
-    fn deploy(&mut self, e: Entry<'_>, label: &str) -> Option<Deploy> {
+    fn deploy(&mut self, e: Entry<'_>, label: &str, refs: &mut EnvRefs) -> Option<Deploy> {
         let loc = format!("in `deploy` of {label}");
         let what = format!("`deploy` of {label}");
         let m = self.map(e.value, e.pos(), &what, &loc, DEPLOY_KEYS)?;
@@ -1257,18 +1350,21 @@ impl Checker<'_> {
                 );
                 None
             }
-            (Some(r), None) => self.release(r, label).map(Deploy::Release),
+            (Some(r), None) => {
+                refs.release = Some(r.key_pos);
+                self.release(r, label, refs).map(Deploy::Release)
+            }
             (None, Some(c)) => self.command_deploy(c, label).map(Deploy::Command),
         }
     }
 
-    fn release(&mut self, e: Entry<'_>, label: &str) -> Option<ReleaseDeploy> {
+    fn release(&mut self, e: Entry<'_>, label: &str, refs: &mut EnvRefs) -> Option<ReleaseDeploy> {
         let loc = format!("in `deploy.release` of {label}");
         let what = format!("`deploy.release` of {label}");
         let m = self.map(e.value, e.pos(), &what, &loc, RELEASE_KEYS)?;
-        let root = self.req_text(&m, "root", &loc, "root: .ferry/envs/test");
+        let root = self.root(&m, &loc, refs);
         let start = self.text(&m, "start", &loc, "start: ./server --port 8080");
-        let health = self.url(&m, "health", &loc, "http://127.0.0.1:8080/health");
+        let health = self.url(&m, "health", &loc, "http://127.0.0.1:8080/health", true);
         let health_timeout = self.duration(&m, "health_timeout", &loc, true);
         let keep = self.count(&m, "keep", &loc, 1);
         Some(ReleaseDeploy {
@@ -1278,6 +1374,42 @@ impl Checker<'_> {
             health_timeout: health_timeout.unwrap_or(Duration::from_secs(30)),
             keep: keep.map_or(5, |(k, _)| k),
         })
+    }
+
+    /// `root`: a folder of the environment's own (the other environments' are compared with it
+    /// once all are read).
+    fn root(&mut self, m: &Map<'_>, loc: &str, refs: &mut EnvRefs) -> Option<String> {
+        let example = root_example(refs);
+        let Some(e) = m.get("root") else {
+            self.missing(m, "root", loc, &format!("root: {example}"));
+            return None;
+        };
+        let what = located("root", loc);
+        let help = format!("a release root must be a folder of its own, like `{example}`");
+        if e.value.is_null() || e.value.scalar_text() == Some("") {
+            self.report(e.pos(), format!("{what} is empty"), help);
+            return None;
+        }
+        let root = self.text_of(e.value, e.pos(), &what, &format!("root: {example}"))?;
+        let normalized = normalize_root(&root);
+        let whole = match normalized.as_str() {
+            "/" => "the filesystem root",
+            "." => "the project folder itself",
+            _ => {
+                refs.root = Some(Root {
+                    written: root.clone(),
+                    normalized,
+                    pos: e.pos(),
+                });
+                return Some(root);
+            }
+        };
+        self.report(
+            e.pos(),
+            format!("{what} is `{}`, {whole}", ellipsize(&root)),
+            help,
+        );
+        None
     }
 
     fn command_deploy(&mut self, e: Entry<'_>, label: &str) -> Option<CommandDeploy> {
@@ -1564,7 +1696,7 @@ impl Checker<'_> {
             },
             "http" => {
                 let m = self.map(e.value, e.pos(), &what, &loc, HTTP_KEYS)?;
-                let url = self.req_url(&m, "url", &loc, "url: http://127.0.0.1:8080/health");
+                let url = self.req_url(&m, "url", &loc, "url: http://127.0.0.1:8080/health", true);
                 let status = match self.count(&m, "expect_status", &loc, 100) {
                     Some((s, pos)) => {
                         let status = u16::try_from(s).ok().filter(|s| *s <= 599);
@@ -1594,7 +1726,7 @@ impl Checker<'_> {
             }
             "prometheus" => {
                 let m = self.map(e.value, e.pos(), &what, &loc, PROMETHEUS_KEYS)?;
-                let url = self.req_url(&m, "url", &loc, "url: http://127.0.0.1:9090");
+                let url = self.req_url(&m, "url", &loc, "url: http://127.0.0.1:9090", false);
                 let query =
                     self.req_text(&m, "query", &loc, "query: sum(rate(http_errors_total[1m]))");
                 let threshold = if m.get("threshold").is_some() {
@@ -1792,12 +1924,17 @@ impl Checker<'_> {
                 })
             }
             "slack" => {
-                let url =
-                    self.req_url(&c, "url", &loc, "url: https://hooks.slack.com/services/...");
+                let url = self.req_url(
+                    &c,
+                    "url",
+                    &loc,
+                    "url: https://hooks.slack.com/services/...",
+                    false,
+                );
                 Some(Notification::Slack { url: url?, events })
             }
             _ => {
-                let url = self.req_url(&c, "url", &loc, "url: http://127.0.0.1:9000/events");
+                let url = self.req_url(&c, "url", &loc, "url: http://127.0.0.1:9000/events", false);
                 Some(Notification::Webhook { url: url?, events })
             }
         }
@@ -1854,6 +1991,58 @@ impl Checker<'_> {
             );
         }
     }
+
+    /// A `release` deploy unpacks the build artifact, so the build must pack one.
+    fn releases_without_artifact(&mut self, envs: &[EnvRefs]) {
+        for env in envs {
+            let Some(pos) = env.release else { continue };
+            self.report(
+                pos,
+                format!(
+                    "{} deploys with `release`, which unpacks the build artifact, but `build.artifact` is not set",
+                    env.label
+                ),
+                "add `artifact: dist` (the folder your build writes) under `build`, or deploy with `command`",
+            );
+        }
+    }
+
+    /// Two environments in one release root would swap each other's `current` and prune
+    /// each other's releases.
+    fn shared_release_roots(&mut self, envs: &[EnvRefs]) {
+        for (i, env) in envs.iter().enumerate() {
+            let Some(root) = &env.root else { continue };
+            let first = envs[..i].iter().find_map(|f| {
+                f.root
+                    .as_ref()
+                    .filter(|r| r.normalized == root.normalized)
+                    .map(|r| (f, r))
+            });
+            let Some((first, first_root)) = first else {
+                continue;
+            };
+            self.report(
+                root.pos,
+                format!(
+                    "{} shares its release root `{}` with {} (line {})",
+                    env.label,
+                    ellipsize(&root.written),
+                    first.label,
+                    first_root.pos.line
+                ),
+                format!(
+                    "a release root must be a folder of its own, like `{}`",
+                    root_example(env)
+                ),
+            );
+        }
+    }
+}
+
+/// The release root to suggest for an environment: `.ferry/envs/<name>`.
+fn root_example(env: &EnvRefs) -> String {
+    let name = env.name.as_ref().map_or("test", |n| n.name.as_str());
+    format!(".ferry/envs/{name}")
 }
 
 /// The `in …` phrase for the keys under `key`: `in `build.gates``, `` in `x` of step `unit` ``.
@@ -1872,8 +2061,20 @@ fn sub_loc(key: &str, loc: &str) -> String {
 #[derive(Default)]
 struct EnvRefs {
     name: Option<Named>,
+    /// `environment `test`` (or `environment #2`), for messages.
+    label: String,
     /// Alarm names in `monitor.alarms`, with the `in …` phrase for messages.
     alarms: Vec<(Named, String)>,
+    /// Where the `release` key is, when the environment deploys with `release`.
+    release: Option<Pos>,
+    /// `deploy.release.root`, as written and normalised (see [`normalize_root`]).
+    root: Option<Root>,
+}
+
+struct Root {
+    written: String,
+    normalized: String,
+    pos: Pos,
 }
 
 struct AlarmRef {

@@ -373,14 +373,18 @@ environments:
         start: ./server
 "##,
         r##"
-ferry.yml:7:17: `health` in `deploy.release` of environment `test` must be an http:// or https:// url, found `127.0.0.1:8080/health`
+ferry.yml:5:7: environment `test` deploys with `release`, which unpacks the build artifact, but `build.artifact` is not set
+  help: add `artifact: dist` (the folder your build writes) under `build`, or deploy with `command`
+ferry.yml:7:17: `health` in `deploy.release` of environment `test` must be an http:// url, found `127.0.0.1:8080/health`
   help: write it like `http://127.0.0.1:8080/health`
 ferry.yml:8:25: `health_timeout` in `deploy.release` of environment `test` must be longer than zero
   help: write a duration like `30s`, `10m`, `1h30m`
 ferry.yml:9:15: `keep` in `deploy.release` of environment `test` must be at least 1
   help: write a whole number of 1 or more, like `keep: 1`
+ferry.yml:12:7: environment `staging` deploys with `release`, which unpacks the build artifact, but `build.artifact` is not set
+  help: add `artifact: dist` (the folder your build writes) under `build`, or deploy with `command`
 ferry.yml:13:9: missing key `root` in `deploy.release` of environment `staging`
-  help: add `root: .ferry/envs/test`
+  help: add `root: .ferry/envs/staging`
 "##,
     );
 }
@@ -872,7 +876,9 @@ ferry.yml:15:13: duplicate step name `lint` in `build` (first at line 7)
   help: give each step its own name
 ferry.yml:17:19: `coverage_min` in `build.gates` must be between 0 and 100, found 180
   help: write a percentage of lines, like `coverage_min: 80`
-ferry.yml:23:17: `health` in `deploy.release` of environment `staging` must be an http:// or https:// url, found `localhost:18182/health`
+ferry.yml:21:7: environment `staging` deploys with `release`, which unpacks the build artifact, but `build.artifact` is not set
+  help: add `artifact: dist` (the folder your build writes) under `build`, or deploy with `command`
+ferry.yml:23:17: `health` in `deploy.release` of environment `staging` must be an http:// url, found `localhost:18182/health`
   help: write it like `http://127.0.0.1:8080/health`
 ferry.yml:27:16: unknown alarm `staging-helth` in `monitor` of environment `staging`
   help: did you mean `staging-health`?
@@ -1272,5 +1278,248 @@ rollback:
         set.rollback.validate.stabilize,
         std::time::Duration::from_secs(60),
         "stabilize keeps its default when only health_timeout is set"
+    );
+}
+
+#[test]
+fn a_release_deploy_needs_the_build_artifact() {
+    check(
+        r##"
+pipeline: shop
+build:
+  steps:
+    - name: unit
+      run: ./ci/unit.sh
+environments:
+  - name: test
+    deploy:
+      release: {root: .ferry/envs/test}
+  - name: staging
+    deploy: {command: {run: ./deploy.sh}}
+  - name: production
+    deploy:
+      release:
+        root: .ferry/envs/production
+"##,
+        r##"
+ferry.yml:9:7: environment `test` deploys with `release`, which unpacks the build artifact, but `build.artifact` is not set
+  help: add `artifact: dist` (the folder your build writes) under `build`, or deploy with `command`
+ferry.yml:14:7: environment `production` deploys with `release`, which unpacks the build artifact, but `build.artifact` is not set
+  help: add `artifact: dist` (the folder your build writes) under `build`, or deploy with `command`
+"##,
+    );
+    // No `build` at all: no artifact either.
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: test
+    deploy: {release: {root: .ferry/envs/test}}
+"##,
+        r##"
+ferry.yml:4:14: environment `test` deploys with `release`, which unpacks the build artifact, but `build.artifact` is not set
+  help: add `artifact: dist` (the folder your build writes) under `build`, or deploy with `command`
+"##,
+    );
+}
+
+#[test]
+fn a_misspelt_or_invalid_artifact_is_reported_once() {
+    check(
+        r##"
+pipeline: shop
+build:
+  steps: []
+  artifcat: dist
+environments:
+  - name: test
+    deploy: {release: {root: .ferry/envs/test}}
+"##,
+        r##"
+ferry.yml:4:3: unknown key `artifcat` in `build`
+  help: did you mean `artifact`?
+"##,
+    );
+    check(
+        r##"
+pipeline: shop
+build:
+  steps: []
+  artifact: /srv/dist
+environments:
+  - name: test
+    deploy: {release: {root: .ferry/envs/test}}
+"##,
+        r##"
+ferry.yml:4:13: `artifact` in `build` must be a path inside the checkout, found an absolute path `/srv/dist`
+  help: write a path relative to the repository root, like `dist`
+"##,
+    );
+    check(
+        r##"
+pipeline: shop
+build: [unit]
+environments:
+  - name: test
+    deploy: {release: {root: .ferry/envs/test}}
+"##,
+        r##"
+ferry.yml:2:8: `build` must be a mapping, found a list
+  help: write `key: value` lines indented under it; allowed keys: steps, gates, artifact
+"##,
+    );
+    check(
+        r##"
+pipeline: shop
+build:
+  steps: []
+  artifact: dist
+environments:
+  - name: test
+    deploy: {release: {root: .ferry/envs/test}}
+"##,
+        "",
+    );
+}
+
+#[test]
+fn urls_the_built_in_client_fetches_are_plain_http() {
+    check(
+        r##"
+pipeline: shop
+build: {steps: [], artifact: dist}
+environments:
+  - name: test
+    deploy:
+      release:
+        root: .ferry/envs/test
+        health: https://127.0.0.1:8443/health
+  - name: staging
+    deploy:
+      release:
+        root: .ferry/envs/staging
+        health: HTTPS://shop.internal/health
+alarms:
+  - name: health
+    http: {url: "https://shop.example.com/health"}
+  - name: plain
+    http: {url: http://10.0.0.7:8080/health}
+notifications:
+  - slack: {url: https://hooks.slack.com/services/T0/B0/X}
+"##,
+        r##"
+ferry.yml:8:17: `health` in `deploy.release` of environment `test` `https://127.0.0.1:8443/health` uses https, but the built-in client speaks plain HTTP only
+  help: use an http:// URL (a loopback or internal address), or a `command` alarm that runs curl
+ferry.yml:13:17: `health` in `deploy.release` of environment `staging` `HTTPS://shop.internal/health` uses https, but the built-in client speaks plain HTTP only
+  help: use an http:// URL (a loopback or internal address), or a `command` alarm that runs curl
+ferry.yml:16:17: `url` in `http` of alarm `health` `https://shop.example.com/health` uses https, but the built-in client speaks plain HTTP only
+  help: use an http:// URL (a loopback or internal address), or a `command` alarm that runs curl
+"##,
+    );
+}
+
+#[test]
+fn each_release_root_is_a_folder_of_its_own() {
+    check(
+        r##"
+pipeline: shop
+build: {steps: [], artifact: dist}
+environments:
+  - name: test
+    deploy:
+      release: {root: .ferry/envs/test}
+  - name: staging
+    deploy:
+      release: {root: ./.ferry//envs/test/}
+  - name: qa
+    deploy:
+      release: {root: /srv/shop}
+  - name: production
+    deploy:
+      release:
+        root: /srv//shop/
+"##,
+        r##"
+ferry.yml:9:23: environment `staging` shares its release root `./.ferry//envs/test/` with environment `test` (line 6)
+  help: a release root must be a folder of its own, like `.ferry/envs/staging`
+ferry.yml:16:15: environment `production` shares its release root `/srv//shop/` with environment `qa` (line 12)
+  help: a release root must be a folder of its own, like `.ferry/envs/production`
+"##,
+    );
+    check(
+        r##"
+pipeline: shop
+build: {steps: [], artifact: dist}
+environments:
+  - name: test
+    deploy: {release: {root: /}}
+  - name: staging
+    deploy: {release: {root: .}}
+  - name: production
+    deploy: {release: {root: ""}}
+  - name: qa
+    deploy: {release: {root: .//}}
+  - name: dev
+    deploy:
+      release:
+        root:
+  - name: ops
+    deploy: {release: {root: //}}
+"##,
+        r##"
+ferry.yml:5:30: `root` in `deploy.release` of environment `test` is `/`, the filesystem root
+  help: a release root must be a folder of its own, like `.ferry/envs/test`
+ferry.yml:7:30: `root` in `deploy.release` of environment `staging` is `.`, the project folder itself
+  help: a release root must be a folder of its own, like `.ferry/envs/staging`
+ferry.yml:9:24: `root` in `deploy.release` of environment `production` is empty
+  help: a release root must be a folder of its own, like `.ferry/envs/production`
+ferry.yml:11:30: `root` in `deploy.release` of environment `qa` is `.//`, the project folder itself
+  help: a release root must be a folder of its own, like `.ferry/envs/qa`
+ferry.yml:15:9: `root` in `deploy.release` of environment `dev` is empty
+  help: a release root must be a folder of its own, like `.ferry/envs/dev`
+ferry.yml:17:30: `root` in `deploy.release` of environment `ops` is `//`, the filesystem root
+  help: a release root must be a folder of its own, like `.ferry/envs/ops`
+"##,
+    );
+}
+
+#[test]
+fn step_names_ferry_takes_for_its_own_steps() {
+    check(
+        r##"
+pipeline: shop
+build:
+  steps:
+    - name: coverage
+      run: ./ci/coverage.sh
+    - name: artifact
+      run: ./ci/pack.sh
+    - name: deploy
+      run: ./ci/check-deploy-scripts.sh
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+    tests:
+      - name: deploy
+        run: ./ci/smoke.sh
+      - name: approval
+        run: ./ci/approval.sh
+      - name: monitor
+        run: ./ci/monitor.sh
+      - name: coverage
+        run: ./ci/coverage.sh
+"##,
+        r##"
+ferry.yml:4:13: step name `coverage` is taken by ferry's own coverage step in `build`
+  help: rename it, e.g. `coverage-check`
+ferry.yml:6:13: step name `artifact` is taken by ferry's own artifact step in `build`
+  help: rename it, e.g. `artifact-check`
+ferry.yml:14:15: step name `deploy` is taken by ferry's own deploy step in environment `test`
+  help: rename it, e.g. `deploy-check`
+ferry.yml:16:15: step name `approval` is taken by ferry's own approval step in environment `test`
+  help: rename it, e.g. `approval-check`
+ferry.yml:18:15: step name `monitor` is taken by ferry's own monitor step in environment `test`
+  help: rename it, e.g. `monitor-check`
+"##,
     );
 }

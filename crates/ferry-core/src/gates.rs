@@ -52,6 +52,16 @@ pub fn command(
     report_problems: &[String],
 ) -> Verdict {
     let mut reasons: Vec<String> = Vec::new();
+    // A step that could not run at all (not executable, not found, not started): that
+    // is the cause, and missing reports are only its consequence.
+    let could_not_run = match exit {
+        ExitObservation::Code(c @ (126 | 127)) => Some(format!("exited with status {c}")),
+        ExitObservation::NotStarted(why) => Some(format!("could not start: {why}")),
+        _ => None,
+    };
+    if let Some(r) = &could_not_run {
+        reasons.push(r.clone());
+    }
     if let Some(t) = tests
         && !t.ok()
     {
@@ -70,6 +80,7 @@ pub fn command(
     }
     reasons.extend(report_problems.iter().cloned());
     match exit {
+        _ if could_not_run.is_some() => {}
         ExitObservation::Code(0) => {}
         ExitObservation::Code(c) => reasons.push(format!("exited with status {c}")),
         ExitObservation::TimedOut { after_secs } => reasons.push(format!(

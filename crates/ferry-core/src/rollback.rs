@@ -72,6 +72,11 @@ pub struct Target {
     /// The deployment whose release set is restored.
     pub deployment_id: String,
     pub set: ReleaseSet,
+    /// The restored deployment's commit and run, so a redeploy sees the variables its
+    /// own deployment saw.
+    pub commit_message: String,
+    pub commit_author: String,
+    pub run: crate::model::RunId,
 }
 
 /// The newest succeeded deployment of `bad`'s environment that started before it and
@@ -173,6 +178,9 @@ fn target_of(d: &DeploymentRecord) -> Target {
         environment: d.environment.clone(),
         deployment_id: d.deployment_id.clone(),
         set: ReleaseSet::of(d),
+        commit_message: d.commit_message.clone(),
+        commit_author: d.commit_author.clone(),
+        run: d.run_id,
     }
 }
 

@@ -31,6 +31,8 @@ pub struct Ports<'a> {
     pub observer: &'a dyn Observer,
     /// Builds each environment's deployer from a `deploy:` section.
     pub deployers: &'a dyn DeployerFactory,
+    /// Tells whether the holder of a lease or rollback is still alive.
+    pub liveness: &'a dyn Liveness,
 }
 
 /// Where a run's files go.
@@ -91,6 +93,9 @@ pub struct Settings {
     /// How often waits (approval, lease) look again.
     pub poll: Duration,
     pub retry: RetryPolicy,
+    /// The lease identity of work outside any run (rollbacks from `ferry rollback` or
+    /// `ferry alarm`): negative, unique per process.
+    pub outside_run: RunId,
 }
 
 impl Default for Settings {
@@ -100,6 +105,7 @@ impl Default for Settings {
             lease_ttl: Duration::from_secs(30),
             poll: Duration::from_millis(200),
             retry: RetryPolicy::default(),
+            outside_run: RunId(-1),
         }
     }
 }
@@ -295,7 +301,7 @@ impl<'a> Engine<'a> {
             .clone()
             .unwrap_or_else(|| "the stage failed".to_string());
         let reason = format!("{}/{}: {reason}", env, run.step_name(r));
-        self.roll_back(&bad, &reason, trigger, None, run.id())?;
+        self.roll_back(&bad, &reason, trigger, None, Some(run.id()))?;
         Ok(())
     }
 
@@ -534,7 +540,7 @@ impl<'a> Engine<'a> {
                 holder: self.settings.holder.clone(),
                 expires_at: now.plus(self.settings.lease_ttl),
             };
-            match self.ports.store.acquire_lease(&want, now)? {
+            match self.acquire_or_take_over(&want, now)? {
                 Ok(()) => {
                     if let Ok(mut h) = lease.lock() {
                         *h = Held {
@@ -561,6 +567,28 @@ impl<'a> Engine<'a> {
                     clock.sleep(self.settings.poll);
                 }
             }
+        }
+    }
+
+    /// Takes a lease, or takes it over from a holder known to be dead (a killed ferry):
+    /// its lease counts as expired now rather than when its time runs out.
+    pub(crate) fn acquire_or_take_over(
+        &self,
+        want: &Lease,
+        now: Timestamp,
+    ) -> PortResult<Result<(), Lease>> {
+        match self.ports.store.acquire_lease(want, now)? {
+            Ok(()) => Ok(Ok(())),
+            Err(held) if self.ports.liveness.alive(&held.holder) == Some(false) => {
+                self.ports.observer.notice(&format!(
+                    "taking over environment {} from {} (run {}), which is no longer running",
+                    want.environment, held.holder, held.run
+                ));
+                self.ports
+                    .store
+                    .acquire_lease(want, now.max(held.expires_at))
+            }
+            Err(held) => Ok(Err(held)),
         }
     }
 
@@ -781,16 +809,19 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        let mut cov = None;
+        let mut cov_parts: Option<(u64, u64)> = None;
         if let (true, Some(pattern)) = (started, coverage) {
             match self.ports.reports.read(checkout, pattern) {
                 Ok(files) if files.is_empty() => problems.push(format!(
                     "step `{step}` did not write its coverage report `{pattern}`; make it write the file or remove `reports.coverage`"
                 )),
                 Ok(files) => {
-                    for (path, bytes) in files.into_iter().take(1) {
+                    for (path, bytes) in files {
                         match ferry_reports::parse_coverage(&bytes) {
-                            Ok(c) => cov = Some(c.percent()),
+                            Ok(c) => {
+                                let (f, h) = cov_parts.unwrap_or((0, 0));
+                                cov_parts = Some((f + c.lines_found, h + c.lines_hit));
+                            }
                             Err(e) => problems.push(format!("coverage report `{}` is unreadable: {e}", rel(checkout, &path))),
                         }
                     }
@@ -803,8 +834,18 @@ impl<'a> Engine<'a> {
             (&mut verdict, how)
             && let Some(hint) = exit_hint(*c)
         {
-            why.push_str(&format!(" ({hint})"));
+            let status = format!("exited with status {c}");
+            *why = why.replacen(&status, &format!("{status} ({hint})"), 1);
         }
+        // Coverage from several files (a glob) is their union, not the first one.
+        let cov = cov_parts.map(|(found, hit)| {
+            ferry_reports::Coverage {
+                lines_found: found,
+                lines_hit: hit,
+                format: ferry_reports::CoverageFormat::Lcov,
+            }
+            .percent()
+        });
         StepOutcome {
             verdict: Some(verdict),
             exit_code: how.code(),

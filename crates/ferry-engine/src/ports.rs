@@ -135,8 +135,8 @@ pub trait Store: Send + Sync {
     fn events(&self, filter: &EventFilter) -> PortResult<Vec<(i64, Event)>>;
 
     /// Takes the lease if it is free, expired, or already ours; returns the holder
-    /// otherwise. Run 0 stands for work outside any run (a manual or alarm-triggered
-    /// rollback) and needs no run record.
+    /// otherwise. A negative run id stands for work outside any run (a manual or
+    /// alarm-triggered rollback, one id per process) and needs no run record.
     fn acquire_lease(&self, lease: &Lease, now: Timestamp) -> PortResult<Result<(), Lease>>;
     /// Extends our lease. Conflict if it is no longer ours.
     fn renew_lease(&self, lease: &Lease) -> PortResult<()>;
@@ -264,6 +264,23 @@ pub trait DeployerFactory: Send + Sync {
         environment: &str,
         deploy: &ferry_config::Deploy,
     ) -> PortResult<Box<dyn Deployer + '_>>;
+}
+
+/// Whether the process named by a holder string (`host:pid`, as leases and rollback
+/// records carry) is still alive, so the work of a killed ferry is taken over instead of
+/// waited for.
+pub trait Liveness: Send + Sync {
+    /// `Some(false)` only when the holder is known to be gone; `None` when it cannot be
+    /// told (another host).
+    fn alive(&self, holder: &str) -> Option<bool>;
+}
+
+/// A liveness that can never tell (every holder may be alive).
+pub struct Unknown;
+impl Liveness for Unknown {
+    fn alive(&self, _: &str) -> Option<bool> {
+        None
+    }
 }
 
 /// Told about every committed batch, and about waits, so people can watch a run.

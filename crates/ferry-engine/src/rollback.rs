@@ -12,28 +12,57 @@ use ferry_core::{
     Artifact, Change, DeploymentRecord, DeploymentStatus, RollbackLevel, RunId, short_sha,
 };
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Runs not driven by a run (a manual or alarm-triggered rollback) hold leases as this
-/// pseudo-run, so they wait for a run deploying there and runs wait for them.
-pub const OUTSIDE_RUN: RunId = RunId(0);
-
-/// How long a second caller waits for a rollback another process is performing.
+/// How long a second caller waits for a rollback another live process is performing.
 const AWAIT_LIMIT: Duration = Duration::from_secs(30 * 60);
 
 impl Engine<'_> {
     /// Rolls back `bad` (seed §3.4.2). `to` names a version for a manual rollback; it
-    /// must once have succeeded in that environment. `lease_as` is the run whose lease
-    /// on the environment the caller already holds ([`OUTSIDE_RUN`] otherwise).
+    /// must once have succeeded in that environment (checked before anything is
+    /// recorded). `in_run` is the run holding the environment's lease when the caller is
+    /// that run; otherwise the lease is taken first, waiting for a run deploying there
+    /// (which may roll `bad` back itself meanwhile).
     ///
-    /// Idempotent: a deployment already rolled back (or being rolled back) returns the
-    /// first record and redeploys nothing.
+    /// Idempotent (seed Property 2): a deployment already rolled back, or being rolled
+    /// back by a live process, returns the first record and redeploys nothing; a
+    /// rollback left unfinished by a killed ferry is taken over.
     pub fn roll_back(
         &self,
         bad: &DeploymentRecord,
         reason: &str,
         trigger: Trigger,
         to: Option<&str>,
+        in_run: Option<RunId>,
+    ) -> PortResult<RollbackRecord> {
+        let manual = match to {
+            Some(v) => {
+                let history = self.ports.store.deployments(None, 100_000)?;
+                Some(
+                    rollback::manual_target(&bad.environment, v, &history)
+                        .map_err(PortError::not_found)?,
+                )
+            }
+            None => None,
+        };
+        let lease_as = in_run.unwrap_or(self.settings.outside_run);
+        if in_run.is_none() {
+            self.wait_for_lease(&bad.environment, lease_as)?;
+        }
+        let result = self.roll_back_held(bad, reason, trigger, manual, lease_as);
+        if in_run.is_none() {
+            let _ = self.ports.store.release_lease(&bad.environment, lease_as);
+        }
+        result
+    }
+
+    fn roll_back_held(
+        &self,
+        bad: &DeploymentRecord,
+        reason: &str,
+        trigger: Trigger,
+        manual: Option<Target>,
         lease_as: RunId,
     ) -> PortResult<RollbackRecord> {
         let store = self.ports.store;
@@ -41,24 +70,32 @@ impl Engine<'_> {
         let mut rec =
             RollbackRecord::start(bad, reason, trigger, &self.settings.holder, clock.now());
         if let Err(existing) = store.claim_rollback(&rec)? {
-            return self.await_rollback(existing);
+            match self.await_rollback(existing)? {
+                // Left unfinished by a process that is gone: carry on in its place.
+                Some(abandoned) => {
+                    rec.detail = abandoned.detail;
+                    rec.detail.push(format!(
+                        "taken over from {}, which stopped",
+                        abandoned.holder
+                    ));
+                    store.update_rollback(&rec)?;
+                }
+                None => {
+                    return store.rollback(&bad.deployment_id)?.ok_or_else(|| {
+                        PortError::not_found(format!(
+                            "the rollback of {} disappeared",
+                            bad.deployment_id
+                        ))
+                    });
+                }
+            }
         }
         let history = store.deployments(None, 100_000)?;
 
         // Stage level: this environment back to its last known good release set.
-        let stage = match to {
-            Some(v) => match rollback::manual_target(&bad.environment, v, &history) {
-                Ok(t) => Some(t),
-                Err(why) => {
-                    rec.status = RollbackStatus::Failed;
-                    rec.detail.push(why.clone());
-                    rec.ended_at = Some(clock.now());
-                    store.update_rollback(&rec)?;
-                    return Err(PortError::not_found(why));
-                }
-            },
-            None => rollback::stage_target(bad, &history),
-        };
+        let stage = manual
+            .clone()
+            .or_else(|| rollback::stage_target(bad, &history));
         let Some(stage) = stage else {
             rec.status = RollbackStatus::NothingToDo;
             rec.detail.push(format!(
@@ -73,15 +110,10 @@ impl Engine<'_> {
             ));
             return Ok(rec);
         };
+        let one = std::slice::from_ref(&stage);
         self.record(
             bad.run_id,
-            rollback::initiated(
-                &rec,
-                bad,
-                RollbackLevel::Stage,
-                std::slice::from_ref(&stage),
-                clock.now(),
-            ),
+            rollback::initiated(&rec, bad, RollbackLevel::Stage, one, clock.now()),
         )?;
         match self.restore(&stage, bad, &mut rec, lease_as) {
             Ok(()) => {
@@ -94,22 +126,15 @@ impl Engine<'_> {
                     clock.now(),
                 );
                 self.record(bad.run_id, ch)?;
-                return self.finish(
-                    rec,
-                    RollbackStatus::Succeeded,
-                    RollbackLevel::Stage,
-                    Some(&stage.set.version),
-                );
+                return self.finish(rec, RollbackLevel::Stage, &stage.set.version);
             }
             Err(why) => {
                 rec.detail.push(format!("stage level failed: {why}"));
-                self.record(
-                    bad.run_id,
-                    rollback::level_failed(bad, RollbackLevel::Stage, &why, clock.now()),
-                )?;
+                let ch = rollback::level_failed(bad, RollbackLevel::Stage, &why, clock.now());
+                self.record(bad.run_id, ch)?;
             }
         }
-        if to.is_some() {
+        if manual.is_some() {
             // A manual rollback to a named version does not widen to every environment.
             let why = rec.detail.last().cloned().unwrap_or_default();
             return self.escalate(rec, bad, &why);
@@ -127,17 +152,13 @@ impl Engine<'_> {
             Ok(t) => t,
             Err(why) => {
                 rec.detail.push(format!("full level impossible: {why}"));
-                self.record(
-                    bad.run_id,
-                    rollback::level_failed(bad, RollbackLevel::Full, &why, clock.now()),
-                )?;
+                let ch = rollback::level_failed(bad, RollbackLevel::Full, &why, clock.now());
+                self.record(bad.run_id, ch)?;
                 return self.escalate(rec, bad, &why);
             }
         };
-        self.record(
-            bad.run_id,
-            rollback::initiated(&rec, bad, RollbackLevel::Full, &targets, clock.now()),
-        )?;
+        let ch = rollback::initiated(&rec, bad, RollbackLevel::Full, &targets, clock.now());
+        self.record(bad.run_id, ch)?;
         let mut rolled_back = vec![bad.clone()];
         for t in &targets {
             // The deployment each environment runs now, if it is not the target already.
@@ -152,18 +173,11 @@ impl Engine<'_> {
             {
                 rolled_back.push(current.clone());
             }
-            let lease = if t.environment == bad.environment {
-                lease_as
-            } else {
-                OUTSIDE_RUN
-            };
-            if let Err(why) = self.restore(t, bad, &mut rec, lease) {
+            if let Err(why) = self.restore(t, bad, &mut rec, lease_as) {
                 let why = format!("{}: {why}", t.environment);
                 rec.detail.push(format!("full level failed in {why}"));
-                self.record(
-                    bad.run_id,
-                    rollback::level_failed(bad, RollbackLevel::Full, &why, clock.now()),
-                )?;
+                let ch = rollback::level_failed(bad, RollbackLevel::Full, &why, clock.now());
+                self.record(bad.run_id, ch)?;
                 return self.escalate(rec, bad, &why);
             }
         }
@@ -180,16 +194,13 @@ impl Engine<'_> {
             clock.now(),
         );
         self.record(bad.run_id, ch)?;
-        self.finish(
-            rec,
-            RollbackStatus::Succeeded,
-            RollbackLevel::Full,
-            Some(&version),
-        )
+        self.finish(rec, RollbackLevel::Full, &version)
     }
 
-    /// Puts one environment back to one release set and validates it. Errors are the
-    /// reasons it did not work, for people.
+    /// Puts one environment back to one release set and validates it. The failing
+    /// environment's lease is already held; another environment (full level) is entered
+    /// under the same lease identity while it is restored. Errors are the reasons it did
+    /// not work, for people.
     fn restore(
         &self,
         t: &Target,
@@ -197,21 +208,14 @@ impl Engine<'_> {
         rec: &mut RollbackRecord,
         lease_as: RunId,
     ) -> Result<(), String> {
-        let clock = self.ports.clock;
-        let env = &t.environment;
-        let held_already = lease_as != OUTSIDE_RUN;
-        let lease = Lease {
-            environment: env.clone(),
-            run: lease_as,
-            holder: self.settings.holder.clone(),
-            expires_at: clock.now().plus(self.settings.lease_ttl * 20),
-        };
-        if !held_already {
-            self.wait_for_lease(&lease).map_err(|e| e.message)?;
+        let other = t.environment != bad.environment;
+        if other {
+            self.wait_for_lease(&t.environment, lease_as)
+                .map_err(|e| e.message)?;
         }
         let result = self.restore_held(t, bad, rec);
-        if !held_already {
-            let _ = self.ports.store.release_lease(env, lease_as);
+        if other {
+            let _ = self.ports.store.release_lease(&t.environment, lease_as);
         }
         result
     }
@@ -245,27 +249,36 @@ impl Engine<'_> {
                 Err(e) => return Err(e.message),
             }
         }
+        // What the restored deployment's own deploy saw, and why it comes back.
         let mut vars = BTreeMap::new();
-        vars.insert("FERRY_ENV".to_string(), env.clone());
-        vars.insert("FERRY_VERSION".to_string(), t.set.version.clone());
-        vars.insert("FERRY_PREVIOUS_VERSION".to_string(), bad.version.clone());
-        vars.insert("FERRY_ROLLBACK".to_string(), "1".to_string());
-        vars.insert("FERRY_ROLLBACK_REASON".to_string(), rec.reason.clone());
-        vars.insert("FERRY_RUN_ID".to_string(), bad.run_id.to_string());
-        vars.insert("FERRY_PIPELINE".to_string(), self.pipeline.name.clone());
+        for (k, v) in [
+            ("FERRY_COMMIT_SHA", t.set.version.as_str()),
+            ("FERRY_COMMIT_MESSAGE", t.commit_message.as_str()),
+            ("FERRY_COMMIT_AUTHOR", t.commit_author.as_str()),
+            ("FERRY_VERSION", t.set.version.as_str()),
+            ("FERRY_PREVIOUS_VERSION", bad.version.as_str()),
+            ("FERRY_ENV", env.as_str()),
+            ("FERRY_STAGE", env.as_str()),
+            ("FERRY_STEP", "rollback"),
+            ("FERRY_PIPELINE", self.pipeline.name.as_str()),
+            ("FERRY_ARTIFACT", t.set.artifact_location.as_str()),
+            ("FERRY_ARTIFACT_DIGEST", t.set.artifact_digest.as_str()),
+            ("FERRY_ROLLBACK", "1"),
+            ("FERRY_ROLLBACK_REASON", rec.reason.as_str()),
+        ] {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        vars.insert("FERRY_RUN_ID".to_string(), t.run.to_string());
         vars.insert(
-            "FERRY_ARTIFACT".to_string(),
-            t.set.artifact_location.clone(),
+            "FERRY_ROLLBACK_FROM_RUN".to_string(),
+            bad.run_id.to_string(),
         );
-        vars.insert(
-            "FERRY_ARTIFACT_DIGEST".to_string(),
-            t.set.artifact_digest.clone(),
-        );
-        let log = self.layout.logs.join("rollbacks").join(format!(
-            "{}-{}.log",
-            bad.deployment_id.replace(['#', '/'], "-"),
-            env
-        ));
+        let stem = format!("{}-{env}", bad.deployment_id.replace(['#', '/'], "-"));
+        let log = self
+            .layout
+            .logs
+            .join("rollbacks")
+            .join(format!("{stem}.log"));
         let req = DeployRequest {
             environment: env.clone(),
             version: t.set.version.clone(),
@@ -275,7 +288,7 @@ impl Engine<'_> {
                 size: 0,
             },
             env: vars,
-            cwd: self.layout.project.clone(),
+            cwd: self.rollback_checkout(t, &stem),
             log: log.clone(),
         };
         self.note(&format!(
@@ -296,7 +309,16 @@ impl Engine<'_> {
         ));
 
         // Validation (seed §3.4.3): stabilize, alarms clear, health 2xx, version matches.
+        // A pushed alarm counts only if it was pushed after the old release was back: the
+        // ALARM that triggered the rollback says nothing about the restored one.
+        let restored_at = clock.now();
         let v = &self.pipeline.rollback.validate;
+        if !v.stabilize.is_zero() {
+            self.note(&format!(
+                "validating {env}: waiting {} for it to stabilize (rollback.validate.stabilize)",
+                ferry_core::time::human(v.stabilize)
+            ));
+        }
         clock.sleep(v.stabilize);
         for alarm in self.pipeline.alarms_for(env) {
             if alarm.advisory {
@@ -305,7 +327,7 @@ impl Engine<'_> {
             if matches!(alarm.source, ferry_config::AlarmSource::External) {
                 if let Ok(Some((AlarmState::Alarm, why, at))) =
                     self.ports.store.alarm_state(&alarm.name)
-                    && at >= rec.started_at
+                    && at > restored_at
                 {
                     return Err(format!(
                         "alarm {} is still in ALARM after the rollback ({why})",
@@ -342,6 +364,18 @@ impl Engine<'_> {
         Ok(())
     }
 
+    /// A checkout of the restored version's commit, so a redeploy runs that version's
+    /// own scripts; the project folder when the commit cannot be checked out.
+    fn rollback_checkout(&self, t: &Target, stem: &str) -> PathBuf {
+        let dir = self.layout.work.join(format!("rollback-{stem}"));
+        match self.ports.source.checkout(&t.set.version, &dir) {
+            Ok(()) => dir,
+            // Already there: a rollback taken over after a crash.
+            Err(e) if e.kind == PortErrorKind::Conflict => dir,
+            Err(_) => self.layout.project.clone(),
+        }
+    }
+
     /// The `deploy:` section that deployed a release set: from the pipeline file it
     /// recorded, or the current one when that file is not known.
     fn recorded_deploy(&self, t: &Target) -> PortResult<ferry_config::Deploy> {
@@ -366,13 +400,12 @@ impl Engine<'_> {
     fn finish(
         &self,
         mut rec: RollbackRecord,
-        status: RollbackStatus,
         level: RollbackLevel,
-        to: Option<&str>,
+        to: &str,
     ) -> PortResult<RollbackRecord> {
-        rec.status = status;
+        rec.status = RollbackStatus::Succeeded;
         rec.level = Some(level);
-        rec.to_version = to.map(str::to_string);
+        rec.to_version = Some(to.to_string());
         rec.ended_at = Some(self.ports.clock.now());
         self.ports.store.update_rollback(&rec)?;
         Ok(rec)
@@ -394,12 +427,26 @@ impl Engine<'_> {
         Ok(rec)
     }
 
-    /// A second caller for the same deployment: wait while the first is at work, then
-    /// return its record (seed Property 2).
-    fn await_rollback(&self, mut rec: RollbackRecord) -> PortResult<RollbackRecord> {
+    /// A second caller for the same deployment: waits while a live process is at work,
+    /// then lets the caller return its record (`None`); `Some(record)` when the process
+    /// that claimed it is gone and the caller must finish the job.
+    fn await_rollback(&self, mut rec: RollbackRecord) -> PortResult<Option<RollbackRecord>> {
         let clock = self.ports.clock;
         let start = clock.now();
+        let mut told = false;
         while rec.status == RollbackStatus::InProgress {
+            if rec.holder != self.settings.holder
+                && self.ports.liveness.alive(&rec.holder) == Some(false)
+            {
+                return Ok(Some(rec));
+            }
+            if !told {
+                self.note(&format!(
+                    "the rollback of {} is already in progress ({}); waiting for its outcome",
+                    rec.deployment_id, rec.holder
+                ));
+                told = true;
+            }
             if clock.now().since(start) > AWAIT_LIMIT {
                 return Err(PortError::conflict(format!(
                     "the rollback of {} is still in progress by {}",
@@ -412,23 +459,29 @@ impl Engine<'_> {
                 None => break,
             }
         }
-        Ok(rec)
+        Ok(None)
     }
 
-    fn wait_for_lease(&self, lease: &Lease) -> PortResult<()> {
+    /// Takes an environment's lease under `run`, waiting while another holds it (a
+    /// holder known to be dead is taken over).
+    fn wait_for_lease(&self, environment: &str, run: RunId) -> PortResult<()> {
         let clock = self.ports.clock;
         let mut told = false;
         loop {
             let now = clock.now();
-            let mut want = lease.clone();
-            want.expires_at = now.plus(self.settings.lease_ttl * 20);
-            match self.ports.store.acquire_lease(&want, now)? {
+            let want = Lease {
+                environment: environment.to_string(),
+                run,
+                holder: self.settings.holder.clone(),
+                expires_at: now.plus(self.settings.lease_ttl * 20),
+            };
+            match self.acquire_or_take_over(&want, now)? {
                 Ok(()) => return Ok(()),
                 Err(holder) => {
                     if !told {
                         self.note(&format!(
-                            "waiting for environment {}: run {} ({}) is deploying there",
-                            lease.environment, holder.run, holder.holder
+                            "waiting for environment {environment}: run {} ({}) is deploying there",
+                            holder.run, holder.holder
                         ));
                         told = true;
                     }

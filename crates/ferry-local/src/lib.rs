@@ -51,3 +51,41 @@ impl ferry_engine::ports::DeployerFactory for LocalDeployers {
         })
     }
 }
+
+/// Tells whether a `host:pid` holder on this machine is still running (`/proc/<pid>`
+/// exists and is not a zombie); holders on other hosts cannot be told.
+pub struct LocalLiveness {
+    pub host: String,
+}
+
+impl LocalLiveness {
+    /// For this machine (hostname from `/proc/sys/kernel/hostname`).
+    pub fn here() -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "localhost".to_string());
+        LocalLiveness { host }
+    }
+}
+
+impl ferry_engine::ports::Liveness for LocalLiveness {
+    fn alive(&self, holder: &str) -> Option<bool> {
+        let (host, pid) = holder.rsplit_once(':')?;
+        if host != self.host {
+            return None;
+        }
+        let pid: u32 = pid.parse().ok()?;
+        if pid == std::process::id() {
+            return Some(true);
+        }
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state is the field after the parenthesised command name.
+            Ok(stat) => Some(
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .is_some_and(|state| state != "Z" && state != "X"),
+            ),
+            Err(_) => Some(false),
+        }
+    }
+}

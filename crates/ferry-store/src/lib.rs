@@ -482,7 +482,9 @@ impl Store for SqliteStore {
 
     fn acquire_lease(&self, lease: &Lease, now: Timestamp) -> PortResult<Result<(), Lease>> {
         self.transaction(TransactionBehavior::Immediate, |tx| {
-            if lease.run != RunId(0) {
+            // Work outside any run (a manual or alarm rollback) leases under a negative
+            // id of its own; only real runs must exist.
+            if lease.run.0 > 0 {
                 ensure_run(tx, lease.run)?;
             }
             if let Some(held) = current_lease(tx, &lease.environment)?

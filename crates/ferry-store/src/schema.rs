@@ -188,8 +188,8 @@ CREATE TABLE alarm_states (
     at     INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 "#,
-    // 3: leases may be held outside any run (run 0: a manual or alarm-triggered
-    // rollback), so `leases.run_id` no longer references `runs`.
+    // 3: leases may be held outside any run (a manual or alarm-triggered rollback leases
+    // under a negative id of its own), so `leases.run_id` no longer references `runs`.
     r#"
 CREATE TABLE leases_new (
     environment TEXT    PRIMARY KEY NOT NULL,

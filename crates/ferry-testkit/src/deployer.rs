@@ -95,8 +95,8 @@ impl Timeline {
             .collect()
     }
 
-    /// The calls of one run (deploys, and rollbacks of its deployments: they carry the
-    /// run's `FERRY_RUN_ID`), in order.
+    /// The calls that carry one run's `FERRY_RUN_ID`, in order: its deploys, and the
+    /// rollbacks that put its release back.
     pub fn of_run(&self, run: RunId) -> Vec<DeployEntry> {
         self.entries()
             .into_iter()

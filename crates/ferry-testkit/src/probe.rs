@@ -52,6 +52,14 @@ impl FakeProbe {
             .extend(datapoints);
     }
 
+    /// Forgets every queued datapoint and every fallback (samples taken are kept): each
+    /// alarm is healthy again until scripted.
+    pub fn reset(&self) {
+        let mut g = self.lock();
+        g.scripts.clear();
+        g.then.clear();
+    }
+
     /// What `alarm` reports once its queue is empty.
     pub fn then(&self, alarm: &str, datapoint: Datapoint) {
         self.lock().then.insert(alarm.to_string(), datapoint);

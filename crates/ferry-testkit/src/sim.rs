@@ -16,6 +16,7 @@ use crate::clock::{FakeClock, Ticks};
 use crate::deployer::{FakeDeployer, Timeline};
 use crate::executor::{Outcome, ReportPaths, ScriptedExecutor};
 use crate::files::{FakeFiles, junit, lcov};
+use crate::liveness::FakeLiveness;
 use crate::observer::RecordingObserver;
 use crate::probe::FakeProbe;
 use crate::source::FakeSource;
@@ -29,8 +30,17 @@ use ferry_engine::{Engine, Layout, Ports, Settings};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
+
+/// How a scripted person decides one run's approval (see [`Sim::decide_with`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// How long after the run started waiting.
+    pub after: Duration,
+    pub approved: bool,
+    pub reason: Option<String>,
+}
 
 /// One simulated world: a pipeline, the fakes behind every port, and the knobs of the
 /// engine. Every part is public so a test can script faults and inspect outcomes; the
@@ -52,6 +62,8 @@ pub struct Sim {
     pub timeline: Arc<Timeline>,
     pub probe: Arc<FakeProbe>,
     pub observer: Arc<RecordingObserver>,
+    /// Which lease and rollback holders are known to be gone (none at first).
+    pub liveness: Arc<FakeLiveness>,
     /// The engine's cancel flag (what Ctrl-C sets).
     pub cancel: Arc<AtomicBool>,
     /// The engine's knobs: production defaults, holder `sim`.
@@ -61,6 +73,8 @@ pub struct Sim {
     factory: crate::deployer::FakeDeployers,
     /// The pipeline file's text (recorded in release sets).
     text: String,
+    /// Engines built so far (each gets its own outside-a-run lease id).
+    engines: AtomicI64,
 }
 
 impl Sim {
@@ -116,6 +130,7 @@ impl Sim {
             artifacts: Arc::new(FakeArtifacts::new()),
             probe: Arc::new(FakeProbe::new(clock.clone())),
             observer: Arc::new(RecordingObserver::new()),
+            liveness: Arc::new(FakeLiveness::new()),
             cancel: Arc::new(AtomicBool::new(false)),
             settings: Settings {
                 holder: "sim".to_string(),
@@ -134,6 +149,7 @@ impl Sim {
             deployers,
             factory,
             text,
+            engines: AtomicI64::new(0),
         }
     }
 
@@ -148,8 +164,15 @@ impl Sim {
         }
     }
 
-    /// The engine over this world's fakes (cheap: build one per run).
+    /// The engine over this world's fakes (cheap: build one per run). Each engine is a
+    /// process of its own: it takes leases outside a run under its own negative run id
+    /// (`Settings::outside_run`), unless the world's settings name one.
     pub fn engine(&self) -> Engine<'_> {
+        let mut settings = self.settings.clone();
+        if settings.outside_run == Settings::default().outside_run {
+            let n = self.engines.fetch_add(1, Ordering::SeqCst);
+            settings.outside_run = RunId(-1 - n);
+        }
         Engine {
             pipeline: &self.pipeline,
             pipeline_text: &self.text,
@@ -163,9 +186,10 @@ impl Sim {
                 probe: &*self.probe,
                 observer: &*self.observer,
                 deployers: &self.factory,
+                liveness: &*self.liveness,
             },
             layout: self.layout.clone(),
-            settings: self.settings.clone(),
+            settings,
             cancel: &self.cancel,
         }
     }
@@ -218,6 +242,23 @@ impl Sim {
         approved: bool,
         reason: Option<String>,
     ) {
+        self.decide_with(environment, move |_| {
+            Some(Verdict {
+                after,
+                approved,
+                reason: reason.clone(),
+            })
+        });
+    }
+
+    /// A person decides each run that waits for approval to deploy to `environment` as
+    /// `decide` says for that run (`None`: nobody decides it), the verdict's `after` from
+    /// when it started waiting. Lets each run of a world get its own decision.
+    pub fn decide_with(
+        &self,
+        environment: &str,
+        decide: impl Fn(&RunView) -> Option<Verdict> + Send + Sync + 'static,
+    ) {
         let store = self.store.clone();
         let env = environment.to_string();
         self.clock.on_advance(move |now| {
@@ -236,13 +277,14 @@ impl Sim {
                     })
                     .and_then(|t| t.started_at);
                 let Some(since) = since else { continue };
-                if now < since.plus(after) || !matches!(store.approval(run.id, &env), Ok(None)) {
+                let Some(v) = decide(&run) else { continue };
+                if now < since.plus(v.after) || !matches!(store.approval(run.id, &env), Ok(None)) {
                     continue;
                 }
                 let d = Decision {
-                    approved,
+                    approved: v.approved,
                     by: "approver@example.com".to_string(),
-                    reason: reason.clone(),
+                    reason: v.reason,
                     at: now,
                 };
                 // A Conflict here means someone decided first; that is fine.

@@ -743,7 +743,7 @@ impl Store for MemoryStore {
         now: ferry_core::Timestamp,
     ) -> PortResult<Result<(), Lease>> {
         let mut st = self.lock();
-        if lease.run.0 != 0 && !st.runs.contains_key(&lease.run.0) {
+        if lease.run.0 > 0 && !st.runs.contains_key(&lease.run.0) {
             return Err(not_found_run(lease.run));
         }
         if let Some(held) = st.leases.get(&lease.environment)
