@@ -5,7 +5,7 @@
 
 use crate::ports::*;
 use ferry_config::{AlarmSource, Pipeline};
-use ferry_core::alarm::{AlarmState, Rule};
+use ferry_core::alarm::{AlarmState, Datapoint, Rule};
 use ferry_core::approval::{self, ApprovalState};
 use ferry_core::gates::{self, ExitObservation};
 use ferry_core::monitor::{Window, WindowState};
@@ -679,7 +679,7 @@ impl<'a> Engine<'a> {
                         _ => None,
                     }
                 } else if now >= next_sample[i] {
-                    let (dp, detail) = self.ports.probe.sample(a);
+                    let (dp, detail) = self.sample(a, next_sample[i].plus(a.period));
                     next_sample[i] = next_sample[i].plus(a.period);
                     w.observe(&a.name, dp, &detail).map(|s| (s, detail))
                 } else {
@@ -728,6 +728,26 @@ impl<'a> Engine<'a> {
                 .min()
                 .unwrap_or(now);
             clock.sleep(wake.since(now).max(Duration::from_millis(1)));
+        }
+    }
+
+    /// One datapoint of a probe alarm. A probe that could not take its measurement
+    /// (`Missing`: Prometheus unreachable, a command that printed nothing) is retried
+    /// with the seed's backoff (§6.2) while the retry still fits before the next
+    /// period's datapoint is due; only then does the datapoint count as missing.
+    fn sample(&self, a: &ferry_config::Alarm, due: Timestamp) -> (Datapoint, String) {
+        let clock = self.ports.clock;
+        let mut attempt = 1;
+        loop {
+            let (dp, detail) = self.ports.probe.sample(a);
+            if dp != Datapoint::Missing {
+                return (dp, detail);
+            }
+            attempt += 1;
+            match self.settings.retry.delay_before(attempt) {
+                Some(d) if clock.now().plus(d) < due => clock.sleep(d),
+                _ => return (dp, detail),
+            }
         }
     }
 
