@@ -208,6 +208,35 @@ impl Local {
     }
 }
 
+/// Ends the runs whose `ferry` process died (and, with `roll_back`, rolls back what
+/// they left half deployed). Needs the repository; without one there is nothing to do.
+pub fn reconcile(
+    project: &Project,
+    pipeline: &Pipeline,
+    text: &str,
+    store: &dyn Store,
+    roll_back: bool,
+) -> CliResult<()> {
+    let Ok(source) = ferry_local::GitSource::open(&project.root) else {
+        return Ok(());
+    };
+    let cancel: &'static AtomicBool = crate::signals::flag();
+    let progress = Progress::new(true);
+    let local = Local::new(project, cancel);
+    let engine = local.engine(
+        project,
+        pipeline,
+        text,
+        store,
+        &source,
+        progress.as_ref(),
+        cancel,
+    );
+    engine.reconcile(roll_back)?;
+    progress.finish();
+    Ok(())
+}
+
 /// Queues and drives one run of `rev` with the local adapters. `on_queued` is told the
 /// run id as soon as it exists (the demo uses it to approve).
 #[allow(clippy::too_many_arguments)]
@@ -226,6 +255,7 @@ pub fn drive(
 ) -> CliResult<RunView> {
     let local = Local::new(project, cancel);
     let engine = local.engine(project, pipeline, text, store, source, progress, cancel);
+    engine.reconcile(true)?;
     let run = engine.queue(rev, trigger, by)?;
     let c = &run.view.commit;
     progress.say(&format!(
@@ -290,8 +320,9 @@ fn run_summary(v: &RunView) -> ferry_api::RunSummary {
 }
 
 pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
-    let pipeline = project.pipeline()?;
+    let (pipeline, text) = project.load()?;
     let store = project.open_store()?;
+    reconcile(project, &pipeline, &text, &store, false)?;
     let running_now = project.running(&pipeline);
     let mut envs = Vec::new();
     for env in &pipeline.environments {
@@ -677,6 +708,9 @@ pub fn decide(
 ) -> CliResult<i32> {
     // `approve` is None for approval, Some(reason) for rejection.
     let store = project.open_store()?;
+    if let Ok((pipeline, text)) = project.load() {
+        reconcile(project, &pipeline, &text, &store, false)?;
+    }
     let view = store.load_run(RunId(run))?;
     let waiting: Vec<&str> = view
         .stages

@@ -45,6 +45,7 @@ pub fn rollback(
     known_environment(&pipeline, env)?;
     let store = project.open_store()?;
     let source = ferry_local::GitSource::open(&project.root)?;
+    crate::commands::reconcile(project, &pipeline, &text, &store, true)?;
     let Some(bad) = current_deployment(&store, env)? else {
         return Err(CliError::not_found(format!(
             "nothing was ever deployed to {env}, so there is nothing to roll back"

@@ -25,3 +25,8 @@ pub fn cancel_on_interrupt() -> &'static AtomicBool {
     }
     &CANCEL
 }
+
+/// The cancel flag, for commands that do not install the handlers.
+pub fn flag() -> &'static AtomicBool {
+    &CANCEL
+}

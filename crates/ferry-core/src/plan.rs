@@ -137,6 +137,57 @@ impl RunPlan {
         RunPlan { stages }
     }
 
+    /// The plan a stored run followed, read off its view (stage names, step names and
+    /// kinds). Enough to end it; the commands themselves are not recorded there.
+    pub fn from_view(view: &crate::run::RunView) -> RunPlan {
+        let stages = view
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StagePlan {
+                name: s.name.clone(),
+                kind: if i == 0 {
+                    StageKind::Build
+                } else {
+                    StageKind::Environment
+                },
+                steps: s
+                    .steps
+                    .iter()
+                    .map(|st| StepPlan {
+                        name: st.name.clone(),
+                        kind: match st.kind.as_str() {
+                            "deploy" => StepKind::Deploy,
+                            "approval" => StepKind::Approval {
+                                timeout: Duration::ZERO,
+                            },
+                            "gate" => StepKind::CoverageGate { min: 0.0 },
+                            "package" => StepKind::Package {
+                                path: String::new(),
+                            },
+                            "monitor" => StepKind::Monitor {
+                                duration: Duration::ZERO,
+                                interval: Duration::ZERO,
+                                alarms: Vec::new(),
+                                advisory: false,
+                                fail_closed: true,
+                            },
+                            _ => StepKind::Command {
+                                run: String::new(),
+                                timeout: DEFAULT_STEP_TIMEOUT,
+                                junit: Vec::new(),
+                                coverage: None,
+                                env: BTreeMap::new(),
+                                suite: Suite::Unit,
+                            },
+                        },
+                    })
+                    .collect(),
+            })
+            .collect();
+        RunPlan { stages }
+    }
+
     pub fn stage_index(&self, name: &str) -> Option<usize> {
         self.stages.iter().position(|s| s.name == name)
     }

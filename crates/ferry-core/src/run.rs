@@ -196,6 +196,48 @@ impl Run {
         self.view.id
     }
 
+    /// A run rebuilt from its stored view (the pipeline file may have changed since, so
+    /// the plan is read off the view), with the deployments it had open, so that it can
+    /// be ended after the process driving it died.
+    pub fn resume(view: RunView, open: Vec<(usize, DeploymentRecord)>) -> Run {
+        let plan = RunPlan::from_view(&view);
+        let n = plan.stages.len();
+        let mut deployments = vec![None; n];
+        let mut ledger = TestLedger::default();
+        for (i, d) in open {
+            ledger.unit = Some(d.unit_tests_passed);
+            ledger.integration = Some(d.integration_tests_passed);
+            ledger.e2e = Some(d.e2e_tests_passed);
+            ledger.coverage = Some(d.coverage_percentage);
+            if let Some(slot) = deployments.get_mut(i) {
+                *slot = Some(d);
+            }
+        }
+        let mut last = view.created_at;
+        for t in [view.started_at, view.ended_at].into_iter().flatten() {
+            last = last.max(t);
+        }
+        for s in &view.stages {
+            for t in [s.started_at, s.ended_at].into_iter().flatten() {
+                last = last.max(t);
+            }
+            for st in &s.steps {
+                for t in [st.started_at, st.ended_at].into_iter().flatten() {
+                    last = last.max(t);
+                }
+            }
+        }
+        Run {
+            plan,
+            view,
+            ledger,
+            deployments,
+            approval_requested: vec![None; n],
+            config_digest: None,
+            last,
+        }
+    }
+
     pub fn status(&self) -> RunStatus {
         self.view.status
     }
@@ -296,6 +338,27 @@ impl Run {
         let mut out = Vec::new();
         if self.view.status == RunStatus::Queued {
             out.extend(self.begin(now));
+        }
+        // Stages with nothing to do (a pipeline without build steps) are done once a
+        // later one starts.
+        for si in 0..r.stage {
+            if self.view.stages[si].status == StageStatus::Pending
+                && self.view.stages[si].steps.is_empty()
+            {
+                self.view.stages[si].status = StageStatus::Succeeded;
+                self.view.stages[si].started_at = Some(now);
+                self.view.stages[si].ended_at = Some(now);
+                out.push(Change::Stage {
+                    stage: si,
+                    status: StageStatus::Running,
+                    at: now,
+                });
+                out.push(Change::Stage {
+                    stage: si,
+                    status: StageStatus::Succeeded,
+                    at: now,
+                });
+            }
         }
         let env = self.plan.stages[r.stage].environment().map(str::to_string);
         let stage_name = self.stage_name(r.stage).to_string();

@@ -12,7 +12,7 @@ use ferry_core::monitor::{Window, WindowState};
 use ferry_core::retry::RetryPolicy;
 use ferry_core::rollback::Trigger;
 use ferry_core::run::{Next, Run, RunView, StepOutcome, StepRef};
-use ferry_core::{Artifact, Change, Commit, RunId, RunPlan, StepKind, Timestamp};
+use ferry_core::{Artifact, Change, Commit, DeploymentRecord, RunId, RunPlan, StepKind, Timestamp};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -155,6 +155,7 @@ impl<'a> Engine<'a> {
                     )
                 })
                 .collect(),
+            driver: self.settings.holder.clone(),
         };
         let id = self.ports.store.create_run(&new)?;
         let mut run = Run::new(id, &self.pipeline.name, commit, plan, now);
@@ -163,6 +164,57 @@ impl<'a> Engine<'a> {
         run.config_digest = Some(digest);
         self.commit(&run, run.queued_changes())?;
         Ok(run)
+    }
+
+    /// Ends the runs whose driving process is known to be dead (a killed `ferry run`):
+    /// the step that was running is failed as interrupted, and a deployment it had in
+    /// progress — its state unknown — is rolled back when `roll_back` is set (DESIGN
+    /// invariant 1: never leave an environment in an unknown state; `ferry run` and
+    /// `ferry rollback` do, read-mostly commands only end the runs). Returns the runs it
+    /// ended.
+    pub fn reconcile(&self, roll_back: bool) -> PortResult<Vec<RunId>> {
+        let store = self.ports.store;
+        let mut ended = Vec::new();
+        for view in store.list_runs(1000, true)? {
+            let Some(driver) = store.driver(view.id)? else {
+                continue;
+            };
+            if driver == self.settings.holder || self.ports.liveness.alive(&driver) != Some(false) {
+                continue;
+            }
+            let id = view.id;
+            let open: Vec<(usize, DeploymentRecord)> = store
+                .deployments(None, 10_000)?
+                .into_iter()
+                .filter(|d| d.run_id == id && d.status == ferry_core::DeploymentStatus::InProgress)
+                .filter_map(|d| {
+                    let i = view.stages.iter().position(|s| s.name == d.environment)?;
+                    Some((i, d))
+                })
+                .collect();
+            let mut run = Run::resume(view, open.clone());
+            let why = format!(
+                "interrupted: the ferry process driving it ({driver}) stopped, so the outcome of its last step is unknown"
+            );
+            let ch = run.abort(&why, self.ports.clock.now());
+            self.commit(&run, ch)?;
+            self.ports
+                .observer
+                .notice(&format!("run {id} ended: {why}"));
+            for (_, d) in open {
+                if let Some(bad) = store
+                    .deployments(Some(&d.environment), 10_000)?
+                    .into_iter()
+                    .find(|x| x.deployment_id == d.deployment_id)
+                    && self.pipeline.rollback.automatic
+                    && roll_back
+                {
+                    self.roll_back(&bad, &why, Trigger::DeployFailed, None, None)?;
+                }
+            }
+            ended.push(id);
+        }
+        Ok(ended)
     }
 
     /// Drives a queued run to its end. Errors are the store's: a run whose state cannot

@@ -81,6 +81,8 @@ pub struct NewRun {
     pub created_at: Timestamp,
     /// The plan's stages and their steps: `(stage name, [(step name, step kind label)])`.
     pub stages: Vec<(String, Vec<(String, String)>)>,
+    /// The process driving the run (`host:pid`), so a run whose driver died is found.
+    pub driver: String,
 }
 
 /// A lease on an environment: at most one run deploys into it at a time (DESIGN
@@ -113,6 +115,8 @@ pub trait Store: Send + Sync {
     fn load_run(&self, run: RunId) -> PortResult<RunView>;
     /// Runs, newest first. `unfinished_only` keeps the non-terminal ones.
     fn list_runs(&self, limit: usize, unfinished_only: bool) -> PortResult<Vec<RunView>>;
+    /// The process driving a run (`host:pid`), as recorded when it was created.
+    fn driver(&self, run: RunId) -> PortResult<Option<String>>;
 
     /// The decision recorded for a run's approval of an environment, if any.
     fn approval(&self, run: RunId, environment: &str) -> PortResult<Option<Decision>>;

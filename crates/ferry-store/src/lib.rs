@@ -276,8 +276,8 @@ impl Store for SqliteStore {
     fn create_run(&self, run: &NewRun) -> PortResult<RunId> {
         self.transaction(TransactionBehavior::Immediate, |tx| {
             tx.execute(
-                r#"INSERT INTO runs (pipeline, commit_sha, commit_message, commit_author, "trigger", triggered_by, status, created_at)
-                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"#,
+                r#"INSERT INTO runs (pipeline, commit_sha, commit_message, commit_author, "trigger", triggered_by, status, created_at, driver)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"#,
                 params![
                     run.pipeline,
                     run.commit.sha,
@@ -287,6 +287,7 @@ impl Store for SqliteStore {
                     run.triggered_by,
                     RunStatus::Queued.as_str(),
                     run.created_at.0,
+                    run.driver,
                 ],
             )?;
             let id = tx.last_insert_rowid();
@@ -302,6 +303,17 @@ impl Store for SqliteStore {
                 }
             }
             Ok(RunId(id))
+        })
+    }
+
+    fn driver(&self, run: RunId) -> PortResult<Option<String>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            ensure_run(tx, run)?;
+            let d: String =
+                tx.query_row("SELECT driver FROM runs WHERE id = ?1", [run.0], |r| {
+                    r.get(0)
+                })?;
+            Ok((!d.is_empty()).then_some(d))
         })
     }
 

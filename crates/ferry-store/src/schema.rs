@@ -201,6 +201,10 @@ INSERT INTO leases_new SELECT environment, run_id, holder, expires_at FROM lease
 DROP TABLE leases;
 ALTER TABLE leases_new RENAME TO leases;
 "#,
+    // 4: the process driving a run, so a run whose ferry was killed is found and ended.
+    r#"
+ALTER TABLE runs ADD COLUMN driver TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 /// The schema version this code writes.

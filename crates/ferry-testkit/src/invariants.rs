@@ -772,6 +772,9 @@ pub struct KnownBugs {
     /// and one made meanwhile is not marked
     /// (`a_full_level_rollback_marks_what_runs_after_it_waited`).
     pub full_level_reads_stale_history: bool,
+    /// Full level redeploys every environment, one an open incident holds for a person
+    /// too (`a_full_level_rollback_leaves_a_held_environment_alone`).
+    pub full_level_redeploys_held_environments: bool,
 }
 
 /// After a successful rollback the environment runs its last known good version: for
@@ -859,13 +862,29 @@ pub fn rolled_back_to_last_known_good(sim: &Sim, known: KnownBugs) -> Vec<String
 }
 
 /// An environment an incident holds takes no automatic deployment until the incident
-/// is resolved: no deployer `deploy` call into it and no deployment record opened there
-/// between the commit of `incident_opened` and that of `incident_resolved`.
-pub fn held_environments_take_no_deployments(sim: &Sim) -> Vec<String> {
+/// is resolved: no deployer `deploy` call into it, no deployment record opened there,
+/// and no redeploy by a rollback of another environment's deployment (a full level),
+/// between the commit of `incident_opened` and that of `incident_resolved`. (Rolling
+/// back the held environment's own deployments — what the person does — is allowed.)
+pub fn held_environments_take_no_deployments(sim: &Sim, known: KnownBugs) -> Vec<String> {
     let mut bad = Vec::new();
     let events = sim.store.all_events();
     let deployments = sim.store.all_deployments();
     let entries = sim.timeline.entries();
+    let records = sim.store.rollbacks(usize::MAX).unwrap_or_default();
+    let calls = sim.timeline.rollbacks();
+    // Each rollback call, with the environment of the deployment it rolled back.
+    let mut from_env: Vec<(&DeployEntry, &str)> = Vec::new();
+    for r in &records {
+        let Some(run) = deployments
+            .iter()
+            .find(|d| d.record.deployment_id == r.deployment_id)
+            .map(|d| d.record.run_id)
+        else {
+            continue;
+        };
+        from_env.extend(calls_of(&calls, r, run).map(|c| (c, r.environment.as_str())));
+    }
     for opened in events
         .iter()
         .filter(|e| e.event.kind == EventKind::IncidentOpened)
@@ -901,6 +920,20 @@ pub fn held_environments_take_no_deployments(sim: &Sim) -> Vec<String> {
             bad.push(format!(
                 "deployment {} (run {}) was opened in {env} while an incident held it",
                 d.record.deployment_id, d.record.run_id
+            ));
+        }
+        if known.full_level_redeploys_held_environments {
+            continue;
+        }
+        for (c, from) in from_env
+            .iter()
+            .filter(|(c, from)| c.environment == env && *from != env && held(c.start_tick))
+        {
+            bad.push(format!(
+                "a rollback of a deployment in {from} redeployed {} into {env} (tick {}) while an incident held it (ticks {}..{until})",
+                short(&c.version),
+                c.start_tick,
+                opened.tick
             ));
         }
     }
@@ -1040,7 +1073,7 @@ pub fn after_rollbacks(sim: &Sim, automatic: bool, known: KnownBugs) -> Vec<Stri
     bad.extend(promoted_only_after_previous(sim));
     bad.extend(rollbacks_recorded_once(sim, automatic, known));
     bad.extend(rolled_back_to_last_known_good(sim, known));
-    bad.extend(held_environments_take_no_deployments(sim));
+    bad.extend(held_environments_take_no_deployments(sim, known));
     bad.extend(events_delivered(sim));
     bad
 }

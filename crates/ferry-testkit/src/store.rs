@@ -68,6 +68,7 @@ struct RunRow {
     view: RunView,
     trigger: String,
     triggered_by: String,
+    driver: String,
     tests: BTreeMap<(usize, usize), StepTestResults>,
 }
 
@@ -579,6 +580,7 @@ impl Store for MemoryStore {
                 view,
                 trigger: run.trigger.clone(),
                 triggered_by: run.triggered_by.clone(),
+                driver: run.driver.clone(),
                 tests: BTreeMap::new(),
             },
         );
@@ -599,6 +601,7 @@ impl Store for MemoryStore {
                 view: row.view.clone(),
                 trigger: row.trigger.clone(),
                 triggered_by: row.triggered_by.clone(),
+                driver: row.driver.clone(),
                 tests: row.tests.clone(),
             };
             let mut pending = Pending::of(st, tick);
@@ -624,6 +627,14 @@ impl Store for MemoryStore {
             .get(&run.0)
             .map(|r| r.view.clone())
             .ok_or_else(|| not_found_run(run))
+    }
+
+    fn driver(&self, run: RunId) -> PortResult<Option<String>> {
+        let st = self.lock();
+        match st.runs.get(&run.0) {
+            Some(r) => Ok((!r.driver.is_empty()).then(|| r.driver.clone())),
+            None => Err(not_found_run(run)),
+        }
     }
 
     fn list_runs(&self, limit: usize, unfinished_only: bool) -> PortResult<Vec<RunView>> {
@@ -926,6 +937,7 @@ mod tests {
                 trigger: "cli".into(),
                 triggered_by: "ada".into(),
                 created_at: Timestamp(0),
+                driver: "sim:1".into(),
                 stages: vec![("build".into(), vec![("unit".into(), "command".into())])],
             })
             .unwrap();

@@ -11,7 +11,7 @@ use ferry_engine::ports::{
     Clock, DeployRequest, Deployer, EventFilter, Lease, NewRun, PortErrorKind, Store,
 };
 use ferry_testkit::pipelines::SHOP;
-use ferry_testkit::{FakeClock, FakeDeployer, MemoryStore, START, Ticks, Timeline};
+use ferry_testkit::{CallKind, FakeClock, FakeDeployer, MemoryStore, START, Ticks, Timeline};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +37,7 @@ fn new_run(store: &MemoryStore, sha: &str, at: Timestamp) -> Run {
         trigger: "test".into(),
         triggered_by: "me".into(),
         created_at: at,
+        driver: "sim:1".into(),
         stages: plan
             .stages
             .iter()
@@ -444,6 +445,44 @@ fn the_fake_deployer_injects_its_faults_in_order() {
     assert_eq!(e[2].end.since(e[2].start), Duration::from_secs(1));
     assert_eq!(clock.now(), START.plus(Duration::from_secs(3)));
     assert!(timeline.overlaps().is_empty());
+}
+
+#[test]
+fn rollback_faults_are_apart_from_deploy_faults() {
+    let clock = Arc::new(FakeClock::new());
+    let timeline = Arc::new(Timeline::new(Arc::new(Ticks::new())));
+    let d = FakeDeployer::new("test", clock, timeline.clone());
+    d.deploy(&request("test", "v1", 1)).unwrap();
+    d.fail_rollback_transiently(1)
+        .fail_rollback_permanently(Some("release gone"));
+    // Deployments are not affected by rollback faults.
+    d.deploy(&request("test", "v2", 2)).unwrap();
+    assert_eq!(
+        d.rollback(&request("test", "v1", 2)).map_err(|e| e.kind),
+        Err(PortErrorKind::Transient)
+    );
+    assert_eq!(
+        d.rollback(&request("test", "v1", 2)).map_err(|e| e.kind),
+        Err(PortErrorKind::Permanent)
+    );
+    assert_eq!(
+        d.running().as_deref(),
+        Some("v2"),
+        "a failed rollback changes nothing"
+    );
+    d.fail_rollback_permanently(None);
+    // Nor are rollbacks by deploy faults.
+    d.fail_permanently(Some("no quota"));
+    d.rollback(&request("test", "v1", 2)).unwrap();
+    assert_eq!(d.running().as_deref(), Some("v1"));
+    d.fail_health(Some(ferry_engine::ports::PortError::permanent("503")));
+    assert!(d.healthy(Duration::from_secs(1)).is_err());
+    assert_eq!(d.health_checks(), 1);
+    let kinds: Vec<CallKind> = timeline.entries().iter().map(|e| e.kind).collect();
+    use CallKind::{Deploy, Rollback};
+    assert_eq!(kinds, [Deploy, Deploy, Rollback, Rollback, Rollback]);
+    assert_eq!(timeline.rollbacks().len(), 3);
+    assert_eq!(timeline.deploys_of_run(RunId(2)).len(), 1);
 }
 
 #[test]

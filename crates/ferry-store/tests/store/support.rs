@@ -122,6 +122,7 @@ pub fn new_run(pipeline: &str, plan: &RunPlan, at: Timestamp) -> NewRun {
         trigger: "cli".into(),
         triggered_by: "ada".into(),
         created_at: at,
+        driver: "host:42".into(),
         stages: plan
             .stages
             .iter()
