@@ -203,6 +203,10 @@ pub fn alarm(
                 outcomes.push(serde_json::json!({"environment": env, "action": "recorded only: outside the watch period"}));
                 continue;
             }
+            if !pipeline.rollback.automatic {
+                outcomes.push(serde_json::json!({"environment": env, "action": "recorded only: `rollback.automatic` is false"}));
+                continue;
+            }
             if alarm.is_some_and(|a| a.advisory) {
                 outcomes.push(serde_json::json!({"environment": env, "action": "recorded only: the alarm is advisory"}));
                 continue;

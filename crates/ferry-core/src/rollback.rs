@@ -134,9 +134,14 @@ pub fn manual_target(
     }
 }
 
-/// Full rollback: the newest version that succeeded in every environment of `order`
-/// (promotion order), and the deployment to restore in each, production first.
-pub fn full_targets(order: &[String], history: &[DeploymentRecord]) -> Result<Vec<Target>, String> {
+/// Full rollback: the newest version other than `bad` that succeeded in every
+/// environment of `order` (promotion order), and the deployment to restore in each,
+/// production first.
+pub fn full_targets(
+    order: &[String],
+    history: &[DeploymentRecord],
+    bad: &str,
+) -> Result<Vec<Target>, String> {
     if order.is_empty() {
         return Err("the pipeline has no environments".into());
     }
@@ -144,7 +149,11 @@ pub fn full_targets(order: &[String], history: &[DeploymentRecord]) -> Result<Ve
     // Candidates: versions that succeeded in the last environment, newest first.
     let mut candidates: Vec<&DeploymentRecord> = history
         .iter()
-        .filter(|d| d.environment == order[last] && d.status == DeploymentStatus::Succeeded)
+        .filter(|d| {
+            d.environment == order[last]
+                && d.status == DeploymentStatus::Succeeded
+                && d.version != bad
+        })
         .collect();
     candidates.sort_by_key(|d| std::cmp::Reverse((d.start_time, d.deployment_id.clone())));
     for c in candidates {
@@ -168,7 +177,7 @@ pub fn full_targets(order: &[String], history: &[DeploymentRecord]) -> Result<Ve
         }
     }
     Err(format!(
-        "no version succeeded in every environment ({}), so a full rollback has nowhere to go",
+        "no version other than the one rolled back succeeded in every environment ({}), so a full rollback has nowhere to go",
         order.join(", ")
     ))
 }
@@ -293,6 +302,35 @@ pub fn initiated(
             "timestamp": iso8601(now),
         }),
     })]
+}
+
+/// The deployments a rollback to `target` takes back in its environment: the failing
+/// one (`bad`), and every deployment that succeeded (or was in progress) after the
+/// target's, so that the last known good deployment afterwards is the one restored.
+/// Deployments that had already failed stay `failed`.
+pub fn superseded_by_restore<'h>(
+    target: &Target,
+    history: &'h [DeploymentRecord],
+    bad: &str,
+) -> Vec<&'h DeploymentRecord> {
+    let Some(t) = history
+        .iter()
+        .find(|d| d.deployment_id == target.deployment_id)
+    else {
+        return history.iter().filter(|d| d.deployment_id == bad).collect();
+    };
+    history
+        .iter()
+        .filter(|d| {
+            d.environment == target.environment
+                && d.deployment_id != t.deployment_id
+                && (d.deployment_id == bad
+                    || (matches!(
+                        d.status,
+                        DeploymentStatus::Succeeded | DeploymentStatus::InProgress
+                    ) && (d.start_time, &d.deployment_id) > (t.start_time, &t.deployment_id)))
+        })
+        .collect()
 }
 
 /// The changes that record a successful rollback: every rolled back deployment is
@@ -474,11 +512,13 @@ mod tests {
             dep("test", "c", 7, S),
             dep("staging", "c", 8, F),
         ];
-        let t = full_targets(&order, &h).unwrap_or_default();
+        let t = full_targets(&order, &h, "c").unwrap_or_default();
         let envs: Vec<&str> = t.iter().map(|t| t.environment.as_str()).collect();
         assert_eq!(envs, ["production", "staging", "test"]);
         assert!(t.iter().all(|t| t.set.version == "a"));
-        assert!(full_targets(&order, &h[3..]).is_err());
+        assert!(full_targets(&order, &h[3..], "c").is_err());
+        // Never back to the version being rolled back.
+        assert!(full_targets(&order, &h[..3], "a").is_err());
     }
 
     #[test]

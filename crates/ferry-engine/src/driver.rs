@@ -493,7 +493,10 @@ impl<'a> Engine<'a> {
         // the environment backwards (CodePipeline V2's SUPERSEDED mode).
         if let Some(latest) = self.ports.store.latest_deployment(&env)?
             && latest.run_id > run.id()
-            && latest.status != ferry_core::DeploymentStatus::Failed
+            && matches!(
+                latest.status,
+                ferry_core::DeploymentStatus::Succeeded | ferry_core::DeploymentStatus::InProgress
+            )
         {
             let why = format!(
                 "run {} already deployed the newer commit {} to {env}",

@@ -8,9 +8,7 @@ use crate::driver::Engine;
 use crate::ports::*;
 use ferry_core::alarm::{AlarmState, Datapoint};
 use ferry_core::rollback::{self, RollbackRecord, RollbackStatus, Target, Trigger};
-use ferry_core::{
-    Artifact, Change, DeploymentRecord, DeploymentStatus, RollbackLevel, RunId, short_sha,
-};
+use ferry_core::{Artifact, Change, DeploymentRecord, RollbackLevel, RunId, short_sha};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -91,6 +89,20 @@ impl Engine<'_> {
             }
         }
         let history = store.deployments(None, 100_000)?;
+        if let Some(m) = &manual
+            && m.set.version == bad.version
+        {
+            rec.status = RollbackStatus::NothingToDo;
+            rec.to_version = Some(m.set.version.clone());
+            rec.detail.push(format!(
+                "{} already runs {}",
+                bad.environment,
+                short_sha(&m.set.version)
+            ));
+            rec.ended_at = Some(clock.now());
+            store.update_rollback(&rec)?;
+            return Ok(rec);
+        }
 
         // Stage level: this environment back to its last known good release set.
         let stage = manual
@@ -111,16 +123,15 @@ impl Engine<'_> {
             return Ok(rec);
         };
         let one = std::slice::from_ref(&stage);
-        self.record(
-            bad.run_id,
-            rollback::initiated(&rec, bad, RollbackLevel::Stage, one, clock.now()),
-        )?;
+        let ch = rollback::initiated(&rec, bad, RollbackLevel::Stage, one, clock.now());
+        self.record(bad.run_id, ch)?;
         match self.restore(&stage, bad, &mut rec, lease_as) {
             Ok(()) => {
+                let taken_back = self.taken_back(&stage, bad)?;
                 let ch = rollback::succeeded(
                     &rec,
                     bad,
-                    std::slice::from_ref(bad),
+                    &taken_back,
                     RollbackLevel::Stage,
                     &stage.set.version,
                     clock.now(),
@@ -141,14 +152,14 @@ impl Engine<'_> {
         }
 
         // Full level: every environment, production first, back to the newest version
-        // that succeeded in all of them.
+        // (other than the bad one) that succeeded in all of them.
         let order: Vec<String> = self
             .pipeline
             .environments
             .iter()
             .map(|e| e.name.clone())
             .collect();
-        let targets = match rollback::full_targets(&order, &history) {
+        let targets = match rollback::full_targets(&order, &history, &bad.version) {
             Ok(t) => t,
             Err(why) => {
                 rec.detail.push(format!("full level impossible: {why}"));
@@ -159,19 +170,17 @@ impl Engine<'_> {
         };
         let ch = rollback::initiated(&rec, bad, RollbackLevel::Full, &targets, clock.now());
         self.record(bad.run_id, ch)?;
-        let mut rolled_back = vec![bad.clone()];
+        let mut taken_back: Vec<DeploymentRecord> = Vec::new();
         for t in &targets {
-            // The deployment each environment runs now, if it is not the target already.
-            if let Some(current) = history
-                .iter()
-                .filter(|d| {
-                    d.environment == t.environment && d.status != DeploymentStatus::RolledBack
-                })
-                .max_by_key(|d| (d.start_time, d.deployment_id.clone()))
-                && current.version != t.set.version
-                && current.deployment_id != bad.deployment_id
+            // An environment a person holds is left alone (its incident says why).
+            if t.environment != bad.environment
+                && let Some(i) = store.hold(&t.environment)?
             {
-                rolled_back.push(current.clone());
+                rec.detail.push(format!(
+                    "{}: left alone, held by incident #{} until `ferry resolve {}`",
+                    t.environment, i.id, t.environment
+                ));
+                continue;
             }
             if let Err(why) = self.restore(t, bad, &mut rec, lease_as) {
                 let why = format!("{}: {why}", t.environment);
@@ -180,6 +189,8 @@ impl Engine<'_> {
                 self.record(bad.run_id, ch)?;
                 return self.escalate(rec, bad, &why);
             }
+            // What that environment ran until now, read while its lease was held.
+            taken_back.extend(self.taken_back(t, bad)?);
         }
         let version = targets
             .first()
@@ -188,13 +199,28 @@ impl Engine<'_> {
         let ch = rollback::succeeded(
             &rec,
             bad,
-            &rolled_back,
+            &taken_back,
             RollbackLevel::Full,
             &version,
             clock.now(),
         );
         self.record(bad.run_id, ch)?;
         self.finish(rec, RollbackLevel::Full, &version)
+    }
+
+    /// The deployments a restore of `t` took back (`bad` among them when it is in that
+    /// environment), from the store as it is now.
+    fn taken_back(&self, t: &Target, bad: &DeploymentRecord) -> PortResult<Vec<DeploymentRecord>> {
+        let fresh = self
+            .ports
+            .store
+            .deployments(Some(&t.environment), 100_000)?;
+        Ok(
+            rollback::superseded_by_restore(t, &fresh, &bad.deployment_id)
+                .into_iter()
+                .cloned()
+                .collect(),
+        )
     }
 
     /// Puts one environment back to one release set and validates it. The failing
@@ -210,7 +236,11 @@ impl Engine<'_> {
     ) -> Result<(), String> {
         let other = t.environment != bad.environment;
         if other {
-            self.wait_for_lease(&t.environment, lease_as)
+            // Bounded: two full level rollbacks, each holding its own environment, would
+            // otherwise wait for each other forever. (The lease of another environment
+            // is only taken after `restore_held`'s history read, see `taken_back`.)
+            let limit = Some(self.settings.lease_ttl * 4);
+            self.wait_for_lease_within(&t.environment, lease_as, limit)
                 .map_err(|e| e.message)?;
         }
         let result = self.restore_held(t, bad, rec);
@@ -465,7 +495,17 @@ impl Engine<'_> {
     /// Takes an environment's lease under `run`, waiting while another holds it (a
     /// holder known to be dead is taken over).
     fn wait_for_lease(&self, environment: &str, run: RunId) -> PortResult<()> {
+        self.wait_for_lease_within(environment, run, None)
+    }
+
+    fn wait_for_lease_within(
+        &self,
+        environment: &str,
+        run: RunId,
+        limit: Option<Duration>,
+    ) -> PortResult<()> {
         let clock = self.ports.clock;
+        let start = clock.now();
         let mut told = false;
         loop {
             let now = clock.now();
@@ -478,6 +518,12 @@ impl Engine<'_> {
             match self.acquire_or_take_over(&want, now)? {
                 Ok(()) => return Ok(()),
                 Err(holder) => {
+                    if limit.is_some_and(|l| now.since(start) >= l) {
+                        return Err(PortError::conflict(format!(
+                            "environment {environment} stayed held by run {} ({})",
+                            holder.run, holder.holder
+                        )));
+                    }
                     if !told {
                         self.note(&format!(
                             "waiting for environment {environment}: run {} ({}) is deploying there",

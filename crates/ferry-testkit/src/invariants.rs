@@ -726,7 +726,15 @@ pub fn rollbacks_recorded_once(sim: &Sim, automatic: bool, known: KnownBugs) -> 
                 && records.iter().any(|r| {
                     r.status == RollbackStatus::Succeeded && r.level == Some(RollbackLevel::Full)
                 });
-            if !by_own && !by_full {
+            // A stage level rollback takes back every deployment of its environment
+            // newer than the one it restores, not only the failing one.
+            let by_stage_in_env = d.rollback_level == Some(RollbackLevel::Stage)
+                && records.iter().any(|r| {
+                    r.status == RollbackStatus::Succeeded
+                        && r.level == Some(RollbackLevel::Stage)
+                        && r.environment == d.environment
+                });
+            if !by_own && !by_full && !by_stage_in_env {
                 bad.push(format!(
                     "deployment {} is rolled_back (level {:?}) but no succeeded rollback of that level took it back",
                     d.deployment_id, d.rollback_level

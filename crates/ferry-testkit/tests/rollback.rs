@@ -6,8 +6,8 @@
 //! rollback properties after every operation (`FERRY_SIM_CASES` sets how many worlds;
 //! 256 by default; `FERRY_SIM_STATS=1` prints what each world exercised).
 //!
-//! Tests marked `#[ignore = "BUG: …"]` reproduce bugs of the engine that are not fixed
-//! yet; the simulation looks past them through [`KnownBugs`] (see `KNOWN`).
+//! Tests named after a bug the simulation found pin its fix; [`KnownBugs`] (see
+//! `KNOWN`) lets the simulation look past a bug while it is open (none is).
 #![allow(clippy::unwrap_used)]
 
 use ferry_core::alarm::Datapoint::{self, Breaching, NotBreaching};
@@ -347,7 +347,6 @@ fn full_rollback_over_a_version_that_never_reached_production() -> (Sim, RunView
 /// not run. The next run then names C as the previous version, and a stage level
 /// rollback in staging would go to C, a version that never passed production.
 #[test]
-#[ignore = "BUG: full level rollback marks only each environment's newest deployment rolled_back (ferry-engine rollback.rs, `rolled_back` takes `current` only); succeeded deployments between the target and it stay succeeded, so last_known_good names a version the environment does not run"]
 fn a_full_rollback_leaves_no_newer_last_known_good_behind() {
     let (sim, b) = full_rollback_over_a_version_that_never_reached_production();
     for env in shop::ENVIRONMENTS {
@@ -546,7 +545,6 @@ fn a_manual_rollback_to_a_named_version_restores_it() {
 /// `succeeded`, so production's last known good is A2 while it runs A (and the next
 /// stage level rollback there would go to A2, the version the operator rolled away from).
 #[test]
-#[ignore = "BUG: a rollback marks only the environment's newest deployment rolled_back (ferry-engine rollback.rs), so a manual `--to` past a good version leaves last_known_good naming a version the environment does not run"]
 fn a_manual_rollback_past_a_good_version_leaves_no_newer_last_known_good_behind() {
     let sim = world();
     succeeds(&sim, A);
@@ -575,7 +573,6 @@ fn a_manual_rollback_past_a_good_version_leaves_no_newer_last_known_good_behind(
 /// "restores" B everywhere and reports success: B still runs, yet its production
 /// deployment is marked `rolled_back`, and production's last known good is A.
 #[test]
-#[ignore = "BUG: full_targets (ferry-core rollback.rs) does not exclude the version being rolled back, so full level of a rollback of a succeeded deployment (alarm in the watch period, manual, or a re-run of a released commit) restores the bad version and reports success"]
 fn full_level_never_restores_the_version_it_rolls_back() {
     let sim = world();
     succeeds(&sim, A);
@@ -608,7 +605,6 @@ fn full_level_never_restores_the_version_it_rolls_back() {
 /// by a full level one) — instead of A2's deployment, which is current by then and
 /// stays `succeeded`: staging runs A, its last known good is A2.
 #[test]
-#[ignore = "BUG: full level rollback (ferry-engine rollback.rs) computes the deployments to mark from a history read before it waited for the other environments' leases; a deployment rolled back meanwhile is marked twice (level, reason, time overwritten) and the one current by then is not marked"]
 fn a_full_level_rollback_marks_what_runs_after_it_waited() {
     let sim = world_with(&shop_manual_only(), &[]);
     succeeds(&sim, A);
@@ -707,7 +703,6 @@ fn a_full_level_rollback_marks_what_runs_after_it_waited() {
 /// alive, so the two runs wait for each other for ever (here: past a fake week, when
 /// the clock gives up).
 #[test]
-#[ignore = "BUG: full level rollback (ferry-engine rollback.rs) waits for the other environments' leases, without a limit, while it keeps its own: two runs rolling back at once in two environments deadlock"]
 fn two_full_level_rollbacks_at_once_do_not_deadlock() {
     let mut sim = world_with(&shop_manual_only(), &[]);
     sim.settings.poll = secs(60);
@@ -772,7 +767,6 @@ fn two_full_level_rollbacks_at_once_do_not_deadlock() {
 /// staging included, although it is held for a person and takes "no automatic
 /// deployment until `ferry resolve`".
 #[test]
-#[ignore = "BUG: full level rollback (ferry-engine rollback.rs `restore`) does not look at incidents: it redeploys an environment an open incident holds for a person"]
 fn a_full_level_rollback_leaves_a_held_environment_alone() {
     let sim = world();
     succeeds(&sim, A);
@@ -808,7 +802,6 @@ fn a_full_level_rollback_leaves_a_held_environment_alone() {
 /// the environment has no last known good any more although it runs a good version,
 /// and its next failure has nothing to roll back to.
 #[test]
-#[ignore = "BUG: manual_target (ferry-core rollback.rs) may pick the deployment being rolled back itself (it does not exclude `bad` or its version, unlike stage_target), so rolling back to the running version marks the good deployment rolled_back and leaves last_known_good empty"]
 fn a_manual_rollback_to_the_running_version_keeps_it_known_good() {
     let sim = world();
     let a = succeeds(&sim, A);
@@ -1027,7 +1020,6 @@ fn a_rollback_left_unfinished_by_a_killed_process_is_taken_over() {
 /// the newer version no longer runs there, so the older run should deploy, as it does
 /// when the newer deployment merely failed (with nothing to roll back to).
 #[test]
-#[ignore = "BUG: the supersede check (ferry-engine driver.rs `deploy`) skips only `failed` deployments, not `rolled_back` ones, so an older run is superseded by a newer deployment that was already taken back"]
 fn an_older_run_is_not_superseded_by_a_rolled_back_deployment() {
     let sim = world();
     succeeds(&sim, A);
@@ -1295,10 +1287,10 @@ fn script_run(sim: &Sim, sha: &str, spec: &RunSpec, approvals: &Mutex<BTreeMap<S
 /// The engine bugs the simulation looks past (each reproduced by an ignored test
 /// above); remove one once it is fixed.
 const KNOWN: KnownBugs = KnownBugs {
-    skipped_good_deployments_stay_good: true,
-    full_level_may_restore_the_bad_version: true,
-    full_level_reads_stale_history: true,
-    full_level_redeploys_held_environments: true,
+    skipped_good_deployments_stay_good: false,
+    full_level_may_restore_the_bad_version: false,
+    full_level_reads_stale_history: false,
+    full_level_redeploys_held_environments: false,
 };
 
 fn simulate(w: &World) -> Result<(), TestCaseError> {
