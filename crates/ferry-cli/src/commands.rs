@@ -271,6 +271,9 @@ pub fn drive(
     }
     let id = run.id();
     let view = engine.drive(run)?;
+    if !cancel.load(std::sync::atomic::Ordering::SeqCst) {
+        engine.watch(&view)?;
+    }
     // The checkout is scratch space; logs and the artifact stay.
     let _ = std::fs::remove_dir_all(engine.layout.checkout(id));
     Ok(view)

@@ -1234,3 +1234,41 @@ fn an_alarm_without_data_for_the_whole_window_fails_closed_unless_told_to_pass()
     assert_eq!(d.len(), 2, "{h:#}");
     assert_untouched(&d[1]);
 }
+
+// ---------------------------------------------------------------------------------------
+// The watch period after success, with a probe alarm: `ferry run` keeps watching.
+
+#[test]
+fn a_probe_alarm_during_the_watch_period_rolls_the_deployment_back() {
+    let repo = sample_repo();
+    let [pp] = ports::<1>();
+    let mut alarm = health_alarm("production-health", pp);
+    alarm.push_str("    environment: production\n");
+    let yml = release_pipeline(
+        &[release_env("production", pp, "5s", "    watch: 8s\n")],
+        &format!("alarms:\n{alarm}"),
+    );
+    repo.write("ferry.yml", &yml);
+    assert_valid(&repo);
+    let a = repo.commit("A: the good release");
+    run_ok(&repo, "the first run (A), watched for its whole period");
+    assert_eq!(served_version(pp), a);
+
+    // B passes its deploy (healthy for two seconds), then breaks inside the watch period.
+    repo.write("site/fail-after", "2\n");
+    let b = repo.commit("B: breaks after start");
+    let (out, view) = run(&repo);
+    assert_code(
+        &out,
+        0,
+        "the run of B succeeded; the watch took it back afterwards",
+    );
+    assert_eq!(view["status"], "succeeded", "{view:#}");
+    let h = repo.history();
+    let bad = deployment(&h, "production", &b);
+    assert_rolled_back(&bad, "stage", "watch period");
+    let rec = rollback_of(&h, &bad);
+    assert_eq!(rec["trigger"]["trigger"], "alarm", "{rec:#}");
+    assert_eq!(served_version(pp), a, "production serves A again");
+    assert_eq!(health(pp), 200);
+}

@@ -9,5 +9,6 @@
 pub mod driver;
 pub mod ports;
 pub mod rollback;
+pub mod watch;
 
 pub use driver::{Engine, Layout, Ports, Settings};
