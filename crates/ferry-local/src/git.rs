@@ -77,21 +77,22 @@ impl GitSource {
     }
 
     fn find<'r>(&self, repo: &'r Repository, rev: &str) -> PortResult<git2::Commit<'r>> {
+        // What a person typed, shortened for messages (a revision can be anything).
+        let shown: String = if rev.chars().count() > 80 {
+            format!("{}…", rev.chars().take(80).collect::<String>())
+        } else {
+            rev.to_string()
+        };
         let object = repo.revparse_single(rev).map_err(|e| match e.code() {
-            ErrorCode::Ambiguous => PortError::permanent(format!(
-                "`{rev}` is ambiguous in repository `{}`; give more digits of the commit id",
+            ErrorCode::Ambiguous => PortError::not_found(format!(
+                "`{shown}` names more than one commit in repository `{}`; give more digits of the commit id",
                 self.path.display()
             )),
-            ErrorCode::NotFound | ErrorCode::InvalidSpec | ErrorCode::UnbornBranch => {
-                self.not_found(rev)
-            }
-            _ => PortError::permanent(format!(
-                "cannot read `{rev}` in repository `{}`: {}",
-                self.path.display(),
-                e.message()
-            )),
+            // Anything else libgit2 cannot make a commit of is, to the user, a revision
+            // that does not exist (too long, malformed, unborn, unknown).
+            _ => self.not_found(&shown),
         })?;
-        object.peel_to_commit().map_err(|_| self.not_found(rev))
+        object.peel_to_commit().map_err(|_| self.not_found(&shown))
     }
 }
 
