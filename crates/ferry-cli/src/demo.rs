@@ -178,14 +178,26 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
         "VERSION".into(),
         "DEPLOYMENT".into(),
         "URL".into(),
+        "NEWER DEPLOYMENT".into(),
     ]];
     let mut envs = Vec::new();
     for env in &pipeline.environments {
         let version = running_now.get(&env.name).cloned().flatten();
-        let status = store
-            .latest_deployment(&env.name)?
+        // The status of the deployment that runs, and a note on a newer one taken back.
+        let all = store.deployments(Some(&env.name), 100)?;
+        let status = all
+            .iter()
+            .find(|d| {
+                Some(&d.version) == version.as_ref()
+                    && d.status != ferry_core::DeploymentStatus::RolledBack
+            })
             .map(|d| d.status.to_string())
             .unwrap_or_else(|| "never_deployed".into());
+        let note = all
+            .first()
+            .filter(|d| Some(&d.version) != version.as_ref())
+            .map(|d| format!("{} {}", short_sha(&d.version), d.status))
+            .unwrap_or_default();
         let url = match &env.deploy {
             Deploy::Release(r) => r
                 .health
@@ -200,6 +212,7 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
             version.as_deref().map(short_sha).unwrap_or("-").to_string(),
             status.clone(),
             url.clone(),
+            note,
         ]);
         envs.push(
             serde_json::json!({"name": env.name, "version": version, "status": status, "url": url}),
