@@ -299,7 +299,7 @@ fn print_summary(view: &RunView, progress: &Progress) {
     }
 }
 
-fn run_summary(v: &RunView) -> ferry_api::RunSummary {
+pub fn run_summary(v: &RunView) -> ferry_api::RunSummary {
     let stage = v
         .stages
         .iter()
@@ -326,7 +326,23 @@ pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
     let (pipeline, text) = project.load()?;
     let store = project.open_store()?;
     reconcile(project, &pipeline, &text, &store, false)?;
-    let running_now = project.running(&pipeline);
+    let st = build_status(project, &pipeline, &store)?;
+    if as_json {
+        json(&st);
+        return Ok(exit::OK);
+    }
+    print_status(&st);
+    Ok(exit::OK)
+}
+
+/// What is deployed where and the runs in progress: `ferry status --json` and
+/// `GET /api/status` of `ferry serve`.
+pub fn build_status(
+    project: &Project,
+    pipeline: &Pipeline,
+    store: &dyn Store,
+) -> CliResult<ferry_api::Status> {
+    let running_now = project.running(pipeline);
     let mut envs = Vec::new();
     for env in &pipeline.environments {
         let latest = store.latest_deployment(&env.name)?;
@@ -385,15 +401,14 @@ pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
     }
     let runs: Vec<ferry_api::RunSummary> =
         store.list_runs(50, true)?.iter().map(run_summary).collect();
-    let st = ferry_api::Status {
+    Ok(ferry_api::Status {
         pipeline: pipeline.name.clone(),
         environments: envs,
         runs,
-    };
-    if as_json {
-        json(&st);
-        return Ok(exit::OK);
-    }
+    })
+}
+
+fn print_status(st: &ferry_api::Status) {
     let mut rows = vec![vec![
         "ENVIRONMENT".to_string(),
         "VERSION".into(),
@@ -461,7 +476,6 @@ pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
             }
         }
     }
-    Ok(exit::OK)
 }
 
 pub fn history(
@@ -701,19 +715,30 @@ fn decision_inputs(e: &ferry_core::Event) -> Option<String> {
     }
 }
 
-pub fn decide(
-    project: &Project,
+/// A decision taken on a run's approval.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Decided {
+    pub run: i64,
+    pub environment: String,
+    /// `approved` or `rejected`.
+    pub decision: &'static str,
+    pub by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip)]
+    pub sha: String,
+}
+
+/// Approves (`reject` is `None`) or rejects (`Some(reason)`) a run waiting for
+/// approval, for `env` or the one environment it waits for: `ferry approve`/`reject`
+/// and `POST /api/runs/{id}/approve|reject`. Conflict when the run is not waiting.
+pub fn decide_run(
+    store: &dyn Store,
     run: i64,
     env: Option<&str>,
-    by: Option<&str>,
-    approve: Option<&str>,
-    as_json: bool,
-) -> CliResult<i32> {
-    // `approve` is None for approval, Some(reason) for rejection.
-    let store = project.open_store()?;
-    if let Ok((pipeline, text)) = project.load() {
-        reconcile(project, &pipeline, &text, &store, false)?;
-    }
+    by: &str,
+    reject: Option<&str>,
+) -> CliResult<Decided> {
     let view = store.load_run(RunId(run))?;
     let waiting: Vec<&str> = view
         .stages
@@ -731,25 +756,52 @@ pub fn decide(
             )));
         }
     };
-    let who = user(by);
     let decision = Decision {
-        approved: approve.is_none(),
-        by: who.clone(),
-        reason: approve.map(str::to_string),
+        approved: reject.is_none(),
+        by: by.to_string(),
+        reason: reject.map(str::to_string),
         at: SystemClock.now(),
     };
     store.decide(RunId(run), &env, &decision)?;
-    let verb = if decision.approved {
-        "approved"
-    } else {
-        "rejected"
-    };
+    Ok(Decided {
+        run,
+        environment: env,
+        decision: if decision.approved {
+            "approved"
+        } else {
+            "rejected"
+        },
+        by: by.to_string(),
+        reason: decision.reason,
+        sha: view.commit.sha,
+    })
+}
+
+pub fn decide(
+    project: &Project,
+    run: i64,
+    env: Option<&str>,
+    by: Option<&str>,
+    approve: Option<&str>,
+    as_json: bool,
+) -> CliResult<i32> {
+    // `approve` is None for approval, Some(reason) for rejection.
+    let store = project.open_store()?;
+    if let Ok((pipeline, text)) = project.load() {
+        reconcile(project, &pipeline, &text, &store, false)?;
+    }
+    let d = decide_run(&store, run, env, &user(by), approve)?;
     if as_json {
-        json(&serde_json::json!({"run": run, "environment": env, "decision": verb, "by": who}));
+        json(
+            &serde_json::json!({"run": run, "environment": d.environment, "decision": d.decision, "by": d.by}),
+        );
     } else {
         line(format!(
-            "{verb} run {run} ({}) for {env} as {who}",
-            short_sha(&view.commit.sha)
+            "{} run {run} ({}) for {} as {}",
+            d.decision,
+            short_sha(&d.sha),
+            d.environment,
+            d.by
         ));
     }
     Ok(exit::OK)

@@ -9,6 +9,7 @@ mod output;
 mod progress;
 mod recovery;
 mod sample;
+mod serve;
 mod signals;
 
 use clap::{Parser, Subcommand};
@@ -145,6 +146,14 @@ enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Runs ferry as a service: GitHub push webhooks start runs, alarm events roll
+    /// back, and a JSON API shows and approves runs. Needs FERRY_WEBHOOK_SECRET and
+    /// FERRY_API_TOKEN in the environment.
+    Serve {
+        /// The address to listen on (`127.0.0.1:0` picks a free port, printed on start).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
     /// A tiny HTTP service the demo deploys.
     #[command(name = "__sample-service", hide = true)]
     SampleService {
@@ -245,6 +254,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             recovery::alarm(&project()?, name, state, reason, j, cancel)
         }
         Command::Resolve { env, by } => recovery::resolve(&project()?, env, by.as_deref(), j),
+        Command::Serve { listen } => serve::serve(&project()?, listen),
         Command::SampleService { port } => sample::serve(*port),
         Command::Smoke { url, junit, expect } => sample::smoke(url, junit, expect.as_deref()),
     }

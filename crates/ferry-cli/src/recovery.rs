@@ -11,18 +11,19 @@ use ferry_core::alarm::AlarmState;
 use ferry_core::events::{Event, EventKind};
 use ferry_core::rollback::{RollbackRecord, RollbackStatus, Trigger};
 use ferry_core::{Change, DeploymentRecord, DeploymentStatus, short_sha};
+use ferry_engine::Engine;
 use ferry_engine::ports::{Clock, Store};
 use std::sync::atomic::AtomicBool;
 
 /// The deployment an environment runs now: its newest one that was not rolled back.
-fn current_deployment(store: &dyn Store, env: &str) -> CliResult<Option<DeploymentRecord>> {
+pub fn current_deployment(store: &dyn Store, env: &str) -> CliResult<Option<DeploymentRecord>> {
     Ok(store
         .deployments(Some(env), 10_000)?
         .into_iter()
         .find(|d| d.status != DeploymentStatus::RolledBack))
 }
 
-fn known_environment(p: &ferry_config::Pipeline, env: &str) -> CliResult<()> {
+pub fn known_environment(p: &ferry_config::Pipeline, env: &str) -> CliResult<()> {
     if p.environment(env).is_none() {
         let names: Vec<&str> = p.environments.iter().map(|e| e.name.as_str()).collect();
         return Err(CliError::not_found(format!(
@@ -46,15 +47,6 @@ pub fn rollback(
     let store = project.open_store()?;
     let source = ferry_local::GitSource::open(&project.root)?;
     crate::commands::reconcile(project, &pipeline, &text, &store, true)?;
-    let Some(bad) = current_deployment(&store, env)? else {
-        return Err(CliError::not_found(format!(
-            "nothing was ever deployed to {env}, so there is nothing to roll back"
-        )));
-    };
-    let by = user(None);
-    let reason = reason
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("manual rollback by {by}"));
     let progress = Progress::new(as_json);
     let local = Local::new(project, cancel);
     let engine = local.engine(
@@ -66,13 +58,40 @@ pub fn rollback(
         progress.as_ref(),
         cancel,
     );
-    let rec = engine.roll_back(&bad, &reason, Trigger::Manual { by }, to, None)?;
+    let rec = roll_back_env(&engine, env, to, reason, &user(None))?;
     progress.finish();
     report(&rec, as_json);
     Ok(match rec.status {
         RollbackStatus::Succeeded | RollbackStatus::NothingToDo => exit::OK,
         _ => exit::RUN_FAILED,
     })
+}
+
+/// Rolls `env` back through the orchestrator (to its last known good version, or to
+/// `to`): `ferry rollback` and `POST /api/environments/{env}/rollback`.
+pub fn roll_back_env(
+    engine: &Engine<'_>,
+    env: &str,
+    to: Option<&str>,
+    reason: Option<&str>,
+    by: &str,
+) -> CliResult<RollbackRecord> {
+    known_environment(engine.pipeline, env)?;
+    let Some(bad) = current_deployment(engine.ports.store, env)? else {
+        return Err(CliError::not_found(format!(
+            "nothing was ever deployed to {env}, so there is nothing to roll back"
+        )));
+    };
+    let reason = reason
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("manual rollback by {by}"));
+    Ok(engine.roll_back(
+        &bad,
+        &reason,
+        Trigger::Manual { by: by.to_string() },
+        to,
+        None,
+    )?)
 }
 
 fn report(rec: &RollbackRecord, as_json: bool) {
@@ -115,6 +134,140 @@ fn report(rec: &RollbackRecord, as_json: bool) {
     }
 }
 
+/// An alarm state pushed from outside, as recorded.
+#[derive(Debug, Clone)]
+pub struct PushedAlarm {
+    /// The pipeline defines the alarm.
+    pub known: bool,
+    /// The recorded event's message.
+    pub message: String,
+    /// The environments the alarm is tied to.
+    pub environments: Vec<String>,
+}
+
+/// What a pushed ALARM does to one environment it is tied to.
+#[derive(Debug, Clone)]
+pub enum AlarmAction {
+    /// Roll this deployment back: it is in its environment's watch period.
+    RollBack(Box<DeploymentRecord>),
+    /// Nothing (the reason says why).
+    Record(&'static str),
+}
+
+/// Records a pushed alarm state and its `alarm_state_changed` event (`extra` is merged
+/// into the event's data): `ferry alarm` and `POST /hooks/alarms`.
+pub fn record_pushed_alarm(
+    pipeline: &ferry_config::Pipeline,
+    store: &dyn Store,
+    name: &str,
+    state: AlarmState,
+    reason: &str,
+    now: ferry_core::Timestamp,
+    extra: serde_json::Value,
+) -> CliResult<PushedAlarm> {
+    let environments: Vec<String> = pipeline
+        .environments
+        .iter()
+        .filter(|e| pipeline.alarms_for(&e.name).iter().any(|a| a.name == name))
+        .map(|e| e.name.clone())
+        .collect();
+    let known = pipeline.alarm(name).is_some();
+    let message = if known {
+        format!("alarm {name} is {state} (pushed): {reason}")
+    } else {
+        format!("unknown alarm {name} pushed {state} (recorded, ignored): {reason}")
+    };
+    let mut data = serde_json::json!({"alarm": name, "state": state, "reason": reason, "pushed": true, "known": known});
+    if let (Some(d), serde_json::Value::Object(more)) = (data.as_object_mut(), extra) {
+        for (k, v) in more {
+            d.entry(k).or_insert(v);
+        }
+    }
+    store.record_alarm(&[
+        Change::AlarmState {
+            alarm: name.to_string(),
+            state,
+            reason: reason.to_string(),
+            at: now,
+        },
+        Change::Event(Event {
+            at: now,
+            kind: EventKind::AlarmStateChanged,
+            run: None,
+            environment: environments.first().cloned(),
+            message: message.clone(),
+            data,
+        }),
+    ])?;
+    Ok(PushedAlarm {
+        known,
+        message,
+        environments,
+    })
+}
+
+/// What an alarm pushed in `state` does to each environment it is tied to: an ALARM
+/// rolls back a deployment still in its environment's `watch` period, unless
+/// `rollback.automatic` is off or the alarm is advisory. Other states do nothing.
+pub fn alarm_actions(
+    pipeline: &ferry_config::Pipeline,
+    store: &dyn Store,
+    name: &str,
+    state: AlarmState,
+    environments: &[String],
+    now: ferry_core::Timestamp,
+) -> CliResult<Vec<(String, AlarmAction)>> {
+    let mut out = Vec::new();
+    if state != AlarmState::Alarm {
+        return Ok(out);
+    }
+    let alarm = pipeline.alarm(name);
+    for env in environments {
+        let watch = pipeline
+            .environment(env)
+            .and_then(|e| e.watch)
+            .unwrap_or_default();
+        let Some(d) = current_deployment(store, env)? else {
+            continue;
+        };
+        let in_watch = d.status == DeploymentStatus::Succeeded
+            && d.end_time.is_some_and(|end| {
+                now.millis() <= end + i64::try_from(watch.as_millis()).unwrap_or(i64::MAX)
+            });
+        let action = if d.status == DeploymentStatus::InProgress {
+            AlarmAction::Record("seen by the running deployment's monitor")
+        } else if !in_watch {
+            AlarmAction::Record("recorded only: outside the watch period")
+        } else if !pipeline.rollback.automatic {
+            AlarmAction::Record("recorded only: `rollback.automatic` is false")
+        } else if alarm.is_some_and(|a| a.advisory) {
+            AlarmAction::Record("recorded only: the alarm is advisory")
+        } else {
+            AlarmAction::RollBack(Box::new(d))
+        };
+        out.push((env.clone(), action));
+    }
+    Ok(out)
+}
+
+/// Rolls back a deployment because alarm `name` went into ALARM.
+pub fn alarm_rollback(
+    engine: &Engine<'_>,
+    deployment: &DeploymentRecord,
+    name: &str,
+    reason: &str,
+) -> CliResult<RollbackRecord> {
+    Ok(engine.roll_back(
+        deployment,
+        &format!("alarm {name} in ALARM: {reason}"),
+        Trigger::Alarm {
+            name: name.to_string(),
+        },
+        None,
+        None,
+    )?)
+}
+
 /// `ferry alarm NAME --state STATE --reason …`: an alarm state pushed from outside.
 /// An ALARM for an environment whose deployment is still in its watch period rolls that
 /// deployment back; otherwise the change is recorded and notified only.
@@ -135,40 +288,21 @@ pub fn alarm(
     let (pipeline, text) = project.load()?;
     let store = project.open_store()?;
     let now = SystemClock.now();
-    let alarm = pipeline.alarm(name);
-    let envs: Vec<String> = pipeline
-        .environments
-        .iter()
-        .filter(|e| pipeline.alarms_for(&e.name).iter().any(|a| a.name == name))
-        .map(|e| e.name.clone())
-        .collect();
-    let known = alarm.is_some();
-    let message = if known {
-        format!("alarm {name} is {state} (pushed): {reason}")
-    } else {
-        format!("unknown alarm {name} pushed {state} (recorded, ignored): {reason}")
-    };
-    store.record_alarm(&[
-        Change::AlarmState {
-            alarm: name.to_string(),
-            state,
-            reason: reason.to_string(),
-            at: now,
-        },
-        Change::Event(Event {
-            at: now,
-            kind: EventKind::AlarmStateChanged,
-            run: None,
-            environment: envs.first().cloned(),
-            message: message.clone(),
-            data: serde_json::json!({"alarm": name, "state": state, "reason": reason, "pushed": true, "known": known}),
-        }),
-    ])?;
-    if !known {
+    let pushed = record_pushed_alarm(
+        &pipeline,
+        &store,
+        name,
+        state,
+        reason,
+        now,
+        serde_json::Value::Null,
+    )?;
+    if !pushed.known {
         eprintln!(
             "warning: no alarm `{name}` in the pipeline; the state was recorded and nothing else happens"
         );
     }
+    let actions = alarm_actions(&pipeline, &store, name, state, &pushed.environments, now)?;
     let mut outcomes = Vec::new();
     if state == AlarmState::Alarm {
         let source = ferry_local::GitSource::open(&project.root)?;
@@ -183,58 +317,30 @@ pub fn alarm(
             progress.as_ref(),
             cancel,
         );
-        for env in &envs {
-            let watch = pipeline
-                .environment(env)
-                .and_then(|e| e.watch)
-                .unwrap_or_default();
-            let Some(d) = current_deployment(&store, env)? else {
-                continue;
-            };
-            let in_watch = d.status == DeploymentStatus::Succeeded
-                && d.end_time.is_some_and(|end| {
-                    now.millis() <= end + i64::try_from(watch.as_millis()).unwrap_or(i64::MAX)
-                });
-            if d.status == DeploymentStatus::InProgress {
-                outcomes.push(serde_json::json!({"environment": env, "action": "seen by the running deployment's monitor"}));
-                continue;
+        for (env, action) in &actions {
+            match action {
+                AlarmAction::Record(why) => {
+                    outcomes.push(serde_json::json!({"environment": env, "action": why}));
+                }
+                AlarmAction::RollBack(d) => {
+                    let rec = alarm_rollback(&engine, d, name, reason)?;
+                    if !as_json {
+                        report(&rec, false);
+                    }
+                    outcomes.push(
+                        serde_json::json!({"environment": env, "action": "rollback", "rollback": rec}),
+                    );
+                }
             }
-            if !in_watch {
-                outcomes.push(serde_json::json!({"environment": env, "action": "recorded only: outside the watch period"}));
-                continue;
-            }
-            if !pipeline.rollback.automatic {
-                outcomes.push(serde_json::json!({"environment": env, "action": "recorded only: `rollback.automatic` is false"}));
-                continue;
-            }
-            if alarm.is_some_and(|a| a.advisory) {
-                outcomes.push(serde_json::json!({"environment": env, "action": "recorded only: the alarm is advisory"}));
-                continue;
-            }
-            let rec = engine.roll_back(
-                &d,
-                &format!("alarm {name} in ALARM: {reason}"),
-                Trigger::Alarm {
-                    name: name.to_string(),
-                },
-                None,
-                None,
-            )?;
-            if !as_json {
-                report(&rec, false);
-            }
-            outcomes.push(
-                serde_json::json!({"environment": env, "action": "rollback", "rollback": rec}),
-            );
         }
         progress.finish();
     }
     if as_json {
         json(
-            &serde_json::json!({"alarm": name, "state": state, "known": known, "environments": outcomes}),
+            &serde_json::json!({"alarm": name, "state": state, "known": pushed.known, "environments": outcomes}),
         );
     } else {
-        line(message);
+        line(pushed.message);
         for o in &outcomes {
             if o["action"] != "rollback" {
                 line(format!(

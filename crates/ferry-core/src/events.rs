@@ -51,6 +51,9 @@ event_kinds! {
     IncidentOpened => "incident_opened",
     IncidentResolved => "incident_resolved",
     AlarmStateChanged => "alarm_state_changed",
+    // An SNS subscription to `ferry serve`'s alarm endpoint waits for a person to
+    // confirm it (ferry fetches nothing itself).
+    SubscriptionConfirmationRequired => "subscription_confirmation_required",
 }
 
 /// One state change. `data` holds the kind's payload: for the seed's notification kinds

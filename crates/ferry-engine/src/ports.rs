@@ -171,6 +171,19 @@ pub trait Store: Send + Sync {
     fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>>;
     /// Records an alarm state change and its event, tied to no run.
     fn record_alarm(&self, changes: &[Change]) -> PortResult<()>;
+
+    /// Records a webhook delivery id (GitHub's `X-GitHub-Delivery`) and the run it
+    /// started, if any. `Err(earlier run)` when the id was already recorded: nothing is
+    /// written, and the delivery must start nothing new.
+    fn record_delivery(
+        &self,
+        id: &str,
+        run: Option<RunId>,
+        at: Timestamp,
+    ) -> PortResult<Result<(), Option<RunId>>>;
+    /// The run a recorded delivery started: `None` for an unknown id, `Some(None)` for a
+    /// delivery that started no run.
+    fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>>;
 }
 
 /// An environment held for a person after both rollback levels failed.

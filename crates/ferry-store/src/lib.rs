@@ -685,6 +685,40 @@ impl Store for SqliteStore {
             Ok(())
         })
     }
+
+    fn record_delivery(
+        &self,
+        id: &str,
+        run: Option<RunId>,
+        at: Timestamp,
+    ) -> PortResult<Result<(), Option<RunId>>> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            let earlier: Option<Option<i64>> = tx
+                .query_row("SELECT run_id FROM deliveries WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if let Some(earlier) = earlier {
+                return Ok(Err(earlier.map(RunId)));
+            }
+            tx.execute(
+                "INSERT INTO deliveries (id, run_id, at) VALUES (?1, ?2, ?3)",
+                params![id, run.map(|r| r.0), at.0],
+            )?;
+            Ok(Ok(()))
+        })
+    }
+
+    fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            let run: Option<Option<i64>> = tx
+                .query_row("SELECT run_id FROM deliveries WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            Ok(run.map(|r| r.map(RunId)))
+        })
+    }
 }
 
 /// The snake_case name of a change, for messages.

@@ -205,6 +205,15 @@ ALTER TABLE leases_new RENAME TO leases;
     r#"
 ALTER TABLE runs ADD COLUMN driver TEXT NOT NULL DEFAULT '';
 "#,
+    // 5: webhook deliveries seen by `ferry serve` (GitHub's `X-GitHub-Delivery`), so a
+    // redelivered event starts nothing new; `run_id` is the run it started, if any.
+    r#"
+CREATE TABLE deliveries (
+    id     TEXT    PRIMARY KEY NOT NULL,
+    run_id INTEGER,
+    at     INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this code writes.

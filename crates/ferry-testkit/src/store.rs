@@ -97,6 +97,8 @@ struct State {
     incidents: Vec<Incident>,
     configs: BTreeMap<String, String>,
     alarms: BTreeMap<String, (AlarmState, String, Timestamp)>,
+    /// Webhook delivery ids and the run each started.
+    deliveries: BTreeMap<String, (Option<RunId>, Timestamp)>,
 }
 
 /// What one batch changes outside its run, worked on as a copy and committed only when
@@ -905,6 +907,24 @@ impl Store for MemoryStore {
         }
         pending.commit(&mut st);
         Ok(())
+    }
+
+    fn record_delivery(
+        &self,
+        id: &str,
+        run: Option<RunId>,
+        at: Timestamp,
+    ) -> PortResult<Result<(), Option<RunId>>> {
+        let mut st = self.lock();
+        if let Some((earlier, _)) = st.deliveries.get(id) {
+            return Ok(Err(*earlier));
+        }
+        st.deliveries.insert(id.to_string(), (run, at));
+        Ok(Ok(()))
+    }
+
+    fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>> {
+        Ok(self.lock().deliveries.get(id).map(|(run, _)| *run))
     }
 }
 

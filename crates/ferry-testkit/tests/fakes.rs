@@ -503,3 +503,24 @@ fn the_timeline_sees_two_deployments_in_flight_into_one_environment() {
     assert_eq!(o.len(), 1);
     assert_eq!(o[0].runs, [Some(RunId(1)), Some(RunId(2))]);
 }
+
+#[test]
+fn a_delivery_id_is_recorded_once_and_a_redelivery_gets_the_earlier_run() {
+    let store = MemoryStore::new();
+    assert_eq!(store.delivery("d-1").unwrap(), None);
+    assert_eq!(
+        store.record_delivery("d-1", Some(RunId(7)), t(10)).unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        store.record_delivery("d-1", Some(RunId(8)), t(20)).unwrap(),
+        Err(Some(RunId(7)))
+    );
+    assert_eq!(store.delivery("d-1").unwrap(), Some(Some(RunId(7))));
+    assert_eq!(store.record_delivery("d-2", None, t(30)).unwrap(), Ok(()));
+    assert_eq!(
+        store.record_delivery("d-2", Some(RunId(9)), t(40)).unwrap(),
+        Err(None)
+    );
+    assert_eq!(store.delivery("d-2").unwrap(), Some(None));
+}

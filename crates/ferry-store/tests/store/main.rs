@@ -5,6 +5,7 @@
 mod alarms;
 mod approvals;
 mod changes;
+mod deliveries;
 mod incidents;
 mod leases;
 mod migration;

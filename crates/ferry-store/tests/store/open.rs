@@ -50,6 +50,7 @@ fn open_creates_the_folder_the_file_and_the_schema_in_wal_mode() {
             "alarm_states",
             "approvals",
             "configs",
+            "deliveries",
             "deployments",
             "events",
             "incidents",

@@ -1,0 +1,893 @@
+//! `ferry serve [--listen ADDR]`: one long-lived process that takes GitHub push
+//! webhooks and alarm events, drives the runs they start, and serves a JSON API over the
+//! same store as the other commands.
+//!
+//! axum on tokio in front, the synchronous engine behind: every store call and every
+//! run or rollback happens on a blocking thread (`spawn_blocking`); the handlers only
+//! parse, authenticate and answer. Secrets come from the environment only
+//! (`FERRY_WEBHOOK_SECRET`, `FERRY_API_TOKEN`), are removed from it before any step can
+//! inherit them, and are never logged. Errors are JSON `{"error": …, "code": HTTP
+//! status}`; a 5xx never carries an internal message (that goes to stderr).
+
+use crate::commands::{self, Local};
+use crate::context::{Project, SystemClock};
+use crate::error::{CliError, CliResult};
+use crate::recovery::{self, AlarmAction};
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ferry_api::exit;
+use ferry_config::Pipeline;
+use ferry_core::alarm::AlarmState;
+use ferry_core::{Change, Event, EventKind, RunId};
+use ferry_engine::ports::{Clock, EventFilter, Silent, Store};
+use ferry_hooks::{GithubEvent, PushDecision, SnsType};
+use ferry_store::SqliteStore;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// GitHub sends at most 25 MiB.
+const BODY_LIMIT: usize = 25 * 1024 * 1024;
+/// How long a stopping server waits for runs and rollbacks to end after cancelling them.
+const DRAIN: Duration = Duration::from_secs(60);
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub project: Project,
+    pub pipeline: Pipeline,
+    pub text: String,
+    pub store: Arc<SqliteStore>,
+    webhook_secret: Vec<u8>,
+    api_token: String,
+    /// Set on shutdown: running steps are stopped and runs end `cancelled`.
+    pub cancel: &'static AtomicBool,
+    /// Makes "is this delivery known? queue, record it" one step within this process.
+    deliveries: Mutex<()>,
+    /// Runs and rollbacks still working in the background.
+    busy: AtomicUsize,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secrets are never printed.
+        f.debug_struct("AppState")
+            .field("project", &self.project)
+            .field("pipeline", &self.pipeline.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn new(
+        project: Project,
+        pipeline: Pipeline,
+        text: String,
+        store: Arc<SqliteStore>,
+        webhook_secret: String,
+        api_token: String,
+        cancel: &'static AtomicBool,
+    ) -> AppState {
+        AppState {
+            project,
+            pipeline,
+            text,
+            store,
+            webhook_secret: webhook_secret.into_bytes(),
+            api_token,
+            cancel,
+            deliveries: Mutex::new(()),
+            busy: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts one piece of background work until the guard is dropped.
+    fn work(self: &Arc<Self>) -> Busy {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        Busy(Arc::clone(self))
+    }
+
+    /// Waits until no background work is left, at most `within`; true when none is.
+    pub fn wait_idle(&self, within: Duration) -> bool {
+        let until = Instant::now() + within;
+        while self.busy.load(Ordering::SeqCst) > 0 {
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
+    }
+}
+
+struct Busy(Arc<AppState>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The routes.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/hooks/github", post(github))
+        .route("/hooks/alarms", post(alarms))
+        .route("/api/status", get(status))
+        .route("/api/runs", get(runs))
+        .route("/api/runs/{id}", get(run))
+        .route("/api/runs/{id}/approve", post(approve))
+        .route("/api/runs/{id}/reject", post(reject))
+        .route("/api/deployments", get(deployments))
+        .route("/api/events", get(events))
+        .route("/api/environments/{env}/rollback", post(rollback))
+        .fallback(unknown_route)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+// --- Errors ---------------------------------------------------------------------------
+
+/// An error answer: `{"error": message, "code": status}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    fn unauthorized(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+    fn not_found(message: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+    /// A failure that is ours: logged in full, answered without the details.
+    fn internal(detail: &str) -> ApiError {
+        eprintln!("ferry serve: error: {detail}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error; the server's log has the details",
+        )
+    }
+}
+
+impl From<CliError> for ApiError {
+    fn from(e: CliError) -> ApiError {
+        match e.code {
+            exit::NOT_FOUND => ApiError::not_found(e.message),
+            exit::CONFLICT => ApiError::new(StatusCode::CONFLICT, e.message),
+            exit::USAGE => ApiError::bad_request(e.message),
+            exit::STATE => {
+                eprintln!("ferry serve: the state database: {}", e.message);
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the state database cannot be used right now; try again",
+                )
+            }
+            _ => ApiError::internal(&e.message),
+        }
+    }
+}
+
+impl From<ferry_engine::ports::PortError> for ApiError {
+    fn from(e: ferry_engine::ports::PortError) -> ApiError {
+        CliError::from(e).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": self.message, "code": self.status.as_u16()})),
+        )
+            .into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn answer(status: StatusCode, body: Value) -> ApiResult {
+    Ok((status, Json(body)).into_response())
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+/// Runs `f` on a blocking thread (store calls, git, the engine).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(ApiError::internal(&format!("a worker thread failed: {e}"))))
+}
+
+// --- Authentication -------------------------------------------------------------------
+
+/// Equal in time independent of where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// `Authorization: Bearer <FERRY_API_TOKEN>`.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        None => Err(ApiError::unauthorized(
+            "this call needs `Authorization: Bearer <token>` (the server's FERRY_API_TOKEN)",
+        )),
+        Some(t) if same(t.as_bytes(), state.api_token.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::unauthorized("the bearer token is wrong")),
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+// --- POST /hooks/github -----------------------------------------------------------------
+
+async fn github(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    ferry_hooks::verify_signature(
+        &state.webhook_secret,
+        &body,
+        header(&headers, "x-hub-signature-256"),
+    )
+    .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let Some(event) = header(&headers, "x-github-event") else {
+        return Err(ApiError::bad_request(
+            "the `X-GitHub-Event` header is missing",
+        ));
+    };
+    let parsed = ferry_hooks::parse_github(event, &body)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let delivery = header(&headers, "x-github-delivery")
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(str::to_string);
+    match parsed {
+        GithubEvent::Ping { zen, hook_id } => {
+            answer(StatusCode::OK, json!({"pong": zen, "hook_id": hook_id}))
+        }
+        GithubEvent::Other(name) => answer(
+            StatusCode::OK,
+            json!({"ignored": format!("`{name}` events start nothing; ferry runs pushes")}),
+        ),
+        GithubEvent::Push(push) => match push.decision(&state.pipeline.source.branch) {
+            PushDecision::Ignore(reason) => {
+                let earlier = match delivery {
+                    Some(d) => {
+                        let st = Arc::clone(&state);
+                        blocking(move || {
+                            let now = SystemClock.now();
+                            Ok(st.store.record_delivery(&d, None, now)?.err().flatten())
+                        })
+                        .await?
+                    }
+                    None => None,
+                };
+                match earlier {
+                    Some(run) => answer(
+                        StatusCode::ACCEPTED,
+                        json!({"run": run.0, "redelivery": true}),
+                    ),
+                    None => answer(StatusCode::OK, json!({"ignored": reason.to_string()})),
+                }
+            }
+            PushDecision::Run { sha } => {
+                let by = if push.pusher.trim().is_empty() {
+                    "github".to_string()
+                } else {
+                    push.pusher.clone()
+                };
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let st = Arc::clone(&state);
+                let work = state.work();
+                tokio::task::spawn_blocking(move || {
+                    let _work = work;
+                    start_run(&st, &sha, delivery.as_deref(), &by, tx);
+                });
+                match rx.await {
+                    Ok(Ok(Started::New(run))) => {
+                        answer(StatusCode::ACCEPTED, json!({"run": run.0}))
+                    }
+                    Ok(Ok(Started::Redelivery(Some(run)))) => answer(
+                        StatusCode::ACCEPTED,
+                        json!({"run": run.0, "redelivery": true}),
+                    ),
+                    Ok(Ok(Started::Redelivery(None))) => answer(
+                        StatusCode::OK,
+                        json!({"ignored": "this delivery was received before and started nothing", "redelivery": true}),
+                    ),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(ApiError::internal("the run's thread ended before queueing")),
+                }
+            }
+        },
+    }
+}
+
+enum Started {
+    New(RunId),
+    Redelivery(Option<RunId>),
+}
+
+/// On a blocking thread: queues a run of `sha` (unless the delivery is known), tells
+/// the handler its id, then drives it and watches its environments.
+fn start_run(
+    state: &AppState,
+    sha: &str,
+    delivery: Option<&str>,
+    by: &str,
+    tx: tokio::sync::oneshot::Sender<Result<Started, ApiError>>,
+) {
+    let project = &state.project;
+    let store: &SqliteStore = &state.store;
+    let Ok(source) = ferry_local::GitSource::open(&project.root) else {
+        let _ = tx.send(Err(ApiError::internal(&format!(
+            "cannot open the repository at {}",
+            project.root.display()
+        ))));
+        return;
+    };
+    let local = Local::new(project, state.cancel);
+    let engine = local.engine(
+        project,
+        &state.pipeline,
+        &state.text,
+        store,
+        &source,
+        &Silent,
+        state.cancel,
+    );
+    let queued = {
+        let _one = state
+            .deliveries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        (|| {
+            if let Some(d) = delivery
+                && let Some(earlier) = store.delivery(d)?
+            {
+                return Ok(Err(earlier));
+            }
+            let run = engine.queue(sha, "webhook", by).map_err(|e| {
+                if e.kind == ferry_engine::ports::PortErrorKind::NotFound {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        format!("commit {sha} is not in ferry's repository; fetch it there first"),
+                    )
+                } else {
+                    e.into()
+                }
+            })?;
+            if let Some(d) = delivery
+                && let Err(e) = store.record_delivery(d, Some(run.id()), SystemClock.now())
+            {
+                eprintln!("ferry serve: delivery {d} of run {}: {e}", run.id());
+            }
+            Ok(Ok(run))
+        })()
+    };
+    let run = match queued {
+        Ok(Ok(run)) => run,
+        Ok(Err(earlier)) => {
+            let _ = tx.send(Ok(Started::Redelivery(earlier)));
+            return;
+        }
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            return;
+        }
+    };
+    let id = run.id();
+    eprintln!(
+        "ferry serve: run {id} of {} queued (push by {})",
+        ferry_core::short_sha(sha),
+        commands::printable(by)
+    );
+    let _ = tx.send(Ok(Started::New(id)));
+    match engine.drive(run) {
+        Ok(view) => {
+            eprintln!("ferry serve: run {id} {}", view.status);
+            if !state.cancel.load(Ordering::SeqCst)
+                && let Err(e) = engine.watch(&view)
+            {
+                eprintln!("ferry serve: run {id}: watching its environments: {e}");
+            }
+        }
+        Err(e) => eprintln!("ferry serve: run {id}: {e}"),
+    }
+    let _ = std::fs::remove_dir_all(engine.layout.checkout(id));
+}
+
+// --- POST /hooks/alarms ------------------------------------------------------------------
+
+async fn alarms(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    authorize(&state, &headers)?;
+    match ferry_hooks::sns_message_type(&body) {
+        Some(SnsType::SubscriptionConfirmation) => {
+            let msg =
+                ferry_hooks::parse_sns(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let st = Arc::clone(&state);
+            let topic = msg.topic_arn.clone();
+            blocking(move || {
+                let now = SystemClock.now();
+                st.store.record_alarm(&[Change::Event(Event {
+                    at: now,
+                    kind: EventKind::SubscriptionConfirmationRequired,
+                    run: None,
+                    environment: None,
+                    message: format!(
+                        "SNS topic {} asks to deliver alarms here; confirm the subscription by opening its SubscribeURL",
+                        msg.topic_arn
+                    ),
+                    data: json!({"topicArn": msg.topic_arn, "messageId": msg.message_id, "subscribeUrl": msg.subscribe_url}),
+                })])?;
+                Ok(())
+            })
+            .await?;
+            return answer(
+                StatusCode::OK,
+                json!({"subscription": topic, "confirmed": false, "note": "recorded; a person must confirm it (ferry fetches nothing)"}),
+            );
+        }
+        Some(SnsType::UnsubscribeConfirmation) => {
+            return answer(
+                StatusCode::OK,
+                json!({"ignored": "an SNS unsubscribe confirmation"}),
+            );
+        }
+        _ => {}
+    }
+    let changes =
+        ferry_hooks::parse_alarm_event(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let st = Arc::clone(&state);
+    let (results, rollbacks) = blocking(move || {
+        let mut results = Vec::new();
+        let mut warnings = Vec::new();
+        let mut rollbacks = Vec::new();
+        for c in changes {
+            let Some(alarm_state) = AlarmState::parse(c.state.as_str()) else {
+                continue;
+            };
+            let now = SystemClock.now();
+            let reason = if c.reason.trim().is_empty() {
+                format!("{} via {}", c.state.as_str(), source_name(c.source))
+            } else {
+                c.reason.clone()
+            };
+            let extra = json!({"source": source_name(c.source), "labels": c.labels, "reportedAt": c.at});
+            let pushed = recovery::record_pushed_alarm(
+                &st.pipeline,
+                &*st.store,
+                &c.alarm,
+                alarm_state,
+                &reason,
+                now,
+                extra,
+            )?;
+            if !pushed.known {
+                warnings.push(format!(
+                    "no alarm `{}` in the pipeline; its state was recorded and nothing else happens",
+                    c.alarm
+                ));
+            }
+            let actions = recovery::alarm_actions(
+                &st.pipeline,
+                &*st.store,
+                &c.alarm,
+                alarm_state,
+                &pushed.environments,
+                now,
+            )?;
+            let mut envs = Vec::new();
+            for (env, action) in actions {
+                match action {
+                    AlarmAction::Record(why) => {
+                        envs.push(json!({"environment": env, "action": why}));
+                    }
+                    AlarmAction::RollBack(d) => {
+                        envs.push(json!({"environment": env, "action": "rollback", "deployment": d.deployment_id}));
+                        rollbacks.push((c.alarm.clone(), reason.clone(), d));
+                    }
+                }
+            }
+            results.push(json!({
+                "alarm": c.alarm,
+                "state": alarm_state,
+                "known": pushed.known,
+                "environments": envs,
+            }));
+        }
+        Ok((json!({"alarms": results, "warnings": warnings}), rollbacks))
+    })
+    .await?;
+    for (name, reason, deployment) in rollbacks {
+        let st = Arc::clone(&state);
+        let work = state.work();
+        tokio::task::spawn_blocking(move || {
+            let _work = work;
+            alarm_rollback(&st, &name, &reason, &deployment);
+        });
+    }
+    answer(StatusCode::ACCEPTED, results)
+}
+
+fn source_name(s: ferry_hooks::Source) -> &'static str {
+    match s {
+        ferry_hooks::Source::CloudWatch => "cloudwatch",
+        ferry_hooks::Source::Alertmanager => "alertmanager",
+    }
+}
+
+/// On a blocking thread: the rollback an ALARM triggered.
+fn alarm_rollback(
+    state: &AppState,
+    name: &str,
+    reason: &str,
+    deployment: &ferry_core::DeploymentRecord,
+) {
+    let result = with_engine(state, |engine| {
+        recovery::alarm_rollback(engine, deployment, name, reason)
+    });
+    match result {
+        Ok(rec) => eprintln!(
+            "ferry serve: alarm {name}: rollback of {} {:?}",
+            rec.environment, rec.status
+        ),
+        Err(e) => eprintln!("ferry serve: alarm {name}: rollback failed: {}", e.message),
+    }
+}
+
+/// Runs `f` with an engine over the local adapters (on a blocking thread).
+fn with_engine<T>(
+    state: &AppState,
+    f: impl FnOnce(&ferry_engine::Engine<'_>) -> CliResult<T>,
+) -> CliResult<T> {
+    let project = &state.project;
+    let source = ferry_local::GitSource::open(&project.root)?;
+    let local = Local::new(project, state.cancel);
+    let store: &SqliteStore = &state.store;
+    let engine = local.engine(
+        project,
+        &state.pipeline,
+        &state.text,
+        store,
+        &source,
+        &Silent,
+        state.cancel,
+    );
+    f(&engine)
+}
+
+// --- GET /api/… ------------------------------------------------------------------------
+
+type Params = Result<Query<BTreeMap<String, String>>, QueryRejection>;
+
+fn params(q: Params) -> Result<BTreeMap<String, String>, ApiError> {
+    q.map(|Query(m)| m)
+        .map_err(|_| ApiError::bad_request("the query string cannot be read"))
+}
+
+fn number<T: std::str::FromStr>(
+    p: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<Option<T>, ApiError> {
+    p.get(key)
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|_| ApiError::bad_request(format!("`{key}` must be a number, not `{v}`")))
+        })
+        .transpose()
+}
+
+fn limit(p: &BTreeMap<String, String>, default: usize) -> Result<usize, ApiError> {
+    Ok(number::<usize>(p, "limit")?.unwrap_or(default).min(1000))
+}
+
+fn run_id(id: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
+    let Path(id) = id.map_err(|_| ApiError::bad_request("the path cannot be read"))?;
+    id.parse::<i64>()
+        .map_err(|_| ApiError::bad_request(format!("`{id}` is not a run number")))
+}
+
+async fn status(State(state): State<Arc<AppState>>) -> ApiResult {
+    let st = blocking(move || {
+        Ok(commands::build_status(
+            &state.project,
+            &state.pipeline,
+            &*state.store,
+        )?)
+    })
+    .await?;
+    Ok(Json(st).into_response())
+}
+
+async fn runs(State(state): State<Arc<AppState>>, q: Params) -> ApiResult {
+    let p = params(q)?;
+    let n = limit(&p, 20)?;
+    let list = blocking(move || Ok(state.store.list_runs(n, false)?)).await?;
+    let runs: Vec<ferry_api::RunSummary> = list.iter().map(commands::run_summary).collect();
+    answer(StatusCode::OK, json!({"runs": runs}))
+}
+
+async fn run(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let id = run_id(id)?;
+    let view = blocking(move || Ok(state.store.load_run(RunId(id))?)).await?;
+    Ok(Json(view).into_response())
+}
+
+async fn deployments(State(state): State<Arc<AppState>>, q: Params) -> ApiResult {
+    let p = params(q)?;
+    let n = limit(&p, 50)?;
+    let env = p.get("env").cloned();
+    if let Some(e) = &env {
+        recovery::known_environment(&state.pipeline, e)?;
+    }
+    let list = blocking(move || Ok(state.store.deployments(env.as_deref(), n)?)).await?;
+    answer(StatusCode::OK, json!({"deployments": list}))
+}
+
+async fn events(State(state): State<Arc<AppState>>, q: Params) -> ApiResult {
+    let p = params(q)?;
+    let filter = EventFilter {
+        run: number::<i64>(&p, "run")?.map(RunId),
+        environment: p.get("env").cloned(),
+        after_id: number::<i64>(&p, "after")?,
+        limit: Some(limit(&p, 100)?),
+    };
+    let list = blocking(move || Ok(state.store.events(&filter)?)).await?;
+    let events: Vec<Value> = list
+        .into_iter()
+        .map(|(id, e)| {
+            let mut v = serde_json::to_value(&e).unwrap_or(Value::Null);
+            if let Some(o) = v.as_object_mut() {
+                o.insert("id".into(), json!(id));
+            }
+            v
+        })
+        .collect();
+    answer(StatusCode::OK, json!({"events": events}))
+}
+
+// --- POST /api/… -----------------------------------------------------------------------
+
+/// A JSON object body; an empty body is an empty object.
+fn body_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad_request("the body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+fn text_field(
+    m: &serde_json::Map<String, Value>,
+    key: &str,
+    required: bool,
+) -> Result<Option<String>, ApiError> {
+    match m.get(key) {
+        None | Some(Value::Null) if required => Err(ApiError::bad_request(format!(
+            "the body needs `{key}` (a string)"
+        ))),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() && required => {
+            Err(ApiError::bad_request(format!("`{key}` must not be empty")))
+        }
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_request(format!("`{key}` must be a string"))),
+    }
+}
+
+async fn approve(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    decide(state, id, headers, body, false).await
+}
+
+async fn reject(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    decide(state, id, headers, body, true).await
+}
+
+async fn decide(
+    state: Arc<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+    reject: bool,
+) -> ApiResult {
+    authorize(&state, &headers)?;
+    let id = run_id(id)?;
+    let m = body_object(&body)?;
+    let by = text_field(&m, "by", true)?.unwrap_or_default();
+    let env = text_field(&m, "environment", false)?;
+    let reason = if reject {
+        text_field(&m, "reason", true)?
+    } else {
+        None
+    };
+    let decided = blocking(move || {
+        Ok(commands::decide_run(
+            &*state.store,
+            id,
+            env.as_deref(),
+            &by,
+            reason.as_deref(),
+        )?)
+    })
+    .await?;
+    Ok(Json(decided).into_response())
+}
+
+async fn rollback(
+    State(state): State<Arc<AppState>>,
+    env: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    authorize(&state, &headers)?;
+    let Path(env) = env.map_err(|_| ApiError::bad_request("the path cannot be read"))?;
+    let m = body_object(&body)?;
+    let by = text_field(&m, "by", true)?.unwrap_or_default();
+    let to = text_field(&m, "to", false)?;
+    let reason = text_field(&m, "reason", false)?;
+    recovery::known_environment(&state.pipeline, &env)?;
+    let st = Arc::clone(&state);
+    let work = state.work();
+    let rec = blocking(move || {
+        let _work = work;
+        Ok(with_engine(&st, |engine| {
+            recovery::roll_back_env(engine, &env, to.as_deref(), reason.as_deref(), &by)
+        })?)
+    })
+    .await?;
+    Ok(Json(rec).into_response())
+}
+
+// --- The process ------------------------------------------------------------------------
+
+/// A secret from the environment; refusing to start without it. The variable is removed
+/// from the environment so that no step ferry runs inherits it.
+fn secret(name: &str) -> CliResult<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        Ok(_) => Err(CliError::config(format!(
+            "`{name}` is empty; `ferry serve` needs it (set it in the environment, never on the command line)"
+        ))),
+        Err(_) => Err(CliError::config(format!(
+            "`{name}` is not set; `ferry serve` needs it (set it in the environment, never on the command line)"
+        ))),
+    }
+}
+
+#[allow(unsafe_code)]
+fn forget_secrets() {
+    for name in ["FERRY_WEBHOOK_SECRET", "FERRY_API_TOKEN"] {
+        // SAFETY: called from `serve` before the runtime or any other thread exists,
+        // so nothing reads the environment concurrently.
+        unsafe { std::env::remove_var(name) };
+    }
+}
+
+/// `ferry serve --listen ADDR`.
+pub fn serve(project: &Project, listen: &str) -> CliResult<i32> {
+    let webhook_secret = secret("FERRY_WEBHOOK_SECRET")?;
+    let api_token = secret("FERRY_API_TOKEN")?;
+    forget_secrets();
+    let addr: SocketAddr = listen.parse().map_err(|_| {
+        CliError::new(
+            exit::USAGE,
+            format!(
+                "`{listen}` is not an address to listen on; write HOST:PORT, e.g. 127.0.0.1:8080"
+            ),
+        )
+    })?;
+    let (pipeline, text) = project.load()?;
+    let store = project.open_store()?;
+    ferry_local::GitSource::open(&project.root)?;
+    let cancel = crate::signals::flag();
+    // Runs a killed ferry left behind are ended (and their half-done deployments rolled
+    // back) before anything new starts.
+    commands::reconcile(project, &pipeline, &text, &store, true)?;
+    let state = Arc::new(AppState::new(
+        project.clone(),
+        pipeline,
+        text,
+        Arc::new(store),
+        webhook_secret,
+        api_token,
+        cancel,
+    ));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::environment(format!("cannot start the async runtime: {e}")))?;
+    let served: CliResult<()> = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| CliError::environment(format!("cannot listen on {addr}: {e}")))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| CliError::environment(format!("cannot listen on {addr}: {e}")))?;
+        crate::output::line(format!("ferry serve: listening on http://{bound}"));
+        axum::serve(listener, app(Arc::clone(&state)))
+            .with_graceful_shutdown(shutdown(cancel))
+            .await
+            .map_err(|e| CliError::environment(format!("the server stopped: {e}")))
+    });
+    // Whatever stopped the server, runs still going are cancelled and given time to
+    // record it.
+    cancel.store(true, Ordering::SeqCst);
+    if !state.wait_idle(DRAIN) {
+        eprintln!(
+            "ferry serve: some runs did not end within {DRAIN:?}; the next start reconciles them"
+        );
+    }
+    rt.shutdown_timeout(Duration::from_secs(1));
+    served.map(|()| exit::OK)
+}
+
+/// Resolves on Ctrl-C or SIGTERM: the server stops accepting, running runs are
+/// cancelled (the running step's process group is stopped).
+async fn shutdown(cancel: &'static AtomicBool) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = term => {},
+    }
+    eprintln!("ferry serve: stopping: no new work; cancelling running runs");
+    cancel.store(true, Ordering::SeqCst);
+}
