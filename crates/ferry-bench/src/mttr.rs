@@ -88,9 +88,12 @@ fn setup(ferry: &Path, monitor: bool) -> Result<Repo, String> {
     } else {
         ""
     };
+    // Only the pushed case needs a watch period; with one, `ferry run` would keep
+    // watching the probe alarm for the whole period after every run.
+    let watch = if monitor { "" } else { "    watch: 10m\n" };
     let yml = format!(
         "pipeline: mttr\nbuild:\n  steps:\n    - name: build\n      run: rm -rf dist && mkdir -p dist && cp -R site dist/site\n  artifact: dist\n\
-environments:\n  - name: production\n    watch: 10m\n    deploy:\n      release:\n        root: .ferry/envs/production\n        start: \"{f} __sample-service --port {port}\"\n        health: http://127.0.0.1:{port}/health\n{monitor_yml}\
+environments:\n  - name: production\n{watch}    deploy:\n      release:\n        root: .ferry/envs/production\n        start: \"{f} __sample-service --port {port}\"\n        health: http://127.0.0.1:{port}/health\n{monitor_yml}\
 rollback:\n  validate:\n    stabilize: 1s\n\
 alarms:\n  - name: prod-errors\n    external: {{}}\n    environment: production\n  - name: prod-health\n    http:\n      url: http://127.0.0.1:{port}/health\n      timeout: 1s\n    period: 1s\n    evaluation_periods: 1\n    datapoints_to_alarm: 1\n"
     );

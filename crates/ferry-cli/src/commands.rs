@@ -325,7 +325,7 @@ pub fn run_summary(v: &RunView) -> ferry_api::RunSummary {
 pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
     let (pipeline, text) = project.load()?;
     let store = project.open_store()?;
-    reconcile(project, &pipeline, &text, &store, false)?;
+    reconcile(project, &pipeline, &text, &store, true)?;
     let st = build_status(project, &pipeline, &store)?;
     if as_json {
         json(&st);
@@ -788,7 +788,7 @@ pub fn decide(
     // `approve` is None for approval, Some(reason) for rejection.
     let store = project.open_store()?;
     if let Ok((pipeline, text)) = project.load() {
-        reconcile(project, &pipeline, &text, &store, false)?;
+        reconcile(project, &pipeline, &text, &store, true)?;
     }
     let d = decide_run(&store, run, env, &user(by), approve)?;
     if as_json {

@@ -351,7 +351,11 @@ pub fn alarm(
             }
         }
     }
-    Ok(exit::OK)
+    // A rollback this alarm triggered that failed (an incident) is a failure.
+    let failed = outcomes
+        .iter()
+        .any(|o| o["rollback"]["status"].as_str() == Some("failed"));
+    Ok(if failed { exit::RUN_FAILED } else { exit::OK })
 }
 
 /// `ferry resolve ENV`: a person has fixed the environment; automatic deployments may

@@ -70,6 +70,9 @@ impl Layout {
 
 /// One monitor window, as planned.
 struct MonitorPlan<'p> {
+    /// Pushed alarm states count from here on (the environment's deployment started):
+    /// an ALARM pushed during the deploy or the tests is not lost.
+    since: Timestamp,
     duration: Duration,
     interval: Duration,
     alarms: &'p [String],
@@ -457,7 +460,12 @@ impl<'a> Engine<'a> {
                 // them with their datapoints).
                 let ch = run.start_step(r, clock.now(), None);
                 self.commit(run, ch)?;
+                let since = run
+                    .open_deployment(r.stage)
+                    .map(|d| Timestamp(d.start_time))
+                    .unwrap_or_else(|| clock.now());
                 let plan = MonitorPlan {
+                    since,
                     duration,
                     interval,
                     alarms: &alarms,
@@ -728,7 +736,7 @@ impl<'a> Engine<'a> {
                     // Pushed state (`ferry alarm`, webhooks): only what was pushed during
                     // this window counts.
                     match self.ports.store.alarm_state(&a.name)? {
-                        Some((state, why, at)) if at >= start => {
+                        Some((state, why, at)) if at >= m.since => {
                             w.force(&a.name, state, &why).map(|s| (s, why))
                         }
                         _ => None,
@@ -760,7 +768,16 @@ impl<'a> Engine<'a> {
             };
             if over {
                 let alarmed = window.states().any(|(_, s)| s == AlarmState::Alarm);
-                let silent = window.never_had_data();
+                // Pushed alarms report only when something changes: no push is no news.
+                let silent: Vec<&str> = window
+                    .never_had_data()
+                    .into_iter()
+                    .filter(|n| {
+                        self.pipeline
+                            .alarm(n)
+                            .is_some_and(|a| !matches!(a.source, AlarmSource::External))
+                    })
+                    .collect();
                 return Ok(if alarmed {
                     StepOutcome::failed("an alarm is in ALARM at the end of the window")
                 } else if m.fail_closed && !silent.is_empty() {

@@ -44,6 +44,23 @@ impl Engine<'_> {
             }
             None => None,
         };
+        if let Some(m) = &manual
+            && m.set.version == bad.version
+        {
+            // Nothing to do, and nothing recorded: a later rollback of this deployment
+            // (an alarm, say) must not find a claim that did nothing.
+            let now = self.ports.clock.now();
+            let mut rec = RollbackRecord::start(bad, reason, trigger, &self.settings.holder, now);
+            rec.status = RollbackStatus::NothingToDo;
+            rec.to_version = Some(m.set.version.clone());
+            rec.detail.push(format!(
+                "{} already runs {}",
+                bad.environment,
+                short_sha(&m.set.version)
+            ));
+            rec.ended_at = Some(now);
+            return Ok(rec);
+        }
         let lease_as = in_run.unwrap_or(self.settings.outside_run);
         if in_run.is_none() {
             self.wait_for_lease(&bad.environment, lease_as)?;
@@ -68,7 +85,33 @@ impl Engine<'_> {
         let mut rec =
             RollbackRecord::start(bad, reason, trigger, &self.settings.holder, clock.now());
         if let Err(existing) = store.claim_rollback(&rec)? {
-            match self.await_rollback(existing)? {
+            let retry = matches!(
+                existing.status,
+                RollbackStatus::Failed | RollbackStatus::NothingToDo
+            ) && matches!(rec.trigger, Trigger::Manual { .. });
+            if retry {
+                // A person asks again after a failed (or empty) attempt, e.g. after
+                // `ferry resolve`: a new attempt replaces the old record. Automatic
+                // triggers never retry on their own. The new attempt starts strictly
+                // after the old one ended, so their events never mix.
+                if existing.ended_at.is_some_and(|e| e >= clock.now()) {
+                    clock.sleep(Duration::from_millis(1));
+                }
+                rec.started_at = clock.now();
+                rec.detail.push(format!(
+                    "an earlier attempt ended {}: {}",
+                    existing.status,
+                    existing.detail.join("; ")
+                ));
+                store.update_rollback(&rec)?;
+            }
+            let existing = if retry { None } else { Some(existing) };
+            match existing
+                .map(|e| self.await_rollback(e))
+                .transpose()?
+                .flatten()
+            {
+                _ if retry => {}
                 // Left unfinished by a process that is gone: carry on in its place.
                 Some(abandoned) => {
                     rec.detail = abandoned.detail;
@@ -89,20 +132,6 @@ impl Engine<'_> {
             }
         }
         let history = store.deployments(None, 100_000)?;
-        if let Some(m) = &manual
-            && m.set.version == bad.version
-        {
-            rec.status = RollbackStatus::NothingToDo;
-            rec.to_version = Some(m.set.version.clone());
-            rec.detail.push(format!(
-                "{} already runs {}",
-                bad.environment,
-                short_sha(&m.set.version)
-            ));
-            rec.ended_at = Some(clock.now());
-            store.update_rollback(&rec)?;
-            return Ok(rec);
-        }
 
         // Stage level: this environment back to its last known good release set.
         let stage = manual
@@ -350,7 +379,10 @@ impl Engine<'_> {
             ));
         }
         clock.sleep(v.stabilize);
-        for alarm in self.pipeline.alarms_for(env) {
+        // The restored release's own alarms (its pipeline file may watch another port).
+        let recorded = self.recorded_pipeline(t).map_err(|e| e.message)?;
+        let alarms_of = recorded.as_ref().unwrap_or(self.pipeline);
+        for alarm in alarms_of.alarms_for(env) {
             if alarm.advisory {
                 continue;
             }
@@ -406,12 +438,23 @@ impl Engine<'_> {
         }
     }
 
-    /// The `deploy:` section that deployed a release set: from the pipeline file it
-    /// recorded, or the current one when that file is not known.
-    fn recorded_deploy(&self, t: &Target) -> PortResult<ferry_config::Deploy> {
+    /// The pipeline file that deployed a release set (its text is in the store), or the
+    /// current one when that file is not known.
+    fn recorded_pipeline(&self, t: &Target) -> PortResult<Option<ferry_config::Pipeline>> {
         if let Some(digest) = &t.set.config_digest
             && let Some(text) = self.ports.store.config(digest)?
             && let Ok(p) = ferry_config::parse(&text, "ferry.yml")
+            && p.environment(&t.environment).is_some()
+        {
+            return Ok(Some(p));
+        }
+        Ok(None)
+    }
+
+    /// The `deploy:` section that deployed a release set: from the pipeline file it
+    /// recorded, or the current one when that file is not known.
+    fn recorded_deploy(&self, t: &Target) -> PortResult<ferry_config::Deploy> {
+        if let Some(p) = self.recorded_pipeline(t)?
             && let Some(e) = p.environment(&t.environment)
         {
             return Ok(e.deploy.clone());

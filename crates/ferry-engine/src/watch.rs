@@ -9,7 +9,7 @@ use ferry_config::AlarmSource;
 use ferry_core::alarm::{AlarmState, Evaluator, Rule};
 use ferry_core::rollback::Trigger;
 use ferry_core::run::RunView;
-use ferry_core::{DeploymentStatus, StageStatus, Timestamp};
+use ferry_core::{Change, DeploymentStatus, Event, EventKind, StageStatus, Timestamp};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -86,7 +86,40 @@ impl Engine<'_> {
                     }
                     let (dp, detail) = self.ports.probe.sample(a);
                     *next = next.plus(a.period);
-                    if eval.push(dp) == Some(AlarmState::Alarm) {
+                    if let Some(state) = eval.push(dp) {
+                        let (breaching, considered) = eval.counts();
+                        let message = format!(
+                            "alarm {} is {state} (watch period of {}): {detail}",
+                            a.name, w.env
+                        );
+                        self.ports.store.record_alarm(&[
+                            Change::AlarmState {
+                                alarm: a.name.clone(),
+                                state,
+                                reason: detail.clone(),
+                                at: now,
+                            },
+                            Change::Event(Event {
+                                at: now,
+                                kind: EventKind::AlarmStateChanged,
+                                run: Some(run.id),
+                                environment: Some(w.env.clone()),
+                                message: message.clone(),
+                                data: serde_json::json!({
+                                    "alarm": a.name,
+                                    "state": state,
+                                    "reason": detail,
+                                    "watch": true,
+                                    "breachingDatapoints": breaching,
+                                    "consideredDatapoints": considered,
+                                    "datapointsToAlarm": a.datapoints_to_alarm,
+                                    "evaluationPeriods": a.evaluation_periods,
+                                }),
+                            }),
+                        ])?;
+                        self.ports.observer.notice(&message);
+                    }
+                    if eval.state() == AlarmState::Alarm {
                         fired = Some((i, a.name.clone(), detail));
                         break 'envs;
                     }
@@ -94,12 +127,14 @@ impl Engine<'_> {
             }
             if let Some((i, alarm, detail)) = fired {
                 let w = watched.remove(i);
+                // Only while it is still what runs there: a newer deployment replaced it.
                 let current = self
                     .ports
                     .store
                     .deployments(Some(&w.env), 100)?
                     .into_iter()
-                    .find(|d| d.deployment_id == w.deployment_id);
+                    .find(|d| d.status != DeploymentStatus::RolledBack)
+                    .filter(|d| d.deployment_id == w.deployment_id);
                 if let Some(bad) = current.filter(|d| d.status == DeploymentStatus::Succeeded)
                     && self.pipeline.rollback.automatic
                 {

@@ -529,6 +529,8 @@ pub fn rollbacks_recorded_once(sim: &Sim, automatic: bool, known: KnownBugs) -> 
                         && e.event.environment.as_deref() == Some(d.environment.as_str())
                         && e.event.kind == kind
                         && (level.is_none() || level_of(e) == level)
+                        // A person may retry a failed rollback: only this attempt counts.
+                        && e.event.at >= r.started_at
                 })
                 .count()
         };
@@ -550,6 +552,7 @@ pub fn rollbacks_recorded_once(sim: &Sim, automatic: bool, known: KnownBugs) -> 
                     && e.event.environment.as_deref() == Some(d.environment.as_str())
                     && e.event.kind == EventKind::RollbackFailed
                     && level_of(e) == Some(Stage)
+                    && e.event.at >= r.started_at
             })
             .map_or(u64::MAX, |e| e.tick);
         let ok = |full: bool, env: &str| {
@@ -557,6 +560,7 @@ pub fn rollbacks_recorded_once(sim: &Sim, automatic: bool, known: KnownBugs) -> 
                 .filter(|c| {
                     c.environment == env
                         && c.result == DeployResult::Succeeded
+                        && c.start >= r.started_at
                         && (c.start_tick > full_from) == full
                 })
                 .collect::<Vec<_>>()
