@@ -614,7 +614,11 @@ pub fn logs(project: &Project, run: i64, step: Option<&str>, as_json: bool) -> C
         let text = match &t.log {
             Some(p) => std::fs::read(p)
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_else(|e| format!("(log `{p}` cannot be read: {e})")),
+                .unwrap_or_else(|e| match e.kind() {
+                    // The step ended before it wrote anything (a refused deploy).
+                    std::io::ErrorKind::NotFound => String::new(),
+                    _ => format!("(log `{p}` cannot be read: {e})"),
+                }),
             None => String::new(),
         };
         out.push(ferry_api::StepLog {
