@@ -79,3 +79,22 @@ pub enum Change {
     },
     Event(Event),
 }
+
+impl Change {
+    /// The change's kind, as error messages name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Change::Run { .. } => "run",
+            Change::Stage { .. } => "stage",
+            Change::Step { .. } => "step",
+            Change::TestResults { .. } => "test_results",
+            Change::Artifact(_) => "artifact",
+            Change::DeploymentStarted(_) => "deployment_started",
+            Change::DeploymentFinished { .. } => "deployment_finished",
+            Change::DeploymentRolledBack { .. } => "deployment_rolled_back",
+            Change::IncidentOpened { .. } => "incident_opened",
+            Change::AlarmState { .. } => "alarm_state",
+            Change::Event(_) => "event",
+        }
+    }
+}

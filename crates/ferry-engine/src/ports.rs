@@ -5,6 +5,7 @@
 
 use ferry_core::alarm::AlarmState;
 use ferry_core::approval::Decision;
+use ferry_core::events::{EventKind, iso8601};
 use ferry_core::gates::ExitObservation;
 use ferry_core::rollback::RollbackRecord;
 use ferry_core::run::RunView;
@@ -270,6 +271,35 @@ pub trait Deployer: Send + Sync {
     fn healthy(&self, within: Duration) -> PortResult<()> {
         let _ = within;
         Ok(())
+    }
+}
+
+impl Incident {
+    /// The `incident_resolved` event that closing it appends (tied to no run); both stores
+    /// record exactly this.
+    pub fn resolved_event(&self, at: Timestamp) -> Event {
+        let incident = self;
+        let by = incident.resolved_by.as_deref().unwrap_or_default();
+        Event {
+            at,
+            kind: EventKind::IncidentResolved,
+            run: None,
+            environment: Some(incident.environment.clone()),
+            message: format!(
+                "incident {} in {} resolved by {by}; automatic deployments to {} resume",
+                incident.id, incident.environment, incident.environment
+            ),
+            data: serde_json::json!({
+                "event": "incident_resolved",
+                "incidentId": incident.id,
+                "environment": incident.environment,
+                "deploymentId": incident.deployment_id,
+                "reason": incident.reason,
+                "resolvedBy": by,
+                "openedAt": iso8601(incident.opened_at),
+                "timestamp": iso8601(at),
+            }),
+        }
     }
 }
 

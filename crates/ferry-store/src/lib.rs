@@ -617,7 +617,7 @@ impl Store for SqliteStore {
             )?;
             incident.resolved_at = Some(at);
             incident.resolved_by = Some(by.to_string());
-            insert_event(tx, &resolved_event(&incident, at))?;
+            insert_event(tx, &incident.resolved_event(at))?;
             Ok(incident)
         })
     }
@@ -676,7 +676,7 @@ impl Store for SqliteStore {
                     other => {
                         return Err(PortError::permanent(format!(
                             "an alarm can record only alarm states and events, not a `{}` change",
-                            change_name(other)
+                            other.name()
                         ))
                         .into());
                     }
@@ -718,48 +718,6 @@ impl Store for SqliteStore {
                 .optional()?;
             Ok(run.map(|r| r.map(RunId)))
         })
-    }
-}
-
-/// The snake_case name of a change, for messages.
-fn change_name(change: &Change) -> &'static str {
-    match change {
-        Change::Run { .. } => "run",
-        Change::Stage { .. } => "stage",
-        Change::Step { .. } => "step",
-        Change::TestResults { .. } => "test_results",
-        Change::Artifact(_) => "artifact",
-        Change::DeploymentStarted(_) => "deployment_started",
-        Change::DeploymentFinished { .. } => "deployment_finished",
-        Change::DeploymentRolledBack { .. } => "deployment_rolled_back",
-        Change::IncidentOpened { .. } => "incident_opened",
-        Change::AlarmState { .. } => "alarm_state",
-        Change::Event(_) => "event",
-    }
-}
-
-/// The `incident_resolved` event that closing an incident appends (tied to no run).
-fn resolved_event(incident: &Incident, at: Timestamp) -> Event {
-    let by = incident.resolved_by.as_deref().unwrap_or_default();
-    Event {
-        at,
-        kind: EventKind::IncidentResolved,
-        run: None,
-        environment: Some(incident.environment.clone()),
-        message: format!(
-            "incident {} in {} resolved by {by}; automatic deployments to {} resume",
-            incident.id, incident.environment, incident.environment
-        ),
-        data: serde_json::json!({
-            "event": "incident_resolved",
-            "incidentId": incident.id,
-            "environment": incident.environment,
-            "deploymentId": incident.deployment_id,
-            "reason": incident.reason,
-            "resolvedBy": by,
-            "openedAt": iso8601(incident.opened_at),
-            "timestamp": iso8601(at),
-        }),
     }
 }
 

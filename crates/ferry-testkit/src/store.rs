@@ -5,12 +5,11 @@
 use crate::clock::Ticks;
 use ferry_core::alarm::AlarmState;
 use ferry_core::approval::Decision;
-use ferry_core::events::iso8601;
 use ferry_core::rollback::RollbackRecord;
 use ferry_core::run::{RunView, StageView, StepView};
 use ferry_core::{
-    Change, DeploymentRecord, DeploymentStatus, Event, EventKind, RunId, RunStatus, StageStatus,
-    StepStatus, Suite, Timestamp,
+    Change, DeploymentRecord, DeploymentStatus, Event, RunId, RunStatus, StageStatus, StepStatus,
+    Suite, Timestamp,
 };
 use ferry_engine::ports::{EventFilter, Incident, Lease, NewRun, PortError, PortResult, Store};
 use ferry_reports::TestReport;
@@ -474,49 +473,6 @@ fn apply_change(
     Ok(())
 }
 
-/// The snake_case name of a change, for messages.
-fn change_name(change: &Change) -> &'static str {
-    match change {
-        Change::Run { .. } => "run",
-        Change::Stage { .. } => "stage",
-        Change::Step { .. } => "step",
-        Change::TestResults { .. } => "test_results",
-        Change::Artifact(_) => "artifact",
-        Change::DeploymentStarted(_) => "deployment_started",
-        Change::DeploymentFinished { .. } => "deployment_finished",
-        Change::DeploymentRolledBack { .. } => "deployment_rolled_back",
-        Change::IncidentOpened { .. } => "incident_opened",
-        Change::AlarmState { .. } => "alarm_state",
-        Change::Event(_) => "event",
-    }
-}
-
-/// The `incident_resolved` event that closing an incident appends (tied to no run); the
-/// same shape as the SQLite store's.
-fn resolved_event(incident: &Incident, at: Timestamp) -> Event {
-    let by = incident.resolved_by.as_deref().unwrap_or_default();
-    Event {
-        at,
-        kind: EventKind::IncidentResolved,
-        run: None,
-        environment: Some(incident.environment.clone()),
-        message: format!(
-            "incident {} in {} resolved by {by}; automatic deployments to {} resume",
-            incident.id, incident.environment, incident.environment
-        ),
-        data: serde_json::json!({
-            "event": "incident_resolved",
-            "incidentId": incident.id,
-            "environment": incident.environment,
-            "deploymentId": incident.deployment_id,
-            "reason": incident.reason,
-            "resolvedBy": by,
-            "openedAt": iso8601(incident.opened_at),
-            "timestamp": iso8601(at),
-        }),
-    }
-}
-
 fn stage_mut(view: &mut RunView, run: RunId, stage: usize) -> PortResult<&mut StageView> {
     view.stages
         .get_mut(stage)
@@ -864,7 +820,7 @@ impl Store for MemoryStore {
         incident.resolved_by = Some(by.to_string());
         let incident = incident.clone();
         let mut pending = Pending::of(&st, self.ticks.next());
-        pending.event(&resolved_event(&incident, at));
+        pending.event(&incident.resolved_event(at));
         pending.commit(&mut st);
         Ok(incident)
     }
@@ -900,7 +856,7 @@ impl Store for MemoryStore {
                 other => {
                     return Err(PortError::permanent(format!(
                         "an alarm can record only alarm states and events, not a `{}` change",
-                        change_name(other)
+                        other.name()
                     )));
                 }
             }
@@ -939,6 +895,7 @@ fn newest<'a>(it: impl Iterator<Item = &'a StoredDeployment>) -> Option<Deployme
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use ferry_core::EventKind;
     use ferry_core::rollback::{RollbackStatus, Trigger};
     use ferry_core::{Commit, RollbackLevel};
     use ferry_engine::ports::PortErrorKind;
