@@ -154,8 +154,10 @@ impl Engine<'_> {
         let one = std::slice::from_ref(&stage);
         let ch = rollback::initiated(&rec, bad, RollbackLevel::Stage, one, clock.now());
         self.record(bad.run_id, ch)?;
+        // The failing environment itself: its lease is already held, so `Held` never
+        // comes back for it.
         match self.restore(&stage, bad, &mut rec, lease_as) {
-            Ok(()) => {
+            Ok(_) => {
                 let taken_back = self.taken_back(&stage, bad)?;
                 let ch = rollback::succeeded(
                     &rec,
@@ -201,22 +203,23 @@ impl Engine<'_> {
         self.record(bad.run_id, ch)?;
         let mut taken_back: Vec<DeploymentRecord> = Vec::new();
         for t in &targets {
-            // An environment a person holds is left alone (its incident says why).
-            if t.environment != bad.environment
-                && let Some(i) = store.hold(&t.environment)?
-            {
-                rec.detail.push(format!(
-                    "{}: left alone, held by incident #{} until `ferry resolve {}`",
-                    t.environment, i.id, t.environment
-                ));
-                continue;
-            }
-            if let Err(why) = self.restore(t, bad, &mut rec, lease_as) {
-                let why = format!("{}: {why}", t.environment);
-                rec.detail.push(format!("full level failed in {why}"));
-                let ch = rollback::level_failed(bad, RollbackLevel::Full, &why, clock.now());
-                self.record(bad.run_id, ch)?;
-                return self.escalate(rec, bad, &why);
+            match self.restore(t, bad, &mut rec, lease_as) {
+                Ok(Restored::Done) => {}
+                // An environment a person holds is left alone (its incident says why).
+                Ok(Restored::Held(id)) => {
+                    rec.detail.push(format!(
+                        "{}: left alone, held by incident #{id} until `ferry resolve {}`",
+                        t.environment, t.environment
+                    ));
+                    continue;
+                }
+                Err(why) => {
+                    let why = format!("{}: {why}", t.environment);
+                    rec.detail.push(format!("full level failed in {why}"));
+                    let ch = rollback::level_failed(bad, RollbackLevel::Full, &why, clock.now());
+                    self.record(bad.run_id, ch)?;
+                    return self.escalate(rec, bad, &why);
+                }
             }
             // What that environment ran until now, read while its lease was held.
             taken_back.extend(self.taken_back(t, bad)?);
@@ -262,7 +265,7 @@ impl Engine<'_> {
         bad: &DeploymentRecord,
         rec: &mut RollbackRecord,
         lease_as: RunId,
-    ) -> Result<(), String> {
+    ) -> Result<Restored, String> {
         let other = t.environment != bad.environment;
         if other {
             // Bounded: two full level rollbacks, each holding its own environment, would
@@ -271,12 +274,26 @@ impl Engine<'_> {
             let limit = Some(self.settings.lease_ttl * 4);
             self.wait_for_lease_within(&t.environment, lease_as, limit)
                 .map_err(|e| e.message)?;
+            // Read under the lease: an escalation that held the environment while this
+            // rollback waited for it is seen here, never after the redeploy.
+            let held = self.ports.store.hold(&t.environment);
+            match held {
+                Ok(None) => {}
+                Ok(Some(i)) => {
+                    let _ = self.ports.store.release_lease(&t.environment, lease_as);
+                    return Ok(Restored::Held(i.id));
+                }
+                Err(e) => {
+                    let _ = self.ports.store.release_lease(&t.environment, lease_as);
+                    return Err(e.message);
+                }
+            }
         }
         let result = self.restore_held(t, bad, rec);
         if other {
             let _ = self.ports.store.release_lease(&t.environment, lease_as);
         }
-        result
+        result.map(|()| Restored::Done)
     }
 
     fn restore_held(
@@ -590,4 +607,12 @@ impl Engine<'_> {
     fn note(&self, message: &str) {
         self.ports.observer.notice(message);
     }
+}
+
+/// What a full level restore did to one environment.
+enum Restored {
+    /// Put back and validated.
+    Done,
+    /// Left alone: this incident holds the environment until a person resolves it.
+    Held(i64),
 }
