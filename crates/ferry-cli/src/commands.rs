@@ -575,8 +575,9 @@ pub fn history(
     Ok(exit::OK)
 }
 
-pub fn logs(project: &Project, run: i64, step: Option<&str>, as_json: bool) -> CliResult<i32> {
-    let store = project.open_store()?;
+/// A run's step logs (all, or those of one step, stage or `stage/step`) and its
+/// decisions: `ferry logs --json` and `GET /api/runs/{id}/logs`.
+pub fn build_logs(store: &dyn Store, run: i64, step: Option<&str>) -> CliResult<ferry_api::Logs> {
     let view = store.load_run(RunId(run))?;
     let mut picked = Vec::new();
     for s in &view.stages {
@@ -639,6 +640,20 @@ pub fn logs(project: &Project, run: i64, step: Option<&str>, as_json: bool) -> C
         .map(|(_, e)| e)
         .filter(|e| is_decision(e.kind))
         .collect();
+    Ok(ferry_api::Logs {
+        run,
+        steps: out,
+        decisions,
+    })
+}
+
+pub fn logs(project: &Project, run: i64, step: Option<&str>, as_json: bool) -> CliResult<i32> {
+    let store = project.open_store()?;
+    let ferry_api::Logs {
+        steps: out,
+        decisions,
+        ..
+    } = build_logs(&store, run, step)?;
     if as_json {
         json(&ferry_api::Logs {
             run,

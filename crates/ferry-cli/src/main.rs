@@ -5,12 +5,14 @@ mod commands;
 mod context;
 mod demo;
 mod error;
+mod guard;
 mod output;
 mod progress;
 mod recovery;
 mod sample;
 mod serve;
 mod signals;
+mod views;
 
 use clap::{Parser, Subcommand};
 use context::Project;

@@ -13,6 +13,7 @@ use crate::commands::{self, Local};
 use crate::context::{Project, SystemClock};
 use crate::error::{CliError, CliResult};
 use crate::recovery::{self, AlarmAction};
+use crate::views;
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -34,8 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// GitHub sends at most 25 MiB.
-const BODY_LIMIT: usize = 25 * 1024 * 1024;
+use crate::guard::{self, BODY_LIMIT};
 /// How long a stopping server waits for runs and rollbacks to end after cancelling them.
 const DRAIN: Duration = Duration::from_secs(60);
 
@@ -123,6 +123,16 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/status", get(status))
         .route("/api/runs", get(runs))
         .route("/api/runs/{id}", get(run))
+        .route("/api/runs/{id}/stages", get(views::stages))
+        .route("/api/runs/{id}/logs", get(views::logs))
+        .route(
+            "/api/runs/{id}/steps/{stage}/{step}/log",
+            get(views::step_log),
+        )
+        .route("/api/environments", get(views::environments))
+        .route("/api/environments/{env}", get(views::environment))
+        .route("/api/alarms", get(views::alarms))
+        .route("/api/alarms/{name}", get(views::alarm))
         .route("/api/runs/{id}/approve", post(approve))
         .route("/api/runs/{id}/reject", post(reject))
         .route("/api/deployments", get(deployments))
@@ -130,6 +140,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/environments/{env}/rollback", post(rollback))
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(guard::guard))
         .with_state(state)
 }
 
@@ -143,23 +154,23 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
         }
     }
-    fn bad_request(message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
     fn unauthorized(message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::UNAUTHORIZED, message)
     }
-    fn not_found(message: impl Into<String>) -> ApiError {
+    pub(crate) fn not_found(message: impl Into<String>) -> ApiError {
         Self::new(StatusCode::NOT_FOUND, message)
     }
     /// A failure that is ours: logged in full, answered without the details.
-    fn internal(detail: &str) -> ApiError {
+    pub(crate) fn internal(detail: &str) -> ApiError {
         eprintln!("ferry serve: error: {detail}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -202,7 +213,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
 fn answer(status: StatusCode, body: Value) -> ApiResult {
     Ok((status, Json(body)).into_response())
@@ -213,7 +224,7 @@ async fn unknown_route() -> ApiError {
 }
 
 /// Runs `f` on a blocking thread (store calls, git, the engine).
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -268,7 +279,15 @@ async fn github(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
             "the `X-GitHub-Event` header is missing",
         ));
     };
-    let parsed = ferry_hooks::parse_github(event, &body)
+    let form = header(&headers, "content-type")
+        .map(guard::media_type)
+        .is_some_and(|t| t == "application/x-www-form-urlencoded");
+    let json_body = if form {
+        form_payload(&body)?
+    } else {
+        body.to_vec()
+    };
+    let parsed = ferry_hooks::parse_github(event, &json_body)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let delivery = header(&headers, "x-github-delivery")
         .map(str::trim)
@@ -334,6 +353,43 @@ async fn github(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
             }
         },
     }
+}
+
+/// The JSON of a webhook GitHub sent as `application/x-www-form-urlencoded`: the
+/// `payload` field, percent-decoded (the signature covers the encoded body).
+fn form_payload(body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let missing = || {
+        ApiError::bad_request(
+            "a form-encoded webhook needs a `payload` field (or set the webhook's content type to application/json)",
+        )
+    };
+    let field = body
+        .split(|b| *b == b'&')
+        .find_map(|kv| kv.strip_prefix(b"payload="))
+        .ok_or_else(missing)?;
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while let Some(&b) = field.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = field
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "the form's `payload` has a broken percent escape at byte {i}"
+                        ))
+                    })?;
+                out.push(hex);
+                i += 2;
+            }
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    Ok(out)
 }
 
 enum Started {
@@ -592,14 +648,14 @@ fn with_engine<T>(
 
 // --- GET /api/… ------------------------------------------------------------------------
 
-type Params = Result<Query<BTreeMap<String, String>>, QueryRejection>;
+pub(crate) type Params = Result<Query<BTreeMap<String, String>>, QueryRejection>;
 
-fn params(q: Params) -> Result<BTreeMap<String, String>, ApiError> {
+pub(crate) fn params(q: Params) -> Result<BTreeMap<String, String>, ApiError> {
     q.map(|Query(m)| m)
         .map_err(|_| ApiError::bad_request("the query string cannot be read"))
 }
 
-fn number<T: std::str::FromStr>(
+pub(crate) fn number<T: std::str::FromStr>(
     p: &BTreeMap<String, String>,
     key: &str,
 ) -> Result<Option<T>, ApiError> {
@@ -615,7 +671,7 @@ fn limit(p: &BTreeMap<String, String>, default: usize) -> Result<usize, ApiError
     Ok(number::<usize>(p, "limit")?.unwrap_or(default).min(1000))
 }
 
-fn run_id(id: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
+pub(crate) fn run_id(id: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
     let Path(id) = id.map_err(|_| ApiError::bad_request("the path cannot be read"))?;
     id.parse::<i64>()
         .map_err(|_| ApiError::bad_request(format!("`{id}` is not a run number")))
@@ -667,6 +723,23 @@ async fn events(State(state): State<Arc<AppState>>, q: Params) -> ApiResult {
         run: number::<i64>(&p, "run")?.map(RunId),
         environment: p.get("env").cloned(),
         after_id: number::<i64>(&p, "after")?,
+        kind: match p.get("kind") {
+            None => None,
+            Some(k) => Some(EventKind::parse(k).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`kind` `{k}` is not an event kind (e.g. `rollback_initiated`)"
+                ))
+            })?),
+        },
+        newest_first: match p.get("order").map(String::as_str) {
+            None | Some("oldest") => false,
+            Some("newest") => true,
+            Some(o) => {
+                return Err(ApiError::bad_request(format!(
+                    "`order` is `oldest` or `newest`, not `{o}`"
+                )));
+            }
+        },
         limit: Some(limit(&p, 100)?),
     };
     let list = blocking(move || Ok(state.store.events(&filter)?)).await?;
@@ -856,10 +929,14 @@ pub fn serve(project: &Project, listen: &str) -> CliResult<i32> {
             .local_addr()
             .map_err(|e| CliError::environment(format!("cannot listen on {addr}: {e}")))?;
         crate::output::line(format!("ferry serve: listening on http://{bound}"));
-        axum::serve(listener, app(Arc::clone(&state)))
-            .with_graceful_shutdown(shutdown(cancel))
-            .await
-            .map_err(|e| CliError::environment(format!("the server stopped: {e}")))
+        guard::serve_connections(
+            listener,
+            app(Arc::clone(&state)),
+            shutdown(cancel),
+            Duration::from_secs(5),
+        )
+        .await;
+        Ok(())
     });
     // Whatever stopped the server, runs still going are cancelled and given time to
     // record it.

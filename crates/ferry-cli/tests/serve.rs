@@ -179,7 +179,7 @@ fn pipeline(repo: &Repo) {
     let deploy = yaml_str(&format!("sh '{}'", repo.join("ops/deploy.sh").display()));
     let rollback = yaml_str(&format!("sh '{}'", repo.join("ops/rollback.sh").display()));
     let text = format!(
-        "pipeline: served\nsource:\n  branch: main\nbuild:\n  steps:\n    - name: package\n      run: \"mkdir -p dist && echo $FERRY_VERSION > dist/VERSION\"\n  artifact: dist\nenvironments:\n  - name: staging\n    deploy:\n      command:\n        run: {deploy}\n        rollback: {rollback}\n    watch: 60s\n  - name: production\n    approval:\n      timeout: 1h\n    deploy:\n      command:\n        run: {deploy}\n        rollback: {rollback}\nalarms:\n  - name: staging-errors\n    external: {{}}\n    environment: staging\nrollback:\n  automatic: true\n  validate:\n    stabilize: 1s\n    health_timeout: 5s\n"
+        "pipeline: served\nsource:\n  branch: main\nbuild:\n  steps:\n    - name: package\n      run: \"mkdir -p dist && echo $FERRY_VERSION > dist/VERSION && echo built $FERRY_VERSION\"\n  artifact: dist\nenvironments:\n  - name: staging\n    deploy:\n      command:\n        run: {deploy}\n        rollback: {rollback}\n    watch: 60s\n  - name: production\n    approval:\n      timeout: 1h\n    deploy:\n      command:\n        run: {deploy}\n        rollback: {rollback}\nalarms:\n  - name: staging-errors\n    external: {{}}\n    environment: staging\nrollback:\n  automatic: true\n  validate:\n    stabilize: 1s\n    health_timeout: 5s\n"
     );
     repo.write("ferry.yml", &text);
     repo.write(".gitignore", ".ferry/\ndist/\nops/\n");
@@ -426,4 +426,247 @@ fn firing_for(alarm: &str) -> Vec<u8> {
                     "endsAt": "0001-01-01T00:00:00Z"}]
     }))
     .unwrap()
+}
+
+/// One raw HTTP/1.1 exchange: status, headers (lower-case names) and body bytes.
+fn raw_request(port: u16, head: &str, body: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of head: {}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, raw[split + 4..].to_vec())
+}
+
+fn get_raw(port: u16, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    raw_request(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        b"",
+    )
+}
+
+fn header_of<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The rest of the API (stages, logs read whole or followed from an offset,
+/// environments, alarms, event filters) and what bad requests get: wrong content types,
+/// oversized and slow bodies, slow headers, form-encoded GitHub deliveries.
+#[test]
+fn the_api_reads_runs_environments_alarms_and_refuses_bad_requests() {
+    let repo = Repo::new();
+    pipeline(&repo);
+    let a = repo.commit("A");
+    let server = Server::start(&repo);
+    let port = server.port;
+    let (code, v) = push(port, "api-1", "refs/heads/main", &a);
+    assert_eq!(code, 202, "{v:#}");
+    let r = v["run"].as_i64().unwrap();
+    wait_run(port, r, "to wait for approval", |v| {
+        v["status"] == "awaiting_approval"
+    });
+
+    // Stages and steps.
+    let (code, v) = get(port, &format!("/api/runs/{r}/stages"));
+    assert_eq!(code, 200, "{v:#}");
+    let names: Vec<&str> = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["build", "staging", "production"], "{v:#}");
+    assert_eq!(v["status"], "awaiting_approval");
+
+    // Logs, whole and from an offset.
+    let (code, v) = get(port, &format!("/api/runs/{r}/logs?step=package"));
+    assert_eq!(code, 200, "{v:#}");
+    assert_eq!(v["steps"][0]["text"], format!("built {a}\n"), "{v:#}");
+    let (code, h, body) = get_raw(port, &format!("/api/runs/{r}/steps/build/package/log"));
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(body, format!("built {a}\n").as_bytes());
+    assert!(
+        header_of(&h, "content-type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(header_of(&h, "x-ferry-step-status"), Some("succeeded"));
+    let next = header_of(&h, "x-ferry-next-offset").unwrap().to_string();
+    assert_eq!(next, body.len().to_string());
+    let (code, h, body) = get_raw(
+        port,
+        &format!("/api/runs/{r}/steps/build/package/log?offset=6"),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(body, format!("{a}\n").as_bytes());
+    assert_eq!(header_of(&h, "x-ferry-next-offset"), Some(next.as_str()));
+    let (code, _, body) = get_raw(
+        port,
+        &format!("/api/runs/{r}/steps/build/package/log?offset=100000"),
+    );
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&body));
+    let (code, v) = get(port, &format!("/api/runs/{r}/steps/build/nope/log"));
+    assert_eq!(code, 404, "{v:#}");
+    assert!(v["error"].as_str().unwrap().contains("package"), "{v:#}");
+    let (code, v) = get(port, &format!("/api/runs/{r}/logs?step=nope"));
+    assert_eq!(code, 404, "{v:#}");
+
+    // Environments.
+    let (code, v) = get(port, "/api/environments");
+    assert_eq!(code, 200, "{v:#}");
+    assert_eq!(v["environments"][0]["name"], "staging");
+    assert_eq!(v["environments"][0]["version"], a.as_str(), "{v:#}");
+    let (code, v) = get(port, "/api/environments/staging");
+    assert_eq!(code, 200, "{v:#}");
+    assert_eq!(v["deployments"][0]["version"], a.as_str(), "{v:#}");
+    assert_eq!(v["alarms"][0]["name"], "staging-errors", "{v:#}");
+    let (code, v) = get(port, "/api/environments/nowhere");
+    assert_eq!(code, 404, "{v:#}");
+
+    // Alarms: never heard of → INSUFFICIENT_DATA; after a pushed OK, OK with its change.
+    let (code, v) = get(port, "/api/alarms");
+    assert_eq!(code, 200, "{v:#}");
+    assert_eq!(v["alarms"][0]["name"], "staging-errors");
+    assert_eq!(v["alarms"][0]["state"], "INSUFFICIENT_DATA");
+    assert_eq!(v["alarms"][0]["environments"][0], "staging");
+    let resolved = serde_json::to_vec(&json!({
+        "version": "4", "status": "resolved",
+        "alerts": [{"status": "resolved", "labels": {"alertname": "staging-errors"},
+                    "annotations": {}, "startsAt": "2026-01-27T10:00:00Z",
+                    "endsAt": "2026-01-27T10:05:00Z"}]
+    }))
+    .unwrap();
+    let (code, v) = request(
+        port,
+        "POST",
+        "/hooks/alarms",
+        &[
+            ("Authorization", &bearer()),
+            ("Content-Type", "application/json; charset=utf-8"),
+        ],
+        &resolved,
+    );
+    assert_eq!(code, 202, "{v:#}");
+    let (code, v) = get(port, "/api/alarms/staging-errors");
+    assert_eq!(code, 200, "{v:#}");
+    assert_eq!(v["alarm"]["state"], "OK", "{v:#}");
+    assert_eq!(v["changes"].as_array().unwrap().len(), 1, "{v:#}");
+    let (code, v) = get(port, "/api/alarms/nope");
+    assert_eq!(code, 404, "{v:#}");
+    assert!(
+        v["error"].as_str().unwrap().contains("staging-errors"),
+        "{v:#}"
+    );
+
+    // Event filters.
+    let (code, v) = get(port, "/api/events?kind=run_queued&order=newest&limit=5");
+    assert_eq!(code, 200, "{v:#}");
+    let events = v["events"].as_array().unwrap();
+    assert!(!events.is_empty());
+    assert!(events.iter().all(|e| e["kind"] == "run_queued"), "{v:#}");
+    let (code, v) = get(port, "/api/events?kind=bogus");
+    assert_eq!(code, 400, "{v:#}");
+    let (code, v) = get(port, "/api/events?order=sideways");
+    assert_eq!(code, 400, "{v:#}");
+
+    // A content type the endpoint does not read: 415, nothing decided.
+    let (code, v) = request(
+        port,
+        "POST",
+        &format!("/api/runs/{r}/approve"),
+        &[("Authorization", &bearer()), ("Content-Type", "text/xml")],
+        br#"{"by": "ada"}"#,
+    );
+    assert_eq!(code, 415, "{v:#}");
+    assert!(
+        v["error"].as_str().unwrap().contains("application/json"),
+        "{v:#}"
+    );
+    let (code, v) = get(port, &format!("/api/runs/{r}"));
+    assert_eq!(code, 200);
+    assert_eq!(v["status"], "awaiting_approval", "{v:#}");
+
+    // A body announced larger than 25 MiB: 413 at once.
+    let (code, _, body) = raw_request(
+        port,
+        "POST /hooks/github HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 30000000\r\n\r\n",
+        b"{}",
+    );
+    assert_eq!(code, 413, "{}", String::from_utf8_lossy(&body));
+
+    // GitHub's form encoding: `payload=<percent-encoded JSON>`, signed as sent.
+    let ping = r#"{"zen": "Half measures are as bad as nothing at all.", "hook_id": 8}"#;
+    let mut form = b"payload=".to_vec();
+    for b in ping.bytes() {
+        if b.is_ascii_alphanumeric() {
+            form.push(b);
+        } else {
+            form.extend(format!("%{b:02X}").bytes());
+        }
+    }
+    let (code, v) = request(
+        port,
+        "POST",
+        "/hooks/github",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("X-GitHub-Event", "ping"),
+            ("X-GitHub-Delivery", "form-1"),
+            ("X-Hub-Signature-256", &sign(&form)),
+        ],
+        &form,
+    );
+    assert_eq!(code, 200, "{v:#}");
+    assert_eq!(v["pong"], "Half measures are as bad as nothing at all.");
+
+    // Slow clients: one stalls in its headers, one in its body; both are cut off in
+    // bounded time, and others are served meanwhile.
+    let mut stalled_head = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stalled_head
+        .write_all(b"POST /hooks/github HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let slow_body = std::thread::spawn(move || {
+        raw_request(
+            port,
+            "POST /hooks/alarms HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+            b"{\"version\"",
+        )
+    });
+    let (code, v) = get(port, "/api/status");
+    assert_eq!(code, 200, "{v:#}");
+    let (code, _, body) = slow_body.join().unwrap();
+    assert_eq!(code, 408, "{}", String::from_utf8_lossy(&body));
+    stalled_head
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut rest = Vec::new();
+    // The server closes the connection (with or without a 408 head).
+    let _ = stalled_head.read_to_end(&mut rest);
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    let (code, _) = get(port, "/api/status");
+    assert_eq!(code, 200);
 }

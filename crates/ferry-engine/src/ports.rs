@@ -102,6 +102,10 @@ pub struct EventFilter {
     pub run: Option<RunId>,
     pub environment: Option<String>,
     pub after_id: Option<i64>,
+    /// Only events of this kind.
+    pub kind: Option<ferry_core::EventKind>,
+    /// The newest `limit` events, newest first (default: the oldest first).
+    pub newest_first: bool,
     pub limit: Option<usize>,
 }
 

@@ -470,8 +470,16 @@ impl Store for SqliteStore {
                 sql.push_str(" AND id > ?");
                 args.push(Value::Integer(after));
             }
+            if let Some(kind) = filter.kind {
+                sql.push_str(" AND kind = ?");
+                args.push(Value::Text(kind.as_str().to_string()));
+            }
             // A negative LIMIT is no limit in SQLite.
-            sql.push_str(" ORDER BY id LIMIT ?");
+            sql.push_str(if filter.newest_first {
+                " ORDER BY id DESC LIMIT ?"
+            } else {
+                " ORDER BY id LIMIT ?"
+            });
             args.push(Value::Integer(filter.limit.map_or(-1, int)));
             let mut stmt = tx.prepare(&sql)?;
             let mut rows = stmt.query(params_from_iter(args))?;

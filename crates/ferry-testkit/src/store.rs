@@ -689,11 +689,15 @@ impl Store for MemoryStore {
     }
 
     fn events(&self, filter: &EventFilter) -> PortResult<Vec<(i64, Event)>> {
-        Ok(self
-            .lock()
-            .events
-            .iter()
+        let st = self.lock();
+        let all: Box<dyn Iterator<Item = _>> = if filter.newest_first {
+            Box::new(st.events.iter().rev())
+        } else {
+            Box::new(st.events.iter())
+        };
+        Ok(all
             .filter(|e| filter.run.is_none_or(|r| e.event.run == Some(r)))
+            .filter(|e| filter.kind.is_none_or(|k| e.event.kind == k))
             .filter(|e| {
                 filter
                     .environment
