@@ -29,10 +29,10 @@ pub mod exit {
 }
 
 use ferry_core::{DeploymentRecord, RunStatus};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// `ferry status --json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
     pub pipeline: String,
     pub environments: Vec<EnvironmentStatus>,
@@ -40,7 +40,7 @@ pub struct Status {
     pub runs: Vec<RunSummary>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EnvironmentStatus {
     pub name: String,
     /// What the deployer reports running now (`null` when nothing is deployed).
@@ -63,7 +63,7 @@ pub struct EnvironmentStatus {
     pub incident: Option<IncidentSummary>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LatestDeployment {
     pub version: String,
     pub status: String,
@@ -71,7 +71,7 @@ pub struct LatestDeployment {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IncidentSummary {
     pub id: i64,
     pub reason: String,
@@ -79,7 +79,7 @@ pub struct IncidentSummary {
     pub deployment_id: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
     pub id: i64,
     pub commit: String,

@@ -408,7 +408,7 @@ pub fn build_status(
     })
 }
 
-fn print_status(st: &ferry_api::Status) {
+pub(crate) fn print_status(st: &ferry_api::Status) {
     let mut rows = vec![vec![
         "ENVIRONMENT".to_string(),
         "VERSION".into(),

@@ -9,13 +9,14 @@ mod guard;
 mod output;
 mod progress;
 mod recovery;
+mod remote;
 mod sample;
 mod serve;
 mod signals;
 mod views;
 
 use clap::{Parser, Subcommand};
-use context::Project;
+use context::{Project, user};
 use error::CliError;
 use ferry_api::exit;
 use std::path::PathBuf;
@@ -150,11 +151,13 @@ enum Command {
     },
     /// Runs ferry as a service: GitHub push webhooks start runs, alarm events roll
     /// back, and a JSON API shows and approves runs. Needs FERRY_WEBHOOK_SECRET and
-    /// FERRY_API_TOKEN in the environment.
+    /// FERRY_API_TOKEN in the environment (or files named by `server.webhook_secret_file`
+    /// and `server.api_token_file` in ferry.yml).
     Serve {
-        /// The address to listen on (`127.0.0.1:0` picks a free port, printed on start).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
+        /// The address to listen on (`127.0.0.1:0` picks a free port, printed on start);
+        /// default `server.listen` from ferry.yml, else 127.0.0.1:8080.
+        #[arg(long)]
+        listen: Option<String>,
     },
     /// A tiny HTTP service the demo deploys.
     #[command(name = "__sample-service", hide = true)]
@@ -215,28 +218,58 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             let cancel = signals::cancel_on_interrupt();
             commands::run(&project()?, commit.as_deref(), j, cancel)
         }
-        Command::Status => commands::status(&project()?, j),
+        Command::Status => {
+            let p = project()?;
+            if let Some(r) = remote::configured(&p)?
+                && let Some(code) = remote::status(&r, j)?
+            {
+                return Ok(code);
+            }
+            commands::status(&p, j)
+        }
         Command::History { env, limit } => {
             commands::history(&project()?, env.as_deref(), *limit, j)
         }
         Command::Logs { run, step } => commands::logs(&project()?, *run, step.as_deref(), j),
         Command::Approve { run, env, by } => {
-            commands::decide(&project()?, *run, env.as_deref(), by.as_deref(), None, j)
+            let p = project()?;
+            if let Some(r) = remote::configured(&p)?
+                && let Some(code) =
+                    remote::decide(&r, *run, env.as_deref(), &user(by.as_deref()), None, j)?
+            {
+                return Ok(code);
+            }
+            commands::decide(&p, *run, env.as_deref(), by.as_deref(), None, j)
         }
         Command::Reject {
             run,
             reason,
             env,
             by,
-        } => commands::decide(
-            &project()?,
-            *run,
-            env.as_deref(),
-            by.as_deref(),
-            Some(reason),
-            j,
-        ),
+        } => {
+            let p = project()?;
+            if let Some(r) = remote::configured(&p)?
+                && let Some(code) = remote::decide(
+                    &r,
+                    *run,
+                    env.as_deref(),
+                    &user(by.as_deref()),
+                    Some(reason),
+                    j,
+                )?
+            {
+                return Ok(code);
+            }
+            commands::decide(&p, *run, env.as_deref(), by.as_deref(), Some(reason), j)
+        }
         Command::Rollback { env, to, reason } => {
+            let p = project()?;
+            if let Some(r) = remote::configured(&p)?
+                && let Some(code) =
+                    remote::rollback(&r, env, to.as_deref(), reason.as_deref(), &user(None), j)?
+            {
+                return Ok(code);
+            }
             let cancel = signals::cancel_on_interrupt();
             recovery::rollback(
                 &project()?,
@@ -256,7 +289,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             recovery::alarm(&project()?, name, state, reason, j, cancel)
         }
         Command::Resolve { env, by } => recovery::resolve(&project()?, env, by.as_deref(), j),
-        Command::Serve { listen } => serve::serve(&project()?, listen),
+        Command::Serve { listen } => serve::serve(&project()?, listen.as_deref()),
         Command::SampleService { port } => sample::serve(*port),
         Command::Smoke { url, junit, expect } => sample::smoke(url, junit, expect.as_deref()),
     }

@@ -61,10 +61,15 @@ pub fn rollback(
     let rec = roll_back_env(&engine, env, to, reason, &user(None))?;
     progress.finish();
     report(&rec, as_json);
-    Ok(match rec.status {
+    Ok(rollback_exit(&rec))
+}
+
+/// `ferry rollback`'s exit code for a rollback's outcome.
+pub(crate) fn rollback_exit(rec: &RollbackRecord) -> i32 {
+    match rec.status {
         RollbackStatus::Succeeded | RollbackStatus::NothingToDo => exit::OK,
         _ => exit::RUN_FAILED,
-    })
+    }
 }
 
 /// Rolls `env` back through the orchestrator (to its last known good version, or to
@@ -94,7 +99,7 @@ pub fn roll_back_env(
     )?)
 }
 
-fn report(rec: &RollbackRecord, as_json: bool) {
+pub(crate) fn report(rec: &RollbackRecord, as_json: bool) {
     if as_json {
         json(rec);
         return;

@@ -865,18 +865,15 @@ async fn rollback(
 
 // --- The process ------------------------------------------------------------------------
 
-/// A secret from the environment; refusing to start without it. The variable is removed
-/// from the environment so that no step ferry runs inherits it.
-fn secret(name: &str) -> CliResult<String> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Ok(v),
-        Ok(_) => Err(CliError::config(format!(
-            "`{name}` is empty; `ferry serve` needs it (set it in the environment, never on the command line)"
-        ))),
-        Err(_) => Err(CliError::config(format!(
-            "`{name}` is not set; `ferry serve` needs it (set it in the environment, never on the command line)"
-        ))),
-    }
+/// A secret from the environment or from the file `ferry.yml` names; refusing to start
+/// without it. The variables are removed from the environment before any step can
+/// inherit them.
+fn secret(project: &Project, var: &str, file: Option<&str>, key: &str) -> CliResult<String> {
+    crate::remote::secret(project, var, file)?.ok_or_else(|| {
+        CliError::config(format!(
+            "`ferry serve` needs `{var}`: set it in the environment, or name a file holding it with `server.{key}` in ferry.yml (never on the command line)"
+        ))
+    })
 }
 
 #[allow(unsafe_code)]
@@ -889,10 +886,24 @@ fn forget_secrets() {
 }
 
 /// `ferry serve --listen ADDR`.
-pub fn serve(project: &Project, listen: &str) -> CliResult<i32> {
-    let webhook_secret = secret("FERRY_WEBHOOK_SECRET")?;
-    let api_token = secret("FERRY_API_TOKEN")?;
+pub fn serve(project: &Project, listen: Option<&str>) -> CliResult<i32> {
+    let (pipeline, text) = project.load()?;
+    let webhook_secret = secret(
+        project,
+        "FERRY_WEBHOOK_SECRET",
+        pipeline.server.webhook_secret_file.as_deref(),
+        "webhook_secret_file",
+    )?;
+    let api_token = secret(
+        project,
+        "FERRY_API_TOKEN",
+        pipeline.server.api_token_file.as_deref(),
+        "api_token_file",
+    )?;
     forget_secrets();
+    let listen = listen
+        .or(pipeline.server.listen.as_deref())
+        .unwrap_or("127.0.0.1:8080");
     let addr: SocketAddr = listen.parse().map_err(|_| {
         CliError::new(
             exit::USAGE,
@@ -901,7 +912,6 @@ pub fn serve(project: &Project, listen: &str) -> CliResult<i32> {
             ),
         )
     })?;
-    let (pipeline, text) = project.load()?;
     let store = project.open_store()?;
     ferry_local::GitSource::open(&project.root)?;
     let cancel = crate::signals::flag();

@@ -29,9 +29,13 @@ impl Server {
     fn start(repo: &Repo) -> Server {
         let mut cmd = ferry_cmd(repo.path(), &["serve", "--listen", "127.0.0.1:0"]);
         cmd.env("FERRY_WEBHOOK_SECRET", SECRET)
-            .env("FERRY_API_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .env("FERRY_API_TOKEN", TOKEN);
+        Server::spawn(cmd)
+    }
+
+    /// `ferry serve` as `cmd` says (its secrets and address from elsewhere).
+    fn spawn(mut cmd: std::process::Command) -> Server {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("ferry serve starts");
         let stdout = child.stdout.take().unwrap();
         let mut first = String::new();
@@ -669,4 +673,123 @@ fn the_api_reads_runs_environments_alarms_and_refuses_bad_requests() {
     );
     let (code, _) = get(port, "/api/status");
     assert_eq!(code, 200);
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Secrets from files named in ferry.yml (none in the environment), `server.listen`,
+/// and the CLI's `status`, `approve`, `reject` and `rollback` going through the server
+/// that `server.url` names (with the token from the file), falling back to the store
+/// when nothing answers there.
+#[test]
+fn secrets_from_files_and_the_cli_through_a_running_server() {
+    let repo = Repo::new();
+    pipeline(&repo);
+    let port = free_port();
+    let text = repo.read("ferry.yml");
+    repo.write(
+        "ferry.yml",
+        &format!(
+            "{text}server:\n  listen: 127.0.0.1:{port}\n  url: http://127.0.0.1:{port}\n  webhook_secret_file: ops/webhook-secret\n  api_token_file: ops/api-token\n"
+        ),
+    );
+    let a = repo.commit("A");
+    // Missing file: a config error naming it.
+    let out = repo.ferry(&["serve"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ops/webhook-secret"),
+        "{out:?}"
+    );
+    repo.write("ops/webhook-secret", &format!("{SECRET}\n"));
+    repo.write("ops/api-token", &format!("{TOKEN}\n"));
+    for f in ["ops/webhook-secret", "ops/api-token"] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(repo.join(f), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let server = Server::spawn(ferry_cmd(repo.path(), &["serve"]));
+    assert_eq!(server.port, port);
+
+    let (code, v) = push(port, "f-1", "refs/heads/main", &a);
+    assert_eq!(code, 202, "{v:#}");
+    let r = v["run"].as_i64().unwrap();
+    wait_run(port, r, "to wait for approval", |v| {
+        v["status"] == "awaiting_approval"
+    });
+
+    // `ferry status` from the server.
+    let out = repo.ferry(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st["runs"][0]["id"], r, "{st:#}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A wrong token: refused, with what to do.
+    let out = repo.ferry_env(
+        &["approve", &r.to_string()],
+        &[("FERRY_API_TOKEN", "wrong")],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("FERRY_API_TOKEN"),
+        "{out:?}"
+    );
+
+    // Approve through the server.
+    let out = repo.ferry(&["approve", &r.to_string(), "--by", "ada"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("approved") && said.contains(&format!("via http://127.0.0.1:{port}")),
+        "{said}"
+    );
+    let done = wait_run(port, r, "to end", |v| v["ended_at"].is_number());
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    // Not waiting any more: the server's 409 is the CLI's conflict.
+    let out = repo.ferry(&["reject", &r.to_string(), "--reason", "late"]);
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+
+    // A second commit, then a rollback of staging through the server.
+    let b = repo.commit("B");
+    let (code, v) = push(port, "f-2", "refs/heads/main", &b);
+    assert_eq!(code, 202, "{v:#}");
+    let r2 = v["run"].as_i64().unwrap();
+    wait_run(port, r2, "to wait for approval", |v| {
+        v["status"] == "awaiting_approval"
+    });
+    let out = repo.ferry(&["rollback", "staging", "--reason", "checking", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let rec: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["status"], "succeeded", "{rec:#}");
+    assert_eq!(rec["to_version"], a.as_str(), "{rec:#}");
+    assert!(
+        repo.read("ops/actions.log")
+            .contains(&format!("rollback staging {a}")),
+        "{}",
+        repo.read("ops/actions.log")
+    );
+
+    // The server gone: the CLI says so and reads the store itself.
+    drop(server);
+    let out = repo.ferry(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no ferry serve answers"),
+        "{out:?}"
+    );
+    // `FERRY_SERVER=` turns the server off without a note.
+    let out = repo.ferry_env(&["status", "--json"], &[("FERRY_SERVER", "")]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
 }

@@ -20,7 +20,7 @@ pub use duration::{format_duration, parse_duration};
 pub use model::{
     Alarm, AlarmSource, Approval, Build, CommandDeploy, Comparison, Deploy, Environment, Gates,
     InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports,
-    Rollback, RollbackValidate, Source, Step, Suite,
+    Rollback, RollbackValidate, Server, Source, Step, Suite,
 };
 
 /// The commented starter file `ferry init` writes. It parses without diagnostics.

@@ -17,6 +17,8 @@ pub struct Pipeline {
     pub alarms: Vec<Alarm>,
     pub rollback: Rollback,
     pub notifications: Vec<Notification>,
+    /// Key `server`: how `ferry serve` runs and how other commands find it.
+    pub server: Server,
 }
 
 impl Pipeline {
@@ -61,6 +63,24 @@ impl Pipeline {
         }
         out
     }
+}
+
+/// `ferry serve`'s settings (yaml key `server`); every key optional.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Server {
+    /// Where `ferry serve` listens when `--listen` is not given.
+    pub listen: Option<String>,
+    /// Where a running `ferry serve` answers (`http://host:port`): `ferry approve`,
+    /// `reject`, `rollback` and `status` then go through its API instead of the store.
+    pub url: Option<String>,
+    /// A file holding the GitHub webhook secret (used when `FERRY_WEBHOOK_SECRET` is not
+    /// set); relative paths are from the repository root.
+    pub webhook_secret_file: Option<String>,
+    /// A file holding the API bearer token (used when `FERRY_API_TOKEN` is not set).
+    pub api_token_file: Option<String>,
+    /// SNS topics (ARNs) whose deliveries to `/hooks/alarms` are accepted on their
+    /// verified SNS signature alone, without the bearer token.
+    pub sns_topics: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -13,7 +13,7 @@ use crate::duration::{format_duration, parse_reason};
 use crate::model::{
     Alarm, AlarmSource, Approval, Build, CommandDeploy, Comparison, Deploy, Environment, Gates,
     InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports,
-    Rollback, RollbackValidate, Source, Step, Suite,
+    Rollback, RollbackValidate, Server, Source, Step, Suite,
 };
 use crate::yaml::{Kind, Node, Pos, Value, ellipsize};
 
@@ -30,6 +30,14 @@ const TOP_KEYS: &[&str] = &[
     "alarms",
     "rollback",
     "notifications",
+    "server",
+];
+const SERVER_KEYS: &[&str] = &[
+    "listen",
+    "url",
+    "webhook_secret_file",
+    "api_token_file",
+    "sns_topics",
 ];
 const SOURCE_KEYS: &[&str] = &["branch", "poll"];
 const BUILD_KEYS: &[&str] = &["steps", "gates", "artifact"];
@@ -874,6 +882,7 @@ impl Checker<'_> {
         let (alarms, alarm_names) = self.alarms(&m);
         let rollback = self.rollback(&m);
         let notifications = self.notifications(&m);
+        let server = self.server(&m);
 
         self.cross_references(&env_refs, &alarm_names);
         if artifact == Some(false) {
@@ -889,6 +898,7 @@ impl Checker<'_> {
             alarms,
             rollback,
             notifications,
+            server,
         })
     }
 
@@ -1791,6 +1801,57 @@ impl Checker<'_> {
         rollback
     }
 
+    fn server(&mut self, top: &Map<'_>) -> Server {
+        let mut server = Server::default();
+        let loc = "in `server`";
+        let Some(m) = self.sub_map(top, "server", "", SERVER_KEYS) else {
+            return server;
+        };
+        if let Some(listen) = self.text(&m, "listen", loc, "listen: 127.0.0.1:8080") {
+            let pos = m.get("listen").map_or(m.pos, |e| e.pos());
+            if listen.parse::<std::net::SocketAddr>().is_ok() {
+                server.listen = Some(listen);
+            } else {
+                self.report(
+                    pos,
+                    format!(
+                        "`listen` {loc} must be an address and port, found `{}`",
+                        ellipsize(&listen)
+                    ),
+                    "write it like `listen: 127.0.0.1:8080` (`0.0.0.0:8080` for every interface)",
+                );
+            }
+        }
+        server.url = self.url(&m, "url", loc, "url: http://127.0.0.1:8080", true);
+        for key in ["webhook_secret_file", "api_token_file"] {
+            let example = format!(
+                "{key}: /etc/ferry/{}",
+                key.trim_end_matches("_file").replace('_', "-")
+            );
+            let path = self.text(&m, key, loc, &example);
+            if key == "webhook_secret_file" {
+                server.webhook_secret_file = path;
+            } else {
+                server.api_token_file = path;
+            }
+        }
+        if let Some(e) = m.get("sns_topics") {
+            let example = "sns_topics: [arn:aws:sns:eu-west-1:123456789012:ferry-alarms]";
+            for (arn, pos) in self.texts(e, loc, example, true) {
+                if is_sns_topic_arn(&arn) {
+                    server.sns_topics.push(arn);
+                } else {
+                    self.report(
+                        pos,
+                        format!("`{}` is not an SNS topic ARN", ellipsize(&arn)),
+                        "write it like `arn:aws:sns:eu-west-1:123456789012:ferry-alarms` (the topic's ARN from the SNS console)",
+                    );
+                }
+            }
+        }
+        server
+    }
+
     fn notifications(&mut self, top: &Map<'_>) -> Vec<Notification> {
         let mut out = Vec::new();
         let Some(e) = top.get("notifications") else {
@@ -2081,4 +2142,19 @@ struct AlarmRef {
     name: Named,
     environment: Option<Named>,
     loc: String,
+}
+
+/// `arn:<partition>:sns:<region>:<12-digit account>:<topic name>`.
+fn is_sns_topic_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    matches!(parts.as_slice(),
+        ["arn", partition, "sns", region, account, topic]
+            if partition.starts_with("aws")
+                && !region.is_empty()
+                && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && account.len() == 12
+                && account.chars().all(|c| c.is_ascii_digit())
+                && !topic.is_empty()
+                && topic.len() <= 256
+                && topic.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
 }

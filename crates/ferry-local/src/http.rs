@@ -9,8 +9,29 @@ use std::time::{Duration, Instant};
 /// Sends `GET url` and returns the response's status code and body (at most 1 MiB).
 /// The whole exchange (name lookup excepted) is bounded by `timeout`.
 pub fn http_get(url: &str, timeout: Duration) -> Result<(u16, Vec<u8>), String> {
+    http_request("GET", url, &[], b"", timeout)
+}
+
+/// Sends `method url` with extra `headers` and `body` (a `Content-Length` is added) and
+/// returns the response's status code and body (at most 1 MiB), within `timeout`.
+pub fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), String> {
     let deadline = Instant::now() + timeout;
-    let mut stream = connect(url, timeout, deadline)?;
+    let mut stream = connect(
+        &Request {
+            method,
+            url,
+            headers,
+            body,
+        },
+        timeout,
+        deadline,
+    )?;
     let mut all = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -96,7 +117,13 @@ fn decode_chunked(mut rest: &[u8]) -> Result<Vec<u8>, String> {
 /// lookup excepted) is bounded by `timeout`. Only `http://` URLs are supported.
 pub fn http_get_status(url: &str, timeout: Duration) -> Result<u16, String> {
     let deadline = Instant::now() + timeout;
-    let mut stream = connect(url, timeout, deadline)?;
+    let get = Request {
+        method: "GET",
+        url,
+        headers: &[],
+        body: b"",
+    };
+    let mut stream = connect(&get, timeout, deadline)?;
     let mut head = Vec::with_capacity(256);
     let mut buf = [0u8; 512];
     loop {
@@ -121,9 +148,25 @@ pub fn http_get_status(url: &str, timeout: Duration) -> Result<u16, String> {
     }
 }
 
+/// Whether an error of this module means that nothing listens at the address (the
+/// connection was refused), as opposed to a server that answered badly or too late.
+pub fn unreachable(error: &str) -> bool {
+    error.starts_with(CONNECT_FAILED)
+}
+
+const CONNECT_FAILED: &str = "cannot connect to ";
+
+/// What [`connect`] sends.
+struct Request<'a> {
+    method: &'a str,
+    url: &'a str,
+    headers: &'a [(&'a str, &'a str)],
+    body: &'a [u8],
+}
+
 /// Connects and sends the request; the caller reads the answer.
-fn connect(url: &str, timeout: Duration, deadline: Instant) -> Result<TcpStream, String> {
-    let target = parse_url(url)?;
+fn connect(req: &Request<'_>, timeout: Duration, deadline: Instant) -> Result<TcpStream, String> {
+    let target = parse_url(req.url)?;
     let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve `{}`: {e}", target.host))?
@@ -141,7 +184,7 @@ fn connect(url: &str, timeout: Duration, deadline: Instant) -> Result<TcpStream,
                 break;
             }
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return Err(timed_out(timeout)),
-            Err(e) => last = format!("cannot connect to {addr}: {e}"),
+            Err(e) => last = format!("{CONNECT_FAILED}{addr}: {e}"),
         }
     }
     let mut stream = stream.ok_or(last)?;
@@ -151,14 +194,27 @@ fn connect(url: &str, timeout: Duration, deadline: Instant) -> Result<TcpStream,
     } else {
         format!("{}:{}", target.host, target.port)
     };
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: ferry\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        target.path
+    let mut request = format!(
+        "{} {} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: ferry\r\nAccept: */*\r\nConnection: close\r\n",
+        req.method, target.path
     );
+    for (k, v) in req.headers {
+        if k.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']) {
+            return Err(format!(
+                "header `{k}` cannot be sent: it contains a line break"
+            ));
+        }
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !req.body.is_empty() || req.method != "GET" {
+        request.push_str(&format!("Content-Length: {}\r\n", req.body.len()));
+    }
+    request.push_str("\r\n");
     let left = remaining(deadline).ok_or_else(|| timed_out(timeout))?;
     stream
         .set_write_timeout(Some(left))
         .and_then(|()| stream.write_all(request.as_bytes()))
+        .and_then(|()| stream.write_all(req.body))
         .map_err(|e| io_error(e, timeout))?;
     Ok(stream)
 }

@@ -22,7 +22,7 @@ mod sys;
 pub use artifact::{TarArtifactStore, file_digest};
 pub use command::{CommandDeployer, DEFAULT_COMMAND_TIMEOUT};
 pub use git::GitSource;
-pub use http::http_get_status;
+pub use http::{http_get, http_get_status, http_request};
 pub use process::{KILL_GRACE, ProcessExecutor, explain_exit};
 pub use release::{ReleaseDeployer, STOP_GRACE};
 

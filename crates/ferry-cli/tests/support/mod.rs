@@ -37,6 +37,9 @@ pub fn ferry_cmd(dir: &Path, args: &[&str]) -> Command {
         .env_remove("FERRY_STATE_DIR")
         .env_remove("FERRY_FILE")
         .env_remove("FERRY_BUSY_TIMEOUT_MS")
+        .env_remove("FERRY_SERVER")
+        .env_remove("FERRY_API_TOKEN")
+        .env_remove("FERRY_WEBHOOK_SECRET")
         .env("FERRY_USER", "integration-test")
         .stdin(Stdio::null());
     c
