@@ -56,7 +56,7 @@ environments:
 "##,
         r##"
 ferry.yml:2:1: unknown key `colour` at the top level
-  help: allowed keys here: pipeline, source, build, environments, alarms, rollback, notifications
+  help: allowed keys here: pipeline, source, build, environments, alarms, rollback, notifications, server
 "##,
     );
 }
@@ -1521,5 +1521,57 @@ ferry.yml:16:15: step name `approval` is taken by ferry's own approval step in e
 ferry.yml:18:15: step name `monitor` is taken by ferry's own monitor step in environment `test`
   help: rename it, e.g. `monitor-check`
 "##,
+    );
+}
+
+#[test]
+fn server_section_problems() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+server:
+  listen: localhost
+  url: https://ferry.example.com
+  api_token_file: ""
+  sns_topics: [arn:aws:sns:eu-west-1:1234:alarms, "arn:aws:sqs:eu-west-1:123456789012:q"]
+  secret: x
+"##,
+        r##"
+ferry.yml:6:11: `listen` in `server` must be an address and port, found `localhost`
+  help: write it like `listen: 127.0.0.1:8080` (`0.0.0.0:8080` for every interface)
+ferry.yml:7:8: `url` in `server` `https://ferry.example.com` uses https, but the built-in client speaks plain HTTP only
+  help: use an http:// URL (a loopback or internal address), or a `command` alarm that runs curl
+ferry.yml:8:3: `api_token_file` in `server` is empty
+  help: write it like `api_token_file: /etc/ferry/api-token`
+ferry.yml:9:16: `arn:aws:sns:eu-west-1:1234:alarms` is not an SNS topic ARN
+  help: write it like `arn:aws:sns:eu-west-1:123456789012:ferry-alarms` (the topic's ARN from the SNS console)
+ferry.yml:9:51: `arn:aws:sqs:eu-west-1:123456789012:q` is not an SNS topic ARN
+  help: write it like `arn:aws:sns:eu-west-1:123456789012:ferry-alarms` (the topic's ARN from the SNS console)
+ferry.yml:10:3: unknown key `secret` in `server`
+  help: allowed keys here: listen, url, webhook_secret_file, api_token_file, sns_topics
+"##,
+    );
+}
+
+#[test]
+fn a_full_server_section_is_read() {
+    let p = parse(
+        "pipeline: shop\nenvironments:\n  - name: test\n    deploy: {command: {run: ./d.sh}}\nserver:\n  listen: 0.0.0.0:9000\n  url: http://ferry.internal:9000\n  webhook_secret_file: /etc/ferry/webhook\n  api_token_file: secrets/token\n  sns_topics: arn:aws:sns:us-east-1:123456789012:alarms\n",
+        "ferry.yml",
+    )
+    .unwrap();
+    assert_eq!(p.server.listen.as_deref(), Some("0.0.0.0:9000"));
+    assert_eq!(p.server.url.as_deref(), Some("http://ferry.internal:9000"));
+    assert_eq!(
+        p.server.webhook_secret_file.as_deref(),
+        Some("/etc/ferry/webhook")
+    );
+    assert_eq!(p.server.api_token_file.as_deref(), Some("secrets/token"));
+    assert_eq!(
+        p.server.sns_topics,
+        ["arn:aws:sns:us-east-1:123456789012:alarms"]
     );
 }

@@ -152,6 +152,7 @@ fn reference_file_parses_into_the_expected_model() {
             url: "http://127.0.0.1:18199/events".into(),
             events: vec![],
         }],
+        server: ferry_config::Server::default(),
     };
     assert_eq!(p, expected);
 }
