@@ -1562,7 +1562,7 @@ fn a_full_server_section_is_read() {
         "pipeline: shop\nenvironments:\n  - name: test\n    deploy: {command: {run: ./d.sh}}\nserver:\n  listen: 0.0.0.0:9000\n  url: http://ferry.internal:9000\n  webhook_secret_file: /etc/ferry/webhook\n  api_token_file: secrets/token\n  sns_topics: arn:aws:sns:us-east-1:123456789012:alarms\n",
         "ferry.yml",
     )
-    .unwrap();
+    .expect("the file is valid");
     assert_eq!(p.server.listen.as_deref(), Some("0.0.0.0:9000"));
     assert_eq!(p.server.url.as_deref(), Some("http://ferry.internal:9000"));
     assert_eq!(
