@@ -25,7 +25,7 @@ use ferry_api::exit;
 use ferry_config::Pipeline;
 use ferry_core::alarm::AlarmState;
 use ferry_core::{Change, Event, EventKind, RunId};
-use ferry_engine::ports::{Clock, EventFilter, Silent, Store};
+use ferry_engine::ports::{Clock, EventFilter, Silent, Source as _, Store};
 use ferry_hooks::{GithubEvent, PushDecision, SnsType};
 use ferry_store::SqliteStore;
 use serde_json::{Value, json};
@@ -36,6 +36,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::guard::{self, BODY_LIMIT};
+/// The remote pushed commits and polls are fetched from.
+const REMOTE: &str = "origin";
+/// The longest a `git fetch` may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// How long a stopping server waits for runs and rollbacks to end after cancelling them.
 const DRAIN: Duration = Duration::from_secs(60);
 
@@ -333,7 +338,7 @@ async fn github(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
                 let work = state.work();
                 tokio::task::spawn_blocking(move || {
                     let _work = work;
-                    start_run(&st, &sha, delivery.as_deref(), &by, tx);
+                    start_run(&st, &sha, delivery.as_deref(), "webhook", &by, tx);
                 });
                 match rx.await {
                     Ok(Ok(Started::New(run))) => {
@@ -403,6 +408,7 @@ fn start_run(
     state: &AppState,
     sha: &str,
     delivery: Option<&str>,
+    trigger: &str,
     by: &str,
     tx: tokio::sync::oneshot::Sender<Result<Started, ApiError>>,
 ) {
@@ -436,7 +442,14 @@ fn start_run(
             {
                 return Ok(Err(earlier));
             }
-            let run = engine.queue(sha, "webhook", by).map_err(|e| {
+            // A pushed commit ferry's clone does not have yet: fetch the branch once.
+            if source.resolve(sha).is_err() && source.has_remote(REMOTE) {
+                let branch = &state.pipeline.source.branch;
+                if let Err(e) = source.fetch(REMOTE, branch, FETCH_TIMEOUT) {
+                    eprintln!("ferry serve: {e}");
+                }
+            }
+            let run = engine.queue(sha, trigger, by).map_err(|e| {
                 if e.kind == ferry_engine::ports::PortErrorKind::NotFound {
                     ApiError::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
@@ -467,7 +480,7 @@ fn start_run(
     };
     let id = run.id();
     eprintln!(
-        "ferry serve: run {id} of {} queued (push by {})",
+        "ferry serve: run {id} of {} queued ({trigger} by {})",
         ferry_core::short_sha(sha),
         commands::printable(by)
     );
@@ -484,6 +497,97 @@ fn start_run(
         Err(e) => eprintln!("ferry serve: run {id}: {e}"),
     }
     let _ = std::fs::remove_dir_all(engine.layout.checkout(id));
+}
+
+// --- source.poll -------------------------------------------------------------------------
+
+/// `source.poll`: every `every`, fetches the branch from `origin` (when the repository
+/// has that remote) and starts a run for a tip no run has been started for. A tip is
+/// recorded as delivery `poll:<sha>`, so a restart never starts it twice. Ends when the
+/// server stops.
+fn poll_loop(state: Arc<AppState>, every: Duration) {
+    let branch = state.pipeline.source.branch.clone();
+    let mut last: Option<String> = None;
+    let mut first = true;
+    loop {
+        if !first {
+            let until = Instant::now() + every;
+            while Instant::now() < until {
+                if state.cancel.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        first = false;
+        if state.cancel.load(Ordering::SeqCst) {
+            return;
+        }
+        let source = match ferry_local::GitSource::open(&state.project.root) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ferry serve: poll: {e}");
+                continue;
+            }
+        };
+        if source.has_remote(REMOTE)
+            && let Err(e) = source.fetch(REMOTE, &branch, FETCH_TIMEOUT)
+        {
+            eprintln!(
+                "ferry serve: poll: {e}; trying again in {}",
+                ferry_config::format_duration(every)
+            );
+            continue;
+        }
+        let Some(tip) = source.branch_tip(REMOTE, &branch) else {
+            eprintln!(
+                "ferry serve: poll: no branch `{branch}` in the repository (nor `{REMOTE}/{branch}`)"
+            );
+            continue;
+        };
+        if last.as_deref() == Some(tip.as_str()) {
+            continue;
+        }
+        let delivery = format!("poll:{tip}");
+        let known = (|| -> Result<bool, ferry_engine::ports::PortError> {
+            if state.store.delivery(&delivery)?.is_some() {
+                return Ok(true);
+            }
+            // A commit someone already ran (`ferry run`, a webhook) is not run again.
+            let ran = state
+                .store
+                .list_runs(1000, false)?
+                .into_iter()
+                .find(|r| r.commit.sha == tip);
+            if let Some(r) = ran {
+                // Already recorded by a concurrent start: the same answer.
+                let _ = state
+                    .store
+                    .record_delivery(&delivery, Some(r.id), SystemClock.now())?;
+                return Ok(true);
+            }
+            Ok(false)
+        })();
+        match known {
+            Ok(true) => {
+                last = Some(tip);
+                continue;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                eprintln!("ferry serve: poll: {e}");
+                continue;
+            }
+        }
+        last = Some(tip.clone());
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let st = Arc::clone(&state);
+        let work = state.work();
+        std::thread::spawn(move || {
+            let _work = work;
+            start_run(&st, &tip, Some(&delivery), "poll", "poll", tx);
+        });
+    }
 }
 
 // --- POST /hooks/alarms ------------------------------------------------------------------
@@ -927,6 +1031,10 @@ pub fn serve(project: &Project, listen: Option<&str>) -> CliResult<i32> {
         api_token,
         cancel,
     ));
+    if let Some(every) = state.pipeline.source.poll {
+        let st = Arc::clone(&state);
+        std::thread::spawn(move || poll_loop(st, every));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

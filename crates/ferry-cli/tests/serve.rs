@@ -793,3 +793,95 @@ fn secrets_from_files_and_the_cli_through_a_running_server() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(out.stderr.is_empty(), "{out:?}");
 }
+
+/// `source.poll`: ferry's repository is a clone; the server fetches `origin` and runs
+/// each new tip of the branch once (also across a restart); a webhook for a commit only
+/// the origin has fetches it instead of failing.
+#[test]
+fn polling_runs_each_new_tip_of_the_branch_once() {
+    let upstream = Repo::new();
+    upstream.write_exec(
+        "ops/deploy.sh",
+        "#!/bin/sh\necho \"deploy $FERRY_ENV $FERRY_VERSION\" >> \"$(dirname \"$0\")/actions.log\"\n",
+    );
+    let deploy = yaml_str(&format!(
+        "sh '{}'",
+        upstream.join("ops/deploy.sh").display()
+    ));
+    upstream.write(
+        "ferry.yml",
+        &format!(
+            "pipeline: polled\nsource:\n  branch: main\n  poll: 1s\nbuild:\n  steps:\n    - name: package\n      run: \"echo built\"\nenvironments:\n  - name: staging\n    deploy:\n      command:\n        run: {deploy}\n"
+        ),
+    );
+    upstream.write(".gitignore", ".ferry/\nops/\n");
+    let a = upstream.commit("A");
+    let clone = Repo::plain();
+    clone.git(&["clone", "-q", upstream.path().to_str().unwrap(), "."]);
+
+    let start = || {
+        let mut cmd = ferry_cmd(clone.path(), &["serve", "--listen", "127.0.0.1:0"]);
+        cmd.env("FERRY_WEBHOOK_SECRET", SECRET)
+            .env("FERRY_API_TOKEN", TOKEN);
+        Server::spawn(cmd)
+    };
+    let server = start();
+    let port = server.port;
+    // The tip at start is run.
+    let first = wait_runs(port, 1);
+    assert_eq!(first[0]["commit"], a.as_str(), "{first:?}");
+    wait_run(port, first[0]["id"].as_i64().unwrap(), "to end", |v| {
+        v["ended_at"].is_number()
+    });
+
+    // A new commit upstream: fetched and run, once.
+    let b = upstream.commit("B");
+    let runs = wait_runs(port, 2);
+    assert_eq!(runs[0]["commit"], b.as_str(), "{runs:?}");
+    let rb = runs[0]["id"].as_i64().unwrap();
+    let done = wait_run(port, rb, "to end", |v| v["ended_at"].is_number());
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(run_count(port), 2);
+
+    // A restart runs nothing again.
+    drop(server);
+    let server = start();
+    let port = server.port;
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(run_count(port), 2);
+
+    // A webhook for a commit only upstream has: fetched, then run.
+    let c = upstream.commit("C");
+    let (code, v) = push(port, "poll-c", "refs/heads/main", &c);
+    assert_eq!(code, 202, "{v:#}");
+    let rc = v["run"].as_i64().unwrap();
+    let done = wait_run(port, rc, "to end", |v| v["ended_at"].is_number());
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    // The poll that sees C next starts nothing more.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(run_count(port), 3);
+    let log = upstream.read("ops/actions.log");
+    for sha in [&a, &b, &c] {
+        assert_eq!(
+            log.matches(&format!("deploy staging {sha}")).count(),
+            1,
+            "{log}"
+        );
+    }
+}
+
+/// Waits until the server lists `n` runs; returns them, newest first.
+fn wait_runs(port: u16, n: usize) -> Vec<Value> {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, v) = get(port, "/api/runs?limit=1000");
+        assert_eq!(code, 200, "{v:#}");
+        let runs = v["runs"].as_array().unwrap().clone();
+        if runs.len() >= n {
+            return runs;
+        }
+        assert!(Instant::now() < until, "never {n} runs: {v:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

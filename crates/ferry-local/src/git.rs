@@ -11,6 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 /// A git repository on disk (see [`Source`]).
 pub struct GitSource {
@@ -63,6 +64,85 @@ impl GitSource {
             return None;
         }
         head.shorthand().ok().map(str::to_owned)
+    }
+
+    /// Whether the repository has a remote called `name`.
+    pub fn has_remote(&self, name: &str) -> bool {
+        self.lock().find_remote(name).is_ok()
+    }
+
+    /// Fetches `branch` from `remote` into `refs/remotes/<remote>/<branch>` with the git
+    /// command line, so credentials, ssh agents and proxies work as the user set them up
+    /// (never prompting: a fetch that needs a password fails). Bounded by `timeout`.
+    pub fn fetch(&self, remote: &str, branch: &str, timeout: Duration) -> PortResult<()> {
+        if !git2::Reference::is_valid_name(&format!("refs/heads/{branch}"))
+            || branch.starts_with('-')
+        {
+            return Err(PortError::permanent(format!(
+                "`{branch}` is not a branch name git can fetch"
+            )));
+        }
+        let refspec = format!("+refs/heads/{branch}:refs/remotes/{remote}/{branch}");
+        let mut child = std::process::Command::new("git")
+            .args(["fetch", "--quiet", "--no-tags", "--", remote, &refspec])
+            .current_dir(&self.path)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                PortError::permanent(format!("cannot run `git fetch`: {e}; is git installed?"))
+            })?;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        use std::io::Read;
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    return if status.success() {
+                        Ok(())
+                    } else {
+                        Err(PortError::transient(format!(
+                            "`git fetch {remote} {branch}` failed: {}",
+                            err.trim()
+                        )))
+                    };
+                }
+                Ok(None) if std::time::Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(PortError::transient(format!(
+                        "`git fetch {remote} {branch}` took longer than {} s and was stopped",
+                        timeout.as_secs()
+                    )));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(PortError::transient(format!("`git fetch`: {e}"))),
+            }
+        }
+    }
+
+    /// The commit `branch` points to: `<remote>/<branch>` when that remote-tracking
+    /// branch exists, else the local branch; `None` when neither does.
+    pub fn branch_tip(&self, remote: &str, branch: &str) -> Option<String> {
+        let repo = self.lock();
+        [
+            format!("refs/remotes/{remote}/{branch}"),
+            format!("refs/heads/{branch}"),
+        ]
+        .iter()
+        .find_map(|r| {
+            repo.find_reference(r)
+                .ok()?
+                .peel_to_commit()
+                .ok()
+                .map(|c| c.id().to_string())
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Repository> {
