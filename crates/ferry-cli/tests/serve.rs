@@ -885,3 +885,87 @@ fn wait_runs(port: u16, n: usize) -> Vec<Value> {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A CloudWatch "Alarm State Change" event as EventBridge delivers it (an API
+/// destination with the bearer token) rolls back staging's deployment in its watch
+/// period, like the Alertmanager payload above.
+#[test]
+fn a_cloudwatch_alarm_event_rolls_back_a_watched_deployment() {
+    let repo = Repo::new();
+    pipeline(&repo);
+    let a = repo.commit("A");
+    let server = Server::start(&repo);
+    let port = server.port;
+    let (code, v) = push(port, "cw-1", "refs/heads/main", &a);
+    assert_eq!(code, 202, "{v:#}");
+    let r1 = v["run"].as_i64().unwrap();
+    wait_run(port, r1, "to wait for approval", |v| {
+        v["status"] == "awaiting_approval"
+    });
+    let auth = [
+        ("Authorization", bearer()),
+        ("Content-Type", "application/json".to_string()),
+    ];
+    let auth: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, v) = request(
+        port,
+        "POST",
+        &format!("/api/runs/{r1}/approve"),
+        &auth,
+        br#"{"by": "ada"}"#,
+    );
+    assert_eq!(code, 200, "{v:#}");
+    wait_run(port, r1, "to end", |v| v["status"] == "succeeded");
+    let b = repo.commit("B");
+    let (code, v) = push(port, "cw-2", "refs/heads/main", &b);
+    assert_eq!(code, 202, "{v:#}");
+    let r2 = v["run"].as_i64().unwrap();
+    wait_run(port, r2, "to wait for approval", |v| {
+        v["status"] == "awaiting_approval"
+    });
+
+    let event = include_str!("../../ferry-hooks/tests/fixtures/eventbridge_alarm.json")
+        .replace("shop-api-production-5xx", "staging-errors");
+    let (code, v) = request(port, "POST", "/hooks/alarms", &auth, event.as_bytes());
+    assert_eq!(code, 202, "{v:#}");
+    assert_eq!(v["alarms"][0]["alarm"], "staging-errors", "{v:#}");
+    assert_eq!(v["alarms"][0]["state"], "ALARM", "{v:#}");
+    assert_eq!(
+        v["alarms"][0]["environments"][0]["action"], "rollback",
+        "{v:#}"
+    );
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = get(port, "/api/environments/staging");
+        let rolled = v["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["version"] == b.as_str() && d["status"] == "rolled_back");
+        if rolled {
+            assert_eq!(v["environment"]["version"], a.as_str(), "{v:#}");
+            assert!(
+                v["rollbacks"][0]["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Threshold Crossed"),
+                "{v:#}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "staging was never rolled back: {v:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        repo.read("ops/actions.log")
+            .contains(&format!("rollback staging {a}")),
+        "{}",
+        repo.read("ops/actions.log")
+    );
+    let (_, v) = get(port, "/api/alarms/staging-errors");
+    assert_eq!(v["alarm"]["state"], "ALARM", "{v:#}");
+    assert_eq!(v["changes"][0]["data"]["source"], "cloudwatch", "{v:#}");
+}
