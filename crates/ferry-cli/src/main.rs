@@ -13,6 +13,7 @@ mod remote;
 mod sample;
 mod serve;
 mod signals;
+mod sns;
 mod views;
 
 use clap::{Parser, Subcommand};

@@ -58,6 +58,8 @@ pub struct AppState {
     deliveries: Mutex<()>,
     /// Runs and rollbacks still working in the background.
     busy: AtomicUsize,
+    /// SNS deliveries accepted on their signature.
+    sns: crate::sns::SnsTrust,
 }
 
 impl std::fmt::Debug for AppState {
@@ -81,6 +83,7 @@ impl AppState {
         cancel: &'static AtomicBool,
     ) -> AppState {
         AppState {
+            sns: crate::sns::SnsTrust::new(&pipeline),
             project,
             pipeline,
             text,
@@ -593,32 +596,63 @@ fn poll_loop(state: Arc<AppState>, every: Duration) {
 // --- POST /hooks/alarms ------------------------------------------------------------------
 
 async fn alarms(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    authorize(&state, &headers)?;
-    match ferry_hooks::sns_message_type(&body) {
+    let kind = ferry_hooks::sns_message_type(&body);
+    // The bearer token, or for SNS deliveries of a trusted topic their signature.
+    let signed = match authorize(&state, &headers) {
+        Ok(()) => None,
+        Err(e) if kind.is_none() || !state.sns.enabled() => return Err(e),
+        Err(_) => {
+            let st = Arc::clone(&state);
+            let b = body.clone();
+            Some(blocking(move || st.sns.verify(&b).map_err(ApiError::unauthorized)).await?)
+        }
+    };
+    match kind {
         Some(SnsType::SubscriptionConfirmation) => {
-            let msg =
-                ferry_hooks::parse_sns(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let was_signed = signed.is_some();
+            let msg = match signed {
+                Some(m) => m,
+                None => ferry_hooks::parse_sns(&body)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            };
             let st = Arc::clone(&state);
             let topic = msg.topic_arn.clone();
-            blocking(move || {
+            let confirmed = blocking(move || {
                 let now = SystemClock.now();
+                let verified =
+                    was_signed || (st.sns.enabled() && st.sns.verify(&body).is_ok());
+                // A verified confirmation of a trusted topic is confirmed here; any
+                // other is left to a person.
+                let (confirmed, message) = if verified {
+                    match st.sns.confirm(&msg) {
+                        Ok(()) => (true, format!("subscribed to SNS topic {}: alarms from it are accepted on their signature", msg.topic_arn)),
+                        Err(e) => (false, format!("SNS topic {} asks to deliver alarms here; confirming failed ({e}); confirm it by opening its SubscribeURL", msg.topic_arn)),
+                    }
+                } else {
+                    (false, format!(
+                        "SNS topic {} asks to deliver alarms here; confirm the subscription by opening its SubscribeURL",
+                        msg.topic_arn
+                    ))
+                };
                 st.store.record_alarm(&[Change::Event(Event {
                     at: now,
                     kind: EventKind::SubscriptionConfirmationRequired,
                     run: None,
                     environment: None,
-                    message: format!(
-                        "SNS topic {} asks to deliver alarms here; confirm the subscription by opening its SubscribeURL",
-                        msg.topic_arn
-                    ),
-                    data: json!({"topicArn": msg.topic_arn, "messageId": msg.message_id, "subscribeUrl": msg.subscribe_url}),
+                    message,
+                    data: json!({"topicArn": msg.topic_arn, "messageId": msg.message_id, "subscribeUrl": msg.subscribe_url, "confirmed": confirmed}),
                 })])?;
-                Ok(())
+                Ok(confirmed)
             })
             .await?;
+            let note = if confirmed {
+                "confirmed (signature verified, topic trusted)"
+            } else {
+                "recorded; a person must confirm it by opening its SubscribeURL"
+            };
             return answer(
                 StatusCode::OK,
-                json!({"subscription": topic, "confirmed": false, "note": "recorded; a person must confirm it (ferry fetches nothing)"}),
+                json!({"subscription": topic, "confirmed": confirmed, "note": note}),
             );
         }
         Some(SnsType::UnsubscribeConfirmation) => {
@@ -627,7 +661,24 @@ async fn alarms(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
                 json!({"ignored": "an SNS unsubscribe confirmation"}),
             );
         }
-        _ => {}
+        Some(SnsType::Notification) => {
+            // SNS redelivers a message it thinks was not received; a replayed message
+            // must not act twice either.
+            if let Ok(m) = ferry_hooks::parse_sns(&body) {
+                let st = Arc::clone(&state);
+                let id = format!("sns:{}", m.message_id);
+                let earlier =
+                    blocking(move || Ok(st.store.record_delivery(&id, None, SystemClock.now())?))
+                        .await?;
+                if earlier.is_err() {
+                    return answer(
+                        StatusCode::OK,
+                        json!({"ignored": "this SNS message was received before", "redelivery": true}),
+                    );
+                }
+            }
+        }
+        None => {}
     }
     let changes =
         ferry_hooks::parse_alarm_event(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;

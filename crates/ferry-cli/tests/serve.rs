@@ -969,3 +969,216 @@ fn a_cloudwatch_alarm_event_rolls_back_a_watched_deployment() {
     assert_eq!(v["alarm"]["state"], "ALARM", "{v:#}");
     assert_eq!(v["changes"][0]["data"]["source"], "cloudwatch", "{v:#}");
 }
+
+/// A loopback stand-in for SNS's certificate host: serves the test certificate and
+/// counts confirmation visits. Ends with the test.
+struct CertHost {
+    port: u16,
+    confirmations: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CertHost {
+    fn start() -> CertHost {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let confirmations = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = std::sync::Arc::clone(&confirmations);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let body: Vec<u8> = if head
+                    .starts_with("GET /sns/SimpleNotificationService-test.pem")
+                {
+                    include_bytes!("../../ferry-hooks/tests/fixtures/sns_test_cert.pem").to_vec()
+                } else if head.contains("Action=ConfirmSubscription") {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    b"<ConfirmSubscriptionResponse/>".to_vec()
+                } else {
+                    let _ = s.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    continue;
+                };
+                let _ = s.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+                let _ = s.write_all(&body);
+            }
+        });
+        CertHost {
+            port,
+            confirmations,
+        }
+    }
+}
+
+/// An SNS delivery (`fixture` with `edit` applied) signed with the test key (version 2).
+fn sns_signed(fixture: &[u8], edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    use base64::Engine as _;
+    let mut v: Value = serde_json::from_slice(fixture).unwrap();
+    v["SignatureVersion"] = "2".into();
+    edit(&mut v);
+    let msg = ferry_hooks::parse_sns(&serde_json::to_vec(&v).unwrap()).unwrap();
+    let text = ferry_hooks::sns_string_to_sign(&msg).unwrap();
+    let key = ring::signature::RsaKeyPair::from_pkcs8(include_bytes!(
+        "../../ferry-hooks/tests/fixtures/sns_test_key.pk8"
+    ))
+    .unwrap();
+    let mut sig = vec![0; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        text.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    v["Signature"] = base64::engine::general_purpose::STANDARD.encode(sig).into();
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// SNS deliveries without the bearer token: accepted only for a topic in
+/// `server.sns_topics` with a signature that verifies with the certificate at its
+/// SigningCertURL; a verified subscription is confirmed; a CloudWatch alarm wrapped in
+/// a verified SNS notification rolls back; the same message again acts no more.
+#[test]
+fn sns_deliveries_are_accepted_on_a_verified_signature() {
+    let certs = CertHost::start();
+    let topic = "arn:aws:sns:eu-west-1:123456789012:ferry-alarms";
+    let cert_url = format!(
+        "http://127.0.0.1:{}/sns/SimpleNotificationService-test.pem",
+        certs.port
+    );
+    let repo = Repo::new();
+    pipeline(&repo);
+    let text = repo.read("ferry.yml");
+    repo.write(
+        "ferry.yml",
+        &format!(
+            "{text}server:\n  sns_topics: [{topic}]\n  sns_certificate_urls: [\"http://127.0.0.1:{}/sns/\"]\n",
+            certs.port
+        ),
+    );
+    let a = repo.commit("A");
+    let server = Server::start(&repo);
+    let port = server.port;
+    let sns_post = |body: &[u8]| {
+        request(
+            port,
+            "POST",
+            "/hooks/alarms",
+            &[
+                ("Content-Type", "text/plain; charset=UTF-8"),
+                ("x-amz-sns-message-type", "Notification"),
+            ],
+            body,
+        )
+    };
+
+    // A subscription of the trusted topic, signed: confirmed by visiting SubscribeURL.
+    let confirmation = sns_signed(
+        include_bytes!("../../ferry-hooks/tests/fixtures/sns_subscription_confirmation.json"),
+        |v| {
+            v["TopicArn"] = topic.into();
+            v["SigningCertURL"] = cert_url.clone().into();
+            v["SubscribeURL"] = format!(
+                "http://127.0.0.1:{}/sns/?Action=ConfirmSubscription&Token=abc",
+                certs.port
+            )
+            .into();
+        },
+    );
+    let (code, v) = sns_post(&confirmation);
+    assert_eq!(code, 200, "{v:#}");
+    assert_eq!(v["confirmed"], true, "{v:#}");
+    assert_eq!(
+        certs
+            .confirmations
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+
+    // A deployment of B in staging's watch period.
+    let (code, v) = push(port, "sns-1", "refs/heads/main", &a);
+    assert_eq!(code, 202, "{v:#}");
+    let r1 = v["run"].as_i64().unwrap();
+    wait_run(port, r1, "to wait for approval", |v| {
+        v["status"] == "awaiting_approval"
+    });
+    let b = repo.commit("B");
+    let (code, v) = push(port, "sns-2", "refs/heads/main", &b);
+    assert_eq!(code, 202, "{v:#}");
+    let r2 = v["run"].as_i64().unwrap();
+    wait_run(port, r2, "to deploy staging", |v| {
+        v["stages"][1]["status"] == "succeeded"
+    });
+
+    let fixture = include_bytes!("../../ferry-hooks/tests/fixtures/sns_eventbridge_alarm.json");
+    let alarm = |v: &mut Value| {
+        v["TopicArn"] = topic.into();
+        v["SigningCertURL"] = cert_url.clone().into();
+        let inner = v["Message"]
+            .as_str()
+            .unwrap()
+            .replace("shop-api-production-5xx", "staging-errors");
+        v["Message"] = inner.into();
+    };
+    // Refused: no signature to speak of; another topic; a changed message.
+    let unsigned: Vec<u8> = {
+        let mut v: Value = serde_json::from_slice(fixture).unwrap();
+        alarm(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    };
+    let (code, v) = sns_post(&unsigned);
+    assert_eq!(code, 401, "{v:#}");
+    let other_topic = sns_signed(fixture, |v| {
+        alarm(v);
+        v["TopicArn"] = "arn:aws:sns:eu-west-1:210987654321:not-ours".into();
+    });
+    let (code, v) = sns_post(&other_topic);
+    assert_eq!(code, 401, "{v:#}");
+    assert!(v["error"].as_str().unwrap().contains("sns_topics"), "{v:#}");
+    let mut tampered: Value = serde_json::from_slice(&sns_signed(fixture, alarm)).unwrap();
+    tampered["MessageId"] = "11111111-2222-3333-4444-555555555555".into();
+    let (code, v) = sns_post(&serde_json::to_vec(&tampered).unwrap());
+    assert_eq!(code, 401, "{v:#}");
+    let (_, v) = get(port, "/api/environments/staging");
+    assert_eq!(v["environment"]["version"], b.as_str(), "{v:#}");
+
+    // Signed by the trusted topic: staging is rolled back.
+    let good = sns_signed(fixture, alarm);
+    let (code, v) = sns_post(&good);
+    assert_eq!(code, 202, "{v:#}");
+    assert_eq!(
+        v["alarms"][0]["environments"][0]["action"], "rollback",
+        "{v:#}"
+    );
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = get(port, "/api/environments/staging");
+        if v["environment"]["version"] == a.as_str() {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "staging was never rolled back: {v:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The same message again: acknowledged, nothing more.
+    let (code, v) = sns_post(&good);
+    assert_eq!(code, 200, "{v:#}");
+    assert_eq!(v["redelivery"], true, "{v:#}");
+    let log = repo.read("ops/actions.log");
+    assert_eq!(
+        log.matches(&format!("rollback staging {a}")).count(),
+        1,
+        "{log}"
+    );
+}

@@ -81,6 +81,9 @@ pub struct Server {
     /// SNS topics (ARNs) whose deliveries to `/hooks/alarms` are accepted on their
     /// verified SNS signature alone, without the bearer token.
     pub sns_topics: Vec<String>,
+    /// URL prefixes SNS signing certificates may also come from (an SNS emulator such
+    /// as LocalStack); by default only `https://sns.<region>.amazonaws.com/…`.
+    pub sns_certificate_urls: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -38,6 +38,7 @@ const SERVER_KEYS: &[&str] = &[
     "webhook_secret_file",
     "api_token_file",
     "sns_topics",
+    "sns_certificate_urls",
 ];
 const SOURCE_KEYS: &[&str] = &["branch", "poll"];
 const BUILD_KEYS: &[&str] = &["steps", "gates", "artifact"];
@@ -1845,6 +1846,24 @@ impl Checker<'_> {
                         pos,
                         format!("`{}` is not an SNS topic ARN", ellipsize(&arn)),
                         "write it like `arn:aws:sns:eu-west-1:123456789012:ferry-alarms` (the topic's ARN from the SNS console)",
+                    );
+                }
+            }
+        }
+        if let Some(e) = m.get("sns_certificate_urls") {
+            let example =
+                "sns_certificate_urls: [http://localhost.localstack.cloud:4566/_aws/sns/]";
+            for (prefix, pos) in self.texts(e, loc, example, true) {
+                if is_http_url(&prefix) && prefix.ends_with('/') {
+                    server.sns_certificate_urls.push(prefix);
+                } else {
+                    self.report(
+                        pos,
+                        format!(
+                            "`{}` in `sns_certificate_urls` must be an http:// or https:// URL prefix ending in `/`",
+                            ellipsize(&prefix)
+                        ),
+                        "write the folder the certificates come from, like `http://localhost.localstack.cloud:4566/_aws/sns/`",
                     );
                 }
             }

@@ -41,6 +41,7 @@ pub mod error;
 pub mod github;
 mod json;
 pub mod sns;
+pub mod sns_verify;
 
 pub use alarm::{AlarmChange, Source, State, parse_alarm_event};
 pub use error::HookError;
@@ -48,3 +49,7 @@ pub use github::{
     CommitInfo, GithubEvent, IgnoreReason, Push, PushDecision, parse_github, verify_signature,
 };
 pub use sns::{SnsMessage, SnsType, parse_sns, sns_message_type, sns_string_to_sign};
+pub use sns_verify::{
+    SnsVerifyError, certificate_der, trusted_certificate_url, trusted_subscribe_url,
+    verify_sns_signature,
+};

@@ -1,17 +1,13 @@
 //! Amazon SNS HTTP(S) deliveries: the message types, the parsed message, and the
 //! canonical string AWS signs.
 //!
-//! # Verifying an SNS message (not done here yet)
+//! # Verifying an SNS message
 //!
 //! This module builds the *string to sign* ([`sns_string_to_sign`]) for
-//! `SignatureVersion` 1 (SHA1withRSA) and 2 (SHA256withRSA). Checking the signature
-//! itself needs X.509: the server must fetch the certificate at `SigningCertURL` only
-//! after checking that the URL is `https` on an SNS host of AWS
-//! (`sns.<region>.amazonaws.com`, and the `.amazonaws.com.cn` hosts in China), verify
-//! the base64 `Signature` over the string to sign with the certificate's RSA public
-//! key and the version's hash, and check that `TopicArn` is a topic it subscribed to.
-//! That verification will come later, with a crate for RSA and X.509; until then an SNS
-//! delivery is only as trusted as the bearer token that came with it.
+//! `SignatureVersion` 1 (SHA1withRSA) and 2 (SHA256withRSA); [`crate::sns_verify`]
+//! checks the signature with the certificate at `SigningCertURL`, which the server
+//! fetches over HTTPS only from an SNS host of AWS, and the server checks that
+//! `TopicArn` is a topic it trusts.
 
 use serde::{Deserialize, Serialize};
 
@@ -151,8 +147,7 @@ pub(crate) const TYPE: &str =
 ///
 /// Errors: [`HookError::UnsupportedSignatureVersion`] for another version, and
 /// [`HookError::MissingField`] for a confirmation without `SubscribeURL` or `Token`
-/// (only possible for an [`SnsMessage`] built by hand). Verifying the signature is not
-/// done yet; see the [module documentation](self).
+/// (only possible for an [`SnsMessage`] built by hand).
 pub fn sns_string_to_sign(msg: &SnsMessage) -> Result<String, HookError> {
     if msg.signature_version != "1" && msg.signature_version != "2" {
         return Err(HookError::UnsupportedSignatureVersion {
