@@ -7,8 +7,10 @@
 //! [--step 'true'] [--ferry PATH]`
 //!
 //! `ferry-bench mttr [--iterations N]` measures mean time to recovery instead (see
-//! `mttr.rs`).
+//! `mttr.rs`); `ferry-bench serve [--sizes …] [--duration S]` loads `ferry serve` with
+//! wrk (see `load.rs`).
 
+mod load;
 mod mttr;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +27,9 @@ fn main() {
 fn run() -> Result<(), String> {
     if std::env::args().nth(1).as_deref() == Some("mttr") {
         return mttr::run(std::env::args().skip(2).collect());
+    }
+    if std::env::args().nth(1).as_deref() == Some("serve") {
+        return load::run(std::env::args().skip(2).collect());
     }
     let mut iterations = 20usize;
     let mut step = "true".to_string();

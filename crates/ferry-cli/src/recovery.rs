@@ -17,10 +17,7 @@ use std::sync::atomic::AtomicBool;
 
 /// The deployment an environment runs now: its newest one that was not rolled back.
 pub fn current_deployment(store: &dyn Store, env: &str) -> CliResult<Option<DeploymentRecord>> {
-    Ok(store
-        .deployments(Some(env), 10_000)?
-        .into_iter()
-        .find(|d| d.status != DeploymentStatus::RolledBack))
+    Ok(store.current_deployment(env)?)
 }
 
 pub fn known_environment(p: &ferry_config::Pipeline, env: &str) -> CliResult<()> {

@@ -128,6 +128,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/hooks/github", post(github))
         .route("/hooks/alarms", post(alarms))
+        .route("/api/health", get(health))
         .route("/api/status", get(status))
         .route("/api/runs", get(runs))
         .route("/api/runs/{id}", get(run))
@@ -830,6 +831,14 @@ pub(crate) fn run_id(id: Result<Path<String>, PathRejection>) -> Result<i64, Api
     let Path(id) = id.map_err(|_| ApiError::bad_request("the path cannot be read"))?;
     id.parse::<i64>()
         .map_err(|_| ApiError::bad_request(format!("`{id}` is not a run number")))
+}
+
+/// `GET /api/health`: the process answers (for load balancers; touches no store).
+async fn health(State(state): State<Arc<AppState>>) -> ApiResult {
+    answer(
+        StatusCode::OK,
+        json!({"ok": true, "pipeline": state.pipeline.name}),
+    )
 }
 
 async fn status(State(state): State<Arc<AppState>>) -> ApiResult {

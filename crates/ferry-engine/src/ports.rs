@@ -139,6 +139,15 @@ pub trait Store: Send + Sync {
     fn last_known_good(&self, environment: &str) -> PortResult<Option<DeploymentRecord>>;
     /// The newest deployment of an environment, whatever its status.
     fn latest_deployment(&self, environment: &str) -> PortResult<Option<DeploymentRecord>>;
+    /// The deployment an environment runs now: its newest one that was not rolled back
+    /// (`None` when there is none). Stores answer it from an index; this default reads
+    /// the newest deployments.
+    fn current_deployment(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
+        Ok(self
+            .deployments(Some(environment), 10_000)?
+            .into_iter()
+            .find(|d| d.status != ferry_core::DeploymentStatus::RolledBack))
+    }
 
     /// Events in id order, with their ids.
     fn events(&self, filter: &EventFilter) -> PortResult<Vec<(i64, Event)>>;

@@ -420,12 +420,24 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> PortResult<Vec<DeploymentRecord>> {
         self.transaction(TransactionBehavior::Deferred, |tx| {
-            let mut stmt = tx.prepare(&format!(
-                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments
-                 WHERE ?1 IS NULL OR environment = ?1
-                 ORDER BY start_time DESC, deployment_id DESC LIMIT ?2"
-            ))?;
-            let mut rows = stmt.query(params![environment, int(limit)])?;
+            // Two statements, so that each walks its index (`?1 IS NULL OR …` would not).
+            let (mut stmt, args) = match environment {
+                Some(env) => (
+                    tx.prepare_cached(DEPLOYMENTS_OF_ENV)?,
+                    params_from_iter(vec![
+                        Value::Text(env.to_string()),
+                        Value::Integer(int(limit)),
+                    ]),
+                ),
+                None => (
+                    tx.prepare_cached(&format!(
+                        "SELECT {DEPLOYMENT_COLUMNS} FROM deployments
+                         ORDER BY start_time DESC, deployment_id DESC LIMIT ?1"
+                    ))?,
+                    params_from_iter(vec![Value::Integer(int(limit))]),
+                ),
+            };
+            let mut rows = stmt.query(args)?;
             let mut out = Vec::new();
             while let Some(r) = rows.next()? {
                 out.push(deployment(r)?);
@@ -439,6 +451,15 @@ impl Store for SqliteStore {
             let mut stmt = tx.prepare(LAST_KNOWN_GOOD)?;
             let mut rows =
                 stmt.query(params![environment, DeploymentStatus::Succeeded.as_str()])?;
+            rows.next()?.map(deployment).transpose()
+        })
+    }
+
+    fn current_deployment(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            let mut stmt = tx.prepare_cached(CURRENT_DEPLOYMENT)?;
+            let mut rows =
+                stmt.query(params![environment, DeploymentStatus::RolledBack.as_str()])?;
             rows.next()?.map(deployment).transpose()
         })
     }
@@ -1218,6 +1239,21 @@ const LAST_KNOWN_GOOD: &str = concat!(
     " FROM deployments WHERE environment = ?1 AND status = ?2 ORDER BY start_time DESC LIMIT 1"
 );
 
+/// An environment's newest deployments: a walk of `deployments_env_time`, newest first.
+const DEPLOYMENTS_OF_ENV: &str = concat!(
+    "SELECT ",
+    deployment_columns!(),
+    " FROM deployments WHERE environment = ?1 ORDER BY start_time DESC, deployment_id DESC LIMIT ?2"
+);
+
+/// What an environment runs now: the same walk, stopping at the first deployment that
+/// was not rolled back.
+const CURRENT_DEPLOYMENT: &str = concat!(
+    "SELECT ",
+    deployment_columns!(),
+    " FROM deployments WHERE environment = ?1 AND status != ?2 ORDER BY start_time DESC, deployment_id DESC LIMIT 1"
+);
+
 fn deployment(r: &Row<'_>) -> Fallible<DeploymentRecord> {
     Ok(DeploymentRecord {
         deployment_id: r.get(0)?,
@@ -1325,5 +1361,34 @@ mod tests {
             "{plan}"
         );
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    /// An environment's deployments and its current one walk an index (newest first)
+    /// instead of scanning and sorting the table.
+    #[test]
+    fn environment_queries_walk_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("ferry.db")).unwrap();
+        let conn = store.lock();
+        for sql in [DEPLOYMENTS_OF_ENV, CURRENT_DEPLOYMENT] {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(params!["production", "rolled_back"], |r| {
+                    r.get::<_, String>(3)
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("\n");
+            assert!(
+                plan.contains("USING INDEX deployments_env"),
+                "{sql}: {plan}"
+            );
+            assert!(
+                !plan.contains("SCAN deployments\n")
+                    && plan.lines().all(|l| l != "SCAN deployments"),
+                "{sql}: {plan}"
+            );
+        }
     }
 }

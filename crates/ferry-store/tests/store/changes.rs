@@ -643,6 +643,27 @@ fn deployments_are_newest_first_and_last_known_good_skips_failures() {
         versions(store.deployments(Some("production"), 10).unwrap()),
         ["v25"]
     );
+    // What runs now: the newest not rolled back (in progress counts).
+    assert_eq!(
+        store.current_deployment("test").unwrap().unwrap().version,
+        "v50"
+    );
+    assert_eq!(store.current_deployment("staging").unwrap(), None);
+    store
+        .apply(
+            run.id(),
+            &[Change::DeploymentRolledBack {
+                deployment_id: records[5].deployment_id.clone(),
+                reason: "bad".into(),
+                level: ferry_core::RollbackLevel::Stage,
+                at: ferry_core::Timestamp(60),
+            }],
+        )
+        .unwrap();
+    assert_eq!(
+        store.current_deployment("test").unwrap().unwrap().version,
+        "v30"
+    );
 }
 
 #[test]
