@@ -278,7 +278,7 @@ impl Sim {
                     .and_then(|t| t.started_at);
                 let Some(since) = since else { continue };
                 let Some(v) = decide(&run) else { continue };
-                if now < since.plus(v.after) || !matches!(store.approval(run.id, &env), Ok(None)) {
+                if now < since.plus(v.after) || !matches!(store.approvals(run.id, &env), Ok(v) if v.is_empty()) {
                     continue;
                 }
                 let d = Decision {
@@ -286,6 +286,8 @@ impl Sim {
                     by: "approver@example.com".to_string(),
                     reason: v.reason,
                     at: now,
+                    digest: run.artifact.as_ref().map(|a| a.digest.clone()),
+                    void: None,
                 };
                 // A Conflict here means someone decided first; that is fine.
                 let _ = store.decide(run.id, &env, &d);
