@@ -958,9 +958,25 @@ pub fn decide_run(
     if waiting.contains(&env.as_str())
         && let Err(refused) = approval::admit(&rule, &parties, by)
     {
+        let so_far = store.approvals(RunId(run), &env)?;
+        let (state, _) = approval::evaluate(
+            &rule,
+            &parties,
+            digest.as_deref(),
+            &so_far,
+            requested,
+            now,
+        );
+        let approvals = match state {
+            approval::ApprovalState::Waiting { approvals, .. } => approvals,
+            _ => Vec::new(),
+        };
         return Err(CliError::new(
             exit::FORBIDDEN,
-            format!("{refused}; run {run} needs approval from {}", rule.who()),
+            format!(
+                "{refused}; run {run} has {}",
+                approval::progress(&rule, &parties, &approvals)
+            ),
         ));
     }
     let decision = Decision {
