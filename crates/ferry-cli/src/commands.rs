@@ -387,12 +387,19 @@ pub fn approval_progress(
             triggered_by,
         };
         let digest = v.artifact.as_ref().map(|a| a.digest.as_str());
-        let (state, _) =
-            approval::evaluate(&rule, &parties, digest, &decisions, requested, SystemClock.now());
+        let (state, _) = approval::evaluate(
+            &rule,
+            &parties,
+            digest,
+            &decisions,
+            requested,
+            SystemClock.now(),
+        );
         let (approvals, progress) = match &state {
-            approval::ApprovalState::Waiting { approvals, .. } => {
-                (approvals.clone(), approval::progress(&rule, &parties, approvals))
-            }
+            approval::ApprovalState::Waiting { approvals, .. } => (
+                approvals.clone(),
+                approval::progress(&rule, &parties, approvals),
+            ),
             approval::ApprovalState::Approved { by } => {
                 (by.clone(), approval::progress(&rule, &parties, by))
             }
@@ -639,10 +646,11 @@ pub fn history(
             "MESSAGE".into(),
         ]];
         for r in &runs {
+            let hotfix = if r.hotfix { " (hotfix)" } else { "" };
             rows.push(vec![
                 r.id.to_string(),
                 short_sha(&r.commit).to_string(),
-                r.status.to_string(),
+                format!("{}{hotfix}", r.status),
                 when(r.created_at),
                 r.message.chars().take(50).collect(),
             ]);
@@ -813,6 +821,8 @@ fn is_decision(k: ferry_core::EventKind) -> bool {
             | ApprovalGranted
             | ApprovalRejected
             | ApprovalTimedOut
+            | ApprovalRefused
+            | ApprovalVoided
             | RollbackInitiated
             | RollbackSucceeded
             | RollbackFailed
@@ -885,7 +895,8 @@ pub fn approval_rule(
         .rev()
         .find(|(_, e)| e.kind == ferry_core::EventKind::ApprovalRequested)
         .and_then(|(_, e)| {
-            let rule = serde_json::from_value::<approval::Rule>(e.data.get("rule")?.clone()).ok()?;
+            let rule =
+                serde_json::from_value::<approval::Rule>(e.data.get("rule")?.clone()).ok()?;
             Some((rule, e.at))
         }))
 }
@@ -959,14 +970,8 @@ pub fn decide_run(
         && let Err(refused) = approval::admit(&rule, &parties, by)
     {
         let so_far = store.approvals(RunId(run), &env)?;
-        let (state, _) = approval::evaluate(
-            &rule,
-            &parties,
-            digest.as_deref(),
-            &so_far,
-            requested,
-            now,
-        );
+        let (state, _) =
+            approval::evaluate(&rule, &parties, digest.as_deref(), &so_far, requested, now);
         let approvals = match state {
             approval::ApprovalState::Waiting { approvals, .. } => approvals,
             _ => Vec::new(),

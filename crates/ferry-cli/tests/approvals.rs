@@ -76,16 +76,31 @@ fn two_of_three_approvers_with_the_author_and_strangers_refused() {
     );
     let again = repo.ferry(&["approve", &id, "--by", "alice"]);
     assert_code(&again, 6, "a second approval by the same person");
-    assert!(stderr(&again).contains("already approved by alice"), "{}", describe(&again));
+    assert!(
+        stderr(&again).contains("already approved by alice"),
+        "{}",
+        describe(&again)
+    );
 
     let st = repo.status();
     let r = waiting_run(&st);
     assert_eq!(r["approval"]["required"], 2, "{st:#}");
-    assert_eq!(r["approval"]["approvals"], serde_json::json!(["alice"]), "{st:#}");
+    assert_eq!(
+        r["approval"]["approvals"],
+        serde_json::json!(["alice"]),
+        "{st:#}"
+    );
     assert_eq!(r["hotfix"], false);
     let text = repo.ferry(&["status"]);
-    assert!(stdout(&text).contains("1 of 2 approvals (alice)"), "{}", describe(&text));
-    assert!(!deployed(&repo).contains("production"), "nothing before the second approval");
+    assert!(
+        stdout(&text).contains("1 of 2 approvals (alice)"),
+        "{}",
+        describe(&text)
+    );
+    assert!(
+        !deployed(&repo).contains("production"),
+        "nothing before the second approval"
+    );
 
     let b = repo.ferry(&["approve", &id, "--by", "bob", "--json"]);
     assert_code(&b, 0, "the second approval");
@@ -94,12 +109,20 @@ fn two_of_three_approvers_with_the_author_and_strangers_refused() {
     assert_eq!(v["approvals"], serde_json::json!(["alice", "bob"]));
     let out = run.wait(support::LONG);
     assert_code(&out, 0, "the run after two approvals");
-    assert!(deployed(&repo).contains(&format!("production {sha}")), "{}", deployed(&repo));
+    assert!(
+        deployed(&repo).contains(&format!("production {sha}")),
+        "{}",
+        deployed(&repo)
+    );
 
     // The run no longer waits: 409 (exit 6), with the reason.
     let late = repo.ferry(&["approve", &id, "--by", "bob"]);
     assert_code(&late, 6, "an approval of a finished run");
-    assert!(stderr(&late).contains("not waiting for approval"), "{}", describe(&late));
+    assert!(
+        stderr(&late).contains("not waiting for approval"),
+        "{}",
+        describe(&late)
+    );
 
     // Every decision is in the run's events.
     let logs = repo.ferry(&["logs", &id, "--json"]);
@@ -121,16 +144,30 @@ fn the_trigger_may_not_decide_a_rejection_ends_the_run_and_a_timeout_is_a_confli
     // `integration-test` started the run.
     let a = repo.ferry(&["approve", &id]);
     assert_code(&a, 8, "an approval by whoever triggered the run");
-    assert!(stderr(&a).contains("integration-test triggered the run"), "{}", describe(&a));
+    assert!(
+        stderr(&a).contains("integration-test triggered the run"),
+        "{}",
+        describe(&a)
+    );
     let r = repo.ferry(&["reject", &id, "--reason", "not today", "--by", "bob"]);
     assert_code(&r, 0, "a rejection");
     let out = run.wait(support::LONG);
     assert_code(&out, 1, "the rejected run");
     let v = support::json(&out);
-    assert!(v["reason"].as_str().unwrap_or_default().contains("rejected by bob: not today"), "{v:#}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("rejected by bob: not today"),
+        "{v:#}"
+    );
     let late = repo.ferry(&["approve", &id, "--by", "carol"]);
     assert_code(&late, 6, "approving a rejected run");
-    assert!(stderr(&late).contains("rejected by bob"), "{}", describe(&late));
+    assert!(
+        stderr(&late).contains("rejected by bob"),
+        "{}",
+        describe(&late)
+    );
 
     // A gate that timed out: 409 naming the timeout.
     pipeline(&repo, "    approval:\n      timeout: 2s\n", "");
@@ -151,7 +188,8 @@ fn a_hotfix_needs_the_file_to_allow_it_then_skips_to_production_with_two_approva
     let refused = repo.ferry(&["run", "--hotfix"]);
     assert_code(&refused, 3, "a hotfix the file does not allow");
     assert!(
-        stderr(&refused).contains("does not allow hotfixes") && stderr(&refused).contains("hotfix: { allowed: true }"),
+        stderr(&refused).contains("does not allow hotfixes")
+            && stderr(&refused).contains("hotfix: { allowed: true }"),
         "{}",
         describe(&refused)
     );
@@ -177,7 +215,11 @@ fn a_hotfix_needs_the_file_to_allow_it_then_skips_to_production_with_two_approva
         .map(|s| s.iter().filter_map(|s| s["name"].as_str()).collect())
         .unwrap_or_default();
     assert_eq!(stages, ["build", "production"]);
-    assert_eq!(deployed(&repo).trim(), format!("production {sha}"), "test was skipped");
+    assert_eq!(
+        deployed(&repo).trim(),
+        format!("production {sha}"),
+        "test was skipped"
+    );
     let h = repo.history();
     assert_eq!(h["runs"][0]["hotfix"], true, "{h:#}");
 }

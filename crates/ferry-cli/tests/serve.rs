@@ -477,23 +477,50 @@ fn the_api_counts_two_of_three_approvals_and_refuses_with_403_and_409() {
     // 403: not an approver; the pusher (who triggered the run), naming the rule.
     let (code, v) = post(br#"{"by": "mallory"}"#);
     assert_eq!(code, 403, "{v:#}");
-    assert!(v["error"].as_str().unwrap().contains("`approval.approvers` lists alice, bob, ada"), "{v:#}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("`approval.approvers` lists alice, bob, ada"),
+        "{v:#}"
+    );
     let (code, v) = post(br#"{"by": "ada"}"#);
     assert_eq!(code, 403, "{v:#}");
-    assert!(v["error"].as_str().unwrap().contains("separation_of_duties"), "{v:#}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("separation_of_duties"),
+        "{v:#}"
+    );
 
     // A partial approval says who is still needed.
     let (code, v) = post(br#"{"by": "alice"}"#);
     assert_eq!(code, 200, "{v:#}");
     assert_eq!(v["complete"], false);
-    assert_eq!(v["progress"], "1 of 2 approvals (alice); waiting for 1 more from bob");
+    assert_eq!(
+        v["progress"],
+        "1 of 2 approvals (alice); waiting for 1 more from bob"
+    );
     // 409: the same person again; an artifact the person did not review.
     let (code, v) = post(br#"{"by": "alice"}"#);
     assert_eq!(code, 409, "{v:#}");
-    assert!(v["error"].as_str().unwrap().contains("already approved by alice"), "{v:#}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("already approved by alice"),
+        "{v:#}"
+    );
     let (code, v) = post(br#"{"by": "bob", "digest": "sha256:0000"}"#);
     assert_eq!(code, 409, "{v:#}");
-    assert!(v["error"].as_str().unwrap().contains("you reviewed artifact sha256:0000"), "{v:#}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("you reviewed artifact sha256:0000"),
+        "{v:#}"
+    );
 
     // The run shows its approvals so far.
     let (code, v) = get(port, &format!("/api/runs/{id}"));
@@ -514,5 +541,11 @@ fn the_api_counts_two_of_three_approvals_and_refuses_with_403_and_409() {
     // No longer waiting: 409 with the reason.
     let (code, v) = post(br#"{"by": "bob"}"#);
     assert_eq!(code, 409, "{v:#}");
-    assert!(v["error"].as_str().unwrap().contains("not waiting for approval"), "{v:#}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("not waiting for approval"),
+        "{v:#}"
+    );
 }

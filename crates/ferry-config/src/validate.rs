@@ -12,8 +12,8 @@ use crate::diagnostic::Diagnostic;
 use crate::duration::{format_duration, parse_reason};
 use crate::model::{
     Alarm, AlarmSource, Approval, Build, CommandDeploy, Comparison, Deploy, Environment, Gates,
-    HOTFIX_APPROVALS, Hotfix, InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports,
-    Rollback, RollbackValidate, Source, Step, Suite,
+    HOTFIX_APPROVALS, Hotfix, InsufficientData, MissingData, Monitor, Notification, Pipeline,
+    ReleaseDeploy, Reports, Rollback, RollbackValidate, Source, Step, Suite,
 };
 use crate::yaml::{Kind, Node, Pos, Value, ellipsize};
 

@@ -2,6 +2,8 @@
 //! `remind_before`), `source.repository` and the hotfix lane: what they mean and every
 //! problem `ferry validate` reports for them, as the exact text a user sees.
 
+#![allow(clippy::unwrap_used)]
+
 use ferry_config::{Approval, parse};
 use std::time::Duration;
 
@@ -73,7 +75,10 @@ fn defaults_are_one_approval_by_anyone_with_separation_of_duties_and_no_reminder
         "ferry.yml",
     )
     .unwrap();
-    assert!(!p.hotfix.allowed, "the hotfix lane is closed unless the file opens it");
+    assert!(
+        !p.hotfix.allowed,
+        "the hotfix lane is closed unless the file opens it"
+    );
 }
 
 #[test]

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ferry_config::{
-    Alarm, AlarmSource, Approval, Build, Deploy, Environment, Gates, Hotfix, InsufficientData, MissingData,
-    Monitor, Notification, Pipeline, ReleaseDeploy, Reports, Rollback, RollbackValidate, STARTER,
-    Source, Step, parse,
+    Alarm, AlarmSource, Approval, Build, Deploy, Environment, Gates, Hotfix, InsufficientData,
+    MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports, Rollback,
+    RollbackValidate, STARTER, Source, Step, parse,
 };
 
 const REFERENCE: &str = include_str!("fixtures/reference.yml");

@@ -69,7 +69,9 @@ impl Rule {
     pub fn reminder_at(&self, requested: Timestamp) -> Option<Timestamp> {
         let r = self.remind_before?;
         let deadline = requested.plus(self.timeout);
-        (r < self.timeout).then(|| Timestamp(deadline.millis() - i64::try_from(r.as_millis()).unwrap_or(i64::MAX)))
+        (r < self.timeout).then(|| {
+            Timestamp(deadline.millis() - i64::try_from(r.as_millis()).unwrap_or(i64::MAX))
+        })
     }
 
     /// `alice, bob or carol`, or `anyone` when no approvers are listed.
@@ -201,9 +203,16 @@ pub enum ApprovalState {
         required: u32,
     },
     /// `required` distinct valid approvals, by these people in order.
-    Approved { by: Vec<String> },
-    Rejected { by: String, reason: String },
-    TimedOut { after: Duration },
+    Approved {
+        by: Vec<String>,
+    },
+    Rejected {
+        by: String,
+        reason: String,
+    },
+    TimedOut {
+        after: Duration,
+    },
 }
 
 /// The gate over `decisions` (in the order they were recorded) for a run whose artifact
@@ -304,7 +313,11 @@ pub fn progress(rule: &Rule, parties: &Parties, approvals: &[String]) -> String 
             n => format!("{} or {}", open[..n - 1].join(", "), open[n - 1]),
         }
     };
-    let noun = if required == 1 { "approval" } else { "approvals" };
+    let noun = if required == 1 {
+        "approval"
+    } else {
+        "approvals"
+    };
     if left == 0 {
         format!("{k} of {required} {noun}{got}")
     } else {
@@ -416,14 +429,28 @@ mod tests {
     }
 
     fn state(r: &Rule, ds: &[Decision], now: i64) -> ApprovalState {
-        evaluate(r, &parties(), Some("sha256:aa"), ds, Timestamp(0), Timestamp(now)).0
+        evaluate(
+            r,
+            &parties(),
+            Some("sha256:aa"),
+            ds,
+            Timestamp(0),
+            Timestamp(now),
+        )
+        .0
     }
 
     #[test]
     fn waits_then_times_out() {
         let r = rule(1, &[]);
-        assert!(matches!(state(&r, &[], 9_999), ApprovalState::Waiting { .. }));
-        assert!(matches!(state(&r, &[], 10_000), ApprovalState::TimedOut { .. }));
+        assert!(matches!(
+            state(&r, &[], 9_999),
+            ApprovalState::Waiting { .. }
+        ));
+        assert!(matches!(
+            state(&r, &[], 10_000),
+            ApprovalState::TimedOut { .. }
+        ));
     }
 
     #[test]
@@ -447,7 +474,14 @@ mod tests {
     fn two_of_three_counts_distinct_people() {
         let r = rule(2, &["alice", "bob", "carol"]);
         let ds = [d(true, "alice", 1), d(true, "Alice", 2)];
-        let (s, c) = evaluate(&r, &parties(), Some("sha256:aa"), &ds, Timestamp(0), Timestamp(3));
+        let (s, c) = evaluate(
+            &r,
+            &parties(),
+            Some("sha256:aa"),
+            &ds,
+            Timestamp(0),
+            Timestamp(3),
+        );
         assert_eq!(
             s,
             ApprovalState::Waiting {
@@ -469,15 +503,24 @@ mod tests {
     fn strangers_authors_and_triggerers_are_refused_with_the_rule() {
         let r = rule(1, &["alice", "ada", "grace"]);
         let p = parties();
-        assert!(matches!(admit(&r, &p, "mallory"), Err(Refusal::NotAnApprover { .. })));
+        assert!(matches!(
+            admit(&r, &p, "mallory"),
+            Err(Refusal::NotAnApprover { .. })
+        ));
         for by in ["ada", "Ada Lovelace", "ADA@example.com"] {
             let r = Rule {
                 approvers: vec![],
                 ..r.clone()
             };
-            assert!(matches!(admit(&r, &p, by), Err(Refusal::Author { .. })), "{by}");
+            assert!(
+                matches!(admit(&r, &p, by), Err(Refusal::Author { .. })),
+                "{by}"
+            );
         }
-        assert!(matches!(admit(&r, &p, "grace"), Err(Refusal::Triggerer { .. })));
+        assert!(matches!(
+            admit(&r, &p, "grace"),
+            Err(Refusal::Triggerer { .. })
+        ));
         assert_eq!(admit(&r, &p, "alice"), Ok(()));
         let open = Rule {
             separation_of_duties: false,
@@ -485,7 +528,7 @@ mod tests {
         };
         assert_eq!(admit(&open, &p, "grace"), Ok(()));
         let msg = admit(&rule(1, &["alice", "bob"]), &p, "mallory")
-            .unwrap_err()
+            .expect_err("mallory is not listed")
             .to_string();
         assert_eq!(
             msg,
@@ -539,10 +582,22 @@ mod tests {
     #[test]
     fn commit_links_from_remotes() {
         for (remote, web) in [
-            ("git@github.com:acme/shop.git", Some("https://github.com/acme/shop")),
-            ("https://github.com/acme/shop.git", Some("https://github.com/acme/shop")),
-            ("https://token@github.com/acme/shop", Some("https://github.com/acme/shop")),
-            ("ssh://git@gitlab.com/acme/sub/shop.git", Some("https://gitlab.com/acme/sub/shop")),
+            (
+                "git@github.com:acme/shop.git",
+                Some("https://github.com/acme/shop"),
+            ),
+            (
+                "https://github.com/acme/shop.git",
+                Some("https://github.com/acme/shop"),
+            ),
+            (
+                "https://token@github.com/acme/shop",
+                Some("https://github.com/acme/shop"),
+            ),
+            (
+                "ssh://git@gitlab.com/acme/sub/shop.git",
+                Some("https://gitlab.com/acme/sub/shop"),
+            ),
             ("/srv/git/shop.git", None),
             ("https://example.com/acme/shop.git", None),
             ("git@github.com:acme/../x", None),

@@ -238,9 +238,9 @@ fn environment_stage(env: &Environment, hotfix: bool) -> StagePlan {
     let approval = match (&env.approval, hotfix) {
         (Some(a), false) => Some(crate::approval::Rule::from_config(a)),
         (None, false) => None,
-        (a, true) => Some(
-            crate::approval::Rule::from_config(&a.clone().unwrap_or_default()).for_hotfix(),
-        ),
+        (a, true) => {
+            Some(crate::approval::Rule::from_config(&a.clone().unwrap_or_default()).for_hotfix())
+        }
     };
     if let Some(rule) = approval {
         steps.push(StepPlan {

@@ -430,7 +430,10 @@ impl Run {
                 .repository
                 .as_deref()
                 .map(|repo| approval::commit_url(repo, &c.sha));
-            let link = url.as_deref().map(|u| format!(" ({u})")).unwrap_or_default();
+            let link = url
+                .as_deref()
+                .map(|u| format!(" ({u})"))
+                .unwrap_or_default();
             let needs = if rule.required > 1 {
                 format!(" {} approvals from {}", rule.required, rule.who())
             } else if rule.approvers.is_empty() {
@@ -625,7 +628,10 @@ impl Run {
             let (kind, msg, extra) = match c {
                 Counted::Approval { k } => (
                     EventKind::ApprovalGranted,
-                    format!("deployment to {env} approved by {} ({k} of {required})", d.by),
+                    format!(
+                        "deployment to {env} approved by {} ({k} of {required})",
+                        d.by
+                    ),
                     json!({"approvals": k, "required": required}),
                 ),
                 Counted::Rejection => (

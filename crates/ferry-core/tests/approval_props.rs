@@ -63,7 +63,15 @@ fn decisions() -> impl Strategy<Value = Vec<Decision>> {
 }
 
 fn gate(r: &Rule, ds: &[Decision], now: i64) -> ApprovalState {
-    evaluate(r, &parties(), Some(DIGEST), ds, Timestamp(0), Timestamp(now)).0
+    evaluate(
+        r,
+        &parties(),
+        Some(DIGEST),
+        ds,
+        Timestamp(0),
+        Timestamp(now),
+    )
+    .0
 }
 
 /// The decisions that count, by a direct reading of the rule.

@@ -107,8 +107,14 @@ fn drive(s: &Script) -> (Run, Vec<Change>) {
                             digest: None,
                             void: None,
                         };
-                        let ch = run.approval_decisions(r, &[d], &[Counted::Approval { k: 1 }], 0, now);
-                        (ApprovalState::Approved { by: vec!["a".into()] }, ch)
+                        let ch =
+                            run.approval_decisions(r, &[d], &[Counted::Approval { k: 1 }], 0, now);
+                        (
+                            ApprovalState::Approved {
+                                by: vec!["a".into()],
+                            },
+                            ch,
+                        )
                     }
                     1 => (
                         ApprovalState::Rejected {

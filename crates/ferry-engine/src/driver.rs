@@ -564,7 +564,9 @@ impl<'a> Engine<'a> {
                 }
                 ApprovalState::Approved { .. } => {
                     if let Some(why) = self.changed_artifact(run)? {
-                        let why = format!("{why}; the approvals were given for the artifact as built and are void");
+                        let why = format!(
+                            "{why}; the approvals were given for the artifact as built and are void"
+                        );
                         let mut ch = run.void_approvals(r.stage, &why, now);
                         ch.extend(run.finish_step(r, StepOutcome::failed(why), now));
                         return self.commit(run, ch);

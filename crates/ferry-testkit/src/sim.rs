@@ -331,7 +331,9 @@ impl Sim {
                     .and_then(|t| t.started_at);
                 let Some(since) = since else { continue };
                 let Some(v) = decide(&run) else { continue };
-                if now < since.plus(v.after) || !matches!(store.approvals(run.id, &env), Ok(v) if v.is_empty()) {
+                if now < since.plus(v.after)
+                    || !matches!(store.approvals(run.id, &env), Ok(v) if v.is_empty())
+                {
                     continue;
                 }
                 let d = Decision {

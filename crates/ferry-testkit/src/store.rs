@@ -649,9 +649,10 @@ impl Store for MemoryStore {
         let key = (run.0, environment.to_string());
         let prior = st.approvals.get(&key).cloned().unwrap_or_default();
         let live = || prior.iter().filter(|p| p.void.is_none());
-        if let Some(p) = live().find(|p| !p.approved).or_else(|| {
-            live().find(|p| p.by.trim().eq_ignore_ascii_case(decision.by.trim()))
-        }) {
+        if let Some(p) = live()
+            .find(|p| !p.approved)
+            .or_else(|| live().find(|p| p.by.trim().eq_ignore_ascii_case(decision.by.trim())))
+        {
             let verb = if p.approved { "approved" } else { "rejected" };
             return Err(PortError::conflict(format!(
                 "run {run} was already {verb} by {} at {}",

@@ -60,7 +60,11 @@ fn two_of_four_approvers_let_the_run_deploy() {
     assert_eq!(granted[0].data["approvals"], 1);
     assert_eq!(granted[1].data["approvals"], 2);
     assert_eq!(granted[1].data["required"], 2);
-    assert!(granted[0].message.contains("(1 of 2)"), "{}", granted[0].message);
+    assert!(
+        granted[0].message.contains("(1 of 2)"),
+        "{}",
+        granted[0].message
+    );
     let requested = &of_kind(&sim, view.id, EventKind::ApprovalRequested)[0];
     assert_eq!(requested.data["required"], 2);
     assert_eq!(requested.data["approvers"][3], "ada");
@@ -73,9 +77,19 @@ fn one_approval_of_two_is_not_enough() {
     sim.decide_as("production", "alice", secs(60), true);
     let view = sim.run(SHA);
     assert_eq!(view.status, RunStatus::Failed);
-    assert!(view.reason.as_deref().unwrap().contains("timed out"), "{:?}", view.reason);
-    assert_eq!(Sim::stage_status(&view, "production"), Some(StageStatus::Failed));
-    assert!(!sim.deployed_envs(view.id).contains(&"production".to_string()));
+    assert!(
+        view.reason.as_deref().unwrap().contains("timed out"),
+        "{:?}",
+        view.reason
+    );
+    assert_eq!(
+        Sim::stage_status(&view, "production"),
+        Some(StageStatus::Failed)
+    );
+    assert!(
+        !sim.deployed_envs(view.id)
+            .contains(&"production".to_string())
+    );
     check(&sim, &view);
 }
 
@@ -115,7 +129,11 @@ fn one_rejection_ends_the_gate() {
     sim.decide_as("production", "bob", secs(90), false);
     let view = sim.run(SHA);
     assert_eq!(view.status, RunStatus::Failed);
-    assert!(view.reason.as_deref().unwrap().contains("rejected by bob"), "{:?}", view.reason);
+    assert!(
+        view.reason.as_deref().unwrap().contains("rejected by bob"),
+        "{:?}",
+        view.reason
+    );
     assert_eq!(of_kind(&sim, view.id, EventKind::ApprovalRejected).len(), 1);
     check(&sim, &view);
 }
@@ -128,9 +146,16 @@ fn the_reminder_comes_once_at_timeout_minus_remind_before() {
     let requested = of_kind(&sim, view.id, EventKind::ApprovalRequested)[0].at;
     let reminders = of_kind(&sim, view.id, EventKind::ApprovalReminder);
     assert_eq!(reminders.len(), 1, "{reminders:?}");
-    assert_eq!(reminders[0].at, requested.plus(Duration::from_secs(40 * 60)));
+    assert_eq!(
+        reminders[0].at,
+        requested.plus(Duration::from_secs(40 * 60))
+    );
     assert_eq!(reminders[0].data["required"], 2);
-    assert!(reminders[0].message.contains("20m 00s left"), "{}", reminders[0].message);
+    assert!(
+        reminders[0].message.contains("20m 00s left"),
+        "{}",
+        reminders[0].message
+    );
     let timed_out = of_kind(&sim, view.id, EventKind::ApprovalTimedOut);
     assert_eq!(timed_out[0].at, requested.plus(Duration::from_secs(3600)));
 }
@@ -144,9 +169,14 @@ fn a_changed_artifact_voids_the_approvals_and_deploys_nothing() {
     let store = sim.store.clone();
     let artifacts = sim.artifacts.clone();
     sim.clock.on_advance(move |_| {
-        let Ok(runs) = store.list_runs(1, true) else { return };
+        let Ok(runs) = store.list_runs(1, true) else {
+            return;
+        };
         for r in runs {
-            if store.approvals(r.id, "production").is_ok_and(|d| d.len() == 1) {
+            if store
+                .approvals(r.id, "production")
+                .is_ok_and(|d| d.len() == 1)
+            {
                 artifacts.tamper_all();
             }
         }
@@ -154,13 +184,19 @@ fn a_changed_artifact_voids_the_approvals_and_deploys_nothing() {
     let view = sim.run(SHA);
     assert_eq!(view.status, RunStatus::Failed);
     let why = view.reason.clone().unwrap();
-    assert!(why.contains("changed since it was built") && why.contains("void"), "{why}");
+    assert!(
+        why.contains("changed since it was built") && why.contains("void"),
+        "{why}"
+    );
     let voided = of_kind(&sim, view.id, EventKind::ApprovalVoided);
     assert_eq!(voided.len(), 1);
     let decisions = sim.store.approvals(view.id, "production").unwrap();
     assert_eq!(decisions.len(), 2);
     assert!(decisions.iter().all(|d| d.void.is_some()), "{decisions:?}");
-    assert!(!sim.deployed_envs(view.id).contains(&"production".to_string()));
+    assert!(
+        !sim.deployed_envs(view.id)
+            .contains(&"production".to_string())
+    );
 }
 
 #[test]
@@ -170,9 +206,14 @@ fn cancelling_a_waiting_run_voids_its_approvals() {
     let store = sim.store.clone();
     let cancel = Arc::clone(&sim.cancel);
     sim.clock.on_advance(move |_| {
-        let Ok(runs) = store.list_runs(1, true) else { return };
+        let Ok(runs) = store.list_runs(1, true) else {
+            return;
+        };
         for r in runs {
-            if store.approvals(r.id, "production").is_ok_and(|d| d.len() == 1) {
+            if store
+                .approvals(r.id, "production")
+                .is_ok_and(|d| d.len() == 1)
+            {
                 cancel.store(true, std::sync::atomic::Ordering::SeqCst);
             }
         }
@@ -180,7 +221,10 @@ fn cancelling_a_waiting_run_voids_its_approvals() {
     let view = sim.run(SHA);
     assert_eq!(view.status, RunStatus::Cancelled);
     let decisions = sim.store.approvals(view.id, "production").unwrap();
-    assert!(decisions[0].void.as_deref().unwrap().contains("cancelled"), "{decisions:?}");
+    assert!(
+        decisions[0].void.as_deref().unwrap().contains("cancelled"),
+        "{decisions:?}"
+    );
     assert_eq!(of_kind(&sim, view.id, EventKind::ApprovalVoided).len(), 1);
     // A later decision is refused: the run no longer waits.
     let late = ferry_core::approval::Decision {
@@ -208,7 +252,11 @@ fn a_hotfix_goes_straight_to_production_with_two_approvals_and_a_doubled_window(
     let requested = &of_kind(&sim, view.id, EventKind::ApprovalRequested)[0];
     assert_eq!(requested.data["required"], 2);
     assert_eq!(requested.data["hotfix"], true);
-    assert!(requested.message.starts_with("hotfix run"), "{}", requested.message);
+    assert!(
+        requested.message.starts_with("hotfix run"),
+        "{}",
+        requested.message
+    );
     // Deployed only after bob, the second approval.
     let granted = of_kind(&sim, view.id, EventKind::ApprovalGranted);
     assert_eq!(granted.len(), 2);
@@ -230,5 +278,8 @@ fn a_hotfix_is_refused_when_the_file_does_not_allow_it() {
         "{}",
         err.message
     );
-    assert!(sim.store.list_runs(10, false).unwrap().is_empty(), "nothing recorded");
+    assert!(
+        sim.store.list_runs(10, false).unwrap().is_empty(),
+        "nothing recorded"
+    );
 }

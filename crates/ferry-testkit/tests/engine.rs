@@ -147,11 +147,7 @@ fn an_approver_on_another_thread_lets_the_run_through() {
                 by: "alice".into(),
                 reason: None,
                 at: clock.now(),
-                digest: store
-                    .load_run(id)
-                    .unwrap()
-                    .artifact
-                    .map(|a| a.digest),
+                digest: store.load_run(id).unwrap().artifact.map(|a| a.digest),
                 void: None,
             };
             store.decide(id, "production", &d).unwrap();

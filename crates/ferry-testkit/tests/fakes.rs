@@ -301,7 +301,11 @@ fn approvals_follow_the_conflict_rules() {
         .decide(id, "production", &decision(false))
         .unwrap_err();
     assert_eq!(twice.kind, PortErrorKind::Conflict);
-    assert!(twice.message.contains("already approved by alice"), "{}", twice.message);
+    assert!(
+        twice.message.contains("already approved by alice"),
+        "{}",
+        twice.message
+    );
     let bob = Decision {
         by: "bob".into(),
         reason: Some("no".into()),
