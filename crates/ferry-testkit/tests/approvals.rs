@@ -283,3 +283,88 @@ fn a_hotfix_is_refused_when_the_file_does_not_allow_it() {
         "nothing recorded"
     );
 }
+
+#[test]
+fn a_newer_run_deploying_first_supersedes_a_waiting_run_and_voids_its_approvals() {
+    use ferry_core::{Commit, DeploymentRecord, DeploymentStatus, RunId, Timestamp};
+    use ferry_engine::ports::NewRun;
+    let sim = world(RULE, false);
+    sim.decide_as("production", "alice", secs(60), true);
+    // Once alice approved run 1, a newer run (2) starts deploying to production.
+    let store = sim.store.clone();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    sim.clock.on_advance(move |now| {
+        let approved = store
+            .approvals(RunId(1), "production")
+            .is_ok_and(|d| d.len() == 1);
+        if !approved || done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let sha2 = "9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b";
+        let id = store
+            .create_run(&NewRun {
+                pipeline: "shop-api".into(),
+                commit: Commit {
+                    sha: sha2.into(),
+                    message: "newer".into(),
+                    author: "Bob <bob@example.com>".into(),
+                },
+                trigger: "sim".into(),
+                triggered_by: "sim".into(),
+                created_at: now,
+                stages: vec![],
+                driver: "elsewhere:1".into(),
+                hotfix: false,
+            })
+            .unwrap();
+        let rec = DeploymentRecord {
+            deployment_id: format!("production#{}", now.millis()),
+            environment: "production".into(),
+            version: sha2.into(),
+            status: DeploymentStatus::InProgress,
+            start_time: now.millis(),
+            end_time: None,
+            infrastructure_changed: false,
+            commit_message: "newer".into(),
+            commit_author: "Bob <bob@example.com>".into(),
+            pipeline_execution_id: "2".into(),
+            unit_tests_passed: true,
+            integration_tests_passed: true,
+            e2e_tests_passed: true,
+            coverage_percentage: 90.0,
+            rollback_reason: None,
+            rollback_level: None,
+            rollback_time: None,
+            artifact_location: String::new(),
+            expires_at: ferry_core::deployment::expires_at(Timestamp(now.millis())),
+            run_id: id,
+            artifact_digest: String::new(),
+            previous_version: None,
+            config_digest: None,
+            template_digests: Default::default(),
+        };
+        store
+            .apply(id, &[ferry_core::Change::DeploymentStarted(Box::new(rec))])
+            .unwrap();
+    });
+    let view = sim.run(SHA);
+    assert_eq!(view.status, RunStatus::Superseded, "{:?}", view.reason);
+    assert!(
+        view.reason
+            .as_deref()
+            .unwrap()
+            .contains("run 2 already deployed"),
+        "{:?}",
+        view.reason
+    );
+    let decisions = sim.store.approvals(view.id, "production").unwrap();
+    assert!(
+        decisions[0].void.as_deref().unwrap().contains("superseded"),
+        "{decisions:?}"
+    );
+    assert_eq!(of_kind(&sim, view.id, EventKind::ApprovalVoided).len(), 1);
+    assert!(
+        !sim.deployed_envs(view.id)
+            .contains(&"production".to_string())
+    );
+}

@@ -217,3 +217,40 @@ fn two_stores_on_one_file_see_one_decision_per_person() {
         .unwrap();
     assert_eq!(store.approvals(run.id(), "production").unwrap().len(), 2);
 }
+
+#[test]
+fn a_decision_recorded_before_migration_6_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ferry.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for sql in &ferry_store::MIGRATIONS[..5] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            r#"INSERT INTO runs (id, pipeline, commit_sha, commit_message, commit_author, "trigger", triggered_by, status, created_at)
+               VALUES (1, 'p', 'abc', 'm', 'a', 'cli', 'ada', 'failed', 0);
+               INSERT INTO approvals (run_id, environment, approved, by_whom, reason, at)
+               VALUES (1, 'production', 0, 'bob', 'no', 5);
+               PRAGMA user_version = 5;"#,
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        store.approvals(RunId(1), "production").unwrap(),
+        vec![Decision {
+            approved: false,
+            by: "bob".into(),
+            reason: Some("no".into()),
+            at: Timestamp(5),
+            digest: None,
+            void: None,
+        }]
+    );
+    assert!(!store.load_run(RunId(1)).unwrap().hotfix);
+    assert_eq!(
+        store.triggered(RunId(1)).unwrap(),
+        ("cli".to_string(), "ada".to_string())
+    );
+}
