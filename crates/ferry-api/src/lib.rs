@@ -19,11 +19,15 @@ pub mod exit {
     /// The thing named does not exist (a run, a step, a commit, an environment).
     pub const NOT_FOUND: i32 = 5;
     /// The request conflicts with the current state (approving a run that is not
-    /// waiting for approval, a decision already taken).
+    /// waiting for approval or whose approval timed out, a decision already taken).
     pub const CONFLICT: i32 = 6;
     /// The machine refused something ferry needs (no git repository, a folder that
     /// cannot be written).
     pub const ENVIRONMENT: i32 = 7;
+    /// The person may not do this: the environment's approval rule does not let them
+    /// decide (not among `approvers`, or excluded by separation of duties as the
+    /// commit's author or the run's trigger).
+    pub const FORBIDDEN: i32 = 8;
     /// A bug in ferry. Please report it.
     pub const INTERNAL: i32 = 70;
 }
@@ -90,6 +94,30 @@ pub struct RunSummary {
     pub reason: Option<String>,
     pub created_at: i64,
     pub ended_at: Option<i64>,
+    /// A hotfix run (`ferry run --hotfix`).
+    pub hotfix: bool,
+    /// The approval the run waits for, when it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalProgress>,
+}
+
+/// Where a run's approval of one environment stands (`ferry status`,
+/// `GET /api/runs/{id}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApprovalProgress {
+    pub environment: String,
+    /// Distinct approvals the rule needs.
+    pub required: u32,
+    /// Who may decide (empty: anyone).
+    pub approvers: Vec<String>,
+    /// The valid approvals so far, in order.
+    pub approvals: Vec<String>,
+    /// `1 of 2 approvals (alice); waiting for 1 more from bob or carol`.
+    pub progress: String,
+    /// When the gate times out (ms since the epoch).
+    pub expires_at: i64,
+    /// Every decision recorded, voided and refused ones included.
+    pub decisions: Vec<ferry_core::approval::Decision>,
 }
 
 /// `ferry history --json`.

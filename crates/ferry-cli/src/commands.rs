@@ -7,7 +7,7 @@ use crate::output::{json, line, table, when};
 use crate::progress::Progress;
 use ferry_api::exit;
 use ferry_config::{Deploy, Pipeline};
-use ferry_core::approval::Decision;
+use ferry_core::approval::{self, Decision};
 use ferry_core::run::RunView;
 use ferry_core::{DeploymentStatus, RunId, RunStatus, StageStatus, short_sha, time::human};
 use ferry_engine::ports::{Clock, Store};
@@ -105,10 +105,15 @@ pub fn validate(project: &Project, as_json: bool) -> CliResult<i32> {
 pub fn run(
     project: &Project,
     commit: Option<&str>,
+    hotfix: bool,
     as_json: bool,
     cancel: &'static AtomicBool,
 ) -> CliResult<i32> {
     let (pipeline, text) = project.load()?;
+    if hotfix {
+        // Refused before anything is recorded when the file does not open the lane.
+        ferry_core::RunPlan::hotfix(&pipeline).map_err(CliError::config)?;
+    }
     let store = project.open_store()?;
     let source = ferry_local::GitSource::open(&project.root)?;
     let rev = match commit {
@@ -116,7 +121,7 @@ pub fn run(
         None => format!("refs/heads/{}", pipeline.source.branch),
     };
     let progress = Progress::new(as_json);
-    let view = drive(
+    let view = drive_run(
         project,
         &pipeline,
         &text,
@@ -128,6 +133,7 @@ pub fn run(
         &progress,
         cancel,
         None,
+        hotfix,
     )?;
     progress.finish();
     if as_json {
@@ -253,13 +259,49 @@ pub fn drive(
     cancel: &'static AtomicBool,
     on_queued: Option<&dyn Fn(RunId)>,
 ) -> CliResult<RunView> {
+    drive_run(
+        project, pipeline, text, store, source, rev, trigger, by, progress, cancel, on_queued,
+        false,
+    )
+}
+
+/// [`drive`], as a hotfix (`ferry run --hotfix`) when `hotfix` is set.
+#[allow(clippy::too_many_arguments)]
+pub fn drive_run(
+    project: &Project,
+    pipeline: &Pipeline,
+    text: &str,
+    store: &dyn Store,
+    source: &dyn ferry_engine::ports::Source,
+    rev: &str,
+    trigger: &str,
+    by: &str,
+    progress: &Progress,
+    cancel: &'static AtomicBool,
+    on_queued: Option<&dyn Fn(RunId)>,
+    hotfix: bool,
+) -> CliResult<RunView> {
     let local = Local::new(project, cancel);
     let engine = local.engine(project, pipeline, text, store, source, progress, cancel);
     engine.reconcile(true)?;
-    let run = engine.queue(rev, trigger, by)?;
+    let run = if hotfix {
+        engine
+            .queue_hotfix(rev, trigger, by)
+            .map_err(|e| match e.kind {
+                ferry_engine::ports::PortErrorKind::Permanent => CliError::config(e.message),
+                _ => e.into(),
+            })?
+    } else {
+        engine.queue(rev, trigger, by)?
+    };
     let c = &run.view.commit;
+    let lane = if run.view.hotfix {
+        " · HOTFIX (straight to the last environment)"
+    } else {
+        ""
+    };
     progress.say(&format!(
-        "run {} · {} · commit {} “{}” by {}",
+        "run {}{lane} · {} · commit {} “{}” by {}",
         run.id(),
         pipeline.name,
         c.short(),
@@ -319,7 +361,81 @@ pub fn run_summary(v: &RunView) -> ferry_api::RunSummary {
         reason: v.reason.clone(),
         created_at: v.created_at.millis(),
         ended_at: v.ended_at.map(|t| t.millis()),
+        hotfix: v.hotfix,
+        approval: None,
     }
+}
+
+/// Where the approvals of `v` stand for each environment it has an approval gate at
+/// that was requested: the rule, the valid approvals so far and every decision.
+pub fn approval_progress(
+    store: &dyn Store,
+    v: &RunView,
+) -> CliResult<Vec<ferry_api::ApprovalProgress>> {
+    let mut out = Vec::new();
+    for s in &v.stages {
+        if !s.steps.iter().any(|t| t.kind == "approval") {
+            continue;
+        }
+        let Some((rule, requested)) = approval_rule(store, v.id, &s.name)? else {
+            continue;
+        };
+        let decisions = store.approvals(v.id, &s.name)?;
+        let (_, triggered_by) = store.triggered(v.id)?;
+        let parties = approval::Parties {
+            author: v.commit.author.clone(),
+            triggered_by,
+        };
+        let digest = v.artifact.as_ref().map(|a| a.digest.as_str());
+        let (state, _) = approval::evaluate(
+            &rule,
+            &parties,
+            digest,
+            &decisions,
+            requested,
+            SystemClock.now(),
+        );
+        let (approvals, progress) = match &state {
+            approval::ApprovalState::Waiting { approvals, .. } => (
+                approvals.clone(),
+                approval::progress(&rule, &parties, approvals),
+            ),
+            approval::ApprovalState::Approved { by } => {
+                (by.clone(), approval::progress(&rule, &parties, by))
+            }
+            approval::ApprovalState::Rejected { by, reason } => {
+                (Vec::new(), format!("rejected by {by}: {reason}"))
+            }
+            approval::ApprovalState::TimedOut { after } => {
+                (Vec::new(), format!("timed out after {}", human(*after)))
+            }
+        };
+        out.push(ferry_api::ApprovalProgress {
+            environment: s.name.clone(),
+            required: rule.required,
+            approvers: rule.approvers.clone(),
+            approvals,
+            progress,
+            expires_at: requested.plus(rule.timeout).millis(),
+            decisions,
+        });
+    }
+    Ok(out)
+}
+
+/// A run as `GET /api/runs/{id}` shows it: the stored run and its approvals.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    pub run: RunView,
+    pub approvals: Vec<ferry_api::ApprovalProgress>,
+}
+
+/// The run `id` with its approvals.
+pub fn run_detail(store: &dyn Store, id: RunId) -> CliResult<RunDetail> {
+    let run = store.load_run(id)?;
+    let approvals = approval_progress(store, &run)?;
+    Ok(RunDetail { run, approvals })
 }
 
 pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
@@ -399,8 +515,21 @@ pub fn build_status(
             }),
         });
     }
-    let runs: Vec<ferry_api::RunSummary> =
-        store.list_runs(50, true)?.iter().map(run_summary).collect();
+    let mut runs = Vec::new();
+    for v in store.list_runs(50, true)? {
+        let mut r = run_summary(&v);
+        if v.status == RunStatus::AwaitingApproval {
+            let waiting = v
+                .stages
+                .iter()
+                .find(|s| s.status == StageStatus::AwaitingApproval)
+                .map(|s| s.name.clone());
+            r.approval = approval_progress(store, &v)?
+                .into_iter()
+                .find(|a| Some(&a.environment) == waiting.as_ref());
+        }
+        runs.push(r);
+    }
     Ok(ferry_api::Status {
         pipeline: pipeline.name.clone(),
         environments: envs,
@@ -461,13 +590,17 @@ pub(crate) fn print_status(st: &ferry_api::Status) {
                 .as_deref()
                 .map(|s| format!(" at {s}"))
                 .unwrap_or_default();
+            let hotfix = if r.hotfix { " · HOTFIX" } else { "" };
             line(format!(
-                "  run {} · {} · {}{stage} · {}",
+                "  run {}{hotfix} · {} · {}{stage} · {}",
                 r.id,
                 short_sha(&r.commit),
                 r.status,
                 r.message
             ));
+            if let Some(a) = &r.approval {
+                line(format!("    {}", a.progress));
+            }
             if r.status == RunStatus::AwaitingApproval {
                 line(format!(
                     "    approve: ferry approve {}    reject: ferry reject {} --reason \"…\"",
@@ -513,10 +646,11 @@ pub fn history(
             "MESSAGE".into(),
         ]];
         for r in &runs {
+            let hotfix = if r.hotfix { " (hotfix)" } else { "" };
             rows.push(vec![
                 r.id.to_string(),
                 short_sha(&r.commit).to_string(),
-                r.status.to_string(),
+                format!("{}{hotfix}", r.status),
                 when(r.created_at),
                 r.message.chars().take(50).collect(),
             ]);
@@ -702,6 +836,8 @@ fn is_decision(k: ferry_core::EventKind) -> bool {
             | ApprovalGranted
             | ApprovalRejected
             | ApprovalTimedOut
+            | ApprovalRefused
+            | ApprovalVoided
             | RollbackInitiated
             | RollbackSucceeded
             | RollbackFailed
@@ -744,19 +880,52 @@ pub struct Decided {
     pub by: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The valid approvals so far, in order.
+    pub approvals: Vec<String>,
+    /// How many distinct approvals the rule needs.
+    pub required: u32,
+    /// `1 of 2 approvals (alice); waiting for 1 more from bob or carol`.
+    pub progress: String,
+    /// Whether the gate is passed (the run goes on to deploy).
+    pub complete: bool,
     #[serde(skip)]
     pub sha: String,
 }
 
+/// The rule and the request time of a run's approval of `env`, as its
+/// `approval_requested` event recorded them (the rule the run was planned with).
+pub fn approval_rule(
+    store: &dyn Store,
+    run: RunId,
+    env: &str,
+) -> CliResult<Option<(approval::Rule, ferry_core::Timestamp)>> {
+    let events = store.events(&ferry_engine::ports::EventFilter {
+        run: Some(run),
+        environment: Some(env.to_string()),
+        kind: Some(ferry_core::EventKind::ApprovalRequested),
+        newest_first: true,
+        limit: Some(1),
+        ..Default::default()
+    })?;
+    Ok(events.into_iter().next().and_then(|(_, e)| {
+        let rule = serde_json::from_value::<approval::Rule>(e.data.get("rule")?.clone()).ok()?;
+        Some((rule, e.at))
+    }))
+}
+
 /// Approves (`reject` is `None`) or rejects (`Some(reason)`) a run waiting for
 /// approval, for `env` or the one environment it waits for: `ferry approve`/`reject`
-/// and `POST /api/runs/{id}/approve|reject`. Conflict when the run is not waiting.
+/// and `POST /api/runs/{id}/approve|reject`. Conflict when the run is not waiting, its
+/// approval timed out, this person already decided, or `seen_digest` (the artifact the
+/// person reviewed) is not the run's; `exit::FORBIDDEN` when the environment's rule
+/// does not let this person decide (not an approver, separation of duties).
 pub fn decide_run(
     store: &dyn Store,
     run: i64,
     env: Option<&str>,
     by: &str,
     reject: Option<&str>,
+    seen_digest: Option<&str>,
 ) -> CliResult<Decided> {
     let view = store.load_run(RunId(run))?;
     let waiting: Vec<&str> = view
@@ -769,19 +938,93 @@ pub fn decide_run(
         (Some(e), _) => e.to_string(),
         (None, [one]) => one.to_string(),
         (None, _) => {
+            let why = view
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
             return Err(CliError::conflict(format!(
-                "run {run} is not waiting for approval (it is {}); `ferry status` lists the runs that are",
+                "run {run} is not waiting for approval (it is {}{why}); `ferry status` lists the runs that are",
                 view.status
             )));
         }
     };
+    let now = SystemClock.now();
+    let (rule, requested) = approval_rule(store, RunId(run), &env)?.unwrap_or_else(|| {
+        (
+            approval::Rule::from_config(&ferry_config::Approval::default()),
+            now,
+        )
+    });
+    let deadline = requested.plus(rule.timeout);
+    if waiting.contains(&env.as_str()) && now >= deadline {
+        return Err(CliError::conflict(format!(
+            "run {run}'s approval for {env} timed out at {} (after {}); nothing will be deployed — start a new run",
+            ferry_core::events::iso8601(deadline),
+            human(rule.timeout)
+        )));
+    }
+    let digest = view.artifact.as_ref().map(|a| a.digest.clone());
+    if let Some(seen) = seen_digest
+        && Some(seen) != digest.as_deref()
+    {
+        return Err(CliError::conflict(format!(
+            "you reviewed artifact {seen}, but run {run}'s artifact is {}; review it again",
+            digest.as_deref().unwrap_or("none")
+        )));
+    }
+    let (_, triggered_by) = store.triggered(RunId(run))?;
+    let parties = approval::Parties {
+        author: view.commit.author.clone(),
+        triggered_by,
+    };
+    if waiting.contains(&env.as_str())
+        && let Err(refused) = approval::admit(&rule, &parties, by)
+    {
+        let so_far = store.approvals(RunId(run), &env)?;
+        let (state, _) =
+            approval::evaluate(&rule, &parties, digest.as_deref(), &so_far, requested, now);
+        let approvals = match state {
+            approval::ApprovalState::Waiting { approvals, .. } => approvals,
+            _ => Vec::new(),
+        };
+        return Err(CliError::new(
+            exit::FORBIDDEN,
+            format!(
+                "{refused}; run {run} has {}",
+                approval::progress(&rule, &parties, &approvals)
+            ),
+        ));
+    }
     let decision = Decision {
         approved: reject.is_none(),
         by: by.to_string(),
         reason: reject.map(str::to_string),
-        at: SystemClock.now(),
+        at: now,
+        digest: digest.clone(),
+        void: None,
     };
     store.decide(RunId(run), &env, &decision)?;
+    let decisions = store.approvals(RunId(run), &env)?;
+    let (state, _) = approval::evaluate(
+        &rule,
+        &parties,
+        digest.as_deref(),
+        &decisions,
+        requested,
+        now,
+    );
+    let (approvals, complete) = match &state {
+        approval::ApprovalState::Approved { by } => (by.clone(), true),
+        approval::ApprovalState::Waiting { approvals, .. } => (approvals.clone(), false),
+        _ => (Vec::new(), true),
+    };
+    let progress = match &state {
+        approval::ApprovalState::Rejected { by, reason } => {
+            format!("rejected by {by}: {reason}; nothing is deployed to {env}")
+        }
+        _ => approval::progress(&rule, &parties, &approvals),
+    };
     Ok(Decided {
         run,
         environment: env,
@@ -792,6 +1035,10 @@ pub fn decide_run(
         },
         by: by.to_string(),
         reason: decision.reason,
+        approvals,
+        required: rule.required,
+        progress,
+        complete,
         sha: view.commit.sha,
     })
 }
@@ -809,18 +1056,26 @@ pub fn decide(
     if let Ok((pipeline, text)) = project.load() {
         reconcile(project, &pipeline, &text, &store, true)?;
     }
-    let d = decide_run(&store, run, env, &user(by), approve)?;
+    let d = decide_run(&store, run, env, &user(by), approve, None)?;
     if as_json {
-        json(
-            &serde_json::json!({"run": run, "environment": d.environment, "decision": d.decision, "by": d.by}),
-        );
+        json(&serde_json::json!({
+            "run": run,
+            "environment": d.environment,
+            "decision": d.decision,
+            "by": d.by,
+            "approvals": d.approvals,
+            "required": d.required,
+            "progress": d.progress,
+            "complete": d.complete,
+        }));
     } else {
         line(format!(
-            "{} run {run} ({}) for {} as {}",
+            "{} run {run} ({}) for {} as {}: {}",
             d.decision,
             short_sha(&d.sha),
             d.environment,
-            d.by
+            d.by,
+            d.progress
         ));
     }
     Ok(exit::OK)

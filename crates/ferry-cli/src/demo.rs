@@ -352,6 +352,8 @@ fn approve_when_asked(
                 by: "reviewer".to_string(),
                 reason: None,
                 at: SystemClock.now(),
+                digest: view.artifact.as_ref().map(|a| a.digest.clone()),
+                void: None,
             };
             let _ = store.decide(id, &stage.name, &d);
             return;

@@ -87,6 +87,11 @@ enum Command {
         /// The commit (SHA, branch, tag); default: the tip of `source.branch`.
         #[arg(long)]
         commit: Option<String>,
+        /// The hotfix lane: straight to the last environment (test and staging are
+        /// skipped), with at least two approvals there and its monitor window doubled.
+        /// Only when ferry.yml says `hotfix: { allowed: true }`.
+        #[arg(long)]
+        hotfix: bool,
     },
     /// What is deployed where, and the runs in progress.
     Status,
@@ -215,9 +220,9 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Demo { dir, keep } => demo::run(dir.as_deref(), *keep, j),
         Command::Init { force } => commands::init(&project()?, *force, j),
         Command::Validate => commands::validate(&project()?, j),
-        Command::Run { commit } => {
+        Command::Run { commit, hotfix } => {
             let cancel = signals::cancel_on_interrupt();
-            commands::run(&project()?, commit.as_deref(), j, cancel)
+            commands::run(&project()?, commit.as_deref(), *hotfix, j, cancel)
         }
         Command::Status => {
             let p = project()?;

@@ -170,6 +170,9 @@ impl Observer for Progress {
                     | EventKind::ApprovalGranted
                     | EventKind::ApprovalRejected
                     | EventKind::ApprovalTimedOut
+                    | EventKind::ApprovalReminder
+                    | EventKind::ApprovalRefused
+                    | EventKind::ApprovalVoided
                     | EventKind::GatePassed
                     | EventKind::GateFailed
                     | EventKind::ArtifactBuilt

@@ -164,7 +164,8 @@ impl Remote {
                     self.base
                 )));
             }
-            403 | 409 => exit::CONFLICT,
+            403 => exit::FORBIDDEN,
+            409 => exit::CONFLICT,
             404 => exit::NOT_FOUND,
             _ => exit::ENVIRONMENT,
         };

@@ -866,7 +866,7 @@ async fn run(
     id: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
     let id = run_id(id)?;
-    let view = blocking(move || Ok(state.store.load_run(RunId(id))?)).await?;
+    let view = blocking(move || Ok(commands::run_detail(&*state.store, RunId(id))?)).await?;
     Ok(Json(view).into_response())
 }
 
@@ -989,14 +989,23 @@ async fn decide(
     } else {
         None
     };
+    // The artifact the person reviewed, if the client says: a decision for another one
+    // is refused (409).
+    let digest = text_field(&m, "digest", false)?;
     let decided = blocking(move || {
-        Ok(commands::decide_run(
+        commands::decide_run(
             &*state.store,
             id,
             env.as_deref(),
             &by,
             reason.as_deref(),
-        )?)
+            digest.as_deref(),
+        )
+        .map_err(|e| match e.code {
+            // The rule does not let this person decide: 403, naming the rule.
+            exit::FORBIDDEN => ApiError::new(StatusCode::FORBIDDEN, e.message),
+            _ => e.into(),
+        })
     })
     .await?;
     Ok(Json(decided).into_response())

@@ -198,7 +198,8 @@ fn reference_pipeline_end_to_end_with_approval() {
         Value::Null,
         "production before approval: {st:#}"
     );
-    let a = repo.ferry(&["approve", &id.to_string()]);
+    // Whoever started the run may not approve it (separation of duties).
+    let a = repo.ferry(&["approve", &id.to_string(), "--by", "reviewer"]);
     assert_code(&a, 0, "ferry approve");
     let out = run.wait(support::LONG);
     assert_code(&out, 0, "ferry run of the reference pipeline");
@@ -574,7 +575,14 @@ fn rejected_approval_fails_the_run_and_a_later_approve_conflicts() {
 
     let mut run = repo.spawn(&["run", "--json"]);
     let id = repo.wait_for_approval(&mut run, APPROVAL_WAIT);
-    let r = repo.ferry(&["reject", &id.to_string(), "--reason", "not today"]);
+    let r = repo.ferry(&[
+        "reject",
+        &id.to_string(),
+        "--reason",
+        "not today",
+        "--by",
+        "reviewer",
+    ]);
     assert_code(&r, 0, "ferry reject");
     let out = run.wait(support::LONG);
     assert_code(&out, 1, "ferry run after rejection");
@@ -1077,7 +1085,7 @@ fn status_json_shape_while_awaiting_approval_and_after() {
     assert_eq!(runs[0]["stage"], "production", "{st:#}");
 
     assert_code(
-        &repo.ferry(&["approve", &id.to_string()]),
+        &repo.ferry(&["approve", &id.to_string(), "--by", "reviewer"]),
         0,
         "ferry approve",
     );

@@ -271,9 +271,9 @@ fn webhooks_start_runs_the_api_decides_them_and_alarms_roll_back() {
     assert!(v["ignored"].as_str().unwrap().contains("deleted"), "{v:#}");
     assert_eq!(run_count(port), 1);
 
-    // Approval needs the token.
+    // Approval needs the token. (`ada` pushed, so someone else approves.)
     let path = format!("/api/runs/{r1}/approve");
-    let by = br#"{"by": "ada"}"#;
+    let by = br#"{"by": "reviewer"}"#;
     let (code, v) = request(port, "POST", &path, &[], by);
     assert_eq!(code, 401, "{v:#}");
     let (code, v) = request(
@@ -747,7 +747,10 @@ fn secrets_from_files_and_the_cli_through_a_running_server() {
     );
 
     // Approve through the server.
+    // The pusher may not approve (separation of duties): the server's 403.
     let out = repo.ferry(&["approve", &r.to_string(), "--by", "ada"]);
+    assert_eq!(out.status.code(), Some(8), "{out:?}");
+    let out = repo.ferry(&["approve", &r.to_string(), "--by", "reviewer"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -912,7 +915,7 @@ fn a_cloudwatch_alarm_event_rolls_back_a_watched_deployment() {
         "POST",
         &format!("/api/runs/{r1}/approve"),
         &auth,
-        br#"{"by": "ada"}"#,
+        br#"{"by": "reviewer"}"#,
     );
     assert_eq!(code, 200, "{v:#}");
     wait_run(port, r1, "to end", |v| v["status"] == "succeeded");
@@ -1180,5 +1183,127 @@ fn sns_deliveries_are_accepted_on_a_verified_signature() {
         log.matches(&format!("rollback staging {a}")).count(),
         1,
         "{log}"
+    );
+}
+
+/// The pipeline of [`pipeline`] with a 2-of-3 rule at production and the repository's
+/// web address for commit links.
+fn two_of_three(repo: &Repo) {
+    pipeline(repo);
+    let text = repo.read("ferry.yml").replace(
+        "    approval:\n      timeout: 1h\n",
+        "    approval:\n      timeout: 1h\n      approvers: [alice, bob, ada]\n      required: 2\n",
+    );
+    let text = text.replace(
+        "source:\n  branch: main\n",
+        "source:\n  branch: main\n  repository: https://github.com/acme/shop\n",
+    );
+    repo.write("ferry.yml", &text);
+}
+
+#[test]
+fn the_api_counts_two_of_three_approvals_and_refuses_with_403_and_409() {
+    let repo = Repo::new();
+    two_of_three(&repo);
+    let a = repo.commit("A");
+    let server = Server::start(&repo);
+    let port = server.port;
+    let (code, v) = push(port, "n-1", "refs/heads/main", &a);
+    assert_eq!(code, 202, "{v:#}");
+    let id = v["run"].as_i64().unwrap();
+    wait_run(port, id, "to wait for approval", |v| {
+        v["status"] == "awaiting_approval"
+    });
+    let path = format!("/api/runs/{id}/approve");
+    let post = |body: &[u8]| request(port, "POST", &path, &[("Authorization", &bearer())], body);
+
+    // The approval request is an event carrying the commit's link and the rule.
+    let (code, ev) = get(port, &format!("/api/events?run={id}"));
+    assert_eq!(code, 200, "{ev:#}");
+    let requested = ev["events"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["kind"] == "approval_requested"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no approval_requested: {ev:#}"));
+    assert_eq!(
+        requested["data"]["commitUrl"],
+        format!("https://github.com/acme/shop/commit/{a}"),
+        "{requested:#}"
+    );
+    assert_eq!(requested["data"]["required"], 2);
+
+    // 403: not an approver; the pusher (who triggered the run), naming the rule.
+    let (code, v) = post(br#"{"by": "mallory"}"#);
+    assert_eq!(code, 403, "{v:#}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("`approval.approvers` lists alice, bob, ada"),
+        "{v:#}"
+    );
+    let (code, v) = post(br#"{"by": "ada"}"#);
+    assert_eq!(code, 403, "{v:#}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("separation_of_duties"),
+        "{v:#}"
+    );
+
+    // A partial approval says who is still needed.
+    let (code, v) = post(br#"{"by": "alice"}"#);
+    assert_eq!(code, 200, "{v:#}");
+    assert_eq!(v["complete"], false);
+    assert_eq!(
+        v["progress"],
+        "1 of 2 approvals (alice); waiting for 1 more from bob"
+    );
+    // 409: the same person again; an artifact the person did not review.
+    let (code, v) = post(br#"{"by": "alice"}"#);
+    assert_eq!(code, 409, "{v:#}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("already approved by alice"),
+        "{v:#}"
+    );
+    let (code, v) = post(br#"{"by": "bob", "digest": "sha256:0000"}"#);
+    assert_eq!(code, 409, "{v:#}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("you reviewed artifact sha256:0000"),
+        "{v:#}"
+    );
+
+    // The run shows its approvals so far.
+    let (code, v) = get(port, &format!("/api/runs/{id}"));
+    assert_eq!(code, 200, "{v:#}");
+    assert_eq!(v["approvals"][0]["environment"], "production", "{v:#}");
+    assert_eq!(v["approvals"][0]["required"], 2);
+    assert_eq!(v["approvals"][0]["approvals"], json!(["alice"]));
+    assert_eq!(v["approvals"][0]["decisions"].as_array().unwrap().len(), 1);
+
+    let digest = v["artifact"]["digest"].as_str().unwrap().to_string();
+    let body = serde_json::to_vec(&json!({"by": "bob", "digest": digest})).unwrap();
+    let (code, v) = post(&body);
+    assert_eq!(code, 200, "{v:#}");
+    assert_eq!(v["complete"], true, "{v:#}");
+    assert_eq!(v["approvals"], json!(["alice", "bob"]));
+    let done = wait_run(port, id, "to end", |v| v["ended_at"].is_number());
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    // No longer waiting: 409 with the reason.
+    let (code, v) = post(br#"{"by": "bob"}"#);
+    assert_eq!(code, 409, "{v:#}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("not waiting for approval"),
+        "{v:#}"
     );
 }

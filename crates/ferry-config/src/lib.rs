@@ -19,8 +19,8 @@ pub use diagnostic::Diagnostic;
 pub use duration::{format_duration, parse_duration};
 pub use model::{
     Alarm, AlarmSource, Approval, Build, CommandDeploy, Comparison, Deploy, Environment, Gates,
-    InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports,
-    Rollback, RollbackValidate, Server, Source, Step, Suite,
+    HOTFIX_APPROVALS, Hotfix, InsufficientData, MissingData, Monitor, Notification, Pipeline,
+    ReleaseDeploy, Reports, Rollback, RollbackValidate, Server, Source, Step, Suite,
 };
 
 /// The commented starter file `ferry init` writes. It parses without diagnostics.

@@ -19,7 +19,21 @@ pub struct Pipeline {
     pub notifications: Vec<Notification>,
     /// Key `server`: how `ferry serve` runs and how other commands find it.
     pub server: Server,
+    /// Key `hotfix`: whether `ferry run --hotfix` may skip to the last environment.
+    pub hotfix: Hotfix,
 }
+
+/// Key `hotfix`: the hotfix lane. `ferry run --hotfix` deploys straight to the last
+/// environment (skipping test and staging) only when the file allows it; it then needs
+/// at least two distinct approvals there and doubles that environment's monitor window.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Hotfix {
+    /// `hotfix: { allowed: true }`. Default `false`: `ferry run --hotfix` is refused.
+    pub allowed: bool,
+}
+
+/// A hotfix needs at least this many distinct approvals at the last environment.
+pub const HOTFIX_APPROVALS: u32 = 2;
 
 impl Pipeline {
     /// The environment called `name`.
@@ -92,6 +106,10 @@ pub struct Source {
     pub branch: String,
     /// Poll the repository this often; `None`: only webhooks (or explicit runs) start runs.
     pub poll: Option<Duration>,
+    /// Key `repository`: the repository's web address (`https://github.com/owner/repo`),
+    /// used for commit links in approval requests. `None`: derived from the `origin`
+    /// remote when it is a GitHub or GitLab URL, otherwise no link.
+    pub repository: Option<String>,
 }
 
 impl Default for Source {
@@ -99,6 +117,7 @@ impl Default for Source {
         Source {
             branch: "main".to_string(),
             poll: None,
+            repository: None,
         }
     }
 }
@@ -178,12 +197,28 @@ pub struct Environment {
 pub struct Approval {
     /// No decision by then: the run fails and nothing is deployed. Default 24h.
     pub timeout: Duration,
+    /// Key `approvers`: who may approve or reject. Empty (the default): anyone who can
+    /// run `ferry approve` or holds the API token.
+    pub approvers: Vec<String>,
+    /// Key `required`: how many distinct people must approve (N of M). Default 1; at
+    /// least 1 and at most the number of `approvers` when they are listed.
+    pub required: u32,
+    /// Key `separation_of_duties`: the commit's author and whoever triggered the run may
+    /// not decide. Default `true`.
+    pub separation_of_duties: bool,
+    /// Key `remind_before`: an `approval_reminder` event this long before the timeout,
+    /// once. Default none (no reminder); shorter than `timeout`.
+    pub remind_before: Option<Duration>,
 }
 
 impl Default for Approval {
     fn default() -> Self {
         Approval {
             timeout: Duration::from_secs(24 * 3600),
+            approvers: Vec::new(),
+            required: 1,
+            separation_of_duties: true,
+            remind_before: None,
         }
     }
 }

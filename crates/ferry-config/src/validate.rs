@@ -12,8 +12,8 @@ use crate::diagnostic::Diagnostic;
 use crate::duration::{format_duration, parse_reason};
 use crate::model::{
     Alarm, AlarmSource, Approval, Build, CommandDeploy, Comparison, Deploy, Environment, Gates,
-    InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports,
-    Rollback, RollbackValidate, Server, Source, Step, Suite,
+    HOTFIX_APPROVALS, Hotfix, InsufficientData, MissingData, Monitor, Notification, Pipeline,
+    ReleaseDeploy, Reports, Rollback, RollbackValidate, Server, Source, Step, Suite,
 };
 use crate::yaml::{Kind, Node, Pos, Value, ellipsize};
 
@@ -30,6 +30,7 @@ const TOP_KEYS: &[&str] = &[
     "alarms",
     "rollback",
     "notifications",
+    "hotfix",
     "server",
 ];
 const SERVER_KEYS: &[&str] = &[
@@ -40,13 +41,20 @@ const SERVER_KEYS: &[&str] = &[
     "sns_topics",
     "sns_certificate_urls",
 ];
-const SOURCE_KEYS: &[&str] = &["branch", "poll"];
+const SOURCE_KEYS: &[&str] = &["branch", "poll", "repository"];
+const HOTFIX_KEYS: &[&str] = &["allowed"];
 const BUILD_KEYS: &[&str] = &["steps", "gates", "artifact"];
 const GATES_KEYS: &[&str] = &["coverage_min"];
 const STEP_KEYS: &[&str] = &["name", "run", "timeout", "reports", "env", "suite"];
 const REPORTS_KEYS: &[&str] = &["junit", "coverage"];
 const ENV_KEYS: &[&str] = &["name", "approval", "deploy", "tests", "monitor", "watch"];
-const APPROVAL_KEYS: &[&str] = &["timeout"];
+const APPROVAL_KEYS: &[&str] = &[
+    "timeout",
+    "approvers",
+    "required",
+    "separation_of_duties",
+    "remind_before",
+];
 const DEPLOY_KEYS: &[&str] = &["release", "command"];
 const RELEASE_KEYS: &[&str] = &["root", "start", "health", "health_timeout", "keep"];
 const COMMAND_DEPLOY_KEYS: &[&str] = &["run", "rollback", "current_version", "timeout"];
@@ -883,6 +891,7 @@ impl Checker<'_> {
         let (alarms, alarm_names) = self.alarms(&m);
         let rollback = self.rollback(&m);
         let notifications = self.notifications(&m);
+        let hotfix = self.hotfix(&m, environments.as_deref());
         let server = self.server(&m);
 
         self.cross_references(&env_refs, &alarm_names);
@@ -899,8 +908,39 @@ impl Checker<'_> {
             alarms,
             rollback,
             notifications,
+            hotfix,
             server,
         })
+    }
+
+    /// `hotfix: { allowed: true }`. A hotfix needs two distinct approvals at the last
+    /// environment, so a listed `approvers` there must name at least two people.
+    fn hotfix(&mut self, top: &Map<'_>, envs: Option<&[Environment]>) -> Hotfix {
+        let mut hotfix = Hotfix::default();
+        let Some(m) = self.sub_map(top, "hotfix", "", HOTFIX_KEYS) else {
+            return hotfix;
+        };
+        if let Some(allowed) = self.flag(&m, "allowed", "in `hotfix`") {
+            hotfix.allowed = allowed;
+        }
+        let last = envs.and_then(|e| e.last());
+        if hotfix.allowed
+            && let Some(a) = last.and_then(|e| e.approval.as_ref())
+            && !a.approvers.is_empty()
+            && a.approvers.len() < HOTFIX_APPROVALS as usize
+        {
+            let pos = m.get("allowed").map_or(m.pos, |e| e.pos());
+            let env = last.map(|e| e.name.as_str()).unwrap_or_default();
+            self.report(
+                pos,
+                format!(
+                    "a hotfix needs {HOTFIX_APPROVALS} distinct approvals at `{env}`, but its `approval.approvers` lists only {}",
+                    a.approvers.len()
+                ),
+                format!("list at least {HOTFIX_APPROVALS} people in `approvers` of `{env}`, or remove `hotfix`"),
+            );
+        }
+        hotfix
     }
 
     fn source(&mut self, top: &Map<'_>) -> Source {
@@ -913,6 +953,13 @@ impl Checker<'_> {
             source.branch = branch;
         }
         source.poll = self.duration(&m, "poll", loc, true);
+        source.repository = self.url(
+            &m,
+            "repository",
+            loc,
+            "repository: https://github.com/owner/repo",
+            false,
+        );
         source
     }
 
@@ -1334,6 +1381,67 @@ impl Checker<'_> {
         let mut approval = Approval::default();
         if let Some(t) = self.duration(&m, "timeout", &loc, true) {
             approval.timeout = t;
+        }
+        let mut names: Vec<Named> = Vec::new();
+        if let Some(e) = m.get("approvers") {
+            let before = self.diags.len();
+            for (name, pos) in self.texts(e, &loc, "alice", false) {
+                if name.trim().is_empty() || name.chars().any(char::is_control) {
+                    self.report(
+                        pos,
+                        format!("approver `{}` {loc} is not a name", ellipsize(&name)),
+                        "write the name people approve as (`ferry approve --by NAME`), like `alice`",
+                    );
+                    continue;
+                }
+                names.push(Named { name, pos });
+            }
+            self.duplicates(&names, "approver", &format!(" {loc}"));
+            for n in &names {
+                if !approval.approvers.contains(&n.name) {
+                    approval.approvers.push(n.name.clone());
+                }
+            }
+            if approval.approvers.is_empty() && self.diags.len() == before {
+                self.report(
+                    e.pos(),
+                    format!("`approvers` {loc} is empty"),
+                    "list the people who may approve, like `approvers: [alice, bob]`, or remove `approvers` to let anyone approve",
+                );
+            }
+        }
+        if let Some((n, pos)) = self.count(&m, "required", &loc, 1) {
+            let listed = approval.approvers.len();
+            if listed > 0 && n as usize > listed {
+                self.report(
+                    pos,
+                    format!(
+                        "`required: {n}` {loc} asks for more approvals than the {listed} `approvers` listed"
+                    ),
+                    format!("lower `required` to at most {listed}, or list more people in `approvers`"),
+                );
+            } else {
+                approval.required = n;
+            }
+        }
+        if let Some(b) = self.flag(&m, "separation_of_duties", &loc) {
+            approval.separation_of_duties = b;
+        }
+        if let Some(r) = self.duration(&m, "remind_before", &loc, true) {
+            if r >= approval.timeout {
+                let pos = m.get("remind_before").map_or(m.pos, |e| e.pos());
+                self.report(
+                    pos,
+                    format!(
+                        "`remind_before: {}` {loc} must be shorter than `timeout` ({})",
+                        format_duration(r),
+                        format_duration(approval.timeout)
+                    ),
+                    "write a reminder that comes before the timeout, like `remind_before: 1h` with `timeout: 24h`",
+                );
+            } else {
+                approval.remind_before = Some(r);
+            }
         }
         Some(Some(approval))
     }

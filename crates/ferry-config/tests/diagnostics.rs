@@ -56,7 +56,7 @@ environments:
 "##,
         r##"
 ferry.yml:2:1: unknown key `colour` at the top level
-  help: allowed keys here: pipeline, source, build, environments, alarms, rollback, notifications, server
+  help: allowed keys here: pipeline, source, build, environments, alarms, rollback, notifications, hotfix, server
 "##,
     );
 }

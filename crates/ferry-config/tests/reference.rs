@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ferry_config::{
-    Alarm, AlarmSource, Approval, Build, Deploy, Environment, Gates, InsufficientData, MissingData,
-    Monitor, Notification, Pipeline, ReleaseDeploy, Reports, Rollback, RollbackValidate, STARTER,
-    Source, Step, parse,
+    Alarm, AlarmSource, Approval, Build, Deploy, Environment, Gates, Hotfix, InsufficientData,
+    MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports, Rollback,
+    RollbackValidate, STARTER, Source, Step, parse,
 };
 
 const REFERENCE: &str = include_str!("fixtures/reference.yml");
@@ -89,6 +89,7 @@ fn reference_file_parses_into_the_expected_model() {
         source: Source {
             branch: "main".into(),
             poll: None,
+            repository: None,
         },
         build: Build {
             steps: vec![step("lint", "./ci/lint.sh"), unit],
@@ -124,6 +125,7 @@ fn reference_file_parses_into_the_expected_model() {
                 name: "production".into(),
                 approval: Some(Approval {
                     timeout: secs(24 * 3600),
+                    ..Approval::default()
                 }),
                 deploy: release("production", 18183),
                 tests: vec![],
@@ -148,6 +150,7 @@ fn reference_file_parses_into_the_expected_model() {
             },
             automatic: true,
         },
+        hotfix: Hotfix::default(),
         notifications: vec![Notification::Webhook {
             url: "http://127.0.0.1:18199/events".into(),
             events: vec![],

@@ -77,6 +77,13 @@ pub enum Change {
         reason: String,
         at: Timestamp,
     },
+    /// The decisions recorded for the run's approval of `environment` no longer count
+    /// (superseded, cancelled, artifact changed); they stay on record with the reason.
+    ApprovalsVoided {
+        environment: String,
+        reason: String,
+        at: Timestamp,
+    },
     Event(Event),
 }
 
@@ -94,6 +101,7 @@ impl Change {
             Change::DeploymentRolledBack { .. } => "deployment_rolled_back",
             Change::IncidentOpened { .. } => "incident_opened",
             Change::AlarmState { .. } => "alarm_state",
+            Change::ApprovalsVoided { .. } => "approvals_voided",
             Change::Event(_) => "event",
         }
     }

@@ -17,6 +17,9 @@ pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunPlan {
     pub stages: Vec<StagePlan>,
+    /// A hotfix (`ferry run --hotfix`): only the last environment, at least two
+    /// approvals there, its monitor window doubled.
+    pub hotfix: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -66,8 +69,9 @@ pub enum StepKind {
     CoverageGate { min: f64 },
     /// Packs the artifact directory once; every environment gets these bytes.
     Package { path: String },
-    /// Waits for `ferry approve` / `ferry reject`, or times out.
-    Approval { timeout: Duration },
+    /// Waits for `ferry approve` / `ferry reject` under the environment's rule (N of M
+    /// approvers, separation of duties), or times out.
+    Approval { rule: crate::approval::Rule },
     /// Puts the run's artifact into the environment through its deployer.
     Deploy,
     /// Watches the listed alarms for a while; any ALARM fails the stage.
@@ -132,9 +136,34 @@ impl RunPlan {
         });
 
         for env in &p.environments {
-            stages.push(environment_stage(env));
+            stages.push(environment_stage(env, false));
         }
-        RunPlan { stages }
+        RunPlan {
+            stages,
+            hotfix: false,
+        }
+    }
+
+    /// The plan of a hotfix (`ferry run --hotfix`): the build, then only the last
+    /// environment (test and staging are skipped), which needs at least two distinct
+    /// approvals and watches its monitor window twice as long. Refused with the fix when
+    /// the file does not allow hotfixes.
+    pub fn hotfix(p: &Pipeline) -> Result<RunPlan, String> {
+        if !p.hotfix.allowed {
+            return Err(format!(
+                "pipeline `{}` does not allow hotfixes: add `hotfix: {{ allowed: true }}` to ferry.yml (a hotfix skips to the last environment and needs {} approvals there), or run without --hotfix",
+                p.name,
+                ferry_config::HOTFIX_APPROVALS
+            ));
+        }
+        let Some(last) = p.environments.last() else {
+            return Err("a hotfix needs an environment to deploy to; ferry.yml has none".into());
+        };
+        let mut plan = RunPlan::new(p);
+        plan.stages.truncate(1);
+        plan.stages.push(environment_stage(last, true));
+        plan.hotfix = true;
+        Ok(plan)
     }
 
     /// The plan a stored run followed, read off its view (stage names, step names and
@@ -159,7 +188,13 @@ impl RunPlan {
                         kind: match st.kind.as_str() {
                             "deploy" => StepKind::Deploy,
                             "approval" => StepKind::Approval {
-                                timeout: Duration::ZERO,
+                                rule: crate::approval::Rule {
+                                    timeout: Duration::ZERO,
+                                    approvers: Vec::new(),
+                                    required: 1,
+                                    separation_of_duties: true,
+                                    remind_before: None,
+                                },
                             },
                             "gate" => StepKind::CoverageGate { min: 0.0 },
                             "package" => StepKind::Package {
@@ -185,7 +220,10 @@ impl RunPlan {
                     .collect(),
             })
             .collect();
-        RunPlan { stages }
+        RunPlan {
+            stages,
+            hotfix: view.hotfix,
+        }
     }
 
     pub fn stage_index(&self, name: &str) -> Option<usize> {
@@ -193,12 +231,21 @@ impl RunPlan {
     }
 }
 
-fn environment_stage(env: &Environment) -> StagePlan {
+/// An environment's stage; a hotfix's needs at least two approvals (with the
+/// environment's rule, or the default one when it has none) and doubles the monitor window.
+fn environment_stage(env: &Environment, hotfix: bool) -> StagePlan {
     let mut steps = Vec::new();
-    if let Some(a) = &env.approval {
+    let approval = match (&env.approval, hotfix) {
+        (Some(a), false) => Some(crate::approval::Rule::from_config(a)),
+        (None, false) => None,
+        (a, true) => {
+            Some(crate::approval::Rule::from_config(&a.clone().unwrap_or_default()).for_hotfix())
+        }
+    };
+    if let Some(rule) = approval {
         steps.push(StepPlan {
             name: STEP_APPROVAL.to_string(),
-            kind: StepKind::Approval { timeout: a.timeout },
+            kind: StepKind::Approval { rule },
         });
     }
     steps.push(ferry_step(&steps, STEP_DEPLOY, StepKind::Deploy));
@@ -208,7 +255,7 @@ fn environment_stage(env: &Environment) -> StagePlan {
     }
     if let Some(m) = &env.monitor {
         let kind = StepKind::Monitor {
-            duration: m.duration,
+            duration: if hotfix { m.duration * 2 } else { m.duration },
             interval: m.interval,
             alarms: m.alarms.clone(),
             advisory: m.advisory,

@@ -6,7 +6,7 @@
 //! of the first unfinished stage, and a failed step ends the run, so a version reaches an
 //! environment only after every earlier stage succeeded.
 
-use crate::approval::ApprovalState;
+use crate::approval::{self, ApprovalState, Counted, Decision};
 use crate::changes::Change;
 use crate::deployment::{self, DeploymentRecord};
 use crate::events::{Event, EventKind, iso8601};
@@ -96,6 +96,10 @@ pub struct RunView {
     pub ended_at: Option<Timestamp>,
     pub artifact: Option<Artifact>,
     pub stages: Vec<StageView>,
+    /// A hotfix run (`ferry run --hotfix`): only the last environment, at least two
+    /// approvals there, its monitor window doubled.
+    #[serde(default)]
+    pub hotfix: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,6 +135,8 @@ pub struct Run {
     pub approval_requested: Vec<Option<Timestamp>>,
     /// `sha256:<hex>` of the pipeline file this run follows, recorded in its release sets.
     pub config_digest: Option<String>,
+    /// The repository's web address, for the commit link of approval requests.
+    pub repository: Option<String>,
     /// The latest time this run has recorded: a run's record never goes back in time,
     /// whatever the clocks it is handed do.
     last: Timestamp,
@@ -164,6 +170,7 @@ impl Run {
             })
             .collect();
         let n = plan.stages.len();
+        let hotfix = plan.hotfix;
         Run {
             plan,
             view: RunView {
@@ -177,11 +184,13 @@ impl Run {
                 ended_at: None,
                 artifact: None,
                 stages,
+                hotfix,
             },
             ledger: TestLedger::default(),
             deployments: vec![None; n],
             approval_requested: vec![None; n],
             config_digest: None,
+            repository: None,
             last: now,
         }
     }
@@ -234,6 +243,7 @@ impl Run {
             deployments,
             approval_requested: vec![None; n],
             config_digest: None,
+            repository: None,
             last,
         }
     }
@@ -400,8 +410,8 @@ impl Run {
             json!({"stage": stage_name, "step": name}),
         ));
 
-        if let StepKind::Approval { timeout } = self.step_kind(r) {
-            let timeout = *timeout;
+        if let StepKind::Approval { rule } = self.step_kind(r) {
+            let rule = rule.clone();
             self.approval_requested[r.stage] = Some(now);
             self.view.status = RunStatus::AwaitingApproval;
             self.view.stages[r.stage].status = StageStatus::AwaitingApproval;
@@ -416,12 +426,28 @@ impl Run {
                 at: now,
             });
             let c = &self.view.commit;
+            let url = self
+                .repository
+                .as_deref()
+                .map(|repo| approval::commit_url(repo, &c.sha));
+            let link = url
+                .as_deref()
+                .map(|u| format!(" ({u})"))
+                .unwrap_or_default();
+            let needs = if rule.required > 1 {
+                format!(" {} approvals from {}", rule.required, rule.who())
+            } else if rule.approvers.is_empty() {
+                String::new()
+            } else {
+                format!(" 1 approval from {}", rule.who())
+            };
+            let hotfix = if self.view.hotfix { "hotfix " } else { "" };
             out.push(self.event(
                 now,
                 EventKind::ApprovalRequested,
                 env,
                 format!(
-                    "run {} awaits approval to deploy {} to {stage_name}: `ferry approve {}` or `ferry reject {} --reason …`",
+                    "{hotfix}run {} awaits{needs} to deploy {}{link} to {stage_name}: `ferry approve {}` or `ferry reject {} --reason …`",
                     self.id(),
                     c.short(),
                     self.id(),
@@ -433,9 +459,17 @@ impl Run {
                     "version": c.sha,
                     "commitMessage": c.message,
                     "commitAuthor": c.author,
+                    "commitUrl": url,
+                    "externalEntityLink": url,
                     "pipelineExecutionId": self.id().execution_id(),
-                    "expiresAt": iso8601(now.plus(timeout)),
+                    "expiresAt": iso8601(now.plus(rule.timeout)),
                     "timestamp": iso8601(now),
+                    "required": rule.required,
+                    "approvers": rule.approvers,
+                    "separationOfDuties": rule.separation_of_duties,
+                    "remindAt": rule.reminder_at(now).map(iso8601),
+                    "hotfix": self.view.hotfix,
+                    "rule": rule,
                 }),
             ));
         }
@@ -569,7 +603,136 @@ impl Run {
         out
     }
 
-    /// Records an approval step's end.
+    /// The events of decisions recorded since the gate last looked (`decisions[from..]`,
+    /// read by [`approval::evaluate`] as `counted`): `approval_granted` per counted
+    /// approval ("k of N"), `approval_rejected` for the rejection that ends the gate,
+    /// `approval_refused` for a person the rule does not allow, `approval_voided` for a
+    /// decision for another artifact.
+    pub fn approval_decisions(
+        &mut self,
+        r: StepRef,
+        decisions: &[Decision],
+        counted: &[Counted],
+        from: usize,
+        now: Timestamp,
+    ) -> Vec<Change> {
+        let now = self.tick(now);
+        let env = self.stage_name(r.stage).to_string();
+        let required = match self.step_kind(r) {
+            StepKind::Approval { rule } => rule.required,
+            _ => 1,
+        };
+        let sha = self.view.commit.sha.clone();
+        let mut out = Vec::new();
+        for (d, c) in decisions.iter().zip(counted).skip(from) {
+            let (kind, msg, extra) = match c {
+                Counted::Approval { k } => (
+                    EventKind::ApprovalGranted,
+                    format!(
+                        "deployment to {env} approved by {} ({k} of {required})",
+                        d.by
+                    ),
+                    json!({"approvals": k, "required": required}),
+                ),
+                Counted::Rejection => (
+                    EventKind::ApprovalRejected,
+                    format!(
+                        "deployment to {env} rejected by {}: {}",
+                        d.by,
+                        d.reason.as_deref().unwrap_or("no reason given")
+                    ),
+                    json!({"reason": d.reason}),
+                ),
+                Counted::Refused(why) => (
+                    EventKind::ApprovalRefused,
+                    format!("decision by {} on {env} does not count: {why}", d.by),
+                    json!({"reason": why}),
+                ),
+                Counted::Void(why) if d.void.is_none() => (
+                    EventKind::ApprovalVoided,
+                    format!("decision by {} on {env} is void: {why}", d.by),
+                    json!({"reason": why}),
+                ),
+                _ => continue,
+            };
+            let mut data = json!({
+                "environment": env,
+                "by": d.by,
+                "approved": d.approved,
+                "digest": d.digest,
+                "version": sha,
+            });
+            if let (Some(o), Some(e)) = (data.as_object_mut(), extra.as_object()) {
+                o.extend(e.clone());
+            }
+            out.push(self.event(now, kind, Some(env.clone()), msg, data));
+        }
+        out
+    }
+
+    /// The reminder that the gate of stage `r` is still open, once, before its timeout.
+    pub fn approval_reminder(
+        &mut self,
+        r: StepRef,
+        state: &ApprovalState,
+        now: Timestamp,
+    ) -> Vec<Change> {
+        let now = self.tick(now);
+        let ApprovalState::Waiting {
+            deadline,
+            approvals,
+            required,
+        } = state
+        else {
+            return Vec::new();
+        };
+        let env = self.stage_name(r.stage).to_string();
+        let left = deadline.since(now);
+        vec![self.event(
+            now,
+            EventKind::ApprovalReminder,
+            Some(env.clone()),
+            format!(
+                "run {} still awaits approval to deploy {} to {env}: {} of {required} so far, {} left before it times out",
+                self.id(),
+                self.view.commit.short(),
+                approvals.len(),
+                human(left)
+            ),
+            json!({
+                "environment": env,
+                "version": self.view.commit.sha,
+                "approvals": approvals,
+                "required": required,
+                "expiresAt": iso8601(*deadline),
+            }),
+        )]
+    }
+
+    /// Voids the decisions recorded for stage `stage` (the run was superseded or
+    /// cancelled while waiting, the artifact changed): they stay on record and no longer
+    /// count.
+    pub fn void_approvals(&mut self, stage: usize, why: &str, now: Timestamp) -> Vec<Change> {
+        let now = self.tick(now);
+        let env = self.stage_name(stage).to_string();
+        vec![
+            Change::ApprovalsVoided {
+                environment: env.clone(),
+                reason: why.to_string(),
+                at: now,
+            },
+            self.event(
+                now,
+                EventKind::ApprovalVoided,
+                Some(env.clone()),
+                format!("approvals of run {} for {env} are void: {why}", self.id()),
+                json!({"environment": env, "reason": why, "version": self.view.commit.sha}),
+            ),
+        ]
+    }
+
+    /// Records an approval step's end. Approvals and rejections have their events from
+    /// [`Run::approval_decisions`]; a timeout gets `approval_timed_out` here.
     pub fn finish_approval(
         &mut self,
         r: StepRef,
@@ -578,38 +741,27 @@ impl Run {
     ) -> Vec<Change> {
         let now = self.tick(now);
         let env = self.stage_name(r.stage).to_string();
-        let (kind, outcome, msg) = match &state {
+        let mut out = Vec::new();
+        let outcome = match &state {
             ApprovalState::Waiting { .. } => return Vec::new(),
-            ApprovalState::Approved { by } => (
-                EventKind::ApprovalGranted,
-                StepOutcome::passed(),
-                format!("deployment to {env} approved by {by}"),
-            ),
-            ApprovalState::Rejected { by, reason } => (
-                EventKind::ApprovalRejected,
-                StepOutcome::failed(format!("approval rejected by {by}: {reason}")),
-                format!("deployment to {env} rejected by {by}: {reason}"),
-            ),
-            ApprovalState::TimedOut { after } => (
-                EventKind::ApprovalTimedOut,
+            ApprovalState::Approved { .. } => StepOutcome::passed(),
+            ApprovalState::Rejected { by, reason } => {
+                StepOutcome::failed(format!("approval rejected by {by}: {reason}"))
+            }
+            ApprovalState::TimedOut { after } => {
+                out.push(self.event(
+                    now,
+                    EventKind::ApprovalTimedOut,
+                    Some(env.clone()),
+                    format!("approval for {env} timed out after {}", human(*after)),
+                    json!({"environment": env, "version": self.view.commit.sha}),
+                ));
                 StepOutcome::failed(format!(
                     "approval timed out after {}: nobody approved the deployment to {env}",
                     human(*after)
-                )),
-                format!("approval for {env} timed out after {}", human(*after)),
-            ),
+                ))
+            }
         };
-        let by = match &state {
-            ApprovalState::Approved { by } | ApprovalState::Rejected { by, .. } => Some(by.clone()),
-            _ => None,
-        };
-        let mut out = vec![self.event(
-            now,
-            kind,
-            Some(env.clone()),
-            msg,
-            json!({"environment": env, "by": by, "version": self.view.commit.sha}),
-        )];
         if outcome.verdict.as_ref().is_some_and(Verdict::passed) {
             self.view.status = RunStatus::Running;
             self.view.stages[r.stage].status = StageStatus::Running;
@@ -834,6 +986,13 @@ impl Run {
         final_status: RunStatus,
     ) -> Vec<Change> {
         let mut out = Vec::new();
+        // Decisions on a gate that will never pass no longer count (a later approve is
+        // refused: the run is no longer waiting).
+        if self.view.stages[r.stage].status == StageStatus::AwaitingApproval
+            && final_status != RunStatus::Failed
+        {
+            out.extend(self.void_approvals(r.stage, &format!("run {final_status}: {why}"), now));
+        }
         let stage_status = if final_status == RunStatus::Failed {
             StageStatus::Failed
         } else {

@@ -3,7 +3,7 @@
 //! succeeded, and to an environment behind an approval only after the approval.
 #![allow(clippy::unwrap_used)]
 
-use ferry_core::approval::ApprovalState;
+use ferry_core::approval::{ApprovalState, Counted, Decision};
 use ferry_core::run::{Next, Run, StepOutcome};
 use ferry_core::{
     Artifact, Change, Commit, DeploymentStatus, EventKind, RunId, RunPlan, RunStatus, StepKind,
@@ -97,17 +97,41 @@ fn drive(s: &Script) -> (Run, Vec<Change>) {
                 now,
             ),
             StepKind::Approval { .. } => {
-                let st = match s.approval {
-                    0 => ApprovalState::Approved { by: "a".into() },
-                    1 => ApprovalState::Rejected {
-                        by: "b".into(),
-                        reason: "no".into(),
-                    },
-                    _ => ApprovalState::TimedOut {
-                        after: Duration::from_secs(3600),
-                    },
+                let (st, mut ch) = match s.approval {
+                    0 => {
+                        let d = Decision {
+                            approved: true,
+                            by: "a".into(),
+                            reason: None,
+                            at: now,
+                            digest: None,
+                            void: None,
+                        };
+                        let ch =
+                            run.approval_decisions(r, &[d], &[Counted::Approval { k: 1 }], 0, now);
+                        (
+                            ApprovalState::Approved {
+                                by: vec!["a".into()],
+                            },
+                            ch,
+                        )
+                    }
+                    1 => (
+                        ApprovalState::Rejected {
+                            by: "b".into(),
+                            reason: "no".into(),
+                        },
+                        Vec::new(),
+                    ),
+                    _ => (
+                        ApprovalState::TimedOut {
+                            after: Duration::from_secs(3600),
+                        },
+                        Vec::new(),
+                    ),
                 };
-                run.finish_approval(r, st, now)
+                ch.extend(run.finish_approval(r, st, now));
+                ch
             }
             StepKind::Command {
                 coverage: Some(_), ..

@@ -6,7 +6,7 @@
 use crate::ports::*;
 use ferry_config::{AlarmSource, Pipeline};
 use ferry_core::alarm::{AlarmState, Datapoint, Rule};
-use ferry_core::approval::{self, ApprovalState};
+use ferry_core::approval::{self, ApprovalState, Parties};
 use ferry_core::gates::{self, ExitObservation};
 use ferry_core::monitor::{Window, WindowState};
 use ferry_core::retry::RetryPolicy;
@@ -137,7 +137,26 @@ impl<'a> Engine<'a> {
         trigger: &str,
         triggered_by: &str,
     ) -> PortResult<Run> {
-        let plan = RunPlan::new(self.pipeline);
+        self.queue_planned(commit, RunPlan::new(self.pipeline), trigger, triggered_by)
+    }
+
+    /// Resolves `rev` and records a queued hotfix run for it (`ferry run --hotfix`):
+    /// only the last environment, with at least two approvals and a doubled monitor
+    /// window. Permanent error, with the fix, when the pipeline does not allow hotfixes.
+    pub fn queue_hotfix(&self, rev: &str, trigger: &str, triggered_by: &str) -> PortResult<Run> {
+        let plan = RunPlan::hotfix(self.pipeline).map_err(PortError::permanent)?;
+        let commit = self.ports.source.resolve(rev)?;
+        self.queue_planned(commit, plan, trigger, triggered_by)
+    }
+
+    /// Records a queued run following `plan`.
+    pub fn queue_planned(
+        &self,
+        commit: Commit,
+        plan: RunPlan,
+        trigger: &str,
+        triggered_by: &str,
+    ) -> PortResult<Run> {
         let now = self.ports.clock.now();
         let new = NewRun {
             pipeline: self.pipeline.name.clone(),
@@ -159,9 +178,16 @@ impl<'a> Engine<'a> {
                 })
                 .collect(),
             driver: self.settings.holder.clone(),
+            hotfix: plan.hotfix,
         };
         let id = self.ports.store.create_run(&new)?;
         let mut run = Run::new(id, &self.pipeline.name, commit, plan, now);
+        run.repository = self.pipeline.source.repository.clone().or_else(|| {
+            self.ports
+                .source
+                .origin_url()
+                .and_then(|u| approval::web_repository(&u))
+        });
         let digest = sha256(self.pipeline_text.as_bytes());
         self.ports.store.put_config(&digest, self.pipeline_text)?;
         run.config_digest = Some(digest);
@@ -426,27 +452,10 @@ impl<'a> Engine<'a> {
                 };
                 self.commit(run, ch)
             }
-            StepKind::Approval { timeout } => {
+            StepKind::Approval { rule } => {
                 let ch = run.start_step(r, clock.now(), None);
                 self.commit(run, ch)?;
-                let requested = run.approval_requested[r.stage].unwrap_or_else(|| clock.now());
-                loop {
-                    let decision = self.ports.store.approval(run.id(), &stage_name)?;
-                    let now = clock.now();
-                    match approval::state(decision.as_ref(), requested, timeout, now) {
-                        ApprovalState::Waiting { deadline } => {
-                            if self.cancel.load(Ordering::SeqCst) {
-                                return Ok(());
-                            }
-                            let left = deadline.since(now);
-                            clock.sleep(left.min(self.settings.poll));
-                        }
-                        decided => {
-                            let ch = run.finish_approval(r, decided, now);
-                            return self.commit(run, ch);
-                        }
-                    }
-                }
+                self.approval_gate(run, r, &rule)
             }
             StepKind::Deploy => self.deploy(run, r, checkout, log, lease),
             StepKind::Monitor {
@@ -481,6 +490,113 @@ impl<'a> Engine<'a> {
                 self.commit(run, ch)
             }
         }
+    }
+
+    /// Waits at an approval gate (seed §3.1.5) until the rule is met, a valid rejection,
+    /// the timeout, a newer run deploying here (superseded), or Ctrl-C. Every new
+    /// decision gets its event; the reminder comes once at `timeout - remind_before`.
+    /// When the gate passes, the artifact must still have the digest the approvals were
+    /// given for: otherwise they are void and nothing is deployed.
+    fn approval_gate(&self, run: &mut Run, r: StepRef, rule: &approval::Rule) -> PortResult<()> {
+        let clock = self.ports.clock;
+        let env = run.stage_name(r.stage).to_string();
+        let requested = run.approval_requested[r.stage].unwrap_or_else(|| clock.now());
+        let (_, triggered_by) = self.ports.store.triggered(run.id())?;
+        let parties = Parties {
+            author: run.view.commit.author.clone(),
+            triggered_by,
+        };
+        let digest = run.view.artifact.as_ref().map(|a| a.digest.clone());
+        let remind_at = rule.reminder_at(requested);
+        let mut reminded = false;
+        let mut seen = 0;
+        loop {
+            let decisions = self.ports.store.approvals(run.id(), &env)?;
+            let now = clock.now();
+            let (state, counted) = approval::evaluate(
+                rule,
+                &parties,
+                digest.as_deref(),
+                &decisions,
+                requested,
+                now,
+            );
+            if decisions.len() > seen {
+                let ch = run.approval_decisions(r, &decisions, &counted, seen, now);
+                self.commit(run, ch)?;
+                seen = decisions.len();
+            }
+            match state {
+                ApprovalState::Waiting { deadline, .. } => {
+                    if !reminded && remind_at.is_some_and(|at| now >= at) {
+                        let ch = run.approval_reminder(r, &state, now);
+                        self.commit(run, ch)?;
+                        reminded = true;
+                    }
+                    if self.cancel.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    if let Some(latest) = self.ports.store.latest_deployment(&env)?
+                        && latest.run_id > run.id()
+                        && matches!(
+                            latest.status,
+                            ferry_core::DeploymentStatus::Succeeded
+                                | ferry_core::DeploymentStatus::InProgress
+                        )
+                    {
+                        let why = format!(
+                            "run {} already deployed the newer commit {} to {env}",
+                            latest.run_id,
+                            ferry_core::short_sha(&latest.version)
+                        );
+                        let ch = run.supersede(&why, now);
+                        return self.commit(run, ch);
+                    }
+                    let wake = match remind_at {
+                        Some(at) if !reminded => deadline.min(at),
+                        _ => deadline,
+                    };
+                    clock.sleep(
+                        wake.since(now)
+                            .min(self.settings.poll)
+                            .max(Duration::from_millis(1)),
+                    );
+                }
+                ApprovalState::Approved { .. } => {
+                    if let Some(why) = self.changed_artifact(run)? {
+                        let why = format!(
+                            "{why}; the approvals were given for the artifact as built and are void"
+                        );
+                        let mut ch = run.void_approvals(r.stage, &why, now);
+                        ch.extend(run.finish_step(r, StepOutcome::failed(why), now));
+                        return self.commit(run, ch);
+                    }
+                    let ch = run.finish_approval(r, state, now);
+                    return self.commit(run, ch);
+                }
+                decided => {
+                    let ch = run.finish_approval(r, decided, now);
+                    return self.commit(run, ch);
+                }
+            }
+        }
+    }
+
+    /// Why the run's artifact is no longer the one it built (its digest changed), if it
+    /// is not. An artifact that cannot be read is the deploy step's to refuse.
+    fn changed_artifact(&self, run: &Run) -> PortResult<Option<String>> {
+        let Some(a) = &run.view.artifact else {
+            return Ok(None);
+        };
+        Ok(
+            match self.retry_in(Some(&run.view), || self.ports.artifacts.digest(&a.location)) {
+                Ok(d) if d != a.digest => Some(format!(
+                    "artifact `{}` changed since it was built (expected {}, found {d})",
+                    a.location, a.digest
+                )),
+                _ => None,
+            },
+        )
     }
 
     fn deploy(
@@ -544,7 +660,16 @@ impl<'a> Engine<'a> {
             let ch = run.start_step(r, clock.now(), Some(log.display().to_string()));
             self.commit(run, ch)?;
             let why = refusal.unwrap_or_default();
-            let ch = run.finish_step(r, StepOutcome::failed(why), clock.now());
+            let mut ch = Vec::new();
+            // Approvals were given for the artifact as built: a changed one voids them.
+            let gated = run.plan.stages[r.stage]
+                .steps
+                .iter()
+                .any(|s| matches!(s.kind, StepKind::Approval { .. }));
+            if gated && why.contains("changed since it was built") {
+                ch.extend(run.void_approvals(r.stage, &why, clock.now()));
+            }
+            ch.extend(run.finish_step(r, StepOutcome::failed(why), clock.now()));
             return self.commit(run, ch);
         };
         let previous = self.ports.store.last_known_good(&env)?.map(|d| d.version);

@@ -84,6 +84,8 @@ pub struct NewRun {
     pub stages: Vec<(String, Vec<(String, String)>)>,
     /// The process driving the run (`host:pid`), so a run whose driver died is found.
     pub driver: String,
+    /// A hotfix run (`ferry run --hotfix`).
+    pub hotfix: bool,
 }
 
 /// A lease on an environment: at most one run deploys into it at a time (DESIGN
@@ -123,10 +125,15 @@ pub trait Store: Send + Sync {
     /// The process driving a run (`host:pid`), as recorded when it was created.
     fn driver(&self, run: RunId) -> PortResult<Option<String>>;
 
-    /// The decision recorded for a run's approval of an environment, if any.
-    fn approval(&self, run: RunId, environment: &str) -> PortResult<Option<Decision>>;
-    /// Records a decision. Conflict if one is already recorded for that run and
-    /// environment, or the run is not awaiting approval there.
+    /// `(trigger, triggered_by)` of a run, as recorded when it was created.
+    fn triggered(&self, run: RunId) -> PortResult<(String, String)>;
+
+    /// Every decision recorded for a run's approval of an environment, in the order
+    /// they were recorded, voided ones included (with why).
+    fn approvals(&self, run: RunId, environment: &str) -> PortResult<Vec<Decision>>;
+    /// Appends a decision. Conflict if the run is not awaiting approval there, the same
+    /// person already decided (a decision not voided), or a rejection is recorded.
+    /// Whether the person may decide at all is the caller's (the core's) question.
     fn decide(&self, run: RunId, environment: &str, decision: &Decision) -> PortResult<()>;
 
     /// Deployments, newest first, optionally of one environment.
@@ -217,6 +224,11 @@ pub struct Incident {
 pub trait Source: Send + Sync {
     fn resolve(&self, rev: &str) -> PortResult<Commit>;
     fn checkout(&self, sha: &str, dest: &Path) -> PortResult<()>;
+    /// The URL of the repository's `origin` remote, if it has one (commit links are
+    /// derived from it when `source.repository` is not set).
+    fn origin_url(&self) -> Option<String> {
+        None
+    }
 }
 
 /// One command to run.

@@ -177,6 +177,12 @@ impl GitSource {
 }
 
 impl Source for GitSource {
+    fn origin_url(&self) -> Option<String> {
+        let repo = self.lock();
+        let remote = repo.find_remote("origin").ok()?;
+        remote.url().ok().map(str::to_string)
+    }
+
     fn resolve(&self, rev: &str) -> PortResult<Commit> {
         let repo = self.lock();
         let commit = self.find(&repo, rev)?;

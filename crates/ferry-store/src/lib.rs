@@ -276,8 +276,8 @@ impl Store for SqliteStore {
     fn create_run(&self, run: &NewRun) -> PortResult<RunId> {
         self.transaction(TransactionBehavior::Immediate, |tx| {
             tx.execute(
-                r#"INSERT INTO runs (pipeline, commit_sha, commit_message, commit_author, "trigger", triggered_by, status, created_at, driver)
-                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"#,
+                r#"INSERT INTO runs (pipeline, commit_sha, commit_message, commit_author, "trigger", triggered_by, status, created_at, driver, hotfix)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"#,
                 params![
                     run.pipeline,
                     run.commit.sha,
@@ -288,6 +288,7 @@ impl Store for SqliteStore {
                     RunStatus::Queued.as_str(),
                     run.created_at.0,
                     run.driver,
+                    run.hotfix,
                 ],
             )?;
             let id = tx.last_insert_rowid();
@@ -356,22 +357,38 @@ impl Store for SqliteStore {
         })
     }
 
-    fn approval(&self, run: RunId, environment: &str) -> PortResult<Option<Decision>> {
+    fn triggered(&self, run: RunId) -> PortResult<(String, String)> {
         self.transaction(TransactionBehavior::Deferred, |tx| {
             ensure_run(tx, run)?;
-            decision(tx, run, environment)
+            Ok(tx.query_row(
+                r#"SELECT "trigger", triggered_by FROM runs WHERE id = ?1"#,
+                [run.0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+    }
+
+    fn approvals(&self, run: RunId, environment: &str) -> PortResult<Vec<Decision>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            ensure_run(tx, run)?;
+            decisions(tx, run, environment)
         })
     }
 
     fn decide(&self, run: RunId, environment: &str, d: &Decision) -> PortResult<()> {
         self.transaction(TransactionBehavior::Immediate, |tx| {
             let status = ensure_run(tx, run)?;
-            if let Some(prior) = decision(tx, run, environment)? {
-                let verb = if prior.approved { "approved" } else { "rejected" };
+            let prior = decisions(tx, run, environment)?;
+            let live = || prior.iter().filter(|p| p.void.is_none());
+            if let Some(p) = live()
+                .find(|p| !p.approved)
+                .or_else(|| live().find(|p| p.by.trim().eq_ignore_ascii_case(d.by.trim())))
+            {
+                let verb = if p.approved { "approved" } else { "rejected" };
                 return Err(PortError::conflict(format!(
                     "run {run} was already {verb} by {} at {}",
-                    prior.by,
-                    iso8601(prior.at)
+                    p.by,
+                    iso8601(p.at)
                 ))
                 .into());
             }
@@ -407,8 +424,8 @@ impl Store for SqliteStore {
                 .into());
             }
             tx.execute(
-                "INSERT INTO approvals (run_id, environment, approved, by_whom, reason, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![run.0, environment, d.approved, d.by, d.reason, d.at.0],
+                "INSERT INTO approvals (run_id, environment, approved, by_whom, reason, at, digest, void) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![run.0, environment, d.approved, d.by, d.reason, d.at.0, d.digest, d.void],
             )?;
             Ok(())
         })
@@ -966,6 +983,16 @@ fn apply_change(tx: &Transaction<'_>, run: RunId, change: &Change) -> Fallible<(
             reason,
             at,
         } => upsert_alarm(tx, alarm, *state, reason, *at)?,
+        Change::ApprovalsVoided {
+            environment,
+            reason,
+            ..
+        } => {
+            tx.execute(
+                "UPDATE approvals SET void = ?3 WHERE run_id = ?1 AND environment = ?2 AND void IS NULL",
+                params![run.0, environment, reason],
+            )?;
+        }
         Change::Event(e) => insert_event(tx, e)?,
     }
     Ok(())
@@ -1096,7 +1123,7 @@ fn count(n: u64) -> Fallible<i64> {
 fn load_run(tx: &Transaction<'_>, run: RunId) -> Fallible<RunView> {
     let mut stmt = tx.prepare_cached(
         "SELECT pipeline, commit_sha, commit_message, commit_author, status, reason, created_at, started_at,
-                ended_at, artifact_digest, artifact_location, artifact_size
+                ended_at, artifact_digest, artifact_location, artifact_size, hotfix
          FROM runs WHERE id = ?1",
     )?;
     let mut rows = stmt.query([run.0])?;
@@ -1135,6 +1162,7 @@ fn load_run(tx: &Transaction<'_>, run: RunId) -> Fallible<RunView> {
         ended_at: r.get::<_, Option<i64>>(8)?.map(Timestamp),
         artifact,
         stages: Vec::new(),
+        hotfix: r.get(12)?,
     };
     drop(rows);
 
@@ -1181,22 +1209,23 @@ fn load_run(tx: &Transaction<'_>, run: RunId) -> Fallible<RunView> {
     Ok(view)
 }
 
-fn decision(tx: &Transaction<'_>, run: RunId, environment: &str) -> Fallible<Option<Decision>> {
-    let row = tx
-        .query_row(
-            "SELECT approved, by_whom, reason, at FROM approvals WHERE run_id = ?1 AND environment = ?2",
-            params![run.0, environment],
-            |r| {
-                Ok(Decision {
-                    approved: r.get(0)?,
-                    by: r.get(1)?,
-                    reason: r.get(2)?,
-                    at: Timestamp(r.get(3)?),
-                })
-            },
-        )
-        .optional()?;
-    Ok(row)
+fn decisions(tx: &Transaction<'_>, run: RunId, environment: &str) -> Fallible<Vec<Decision>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT approved, by_whom, reason, at, digest, void FROM approvals WHERE run_id = ?1 AND environment = ?2 ORDER BY id",
+    )?;
+    let rows = stmt
+        .query_map(params![run.0, environment], |r| {
+            Ok(Decision {
+                approved: r.get(0)?,
+                by: r.get(1)?,
+                reason: r.get(2)?,
+                at: Timestamp(r.get(3)?),
+                digest: r.get(4)?,
+                void: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }
 
 fn current_lease(tx: &Transaction<'_>, environment: &str) -> Fallible<Option<Lease>> {

@@ -214,6 +214,27 @@ CREATE TABLE deliveries (
     at     INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 "#,
+    // 6: approval rules (N of M): every decision per run and environment, in order, with
+    // the artifact digest the person saw and why it was voided; hotfix runs.
+    r#"
+CREATE TABLE approvals_new (
+    id          INTEGER PRIMARY KEY,
+    run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    environment TEXT    NOT NULL,
+    approved    INTEGER NOT NULL CHECK (approved IN (0, 1)),
+    by_whom     TEXT    NOT NULL,
+    reason      TEXT,
+    at          INTEGER NOT NULL,
+    digest      TEXT,
+    void        TEXT
+) STRICT;
+INSERT INTO approvals_new (run_id, environment, approved, by_whom, reason, at)
+    SELECT run_id, environment, approved, by_whom, reason, at FROM approvals;
+DROP TABLE approvals;
+ALTER TABLE approvals_new RENAME TO approvals;
+CREATE INDEX approvals_run_env ON approvals(run_id, environment, id);
+ALTER TABLE runs ADD COLUMN hotfix INTEGER NOT NULL DEFAULT 0 CHECK (hotfix IN (0, 1));
+"#,
 ];
 
 /// The schema version this code writes.

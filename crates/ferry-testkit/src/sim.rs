@@ -208,6 +208,59 @@ impl Sim {
         engine.drive(run)
     }
 
+    /// Queues and drives a hotfix run of `rev` (`ferry run --hotfix`). Errors are the
+    /// engine's: a permanent one when the pipeline does not allow hotfixes.
+    pub fn try_run_hotfix(&self, rev: &str) -> PortResult<RunView> {
+        self.source.ensure(rev);
+        let engine = self.engine();
+        let run = engine.queue_hotfix(rev, "sim", "sim")?;
+        engine.drive(run)
+    }
+
+    /// `by` decides (approves, or rejects with a reason) every run that waits for
+    /// approval to deploy to `environment`, `after` it started waiting, once per run, for
+    /// the artifact the run built. For N-of-M rules: several people, each their own
+    /// delay.
+    pub fn decide_as(&self, environment: &str, by: &str, after: Duration, approved: bool) {
+        let store = self.store.clone();
+        let env = environment.to_string();
+        let by = by.to_string();
+        self.clock.on_advance(move |now| {
+            let Ok(waiting) = store.list_runs(usize::MAX, true) else {
+                return;
+            };
+            for run in waiting {
+                let since = run
+                    .stages
+                    .iter()
+                    .find(|s| s.name == env && s.status == StageStatus::AwaitingApproval)
+                    .and_then(|s| {
+                        s.steps
+                            .iter()
+                            .find(|t| t.kind == "approval" && t.status == StepStatus::Running)
+                    })
+                    .and_then(|t| t.started_at);
+                let Some(since) = since else { continue };
+                let decided = store
+                    .approvals(run.id, &env)
+                    .map(|ds| ds.iter().any(|d| d.by == by))
+                    .unwrap_or(true);
+                if now < since.plus(after) || decided {
+                    continue;
+                }
+                let d = Decision {
+                    approved,
+                    by: by.clone(),
+                    reason: (!approved).then(|| format!("{by} says no")),
+                    at: now,
+                    digest: run.artifact.as_ref().map(|a| a.digest.clone()),
+                    void: None,
+                };
+                let _ = store.decide(run.id, &env, &d);
+            }
+        });
+    }
+
     /// [`Sim::try_run`], panicking on an engine error.
     ///
     /// # Panics
@@ -278,7 +331,9 @@ impl Sim {
                     .and_then(|t| t.started_at);
                 let Some(since) = since else { continue };
                 let Some(v) = decide(&run) else { continue };
-                if now < since.plus(v.after) || !matches!(store.approval(run.id, &env), Ok(None)) {
+                if now < since.plus(v.after)
+                    || !matches!(store.approvals(run.id, &env), Ok(v) if v.is_empty())
+                {
                     continue;
                 }
                 let d = Decision {
@@ -286,6 +341,8 @@ impl Sim {
                     by: "approver@example.com".to_string(),
                     reason: v.reason,
                     at: now,
+                    digest: run.artifact.as_ref().map(|a| a.digest.clone()),
+                    void: None,
                 };
                 // A Conflict here means someone decided first; that is fine.
                 let _ = store.decide(run.id, &env, &d);

@@ -83,7 +83,8 @@ struct Fault {
 struct State {
     runs: BTreeMap<i64, RunRow>,
     next_run: i64,
-    approvals: BTreeMap<(i64, String), Decision>,
+    /// Every decision per (run, environment), in the order recorded.
+    approvals: BTreeMap<(i64, String), Vec<Decision>>,
     deployments: Vec<StoredDeployment>,
     events: Vec<StoredEvent>,
     leases: BTreeMap<String, Lease>,
@@ -108,6 +109,8 @@ struct Pending {
     next_event: i64,
     incidents: Vec<Incident>,
     alarms: BTreeMap<String, (AlarmState, String, Timestamp)>,
+    /// `(run, environment, reason)`: decisions voided by the batch.
+    voids: Vec<(i64, String, String)>,
     tick: u64,
 }
 
@@ -119,6 +122,7 @@ impl Pending {
             next_event: st.events.last().map_or(1, |e| e.id + 1),
             incidents: st.incidents.clone(),
             alarms: st.alarms.clone(),
+            voids: Vec::new(),
             tick,
         }
     }
@@ -128,6 +132,13 @@ impl Pending {
         st.events.extend(self.events);
         st.incidents = self.incidents;
         st.alarms = self.alarms;
+        for (run, env, reason) in self.voids {
+            for d in st.approvals.entry((run, env)).or_default() {
+                if d.void.is_none() {
+                    d.void = Some(reason.clone());
+                }
+            }
+        }
     }
 
     fn event(&mut self, e: &Event) {
@@ -152,8 +163,9 @@ impl Pending {
 /// - [`Store::load_run`] rebuilds the [`RunView`] from the changes with the same
 ///   timestamp rules as the SQLite store, so Property 6 (`load_run(id) == view`) is
 ///   checked against the contract, not against a copy of the core's view;
-/// - approvals follow the trait's rules: `Conflict` if a decision is already recorded or
-///   the run (and that environment's stage) is not awaiting approval, `NotFound` for an
+/// - approvals follow the trait's rules: `Conflict` if that person already decided, a
+///   rejection is recorded, or the run (and that environment's stage) is not awaiting
+///   approval, `NotFound` for an
 ///   unknown run or environment;
 /// - leases: free, expired or already ours → taken; otherwise the holder comes back;
 /// - rollbacks: one record per deployment, claimed once (later claims get the record);
@@ -468,6 +480,13 @@ fn apply_change(
             reason,
             at,
         } => pending.alarm(alarm, *state, reason, *at),
+        Change::ApprovalsVoided {
+            environment,
+            reason,
+            ..
+        } => pending
+            .voids
+            .push((run.0, environment.clone(), reason.clone())),
         Change::Event(e) => pending.event(e),
     }
     Ok(())
@@ -531,6 +550,7 @@ impl Store for MemoryStore {
                         .collect(),
                 })
                 .collect(),
+            hotfix: run.hotfix,
         };
         st.runs.insert(
             id.0,
@@ -607,27 +627,37 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn approval(&self, run: RunId, environment: &str) -> PortResult<Option<Decision>> {
+    fn triggered(&self, run: RunId) -> PortResult<(String, String)> {
+        MemoryStore::trigger(self, run).ok_or_else(|| not_found_run(run))
+    }
+
+    fn approvals(&self, run: RunId, environment: &str) -> PortResult<Vec<Decision>> {
         let st = self.lock();
         if !st.runs.contains_key(&run.0) {
             return Err(not_found_run(run));
         }
-        Ok(st.approvals.get(&(run.0, environment.to_string())).cloned())
+        Ok(st
+            .approvals
+            .get(&(run.0, environment.to_string()))
+            .cloned()
+            .unwrap_or_default())
     }
 
     fn decide(&self, run: RunId, environment: &str, decision: &Decision) -> PortResult<()> {
         let mut st = self.lock();
         let row = st.runs.get(&run.0).ok_or_else(|| not_found_run(run))?;
         let key = (run.0, environment.to_string());
-        if let Some(prior) = st.approvals.get(&key) {
-            let verb = if prior.approved {
-                "approved"
-            } else {
-                "rejected"
-            };
+        let prior = st.approvals.get(&key).cloned().unwrap_or_default();
+        let live = || prior.iter().filter(|p| p.void.is_none());
+        if let Some(p) = live()
+            .find(|p| !p.approved)
+            .or_else(|| live().find(|p| p.by.trim().eq_ignore_ascii_case(decision.by.trim())))
+        {
+            let verb = if p.approved { "approved" } else { "rejected" };
             return Err(PortError::conflict(format!(
-                "run {run} was already {verb} by {}",
-                prior.by
+                "run {run} was already {verb} by {} at {}",
+                p.by,
+                ferry_core::events::iso8601(p.at)
             )));
         }
         let view = &row.view;
@@ -648,7 +678,7 @@ impl Store for MemoryStore {
                 stage.status
             )));
         }
-        st.approvals.insert(key, decision.clone());
+        st.approvals.entry(key).or_default().push(decision.clone());
         Ok(())
     }
 
@@ -917,6 +947,7 @@ mod tests {
                 },
                 trigger: "cli".into(),
                 triggered_by: "ada".into(),
+                hotfix: false,
                 created_at: Timestamp(0),
                 driver: "sim:1".into(),
                 stages: vec![("build".into(), vec![("unit".into(), "command".into())])],

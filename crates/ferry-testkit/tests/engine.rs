@@ -147,6 +147,8 @@ fn an_approver_on_another_thread_lets_the_run_through() {
                 by: "alice".into(),
                 reason: None,
                 at: clock.now(),
+                digest: store.load_run(id).unwrap().artifact.map(|a| a.digest),
+                void: None,
             };
             store.decide(id, "production", &d).unwrap();
             // A second decision is refused.

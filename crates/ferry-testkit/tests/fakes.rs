@@ -38,6 +38,7 @@ fn new_run(store: &MemoryStore, sha: &str, at: Timestamp) -> Run {
         triggered_by: "me".into(),
         created_at: at,
         driver: "sim:1".into(),
+        hotfix: false,
         stages: plan
             .stages
             .iter()
@@ -68,6 +69,8 @@ fn decision(approved: bool) -> Decision {
         by: "alice".into(),
         reason: None,
         at: t(0),
+        digest: None,
+        void: None,
     }
 }
 
@@ -270,7 +273,7 @@ fn approvals_follow_the_conflict_rules() {
         Err(PortErrorKind::NotFound)
     );
     assert_eq!(
-        store.approval(RunId(99), "production").map_err(|e| e.kind),
+        store.approvals(RunId(99), "production").map_err(|e| e.kind),
         Err(PortErrorKind::NotFound)
     );
 
@@ -291,19 +294,55 @@ fn approvals_follow_the_conflict_rules() {
             .map_err(|e| e.kind),
         Err(PortErrorKind::Conflict)
     );
-    assert_eq!(store.approval(id, "production").unwrap(), None);
-    store.decide(id, "production", &decision(false)).unwrap();
-    assert_eq!(
-        store.approval(id, "production").unwrap(),
-        Some(decision(false))
+    assert_eq!(store.approvals(id, "production").unwrap(), vec![]);
+    // N of M: several people approve, each once.
+    store.decide(id, "production", &decision(true)).unwrap();
+    let twice = store
+        .decide(id, "production", &decision(false))
+        .unwrap_err();
+    assert_eq!(twice.kind, PortErrorKind::Conflict);
+    assert!(
+        twice.message.contains("already approved by alice"),
+        "{}",
+        twice.message
     );
-    let again = store.decide(id, "production", &decision(true)).unwrap_err();
+    let bob = Decision {
+        by: "bob".into(),
+        reason: Some("no".into()),
+        ..decision(false)
+    };
+    store.decide(id, "production", &bob).unwrap();
+    assert_eq!(
+        store.approvals(id, "production").unwrap(),
+        vec![decision(true), bob.clone()]
+    );
+    // A rejection ends the gate for everyone.
+    let carol = Decision {
+        by: "carol".into(),
+        ..decision(true)
+    };
+    let again = store.decide(id, "production", &carol).unwrap_err();
     assert_eq!(again.kind, PortErrorKind::Conflict);
     assert!(
-        again.message.contains("already rejected by alice"),
+        again.message.contains("already rejected by bob"),
         "{}",
         again.message
     );
+    // Voided decisions stay on record with the reason, and no longer count.
+    store
+        .apply(
+            id,
+            &[Change::ApprovalsVoided {
+                environment: "production".into(),
+                reason: "superseded".into(),
+                at: t(1),
+            }],
+        )
+        .unwrap();
+    let all = store.approvals(id, "production").unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|d| d.void.as_deref() == Some("superseded")));
+    store.decide(id, "production", &carol).unwrap();
 }
 
 #[test]

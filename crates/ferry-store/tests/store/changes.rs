@@ -64,7 +64,7 @@ fn a_run_that_passes_everything_is_stored_step_by_step() {
     assert!(prod.unit_tests_passed && prod.integration_tests_passed && prod.e2e_tests_passed);
     assert_eq!(prod.coverage_percentage, 91.5);
     assert_eq!(
-        store.approval(run.id(), "production").unwrap().unwrap().by,
+        store.approvals(run.id(), "production").unwrap()[0].by,
         "alice"
     );
 
@@ -166,7 +166,7 @@ fn a_rejected_approval_fails_the_run_before_production_is_touched() {
         store.latest_deployment("test").unwrap().unwrap().status,
         DeploymentStatus::Succeeded
     );
-    let d = store.approval(run.id(), "production").unwrap().unwrap();
+    let d = store.approvals(run.id(), "production").unwrap()[0].clone();
     assert!(!d.approved);
     assert_eq!(d.reason.as_deref(), Some("not on a friday"));
 }

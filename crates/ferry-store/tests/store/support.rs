@@ -123,6 +123,7 @@ pub fn new_run(pipeline: &str, plan: &RunPlan, at: Timestamp) -> NewRun {
         triggered_by: "ada".into(),
         created_at: at,
         driver: "host:42".into(),
+        hotfix: false,
         stages: plan
             .stages
             .iter()
@@ -477,6 +478,8 @@ pub fn drive_from(store: &SqliteStore, yaml: &str, choices: &[Choice], at: Times
                         by: "mallory".into(),
                         reason: None,
                         at: now,
+                        digest: None,
+                        void: None,
                     };
                     let err = store.decide(run.id(), run.stage_name(si), &d).unwrap_err();
                     assert_eq!(err.kind, PortErrorKind::Conflict, "{err}");
@@ -554,30 +557,40 @@ pub fn drive_from(store: &SqliteStore, yaml: &str, choices: &[Choice], at: Times
                 StepOutcome::failed("alarm staging-health went into ALARM"),
                 now,
             ),
-            StepKind::Approval { timeout } => {
+            StepKind::Approval { rule } => {
                 let env = run.stage_name(r.stage).to_string();
                 let requested = run.approval_requested[r.stage].unwrap();
-                let decision = match c.approval {
-                    Verdict::TimeOut => {
-                        now = requested.plus(*timeout);
-                        None
-                    }
+                let digest = run.view.artifact.as_ref().map(|a| a.digest.clone());
+                match c.approval {
+                    Verdict::TimeOut => now = requested.plus(rule.timeout),
                     v => {
                         let d = Decision {
                             approved: v == Verdict::Approve,
                             by: "alice".into(),
                             reason: (v == Verdict::Reject).then(|| "not on a friday".to_string()),
                             at: now,
+                            digest: digest.clone(),
+                            void: None,
                         };
                         store.decide(run.id(), &env, &d).unwrap();
-                        assert_eq!(store.approval(run.id(), &env).unwrap(), Some(d.clone()));
+                        assert_eq!(store.approvals(run.id(), &env).unwrap(), vec![d.clone()]);
                         let again = store.decide(run.id(), &env, &d).unwrap_err();
                         assert_eq!(again.kind, PortErrorKind::Conflict);
-                        Some(d)
                     }
-                };
-                let state = approval::state(decision.as_ref(), requested, *timeout, now);
-                run.finish_approval(r, state, now)
+                }
+                let decisions = store.approvals(run.id(), &env).unwrap();
+                let parties = approval::Parties::default();
+                let (state, counted) = approval::evaluate(
+                    rule,
+                    &parties,
+                    digest.as_deref(),
+                    &decisions,
+                    requested,
+                    now,
+                );
+                let mut changes = run.approval_decisions(r, &decisions, &counted, 0, now);
+                changes.extend(run.finish_approval(r, state, now));
+                changes
             }
         };
         t.apply(&run, &changes);
