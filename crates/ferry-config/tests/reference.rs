@@ -105,6 +105,7 @@ fn reference_file_parses_into_the_expected_model() {
                 tests: vec![integration],
                 monitor: None,
                 watch: None,
+                windows: None,
             },
             Environment {
                 name: "staging".into(),
@@ -119,6 +120,7 @@ fn reference_file_parses_into_the_expected_model() {
                     insufficient_data: InsufficientData::Fail,
                 }),
                 watch: None,
+                windows: None,
             },
             Environment {
                 name: "production".into(),
@@ -135,6 +137,7 @@ fn reference_file_parses_into_the_expected_model() {
                     insufficient_data: InsufficientData::Fail,
                 }),
                 watch: None,
+                windows: None,
             },
         ],
         alarms: vec![
