@@ -61,6 +61,11 @@ pub struct EnvironmentStatus {
     /// The open incident holding the environment for a person (no automatic deployment
     /// until `ferry resolve`), if any.
     pub incident: Option<IncidentSummary>,
+    /// The freezes not over yet (`ferry freeze`), oldest first.
+    pub freezes: Vec<ferry_core::window::Freeze>,
+    /// Whether a run could deploy here now (windows and freezes; overrides are per run),
+    /// when the environment has `windows` or a freeze; `null` otherwise.
+    pub gate: Option<ferry_core::window::Gate>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -90,6 +95,30 @@ pub struct RunSummary {
     pub reason: Option<String>,
     pub created_at: i64,
     pub ended_at: Option<i64>,
+    /// Set while the run is held before deploying by a deployment window or a freeze
+    /// (`ferry status` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<HeldRun>,
+}
+
+/// A run waiting at an environment's gate (deployment window or freeze).
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldRun {
+    pub environment: String,
+    /// `window` or `freeze`.
+    pub cause: String,
+    pub reason: String,
+    /// When it goes on by itself (ISO-8601 UTC), `null` when only a lifted freeze or a
+    /// confirmed override lets it go on.
+    pub opens_at: Option<String>,
+    /// Break-glass overrides requested for it there (a confirmed one lets it through).
+    pub overrides: Vec<ferry_core::window::BreakGlass>,
+}
+
+/// `ferry freeze --json` / `ferry unfreeze --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Freezes {
+    pub freezes: Vec<ferry_core::window::Freeze>,
 }
 
 /// `ferry history --json`.

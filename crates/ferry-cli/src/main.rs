@@ -11,6 +11,7 @@ mod recovery;
 mod sample;
 mod serve;
 mod signals;
+mod windows;
 
 use clap::{Parser, Subcommand};
 use context::Project;
@@ -146,6 +147,45 @@ enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Freezes an environment: runs reaching it are held (not failed) until the freeze
+    /// ends or is lifted, then go on by themselves. Rollbacks are never held.
+    Freeze {
+        env: String,
+        /// When it ends: a duration (`2h`, `3d`), an instant (`2026-12-24T08:00:00Z`) or a
+        /// local time in the environment's `windows.timezone` (`2026-12-24 08:00`).
+        #[arg(long)]
+        until: String,
+        /// Why (recorded and shown to everyone held).
+        #[arg(long)]
+        reason: String,
+        /// Who freezes (default: $FERRY_USER or $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Lifts the freezes of an environment; held runs go on when the window allows.
+    Unfreeze {
+        env: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Break-glass: lets one run through a closed deployment window or a freeze. One
+    /// person requests it with a reason; a second, different person confirms it with
+    /// `--confirm`. Both are recorded.
+    Override {
+        run: i64,
+        /// The environment (default: the one the run is held at).
+        #[arg(long)]
+        env: Option<String>,
+        /// Why the window must be broken (required to request).
+        #[arg(long, required_unless_present = "confirm")]
+        reason: Option<String>,
+        /// Confirm someone else's request (the second person).
+        #[arg(long, conflicts_with = "reason")]
+        confirm: bool,
+        /// Who requests or confirms (default: $FERRY_USER or $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Runs ferry as a service: GitHub push webhooks start runs, alarm events roll
     /// back, and a JSON API shows and approves runs. Needs FERRY_WEBHOOK_SECRET and
     /// FERRY_API_TOKEN in the environment.
@@ -254,6 +294,28 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             recovery::alarm(&project()?, name, state, reason, j, cancel)
         }
         Command::Resolve { env, by } => recovery::resolve(&project()?, env, by.as_deref(), j),
+        Command::Freeze {
+            env,
+            until,
+            reason,
+            by,
+        } => windows::freeze(&project()?, env, until, reason, by.as_deref(), j),
+        Command::Unfreeze { env, by } => windows::unfreeze(&project()?, env, by.as_deref(), j),
+        Command::Override {
+            run,
+            env,
+            reason,
+            confirm,
+            by,
+        } => windows::override_run(
+            &project()?,
+            *run,
+            env.as_deref(),
+            reason.as_deref(),
+            *confirm,
+            by.as_deref(),
+            j,
+        ),
         Command::Serve { listen } => serve::serve(&project()?, listen),
         Command::SampleService { port } => sample::serve(*port),
         Command::Smoke { url, junit, expect } => sample::smoke(url, junit, expect.as_deref()),
