@@ -57,7 +57,7 @@ impl Checker<'_> {
         }
         if !w.ever_open() {
             self.report(
-                e.pos(),
+                e.key_pos,
                 format!("the `windows` of {label} never open: `deny` covers every time `allow` leaves"),
                 "shorten a `deny` range or widen `allow`; to stop deployments for a while, use `ferry freeze` instead",
             );
@@ -100,8 +100,8 @@ impl Checker<'_> {
             Kind::Map(_) => {
                 let what = format!("a range {loc}");
                 let m = self.map(item, item.pos, &what, loc, SPAN_KEYS)?;
-                let from = self.req_text(&m, "from", loc, "Fri 15:00");
-                let to = self.req_text(&m, "to", loc, "Mon 08:00");
+                let from = self.req_text(&m, "from", loc, "from: \"Fri 15:00\"");
+                let to = self.req_text(&m, "to", loc, "to: \"Mon 08:00\"");
                 let (from, to) = (from?, to?);
                 parse_span(&from, &to).map(|r| vec![r])
             }
