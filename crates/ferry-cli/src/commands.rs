@@ -513,7 +513,8 @@ fn print_status(st: &ferry_api::Status) {
                     h.cause,
                     h.reason,
                     h.opens_at.as_deref().map_or_else(
-                        || "goes on when the freeze is lifted or an override is confirmed".to_string(),
+                        || "goes on when the freeze is lifted or an override is confirmed"
+                            .to_string(),
                         |t| format!("goes on by itself at {t}")
                     )
                 ));

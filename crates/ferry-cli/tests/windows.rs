@@ -45,7 +45,10 @@ fn wait_until_held(repo: &Repo, run: &mut support::Running) -> (i64, Value) {
             let out = run.wait(support::LONG);
             panic!("the run ended before it was held: {}", describe(&out));
         }
-        assert!(Instant::now() < deadline, "no run was held; last status: {st:#}");
+        assert!(
+            Instant::now() < deadline,
+            "no run was held; last status: {st:#}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -67,7 +70,11 @@ fn a_freeze_holds_a_real_run_until_two_people_break_the_glass() {
         "alice",
     ]);
     assert_code(&f, 0, "ferry freeze");
-    assert!(stdout(&f).contains("production frozen until"), "{}", describe(&f));
+    assert!(
+        stdout(&f).contains("production frozen until"),
+        "{}",
+        describe(&f)
+    );
 
     let mut run = repo.spawn(&["run", "--json"]);
     let (id, st) = wait_until_held(&repo, &mut run);
@@ -75,7 +82,10 @@ fn a_freeze_holds_a_real_run_until_two_people_break_the_glass() {
     assert_eq!(held["environment"], "production", "{st:#}");
     assert_eq!(held["cause"], "freeze", "{st:#}");
     assert!(
-        held["reason"].as_str().unwrap_or_default().contains("end-of-year freeze"),
+        held["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("end-of-year freeze"),
         "{st:#}"
     );
     let prod = st["environments"]
@@ -89,7 +99,10 @@ fn a_freeze_holds_a_real_run_until_two_people_break_the_glass() {
     assert_eq!(prod["gate"]["state"], "closed", "{prod:#}");
     // Test was deployed; production was not.
     let deployed = std::fs::read_to_string(repo.join("deploys.log")).unwrap_or_default();
-    assert!(deployed.contains("test ") && !deployed.contains("production"), "{deployed}");
+    assert!(
+        deployed.contains("test ") && !deployed.contains("production"),
+        "{deployed}"
+    );
 
     let text = repo.ferry(&["status"]);
     assert_code(&text, 0, "ferry status");
@@ -101,9 +114,20 @@ fn a_freeze_holds_a_real_run_until_two_people_break_the_glass() {
     // A request needs a reason.
     let no_reason = repo.ferry(&["override", &id.to_string(), "--by", "alice"]);
     assert_code(&no_reason, 2, "ferry override without --reason");
-    let empty = repo.ferry(&["override", &id.to_string(), "--reason", " ", "--by", "alice"]);
+    let empty = repo.ferry(&[
+        "override",
+        &id.to_string(),
+        "--reason",
+        " ",
+        "--by",
+        "alice",
+    ]);
     assert_code(&empty, 2, "ferry override with an empty reason");
-    assert!(stderr(&empty).contains("written reason"), "{}", describe(&empty));
+    assert!(
+        stderr(&empty).contains("written reason"),
+        "{}",
+        describe(&empty)
+    );
 
     // First person: the environment defaults to the one the run is held at.
     let req = repo.ferry(&[
@@ -174,7 +198,11 @@ fn a_freeze_holds_a_real_run_until_two_people_break_the_glass() {
     assert_code(&un, 0, "ferry unfreeze");
     let twice = repo.ferry(&["unfreeze", "production"]);
     assert_code(&twice, 5, "unfreezing an environment that is not frozen");
-    assert!(stderr(&twice).contains("not frozen"), "{}", describe(&twice));
+    assert!(
+        stderr(&twice).contains("not frozen"),
+        "{}",
+        describe(&twice)
+    );
     let st = repo.status();
     let prod = st["environments"]
         .as_array()
@@ -212,13 +240,25 @@ fn freeze_refuses_bad_input_with_the_fix() {
         "x",
     ]);
     assert_code(&past, 2, "a freeze ending in the past");
-    assert!(stderr(&past).contains("not in the future"), "{}", describe(&past));
+    assert!(
+        stderr(&past).contains("not in the future"),
+        "{}",
+        describe(&past)
+    );
     let bad = repo.ferry(&["freeze", "production", "--until", "soon", "--reason", "x"]);
     assert_code(&bad, 2, "an unreadable --until");
-    assert!(stderr(&bad).contains("duration from now"), "{}", describe(&bad));
+    assert!(
+        stderr(&bad).contains("duration from now"),
+        "{}",
+        describe(&bad)
+    );
     let unknown = repo.ferry(&["freeze", "prod", "--until", "1h", "--reason", "x"]);
     assert_code(&unknown, 5, "freezing an unknown environment");
-    assert!(stderr(&unknown).contains("production"), "{}", describe(&unknown));
+    assert!(
+        stderr(&unknown).contains("production"),
+        "{}",
+        describe(&unknown)
+    );
     let empty = repo.ferry(&["freeze", "production", "--until", "1h", "--reason", ""]);
     assert_code(&empty, 2, "a freeze without a reason");
     let json = repo.ferry(&[

@@ -272,6 +272,13 @@ fn starter_file_parses_with_every_option_uncommented() {
     assert!(!monitor.advisory);
     assert_eq!(monitor.insufficient_data, InsufficientData::Fail);
     assert_eq!(staging.watch, Some(secs(30 * 60)));
+    let windows = p
+        .environment("production")
+        .unwrap()
+        .windows
+        .as_ref()
+        .unwrap();
+    assert_eq!((windows.allow.len(), windows.deny.len()), (5, 1));
     assert!(!p.alarms[0].advisory);
     assert!(p.build.gates.coverage_min.is_some());
     assert_eq!(p.source.poll, Some(secs(60)));

@@ -304,7 +304,11 @@ pub fn open_at(windows: Option<&Windows>, freezes: &[Freeze], t: Timestamp) -> b
 
 /// The first instant at or after `now` when [`open_at`] holds, within the search (a week
 /// and a day past the last freeze).
-pub fn opens_at(windows: Option<&Windows>, freezes: &[Freeze], now: Timestamp) -> Option<Timestamp> {
+pub fn opens_at(
+    windows: Option<&Windows>,
+    freezes: &[Freeze],
+    now: Timestamp,
+) -> Option<Timestamp> {
     if open_at(windows, freezes, now) {
         return Some(now);
     }
@@ -594,8 +598,24 @@ mod tests {
             other => panic!("{other:?}"),
         }
         f.lifted_at = Some(utc(2026, 11, 26, 11, 0));
-        assert!(gate(Some(&w), std::slice::from_ref(&f), &[], utc(2026, 11, 26, 11, 0)).is_open());
-        assert!(!gate(Some(&w), std::slice::from_ref(&f), &[], utc(2026, 11, 26, 10, 59)).is_open());
+        assert!(
+            gate(
+                Some(&w),
+                std::slice::from_ref(&f),
+                &[],
+                utc(2026, 11, 26, 11, 0)
+            )
+            .is_open()
+        );
+        assert!(
+            !gate(
+                Some(&w),
+                std::slice::from_ref(&f),
+                &[],
+                utc(2026, 11, 26, 10, 59)
+            )
+            .is_open()
+        );
     }
 
     #[test]
@@ -612,7 +632,12 @@ mod tests {
             confirmed_by: None,
             confirmed_at: None,
         };
-        match gate(None, std::slice::from_ref(&f), std::slice::from_ref(&o), now) {
+        match gate(
+            None,
+            std::slice::from_ref(&f),
+            std::slice::from_ref(&o),
+            now,
+        ) {
             Gate::Closed { reason, .. } => assert!(reason.contains("second person"), "{reason}"),
             other => panic!("{other:?}"),
         }

@@ -713,7 +713,9 @@ impl Store for SqliteStore {
     }
 
     fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze> {
-        self.transaction(TransactionBehavior::Immediate, |tx| windows::freeze(tx, freeze))
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            windows::freeze(tx, freeze)
+        })
     }
 
     fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>> {
@@ -747,7 +749,9 @@ impl Store for SqliteStore {
     }
 
     fn overrides(&self, run: RunId) -> PortResult<Vec<BreakGlass>> {
-        self.transaction(TransactionBehavior::Deferred, |tx| windows::overrides(tx, run))
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            windows::overrides(tx, run)
+        })
     }
 
     fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>> {

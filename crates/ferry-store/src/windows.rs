@@ -10,7 +10,8 @@ use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 const FREEZE_COLUMNS: &str =
     "id, environment, from_at, until_at, reason, by_whom, lifted_at, lifted_by";
-const OVERRIDE_COLUMNS: &str = "id, run_id, environment, reason, requested_by, requested_at, confirmed_by, confirmed_at";
+const OVERRIDE_COLUMNS: &str =
+    "id, run_id, environment, reason, requested_by, requested_at, confirmed_by, confirmed_at";
 
 fn freeze_row(r: &Row<'_>) -> rusqlite::Result<Freeze> {
     Ok(Freeze {
@@ -74,8 +75,7 @@ pub(crate) fn unfreeze(
 ) -> Fallible<Vec<Freeze>> {
     let mut lifted = freezes(tx, Some(environment), at)?;
     if lifted.is_empty() {
-        return Err(PortError::not_found(window::not_frozen(environment))
-        .into());
+        return Err(PortError::not_found(window::not_frozen(environment)).into());
     }
     for f in &mut lifted {
         tx.execute(
@@ -135,8 +135,7 @@ pub(crate) fn confirm_override(
     at: Timestamp,
 ) -> Fallible<BreakGlass> {
     let Some(mut o) = override_of(tx, run, environment)? else {
-        return Err(PortError::not_found(window::not_requested(run, environment))
-        .into());
+        return Err(PortError::not_found(window::not_requested(run, environment)).into());
     };
     if let Some(why) = o.refuse_confirmation(by) {
         return Err(PortError::conflict(why).into());

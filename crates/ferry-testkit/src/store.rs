@@ -7,11 +7,11 @@ use ferry_core::alarm::AlarmState;
 use ferry_core::approval::Decision;
 use ferry_core::rollback::RollbackRecord;
 use ferry_core::run::{RunView, StageView, StepView};
+use ferry_core::window::{self, BreakGlass, Freeze};
 use ferry_core::{
     Change, DeploymentRecord, DeploymentStatus, Event, RunId, RunStatus, StageStatus, StepStatus,
     Suite, Timestamp,
 };
-use ferry_core::window::{self, BreakGlass, Freeze};
 use ferry_engine::ports::{EventFilter, Incident, Lease, NewRun, PortError, PortResult, Store};
 use ferry_reports::TestReport;
 use std::collections::BTreeMap;
@@ -968,7 +968,10 @@ impl Store for MemoryStore {
             .iter()
             .position(|o| o.run == run && o.environment == environment)
         else {
-            return Err(PortError::not_found(window::not_requested(run, environment)));
+            return Err(PortError::not_found(window::not_requested(
+                run,
+                environment,
+            )));
         };
         if let Some(why) = st.overrides[i].refuse_confirmation(by) {
             return Err(PortError::conflict(why));

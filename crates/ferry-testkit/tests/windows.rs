@@ -113,19 +113,33 @@ fn a_run_held_friday_afternoon_deploys_by_itself_on_monday_at_eight() {
         .into_iter()
         .find(|d| d.environment == "test")
         .unwrap();
-    assert!(Timestamp(test.start_time) < utc(2026, 1, 30, 16, 0), "test is not held");
+    assert!(
+        Timestamp(test.start_time) < utc(2026, 1, 30, 16, 0),
+        "test is not held"
+    );
     let events = sim.events(view.id);
-    let held: Vec<_> = events.iter().filter(|e| e.kind == EventKind::RunHeld).collect();
+    let held: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::RunHeld)
+        .collect();
     assert_eq!(held.len(), 1, "one hold, told once: {events:#?}");
     assert_eq!(held[0].data["cause"], "window");
     assert_eq!(held[0].data["opensAt"], "2026-02-02T07:00:00Z");
-    assert!(held[0].message.contains("Fri 15:00 - Mon 08:00"), "{}", held[0].message);
+    assert!(
+        held[0].message.contains("Fri 15:00 - Mon 08:00"),
+        "{}",
+        held[0].message
+    );
     let opened: Vec<_> = events
         .iter()
         .filter(|e| e.kind == EventKind::WindowOpened)
         .collect();
     assert_eq!(opened.len(), 1);
-    assert!(opened[0].message.contains("window opened"), "{}", opened[0].message);
+    assert!(
+        opened[0].message.contains("window opened"),
+        "{}",
+        opened[0].message
+    );
     assert!(
         !leased.load(Ordering::SeqCst),
         "production's lease was held while the run waited for its window"
@@ -192,9 +206,19 @@ fn a_freeze_lifted_early_lets_the_held_run_go_on() {
         .unwrap();
     assert_eq!(held.data["cause"], "freeze");
     assert!(held.message.contains("end-of-year freeze") && held.message.contains("alice"));
-    let kinds: Vec<EventKind> = sim.store.all_events().into_iter().map(|e| e.event.kind).collect();
+    let kinds: Vec<EventKind> = sim
+        .store
+        .all_events()
+        .into_iter()
+        .map(|e| e.event.kind)
+        .collect();
     assert!(kinds.contains(&EventKind::FreezeSet) && kinds.contains(&EventKind::FreezeLifted));
-    assert!(sim.store.freezes(Some("production"), sim.clock.now()).unwrap().is_empty());
+    assert!(
+        sim.store
+            .freezes(Some("production"), sim.clock.now())
+            .unwrap()
+            .is_empty()
+    );
     assert!(!leased.load(Ordering::SeqCst));
     assert_invariants(&sim, &view);
 }
@@ -253,7 +277,11 @@ fn a_break_glass_override_needs_a_second_person_then_lets_the_run_through() {
 
     let refusal = refusals.lock().unwrap().pop().unwrap();
     assert_eq!(refusal.kind, PortErrorKind::Conflict);
-    assert!(refusal.message.contains("cannot also confirm"), "{}", refusal.message);
+    assert!(
+        refusal.message.contains("cannot also confirm"),
+        "{}",
+        refusal.message
+    );
 
     let events = sim.events(view.id);
     let kinds: Vec<EventKind> = events.iter().map(|e| e.kind).collect();
@@ -269,14 +297,27 @@ fn a_break_glass_override_needs_a_second_person_then_lets_the_run_through() {
             .any(|e| e.message.contains("waiting for a second person")),
         "{events:#?}"
     );
-    let opened = events.iter().find(|e| e.kind == EventKind::WindowOpened).unwrap();
-    assert!(opened.message.contains("confirmed by bob"), "{}", opened.message);
+    let opened = events
+        .iter()
+        .find(|e| e.kind == EventKind::WindowOpened)
+        .unwrap();
+    assert!(
+        opened.message.contains("confirmed by bob"),
+        "{}",
+        opened.message
+    );
     let o = &sim.store.overrides(view.id).unwrap()[0];
     assert_eq!(o.requested_by, "alice");
     assert_eq!(o.confirmed_by.as_deref(), Some("bob"));
     assert_eq!(o.reason, "payment outage hotfix");
     // The freeze still holds every other run.
-    assert_eq!(sim.store.freezes(Some("production"), sim.clock.now()).unwrap().len(), 1);
+    assert_eq!(
+        sim.store
+            .freezes(Some("production"), sim.clock.now())
+            .unwrap()
+            .len(),
+        1
+    );
     assert_invariants(&sim, &view);
 }
 
@@ -286,8 +327,14 @@ fn cancelling_a_held_run_stops_it() {
     sim.cancel_after(hours(5));
     let view = sim.run(SHA);
     assert_eq!(view.status, RunStatus::Cancelled, "{:?}", view.reason);
-    assert!(!sim.deployed_envs(view.id).contains(&"production".to_string()));
-    assert!(sim.clock.now() < utc(2026, 1, 31, 0, 0), "stopped soon after the cancel");
+    assert!(
+        !sim.deployed_envs(view.id)
+            .contains(&"production".to_string())
+    );
+    assert!(
+        sim.clock.now() < utc(2026, 1, 31, 0, 0),
+        "stopped soon after the cancel"
+    );
 }
 
 #[test]
@@ -295,7 +342,10 @@ fn a_rollback_during_a_freeze_goes_ahead() {
     let sim = world_at(PLAIN, utc(2026, 1, 28, 9, 0));
     let a = sim.run(SHA);
     let b = sim.run(SHA2);
-    assert_eq!((a.status, b.status), (RunStatus::Succeeded, RunStatus::Succeeded));
+    assert_eq!(
+        (a.status, b.status),
+        (RunStatus::Succeeded, RunStatus::Succeeded)
+    );
     freeze(&sim, 7);
     let current = sim
         .deployments_of(b.id)
@@ -325,7 +375,8 @@ fn an_automatic_rollback_inside_a_closed_window_goes_ahead() {
     let sim = world_at(WEEKEND, utc(2026, 1, 29, 11, 0));
     let a = sim.run(SHA);
     assert_eq!(a.status, RunStatus::Succeeded);
-    sim.clock.advance(utc(2026, 1, 31, 11, 0).since(sim.clock.now()));
+    sim.clock
+        .advance(utc(2026, 1, 31, 11, 0).since(sim.clock.now()));
     let now = sim.clock.now();
     let store = sim.store.clone();
     sim.clock.at(now.plus(Duration::from_secs(600)), move || {

@@ -82,14 +82,14 @@ impl Checker<'_> {
         });
         let help = match suggestion {
             Some(s) => format!("did you mean `{s}`? write an IANA time zone name"),
-            None => "write an IANA time zone name like `Europe/Berlin`, `America/New_York` or `UTC`".to_string(),
+            None => {
+                "write an IANA time zone name like `Europe/Berlin`, `America/New_York` or `UTC`"
+                    .to_string()
+            }
         };
         self.report(
             pos,
-            format!(
-                "unknown time zone `{}` {loc}",
-                ellipsize(tz)
-            ),
+            format!("unknown time zone `{}` {loc}", ellipsize(tz)),
             help,
         );
     }
@@ -106,7 +106,12 @@ impl Checker<'_> {
                 parse_span(&from, &to).map(|r| vec![r])
             }
             _ => {
-                let text = self.text_of(item, item.pos, &format!("a range {loc}"), "Mon-Fri 08:00-18:00")?;
+                let text = self.text_of(
+                    item,
+                    item.pos,
+                    &format!("a range {loc}"),
+                    "Mon-Fri 08:00-18:00",
+                )?;
                 parse_range(&text)
             }
         };
@@ -114,11 +119,7 @@ impl Checker<'_> {
             Ok(r) => Some(r),
             Err(why) => {
                 let help = day_hint(&why).unwrap_or_else(|| RANGE_HELP.to_string());
-                self.report(
-                    item.pos,
-                    format!("invalid range {loc}: {why}"),
-                    help,
-                );
+                self.report(item.pos, format!("invalid range {loc}: {why}"), help);
                 None
             }
         }
