@@ -34,6 +34,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+mod windows;
+
 /// GitHub sends at most 25 MiB.
 const BODY_LIMIT: usize = 25 * 1024 * 1024;
 /// How long a stopping server waits for runs and rollbacks to end after cancelling them.
@@ -128,6 +130,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/deployments", get(deployments))
         .route("/api/events", get(events))
         .route("/api/environments/{env}/rollback", post(rollback))
+        // Deployment windows: freezes and break-glass overrides (serve/windows.rs).
+        .merge(windows::routes())
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
