@@ -61,40 +61,70 @@ fn contract(store: &dyn Store, run: RunId) {
     let b = store.freeze(&freeze("staging", T0, 1, "alice")).unwrap();
     assert_eq!(b.id, 2);
     assert_eq!(store.freezes(None, T0).unwrap(), vec![a.clone(), b.clone()]);
-    assert_eq!(store.freezes(Some("production"), T0).unwrap(), vec![a.clone()]);
+    assert_eq!(
+        store.freezes(Some("production"), T0).unwrap(),
+        vec![a.clone()]
+    );
     // An ended freeze is left out.
     let later = Timestamp(T0.0 + HOUR);
     assert_eq!(store.freezes(None, later).unwrap(), vec![a.clone()]);
 
-    let lifted = store.unfreeze("production", "carol", Timestamp(T0.0 + 10)).unwrap();
+    let lifted = store
+        .unfreeze("production", "carol", Timestamp(T0.0 + 10))
+        .unwrap();
     assert_eq!(lifted.len(), 1);
     assert_eq!(lifted[0].lifted_by.as_deref(), Some("carol"));
     assert_eq!(lifted[0].lifted_at, Some(Timestamp(T0.0 + 10)));
-    assert!(store.freezes(Some("production"), Timestamp(T0.0 + 10)).unwrap().is_empty());
-    let e = store.unfreeze("production", "carol", Timestamp(T0.0 + 20)).unwrap_err();
+    assert!(
+        store
+            .freezes(Some("production"), Timestamp(T0.0 + 10))
+            .unwrap()
+            .is_empty()
+    );
+    let e = store
+        .unfreeze("production", "carol", Timestamp(T0.0 + 20))
+        .unwrap_err();
     assert_eq!(e.kind, PortErrorKind::NotFound);
     assert!(e.message.contains("not frozen"), "{}", e.message);
 
     // Overrides: one per run and environment, confirmed by someone else, once.
-    let e = store.confirm_override(run, "production", "bob", T0).unwrap_err();
+    let e = store
+        .confirm_override(run, "production", "bob", T0)
+        .unwrap_err();
     assert_eq!(e.kind, PortErrorKind::NotFound);
     let o = store.request_override(&request(run, "alice")).unwrap();
     assert_eq!((o.id, o.confirmed_by.clone()), (1, None));
     let e = store.request_override(&request(run, "carol")).unwrap_err();
     assert_eq!(e.kind, PortErrorKind::Conflict);
-    assert!(e.message.contains("alice already requested"), "{}", e.message);
-    let e = store.confirm_override(run, "production", "alice", T0).unwrap_err();
+    assert!(
+        e.message.contains("alice already requested"),
+        "{}",
+        e.message
+    );
+    let e = store
+        .confirm_override(run, "production", "alice", T0)
+        .unwrap_err();
     assert_eq!(e.kind, PortErrorKind::Conflict);
     assert!(e.message.contains("cannot also confirm"), "{}", e.message);
-    let c = store.confirm_override(run, "production", "bob", later).unwrap();
+    let c = store
+        .confirm_override(run, "production", "bob", later)
+        .unwrap();
     assert_eq!(c.confirmed_by.as_deref(), Some("bob"));
     assert_eq!(c.confirmed_at, Some(later));
-    let e = store.confirm_override(run, "production", "dave", later).unwrap_err();
+    let e = store
+        .confirm_override(run, "production", "dave", later)
+        .unwrap_err();
     assert_eq!(e.kind, PortErrorKind::Conflict);
-    assert!(e.message.contains("already confirmed by bob"), "{}", e.message);
+    assert!(
+        e.message.contains("already confirmed by bob"),
+        "{}",
+        e.message
+    );
     assert_eq!(store.overrides(run).unwrap(), vec![c]);
     assert!(store.overrides(RunId(run.0 + 100)).unwrap().is_empty());
-    let e = store.request_override(&request(RunId(run.0 + 100), "alice")).unwrap_err();
+    let e = store
+        .request_override(&request(RunId(run.0 + 100), "alice"))
+        .unwrap_err();
     assert_eq!(e.kind, PortErrorKind::NotFound);
 
     assert_eq!(
