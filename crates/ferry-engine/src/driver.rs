@@ -500,12 +500,23 @@ impl<'a> Engine<'a> {
         let clock = self.ports.clock;
         let env = run.stage_name(r.stage).to_string();
         // Windows and freezes are checked after the approval, right before the deploy,
-        // and without the environment's lease: a held run blocks no rollback.
-        self.hold_for_window(run, &env)?;
-        if self.cancel.load(Ordering::SeqCst) {
-            return Ok(());
+        // and without the environment's lease: a held run blocks no rollback. Once the
+        // lease is ours the gate is asked again (it may have closed while another run
+        // deployed there); closed, the lease is let go and the run is held again.
+        loop {
+            self.hold_for_window(run, &env)?;
+            if self.cancel.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            self.enter(run, &env, lease)?;
+            if self.cancel.load(Ordering::SeqCst) || self.gate_open(run, &env)? {
+                break;
+            }
+            self.ports.store.release_lease(&env, run.id())?;
+            if let Ok(mut h) = lease.lock() {
+                *h = Held::default();
+            }
         }
-        self.enter(run, &env, lease)?;
         if self.cancel.load(Ordering::SeqCst) {
             return Ok(());
         }

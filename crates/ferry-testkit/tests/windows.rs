@@ -409,3 +409,29 @@ fn an_automatic_rollback_inside_a_closed_window_goes_ahead() {
         "the rollback did not wait for Monday"
     );
 }
+
+#[test]
+fn a_window_that_closes_while_the_run_waits_for_the_lease_holds_it_after_all() {
+    // Friday 14:50 Berlin (13:50 UTC): the window is open, but someone else deploys to
+    // production until 15:30 Berlin — by then the weekend's deny range has begun.
+    let sim = world_at(WEEKEND, utc(2026, 1, 30, 13, 50));
+    let other = ferry_engine::ports::Lease {
+        environment: "production".into(),
+        run: RunId(-99),
+        holder: "elsewhere:1".into(),
+        expires_at: utc(2026, 2, 10, 0, 0),
+    };
+    assert_eq!(
+        sim.store.acquire_lease(&other, sim.clock.now()).unwrap(),
+        Ok(())
+    );
+    let store = sim.store.clone();
+    sim.clock.at(utc(2026, 1, 30, 14, 30), move || {
+        store.release_lease("production", RunId(-99)).unwrap();
+    });
+    let view = sim.run(SHA);
+    assert_eq!(view.status, RunStatus::Succeeded, "{:?}", view.reason);
+    assert_eq!(production_start(&sim, view.id), utc(2026, 2, 2, 7, 0));
+    assert!(sim.store.lease("production").is_none());
+    assert_invariants(&sim, &view);
+}

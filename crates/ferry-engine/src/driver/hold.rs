@@ -7,18 +7,38 @@
 
 use super::Engine;
 use crate::ports::PortResult;
-use ferry_core::Change;
 use ferry_core::run::Run;
 use ferry_core::window::{self, Cause, Gate};
+use ferry_core::{Change, Timestamp};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 impl Engine<'_> {
+    /// The gate of `env` for `run` at `now`, from the store's freezes and overrides.
+    fn gate_at(&self, run: &Run, env: &str, now: Timestamp) -> PortResult<Gate> {
+        let store = self.ports.store;
+        let windows = self
+            .pipeline
+            .environment(env)
+            .and_then(|e| e.windows.as_ref());
+        let freezes = self.retry_in(Some(&run.view), || store.freezes(Some(env), now))?;
+        let overrides: Vec<_> = self
+            .retry_in(Some(&run.view), || store.overrides(run.id()))?
+            .into_iter()
+            .filter(|o| o.environment == env)
+            .collect();
+        Ok(window::gate(windows, &freezes, &overrides, now))
+    }
+
+    /// Whether the gate of `env` is open for `run` now.
+    pub(super) fn gate_open(&self, run: &Run, env: &str) -> PortResult<bool> {
+        Ok(self.gate_at(run, env, self.ports.clock.now())?.is_open())
+    }
+
     /// Waits until `run` may deploy into `env`. Returns at once when the gate is open or
     /// the run is cancelled (the caller checks the cancel flag).
     pub(super) fn hold_for_window(&self, run: &Run, env: &str) -> PortResult<()> {
         let clock = self.ports.clock;
-        let store = self.ports.store;
         let windows = self
             .pipeline
             .environment(env)
@@ -26,13 +46,7 @@ impl Engine<'_> {
         let mut held: Option<(Cause, String)> = None;
         loop {
             let now = clock.now();
-            let freezes = self.retry_in(Some(&run.view), || store.freezes(Some(env), now))?;
-            let overrides: Vec<_> = self
-                .retry_in(Some(&run.view), || store.overrides(run.id()))?
-                .into_iter()
-                .filter(|o| o.environment == env)
-                .collect();
-            match window::gate(windows, &freezes, &overrides, now) {
+            match self.gate_at(run, env, now)? {
                 Gate::Open { override_by } => {
                     if let Some((cause, _)) = held {
                         let how = match (override_by, cause) {
