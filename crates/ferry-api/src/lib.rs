@@ -65,6 +65,11 @@ pub struct EnvironmentStatus {
     /// The open incident holding the environment for a person (no automatic deployment
     /// until `ferry resolve`), if any.
     pub incident: Option<IncidentSummary>,
+    /// The freezes not over yet (`ferry freeze`), oldest first.
+    pub freezes: Vec<ferry_core::window::Freeze>,
+    /// Whether a run could deploy here now (windows and freezes; overrides are per run),
+    /// when the environment has `windows` or a freeze; `null` otherwise.
+    pub gate: Option<ferry_core::window::Gate>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,6 +104,10 @@ pub struct RunSummary {
     /// The approval the run waits for, when it does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalProgress>,
+    /// Set while the run is held before deploying by a deployment window or a freeze
+    /// (`ferry status` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<HeldRun>,
 }
 
 /// Where a run's approval of one environment stands (`ferry status`,
@@ -118,6 +127,26 @@ pub struct ApprovalProgress {
     pub expires_at: i64,
     /// Every decision recorded, voided and refused ones included.
     pub decisions: Vec<ferry_core::approval::Decision>,
+}
+
+/// A run waiting at an environment's gate (deployment window or freeze).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeldRun {
+    pub environment: String,
+    /// `window` or `freeze`.
+    pub cause: String,
+    pub reason: String,
+    /// When it goes on by itself (ISO-8601 UTC), `null` when only a lifted freeze or a
+    /// confirmed override lets it go on.
+    pub opens_at: Option<String>,
+    /// Break-glass overrides requested for it there (a confirmed one lets it through).
+    pub overrides: Vec<ferry_core::window::BreakGlass>,
+}
+
+/// `ferry freeze --json` / `ferry unfreeze --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Freezes {
+    pub freezes: Vec<ferry_core::window::Freeze>,
 }
 
 /// `ferry history --json`.

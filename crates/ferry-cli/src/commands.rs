@@ -363,6 +363,7 @@ pub fn run_summary(v: &RunView) -> ferry_api::RunSummary {
         ended_at: v.ended_at.map(|t| t.millis()),
         hotfix: v.hotfix,
         approval: None,
+        held: None,
     }
 }
 
@@ -459,8 +460,10 @@ pub fn build_status(
     store: &dyn Store,
 ) -> CliResult<ferry_api::Status> {
     let running_now = project.running(pipeline);
+    let now = ferry_engine::ports::Clock::now(&crate::context::SystemClock);
     let mut envs = Vec::new();
     for env in &pipeline.environments {
+        let (freezes, gate) = crate::windows::environment_gate(pipeline, store, &env.name, now)?;
         let latest = store.latest_deployment(&env.name)?;
         let good = store.last_known_good(&env.name)?;
         let running = running_now
@@ -513,6 +516,8 @@ pub fn build_status(
                 opened_at: i.opened_at.millis(),
                 deployment_id: i.deployment_id,
             }),
+            freezes,
+            gate,
         });
     }
     let mut runs = Vec::new();
@@ -528,6 +533,7 @@ pub fn build_status(
                 .into_iter()
                 .find(|a| Some(&a.environment) == waiting.as_ref());
         }
+        r.held = crate::windows::held_run(store, v.id)?;
         runs.push(r);
     }
     Ok(ferry_api::Status {
@@ -573,6 +579,30 @@ pub(crate) fn print_status(st: &ferry_api::Status) {
                     .unwrap_or_default()
             ));
         }
+        for f in &e.freezes {
+            line(format!(
+                "\n{} FROZEN until {} by {}: {}\n  `ferry unfreeze {}` lifts it",
+                e.name,
+                ferry_core::events::iso8601(f.until),
+                f.by,
+                f.reason,
+                e.name
+            ));
+        }
+        if let Some(ferry_core::window::Gate::Closed {
+            cause: ferry_core::window::Cause::Window,
+            reason,
+            opens_at,
+        }) = &e.gate
+        {
+            line(format!(
+                "\n{}: deployment window closed ({reason}){}",
+                e.name,
+                opens_at
+                    .map(|t| format!(", opens {}", ferry_core::events::iso8601(t)))
+                    .unwrap_or_default()
+            ));
+        }
         if let Some(i) = &e.incident {
             line(format!(
                 "\n{} NEEDS A PERSON: incident #{} — {}\n  no automatic deployment goes there until `ferry resolve {}`",
@@ -606,6 +636,30 @@ pub(crate) fn print_status(st: &ferry_api::Status) {
                     "    approve: ferry approve {}    reject: ferry reject {} --reason \"…\"",
                     r.id, r.id
                 ));
+            }
+            if let Some(h) = &r.held {
+                line(format!(
+                    "    HELD before {} ({}): {}\n    {}",
+                    h.environment,
+                    h.cause,
+                    h.reason,
+                    h.opens_at.as_deref().map_or_else(
+                        || "goes on when the freeze is lifted or an override is confirmed"
+                            .to_string(),
+                        |t| format!("goes on by itself at {t}")
+                    )
+                ));
+                match h.overrides.first() {
+                    Some(o) if o.confirmed_by.is_none() => line(format!(
+                        "    break-glass requested by {}: {} — a second person: ferry override {} --env {} --confirm --by NAME",
+                        o.requested_by, o.reason, r.id, h.environment
+                    )),
+                    Some(_) => {}
+                    None => line(format!(
+                        "    break glass: ferry override {} --env {} --reason \"…\" (a second person confirms)",
+                        r.id, h.environment
+                    )),
+                }
             }
         }
     }

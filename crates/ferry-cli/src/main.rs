@@ -15,6 +15,7 @@ mod serve;
 mod signals;
 mod sns;
 mod views;
+mod windows;
 
 use clap::{Parser, Subcommand};
 use context::{Project, user};
@@ -152,6 +153,45 @@ enum Command {
     /// Closes the incident that holds an environment after a failed rollback.
     Resolve {
         env: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Freezes an environment: runs reaching it are held (not failed) until the freeze
+    /// ends or is lifted, then go on by themselves. Rollbacks are never held.
+    Freeze {
+        env: String,
+        /// When it ends: a duration (`2h`, `3d`), an instant (`2026-12-24T08:00:00Z`) or a
+        /// local time in the environment's `windows.timezone` (`2026-12-24 08:00`).
+        #[arg(long)]
+        until: String,
+        /// Why (recorded and shown to everyone held).
+        #[arg(long)]
+        reason: String,
+        /// Who freezes (default: $FERRY_USER or $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Lifts the freezes of an environment; held runs go on when the window allows.
+    Unfreeze {
+        env: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Break-glass: lets one run through a closed deployment window or a freeze. One
+    /// person requests it with a reason; a second, different person confirms it with
+    /// `--confirm`. Both are recorded.
+    Override {
+        run: i64,
+        /// The environment (default: the one the run is held at).
+        #[arg(long)]
+        env: Option<String>,
+        /// Why the window must be broken (required to request).
+        #[arg(long, required_unless_present = "confirm")]
+        reason: Option<String>,
+        /// Confirm someone else's request (the second person).
+        #[arg(long, conflicts_with = "reason")]
+        confirm: bool,
+        /// Who requests or confirms (default: $FERRY_USER or $USER).
         #[arg(long)]
         by: Option<String>,
     },
@@ -295,6 +335,28 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             recovery::alarm(&project()?, name, state, reason, j, cancel)
         }
         Command::Resolve { env, by } => recovery::resolve(&project()?, env, by.as_deref(), j),
+        Command::Freeze {
+            env,
+            until,
+            reason,
+            by,
+        } => windows::freeze(&project()?, env, until, reason, by.as_deref(), j),
+        Command::Unfreeze { env, by } => windows::unfreeze(&project()?, env, by.as_deref(), j),
+        Command::Override {
+            run,
+            env,
+            reason,
+            confirm,
+            by,
+        } => windows::override_run(
+            &project()?,
+            *run,
+            env.as_deref(),
+            reason.as_deref(),
+            *confirm,
+            by.as_deref(),
+            j,
+        ),
         Command::Serve { listen } => serve::serve(&project()?, listen.as_deref()),
         Command::SampleService { port } => sample::serve(*port),
         Command::Smoke { url, junit, expect } => sample::smoke(url, junit, expect.as_deref()),

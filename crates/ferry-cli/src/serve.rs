@@ -35,6 +35,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+mod windows;
+
 use crate::guard::{self, BODY_LIMIT};
 /// The remote pushed commits and polls are fetched from.
 const REMOTE: &str = "origin";
@@ -147,6 +149,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/deployments", get(deployments))
         .route("/api/events", get(events))
         .route("/api/environments/{env}/rollback", post(rollback))
+        // Deployment windows: freezes and break-glass overrides (serve/windows.rs).
+        .merge(windows::routes())
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(guard::guard))

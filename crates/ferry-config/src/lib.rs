@@ -13,6 +13,7 @@ mod diagnostic;
 mod duration;
 mod model;
 mod validate;
+pub mod windows;
 mod yaml;
 
 pub use diagnostic::Diagnostic;
@@ -22,6 +23,7 @@ pub use model::{
     HOTFIX_APPROVALS, Hotfix, InsufficientData, MissingData, Monitor, Notification, Pipeline,
     ReleaseDeploy, Reports, Rollback, RollbackValidate, Server, Source, Step, Suite,
 };
+pub use windows::{WeekRange, WeekTime, Windows};
 
 /// The commented starter file `ferry init` writes. It parses without diagnostics.
 pub const STARTER: &str = include_str!("starter.yml");

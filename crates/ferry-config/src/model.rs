@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::windows::Windows;
+
 /// A whole `ferry.yml`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Pipeline {
@@ -191,6 +193,10 @@ pub struct Environment {
     /// ALARM then still rolls the deployment back. `Some(0s)` (`watch: 0s`) watches nothing
     /// after success, the same as no `watch`.
     pub watch: Option<Duration>,
+    /// Deployment windows: when a run may deploy here (weekly local-time ranges in a
+    /// named time zone). A run reaching a closed window is held, not failed, and goes on
+    /// by itself when it opens. Rollbacks are never held.
+    pub windows: Option<Windows>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

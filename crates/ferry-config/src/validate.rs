@@ -17,6 +17,8 @@ use crate::model::{
 };
 use crate::yaml::{Kind, Node, Pos, Value, ellipsize};
 
+mod windows;
+
 const DURATION_HELP: &str = "write a duration like `30s`, `10m`, `1h30m`";
 const LIST_HELP: &str = "write one item per line, each starting with `- `";
 const PLAIN_HTTP_HELP: &str =
@@ -47,7 +49,9 @@ const BUILD_KEYS: &[&str] = &["steps", "gates", "artifact"];
 const GATES_KEYS: &[&str] = &["coverage_min"];
 const STEP_KEYS: &[&str] = &["name", "run", "timeout", "reports", "env", "suite"];
 const REPORTS_KEYS: &[&str] = &["junit", "coverage"];
-const ENV_KEYS: &[&str] = &["name", "approval", "deploy", "tests", "monitor", "watch"];
+const ENV_KEYS: &[&str] = &[
+    "name", "approval", "deploy", "tests", "monitor", "watch", "windows",
+];
 const APPROVAL_KEYS: &[&str] = &[
     "timeout",
     "approvers",
@@ -1338,18 +1342,25 @@ impl Checker<'_> {
         };
         let monitor = self.monitor(&m, label, &mut refs);
         let watch = self.duration(&m, "watch", &loc, false);
+        let windows = self.windows(&m, label);
 
-        let env = match (named, approval, deploy, tests, monitor) {
-            (Some(named), Some(approval), Some(deploy), Some(tests), Some(monitor)) => {
-                Some(Environment {
-                    name: named.name,
-                    approval,
-                    deploy,
-                    tests,
-                    monitor,
-                    watch,
-                })
-            }
+        let env = match (named, approval, deploy, tests, monitor, windows) {
+            (
+                Some(named),
+                Some(approval),
+                Some(deploy),
+                Some(tests),
+                Some(monitor),
+                Some(windows),
+            ) => Some(Environment {
+                name: named.name,
+                approval,
+                deploy,
+                tests,
+                monitor,
+                watch,
+                windows,
+            }),
             _ => None,
         };
         (env, refs)

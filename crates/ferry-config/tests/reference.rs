@@ -106,6 +106,7 @@ fn reference_file_parses_into_the_expected_model() {
                 tests: vec![integration],
                 monitor: None,
                 watch: None,
+                windows: None,
             },
             Environment {
                 name: "staging".into(),
@@ -120,6 +121,7 @@ fn reference_file_parses_into_the_expected_model() {
                     insufficient_data: InsufficientData::Fail,
                 }),
                 watch: None,
+                windows: None,
             },
             Environment {
                 name: "production".into(),
@@ -137,6 +139,7 @@ fn reference_file_parses_into_the_expected_model() {
                     insufficient_data: InsufficientData::Fail,
                 }),
                 watch: None,
+                windows: None,
             },
         ],
         alarms: vec![
@@ -273,6 +276,13 @@ fn starter_file_parses_with_every_option_uncommented() {
     assert!(!monitor.advisory);
     assert_eq!(monitor.insufficient_data, InsufficientData::Fail);
     assert_eq!(staging.watch, Some(secs(30 * 60)));
+    let windows = p
+        .environment("production")
+        .unwrap()
+        .windows
+        .as_ref()
+        .unwrap();
+    assert_eq!((windows.allow.len(), windows.deny.len()), (5, 1));
     assert!(!p.alarms[0].advisory);
     assert!(p.build.gates.coverage_min.is_some());
     assert_eq!(p.source.poll, Some(secs(60)));

@@ -57,6 +57,13 @@ event_kinds! {
     // An SNS subscription to `ferry serve`'s alarm endpoint waits for a person to
     // confirm it (ferry fetches nothing itself).
     SubscriptionConfirmationRequired => "subscription_confirmation_required",
+    // Deployment windows, freezes and break-glass overrides (`window.rs`).
+    FreezeSet => "freeze_set",
+    FreezeLifted => "freeze_lifted",
+    RunHeld => "run_held",
+    WindowOpened => "window_opened",
+    BreakGlassRequested => "break_glass_requested",
+    BreakGlassConfirmed => "break_glass_confirmed",
 }
 
 /// One state change. `data` holds the kind's payload: for the seed's notification kinds

@@ -19,6 +19,7 @@ pub mod retry;
 pub mod rollback;
 pub mod run;
 pub mod time;
+pub mod window;
 
 pub use changes::Change;
 pub use deployment::DeploymentRecord;

@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
+mod hold;
+
 /// The adapters a run uses.
 pub struct Ports<'a> {
     pub store: &'a dyn Store,
@@ -95,6 +97,9 @@ pub struct Settings {
     pub lease_ttl: Duration,
     /// How often waits (approval, lease) look again.
     pub poll: Duration,
+    /// How often a run held by a deployment window or a freeze looks again for a lifted
+    /// freeze or a confirmed override (it wakes at the window's opening regardless).
+    pub hold_poll: Duration,
     pub retry: RetryPolicy,
     /// The lease identity of work outside any run (rollbacks from `ferry rollback` or
     /// `ferry alarm`): negative, unique per process.
@@ -107,6 +112,7 @@ impl Default for Settings {
             holder: "ferry".to_string(),
             lease_ttl: Duration::from_secs(30),
             poll: Duration::from_millis(200),
+            hold_poll: Duration::from_secs(1),
             retry: RetryPolicy::default(),
             outside_run: RunId(-1),
         }
@@ -609,7 +615,24 @@ impl<'a> Engine<'a> {
     ) -> PortResult<()> {
         let clock = self.ports.clock;
         let env = run.stage_name(r.stage).to_string();
-        self.enter(run, &env, lease)?;
+        // Windows and freezes are checked after the approval, right before the deploy,
+        // and without the environment's lease: a held run blocks no rollback. Once the
+        // lease is ours the gate is asked again (it may have closed while another run
+        // deployed there); closed, the lease is let go and the run is held again.
+        loop {
+            self.hold_for_window(run, &env)?;
+            if self.cancel.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            self.enter(run, &env, lease)?;
+            if self.cancel.load(Ordering::SeqCst) || self.gate_open(run, &env)? {
+                break;
+            }
+            self.ports.store.release_lease(&env, run.id())?;
+            if let Ok(mut h) = lease.lock() {
+                *h = Held::default();
+            }
+        }
         if self.cancel.load(Ordering::SeqCst) {
             return Ok(());
         }

@@ -9,6 +9,7 @@ use ferry_core::events::{EventKind, iso8601};
 use ferry_core::gates::ExitObservation;
 use ferry_core::rollback::RollbackRecord;
 use ferry_core::run::RunView;
+pub use ferry_core::window::{BreakGlass, Freeze};
 use ferry_core::{Artifact, Change, Commit, DeploymentRecord, Event, RunId, Timestamp};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -205,6 +206,34 @@ pub trait Store: Send + Sync {
     /// The run a recorded delivery started: `None` for an unknown id, `Some(None)` for a
     /// delivery that started no run.
     fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>>;
+
+    // ----- deployment windows: freezes and break-glass overrides ----------------------
+
+    /// Records a freeze and its `freeze_set` event (`Freeze::set_event`) in one
+    /// transaction; returns it with its id.
+    fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze>;
+    /// Lifts every freeze of `environment` that is not over at `at`, appending each one's
+    /// `freeze_lifted` event; returns them. NotFound when there is none.
+    fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>>;
+    /// The freezes (of one environment, or all) not over at `at`: neither lifted nor past
+    /// their `until`. Oldest first.
+    fn freezes(&self, environment: Option<&str>, at: Timestamp) -> PortResult<Vec<Freeze>>;
+    /// Records a break-glass request and its `break_glass_requested` event; returns it
+    /// with its id. Conflict when the run already has one for that environment.
+    fn request_override(&self, request: &BreakGlass) -> PortResult<BreakGlass>;
+    /// A second person confirms a run's break-glass override for an environment, with
+    /// its `break_glass_confirmed` event. NotFound when none was requested; Conflict
+    /// (with `BreakGlass::refuse_confirmation`'s reason) when `by` asked for it or it is
+    /// already confirmed.
+    fn confirm_override(
+        &self,
+        run: RunId,
+        environment: &str,
+        by: &str,
+        at: Timestamp,
+    ) -> PortResult<BreakGlass>;
+    /// A run's break-glass overrides, every environment, oldest first.
+    fn overrides(&self, run: RunId) -> PortResult<Vec<BreakGlass>>;
 }
 
 /// An environment held for a person after both rollback levels failed.

@@ -17,6 +17,7 @@
 
 mod error;
 mod schema;
+mod windows;
 
 pub use schema::MIGRATIONS;
 
@@ -30,7 +31,9 @@ use ferry_core::{
     Artifact, Change, Commit, DeploymentRecord, DeploymentStatus, Event, EventKind, RollbackLevel,
     RunId, RunStatus, StageStatus, StepStatus, Suite, Timestamp,
 };
-use ferry_engine::ports::{EventFilter, Incident, Lease, NewRun, PortError, PortResult, Store};
+use ferry_engine::ports::{
+    BreakGlass, EventFilter, Freeze, Incident, Lease, NewRun, PortError, PortResult, Store,
+};
 use ferry_reports::TestReport;
 use rusqlite::types::Value;
 use rusqlite::{
@@ -755,6 +758,48 @@ impl Store for SqliteStore {
         })
     }
 
+    fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            windows::freeze(tx, freeze)
+        })
+    }
+
+    fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            windows::unfreeze(tx, environment, by, at)
+        })
+    }
+
+    fn freezes(&self, environment: Option<&str>, at: Timestamp) -> PortResult<Vec<Freeze>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            windows::freezes(tx, environment, at)
+        })
+    }
+
+    fn request_override(&self, request: &BreakGlass) -> PortResult<BreakGlass> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            windows::request_override(tx, request)
+        })
+    }
+
+    fn confirm_override(
+        &self,
+        run: RunId,
+        environment: &str,
+        by: &str,
+        at: Timestamp,
+    ) -> PortResult<BreakGlass> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            windows::confirm_override(tx, run, environment, by, at)
+        })
+    }
+
+    fn overrides(&self, run: RunId) -> PortResult<Vec<BreakGlass>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            windows::overrides(tx, run)
+        })
+    }
+
     fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>> {
         self.transaction(TransactionBehavior::Deferred, |tx| {
             let run: Option<Option<i64>> = tx
@@ -998,7 +1043,7 @@ fn apply_change(tx: &Transaction<'_>, run: RunId, change: &Change) -> Fallible<(
     Ok(())
 }
 
-fn insert_event(tx: &Transaction<'_>, e: &Event) -> Fallible<()> {
+pub(crate) fn insert_event(tx: &Transaction<'_>, e: &Event) -> Fallible<()> {
     let data = serde_json::to_string(&e.data)
         .map_err(|err| PortError::permanent(format!("cannot record event `{}`: {err}", e.kind)))?;
     tx.execute(

@@ -235,6 +235,33 @@ ALTER TABLE approvals_new RENAME TO approvals;
 CREATE INDEX approvals_run_env ON approvals(run_id, environment, id);
 ALTER TABLE runs ADD COLUMN hotfix INTEGER NOT NULL DEFAULT 0 CHECK (hotfix IN (0, 1));
 "#,
+    // 7: deployment windows: one-off freezes of an environment (`ferry freeze`) and
+    // break-glass overrides (a run let through a closed window by two people).
+    r#"
+CREATE TABLE freezes (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment TEXT    NOT NULL,
+    from_at     INTEGER NOT NULL,
+    until_at    INTEGER NOT NULL,
+    reason      TEXT    NOT NULL,
+    by_whom     TEXT    NOT NULL,
+    lifted_at   INTEGER,
+    lifted_by   TEXT
+) STRICT;
+CREATE INDEX freezes_environment ON freezes(environment, until_at);
+
+CREATE TABLE break_glass (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id       INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    environment  TEXT    NOT NULL,
+    reason       TEXT    NOT NULL,
+    requested_by TEXT    NOT NULL,
+    requested_at INTEGER NOT NULL,
+    confirmed_by TEXT,
+    confirmed_at INTEGER,
+    UNIQUE (run_id, environment)
+) STRICT;
+"#,
 ];
 
 /// The schema version this code writes.

@@ -370,12 +370,45 @@ pub fn no_overlap(sim: &Sim) -> Vec<String> {
     bad
 }
 
-/// Every per-run check that needs no scenario knowledge: [`order`], [`consistency`] and
-/// [`events_paired`].
+/// Every per-run check that needs no scenario knowledge: [`order`], [`consistency`],
+/// [`events_paired`] and [`deployed_through_an_open_gate`].
 pub fn after_run(sim: &Sim, view: &RunView) -> Vec<String> {
     let mut bad = order(sim, view.id);
     bad.extend(consistency(sim, view));
     bad.extend(events_paired(sim, view.id));
+    bad.extend(deployed_through_an_open_gate(sim, view.id));
+    bad
+}
+
+/// Deployment windows (seed §13.1): every deploy call of the run (over what really ran,
+/// the timeline) started while its environment's gate was open — inside its windows, no
+/// freeze holding it — or after a second person had confirmed a break-glass override.
+/// Rollbacks are not deploy calls of a run and are never held.
+pub fn deployed_through_an_open_gate(sim: &Sim, run: RunId) -> Vec<String> {
+    let mut bad = Vec::new();
+    let overrides = sim.store.overrides(run).unwrap_or_default();
+    for call in sim.timeline.deploys_of_run(run) {
+        let env = &call.environment;
+        let windows = sim
+            .pipeline
+            .environment(env)
+            .and_then(|e| e.windows.as_ref());
+        let freezes = sim.store.freezes(Some(env), call.start).unwrap_or_default();
+        // Only what was confirmed by then counts.
+        let confirmed: Vec<_> = overrides
+            .iter()
+            .filter(|o| &o.environment == env && o.confirmed_at.is_some_and(|c| c <= call.start))
+            .cloned()
+            .collect();
+        if let ferry_core::window::Gate::Closed { reason, .. } =
+            ferry_core::window::gate(windows, &freezes, &confirmed, call.start)
+        {
+            bad.push(format!(
+                "run {run} deployed to {env} at {} through a closed gate: {reason}",
+                ferry_core::events::iso8601(call.start)
+            ));
+        }
+    }
     bad
 }
 

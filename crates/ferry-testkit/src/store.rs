@@ -7,6 +7,7 @@ use ferry_core::alarm::AlarmState;
 use ferry_core::approval::Decision;
 use ferry_core::rollback::RollbackRecord;
 use ferry_core::run::{RunView, StageView, StepView};
+use ferry_core::window::{self, BreakGlass, Freeze};
 use ferry_core::{
     Change, DeploymentRecord, DeploymentStatus, Event, RunId, RunStatus, StageStatus, StepStatus,
     Suite, Timestamp,
@@ -99,6 +100,10 @@ struct State {
     alarms: BTreeMap<String, (AlarmState, String, Timestamp)>,
     /// Webhook delivery ids and the run each started.
     deliveries: BTreeMap<String, (Option<RunId>, Timestamp)>,
+    /// Every freeze ever set, in id order (ids count from 1).
+    freezes: Vec<Freeze>,
+    /// Every break-glass override ever requested, in id order (ids count from 1).
+    overrides: Vec<BreakGlass>,
 }
 
 /// What one batch changes outside its run, worked on as a copy and committed only when
@@ -915,6 +920,113 @@ impl Store for MemoryStore {
 
     fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>> {
         Ok(self.lock().deliveries.get(id).map(|(run, _)| *run))
+    }
+
+    fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze> {
+        let mut st = self.lock();
+        let mut f = freeze.clone();
+        f.id = i64::try_from(st.freezes.len()).unwrap_or(i64::MAX) + 1;
+        f.lifted_at = None;
+        f.lifted_by = None;
+        let mut pending = Pending::of(&st, self.ticks.next());
+        pending.event(&f.set_event());
+        pending.commit(&mut st);
+        st.freezes.push(f.clone());
+        Ok(f)
+    }
+
+    fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>> {
+        let mut st = self.lock();
+        let mut lifted = Vec::new();
+        for f in st.freezes.iter_mut() {
+            if f.environment == environment && f.end() > at {
+                f.lifted_at = Some(at);
+                f.lifted_by = Some(by.to_string());
+                lifted.push(f.clone());
+            }
+        }
+        if lifted.is_empty() {
+            return Err(PortError::not_found(window::not_frozen(environment)));
+        }
+        let mut pending = Pending::of(&st, self.ticks.next());
+        for f in &lifted {
+            pending.event(&f.lifted_event());
+        }
+        pending.commit(&mut st);
+        Ok(lifted)
+    }
+
+    fn freezes(&self, environment: Option<&str>, at: Timestamp) -> PortResult<Vec<Freeze>> {
+        Ok(self
+            .lock()
+            .freezes
+            .iter()
+            .filter(|f| environment.is_none_or(|e| f.environment == e) && f.end() > at)
+            .cloned()
+            .collect())
+    }
+
+    fn request_override(&self, request: &BreakGlass) -> PortResult<BreakGlass> {
+        let mut st = self.lock();
+        if let Some(earlier) = st
+            .overrides
+            .iter()
+            .find(|o| o.run == request.run && o.environment == request.environment)
+        {
+            return Err(PortError::conflict(earlier.already_requested()));
+        }
+        if !st.runs.contains_key(&request.run.0) {
+            return Err(not_found_run(request.run));
+        }
+        let mut o = request.clone();
+        o.id = i64::try_from(st.overrides.len()).unwrap_or(i64::MAX) + 1;
+        o.confirmed_by = None;
+        o.confirmed_at = None;
+        let mut pending = Pending::of(&st, self.ticks.next());
+        pending.event(&o.requested_event());
+        pending.commit(&mut st);
+        st.overrides.push(o.clone());
+        Ok(o)
+    }
+
+    fn confirm_override(
+        &self,
+        run: RunId,
+        environment: &str,
+        by: &str,
+        at: Timestamp,
+    ) -> PortResult<BreakGlass> {
+        let mut st = self.lock();
+        let Some(i) = st
+            .overrides
+            .iter()
+            .position(|o| o.run == run && o.environment == environment)
+        else {
+            return Err(PortError::not_found(window::not_requested(
+                run,
+                environment,
+            )));
+        };
+        if let Some(why) = st.overrides[i].refuse_confirmation(by) {
+            return Err(PortError::conflict(why));
+        }
+        st.overrides[i].confirmed_by = Some(by.to_string());
+        st.overrides[i].confirmed_at = Some(at);
+        let o = st.overrides[i].clone();
+        let mut pending = Pending::of(&st, self.ticks.next());
+        pending.event(&o.confirmed_event());
+        pending.commit(&mut st);
+        Ok(o)
+    }
+
+    fn overrides(&self, run: RunId) -> PortResult<Vec<BreakGlass>> {
+        Ok(self
+            .lock()
+            .overrides
+            .iter()
+            .filter(|o| o.run == run)
+            .cloned()
+            .collect())
     }
 }
 

@@ -13,3 +13,4 @@ mod open;
 mod property;
 mod rollbacks;
 mod support;
+mod windows;

@@ -49,10 +49,12 @@ fn open_creates_the_folder_the_file_and_the_schema_in_wal_mode() {
         [
             "alarm_states",
             "approvals",
+            "break_glass",
             "configs",
             "deliveries",
             "deployments",
             "events",
+            "freezes",
             "incidents",
             "leases",
             "rollbacks",
