@@ -18,9 +18,9 @@ mod yaml;
 pub use diagnostic::Diagnostic;
 pub use duration::{format_duration, parse_duration};
 pub use model::{
-    Alarm, AlarmSource, Approval, Build, CommandDeploy, Comparison, Deploy, Environment, Gates,
-    InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports,
-    Rollback, RollbackValidate, Source, Step, Suite,
+    Alarm, AlarmSource, Approval, Build, CommandDeploy, Comparison, Deploy, Environment,
+    ExecutionMode, Gates, InsufficientData, MissingData, Monitor, Notification, Pipeline,
+    ReleaseDeploy, Reports, Rollback, RollbackValidate, Source, Step, Suite,
 };
 
 /// The commented starter file `ferry init` writes. It parses without diagnostics.

@@ -11,9 +11,9 @@ use std::time::Duration;
 use crate::diagnostic::Diagnostic;
 use crate::duration::{format_duration, parse_reason};
 use crate::model::{
-    Alarm, AlarmSource, Approval, Build, CommandDeploy, Comparison, Deploy, Environment, Gates,
-    InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports,
-    Rollback, RollbackValidate, Source, Step, Suite,
+    Alarm, AlarmSource, Approval, Build, CommandDeploy, Comparison, Deploy, Environment,
+    ExecutionMode, Gates, InsufficientData, MissingData, Monitor, Notification, Pipeline,
+    ReleaseDeploy, Reports, Rollback, RollbackValidate, Source, Step, Suite,
 };
 use crate::yaml::{Kind, Node, Pos, Value, ellipsize};
 
@@ -30,6 +30,7 @@ const TOP_KEYS: &[&str] = &[
     "alarms",
     "rollback",
     "notifications",
+    "execution_mode",
 ];
 const SOURCE_KEYS: &[&str] = &["branch", "poll"];
 const BUILD_KEYS: &[&str] = &["steps", "gates", "artifact"];
@@ -874,6 +875,19 @@ impl Checker<'_> {
         let (alarms, alarm_names) = self.alarms(&m);
         let rollback = self.rollback(&m);
         let notifications = self.notifications(&m);
+        let execution_mode = self
+            .choice(
+                &m,
+                "execution_mode",
+                "",
+                &[
+                    ("superseded", ExecutionMode::Superseded),
+                    ("queued", ExecutionMode::Queued),
+                ],
+                &["superseded", "queued"],
+                " (`superseded`: a newer run overtakes an older one waiting for the same environment; `queued`: runs deploy strictly in order)",
+            )
+            .unwrap_or_default();
 
         self.cross_references(&env_refs, &alarm_names);
         if artifact == Some(false) {
@@ -889,6 +903,7 @@ impl Checker<'_> {
             alarms,
             rollback,
             notifications,
+            execution_mode,
         })
     }
 

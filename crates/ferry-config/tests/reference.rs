@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ferry_config::{
-    Alarm, AlarmSource, Approval, Build, Deploy, Environment, Gates, InsufficientData, MissingData,
-    Monitor, Notification, Pipeline, ReleaseDeploy, Reports, Rollback, RollbackValidate, STARTER,
-    Source, Step, parse,
+    Alarm, AlarmSource, Approval, Build, Deploy, Environment, ExecutionMode, Gates,
+    InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports,
+    Rollback, RollbackValidate, STARTER, Source, Step, parse,
 };
 
 const REFERENCE: &str = include_str!("fixtures/reference.yml");
@@ -152,6 +152,7 @@ fn reference_file_parses_into_the_expected_model() {
             url: "http://127.0.0.1:18199/events".into(),
             events: vec![],
         }],
+        execution_mode: ExecutionMode::Superseded,
     };
     assert_eq!(p, expected);
 }
