@@ -171,12 +171,12 @@ mod tests {
             let others: Vec<Contender> =
                 others.into_iter().map(|(r, s, a)| c(r, s, a)).collect();
             let q = entry(ExecutionMode::Queued, RunId(me), stage, &others);
-            prop_assert!(!matches!(q, Entry::Supersede { .. }));
+            prop_assert!(!matches!(q, Entry::Supersede { .. }), "queued mode superseded: {:?}", q);
             if let Entry::Wait { behind } = q {
                 prop_assert!(behind < RunId(me));
             }
             let s = entry(ExecutionMode::Superseded, RunId(me), stage, &others);
-            prop_assert!(!matches!(s, Entry::Wait { .. }));
+            prop_assert!(!matches!(s, Entry::Wait { .. }), "superseded mode waited: {:?}", s);
             if let Entry::Supersede { by } = s {
                 prop_assert!(by > RunId(me));
             }
