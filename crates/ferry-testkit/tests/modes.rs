@@ -90,7 +90,9 @@ fn common(sim: &Sim, ids: &[RunId]) -> Vec<String> {
     for env in ENVS {
         let running = sim.deployer(env).running();
         if running.as_deref() != Some(newest.as_str()) {
-            bad.push(format!("{env} runs {running:?}, not the newest commit {newest}"));
+            bad.push(format!(
+                "{env} runs {running:?}, not the newest commit {newest}"
+            ));
         }
     }
     bad
@@ -163,7 +165,9 @@ fn superseded_promises(sim: &Sim, ids: &[RunId]) -> Vec<String> {
     for env in ENVS {
         let order = deploy_order(sim, env);
         if order.windows(2).any(|w| w[0] > w[1]) {
-            bad.push(format!("{env} went backwards: deployments of runs {order:?}"));
+            bad.push(format!(
+                "{env} went backwards: deployments of runs {order:?}"
+            ));
         }
     }
     bad
@@ -185,7 +189,10 @@ fn a_burst_in_superseded_mode_ends_with_the_newest_commit_and_supersedes_older_r
         .iter()
         .filter(|id| sim.stored_status(**id) == Some(RunStatus::Superseded))
         .count();
-    assert!(superseded > 0, "8 runs started together: some must be overtaken");
+    assert!(
+        superseded > 0,
+        "8 runs started together: some must be overtaken"
+    );
 }
 
 proptest! {
@@ -322,7 +329,9 @@ fn an_approval_given_while_ferry_was_down_is_not_lost() {
         reason: None,
         at: now,
     };
-    sim.store.decide(id, "production", &decision).expect("decided");
+    sim.store
+        .decide(id, "production", &decision)
+        .expect("decided");
     let engine = sim.engine();
     let run = engine.resume(id).expect("resumed").expect("taken up");
     let view = engine.drive(run).expect("driven");
