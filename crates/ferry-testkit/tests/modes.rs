@@ -152,7 +152,7 @@ fn superseded_promises(sim: &Sim, ids: &[RunId]) -> Vec<String> {
                     .as_ref()
                     .and_then(|e| e.data["supersededBy"].as_i64())
                     .map(RunId);
-                if !by.is_some_and(|b| b > *id) {
+                if by.is_none_or(|b| b <= *id) {
                     bad.push(format!(
                         "run {id} superseded by {by:?}, not by a newer run: {ev:?}"
                     ));
