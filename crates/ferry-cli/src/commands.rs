@@ -695,6 +695,8 @@ fn is_decision(k: ferry_core::EventKind) -> bool {
             | IncidentOpened
             | RunFailed
             | RunSuperseded
+            | RunResumed
+            | StepRetried
     )
 }
 

@@ -709,7 +709,8 @@ impl<'a> Engine<'a> {
                     fail_closed,
                 };
                 let already = if restarted && !advisory {
-                    self.alarmed_since(&alarms, since)?
+                    let env = run.stage_name(r.stage).to_string();
+                    self.alarmed_since(run, &env, &alarms, since)?
                 } else {
                     None
                 };
@@ -729,19 +730,50 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// The first binding alarm of `names` recorded in ALARM at or after `since`.
-    fn alarmed_since(&self, names: &[String], since: Timestamp) -> PortResult<Option<String>> {
-        for n in names {
-            let Some(a) = self.pipeline.alarm(n) else {
-                continue;
-            };
-            if a.advisory {
-                continue;
-            }
+    /// The first binding alarm of `names` that went to ALARM at or after `since`: its
+    /// recorded state, or any `alarm_state_changed` event of this run (probe alarms) or
+    /// of the environment (pushed alarms) since then — an alarm that went back to OK
+    /// before the restart still counts.
+    fn alarmed_since(
+        &self,
+        run: &Run,
+        env: &str,
+        names: &[String],
+        since: Timestamp,
+    ) -> PortResult<Option<String>> {
+        let binding: Vec<&String> = names
+            .iter()
+            .filter(|n| self.pipeline.alarm(n).is_some_and(|a| !a.advisory))
+            .collect();
+        for n in &binding {
             if let Some((AlarmState::Alarm, _, at)) = self.ports.store.alarm_state(n)?
                 && at >= since
             {
-                return Ok(Some(n.clone()));
+                return Ok(Some((*n).clone()));
+            }
+        }
+        let filters = [
+            EventFilter {
+                run: Some(run.id()),
+                ..EventFilter::default()
+            },
+            EventFilter {
+                environment: Some(env.to_string()),
+                ..EventFilter::default()
+            },
+        ];
+        for f in filters {
+            for (_, e) in self.ports.store.events(&f)? {
+                if e.kind != ferry_core::EventKind::AlarmStateChanged
+                    || e.at < since
+                    || e.data["state"] != "ALARM"
+                    || e.data["advisory"] == true
+                {
+                    continue;
+                }
+                if let Some(n) = binding.iter().find(|n| e.data["alarm"] == n.as_str()) {
+                    return Ok(Some((*n).clone()));
+                }
             }
         }
         Ok(None)

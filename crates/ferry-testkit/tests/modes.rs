@@ -4,7 +4,7 @@
 
 use ferry_core::approval::Decision;
 use ferry_core::{DeploymentStatus, EventKind, RunId, RunStatus, StepOutcome};
-use ferry_engine::ports::{Clock, Store};
+use ferry_engine::ports::{Clock, Observer, Store};
 use ferry_testkit::{Sim, invariants};
 use proptest::prelude::*;
 use std::time::Duration;
@@ -229,6 +229,7 @@ fn killed_at(sim: &Sim, sha: &str, stage: usize, kind: &str) -> RunId {
     sim.source.ensure(sha);
     let mut dead = sim.engine();
     dead.settings.holder = DEAD.to_string();
+    // (`queue` tells the observer itself.)
     let mut run = dead.queue(sha, "sim", "sim").expect("queued");
     loop {
         let now = sim.clock.now();
@@ -242,11 +243,13 @@ fn killed_at(sim: &Sim, sha: &str, stage: usize, kind: &str) -> RunId {
             run.start_step(r, now, None)
         };
         sim.store.apply(run.id(), &ch).expect("applied");
+        sim.observer.changed(&run.view, &ch);
         if r.stage == stage && label == kind {
             break;
         }
         let ch = run.finish_step(r, StepOutcome::passed(), now);
         sim.store.apply(run.id(), &ch).expect("applied");
+        sim.observer.changed(&run.view, &ch);
     }
     sim.liveness.kill(DEAD);
     run.id()
@@ -270,6 +273,9 @@ fn a_deploy_that_finished_before_the_crash_is_recorded_without_deploying_again()
     assert!(engine.resume(id).expect("asked").is_none());
     let view = engine.drive(run).expect("driven");
     assert_eq!(view.status, RunStatus::Succeeded, "{:?}", view.reason);
+    let mut bad = invariants::events_delivered(&sim);
+    bad.extend(invariants::consistency(&sim, &view));
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
     let into_test: Vec<_> = sim
         .timeline
         .deploys_of_run(id)
@@ -298,6 +304,9 @@ fn a_deploy_whose_outcome_is_unknown_fails_and_is_rolled_back() {
     let run = engine.resume(id).expect("resumed").expect("taken up");
     let view = engine.drive(run).expect("driven");
     assert_eq!(view.status, RunStatus::Failed);
+    let mut bad = invariants::events_delivered(&sim);
+    bad.extend(invariants::consistency(&sim, &view));
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
     assert!(
         view.reason.as_deref().unwrap_or("").contains("interrupted"),
         "{:?}",
@@ -338,4 +347,68 @@ fn an_approval_given_while_ferry_was_down_is_not_lost() {
     assert_eq!(view.status, RunStatus::Succeeded, "{:?}", view.reason);
     let kinds = sim.event_kinds(id);
     assert!(kinds.contains(&EventKind::ApprovalGranted), "{kinds:?}");
+}
+
+#[test]
+fn a_monitor_window_that_saw_alarm_before_the_crash_stays_failed() {
+    let yaml = r#"
+pipeline: watched
+build:
+  steps:
+    - name: unit
+      run: ./ci/unit.sh
+environments:
+  - name: test
+    deploy:
+      command:
+        run: ./deploy.sh test
+    monitor:
+      duration: 1m
+      alarms: [errors]
+alarms:
+  - name: errors
+    external: {}
+    environment: test
+"#;
+    let sim = Sim::new(yaml);
+    let s = sha(1);
+    sim.deployer("test").set_current(Some(&s));
+    let id = killed_at(&sim, &s, 1, "monitor");
+    // The window had seen ALARM (recorded) when ferry died; the alarm is OK again now.
+    let at = sim.clock.now();
+    for (state, t) in [
+        (ferry_core::alarm::AlarmState::Alarm, at),
+        (
+            ferry_core::alarm::AlarmState::Ok,
+            at.plus(Duration::from_secs(1)),
+        ),
+    ] {
+        // As `ferry alarm` / `POST /hooks/alarms` record a pushed state.
+        sim.store
+            .record_alarm(&[
+                ferry_core::Change::AlarmState {
+                    alarm: "errors".into(),
+                    state,
+                    reason: "pushed".into(),
+                    at: t,
+                },
+                ferry_core::Change::Event(ferry_core::Event {
+                    at: t,
+                    kind: EventKind::AlarmStateChanged,
+                    run: None,
+                    environment: Some("test".into()),
+                    message: format!("alarm errors is {state} (pushed)"),
+                    data: serde_json::json!({"alarm": "errors", "state": state, "pushed": true}),
+                }),
+            ])
+            .expect("recorded");
+    }
+    let engine = sim.engine();
+    let run = engine.resume(id).expect("resumed").expect("taken up");
+    let view = engine.drive(run).expect("driven");
+    // The alarm's state is OK again, but the window had seen ALARM: it stays failed
+    // (invariant 6), and the deployment is rolled back.
+    assert_eq!(view.status, RunStatus::Failed);
+    let reason = view.reason.unwrap_or_default();
+    assert!(reason.contains("before ferry stopped"), "{reason}");
 }
