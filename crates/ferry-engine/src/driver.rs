@@ -433,7 +433,7 @@ impl<'a> Engine<'a> {
                 }
             }
             if interrupted {
-                self.step_interrupted(run, r, lease)?;
+                self.step_interrupted(run, r)?;
             } else {
                 self.step(run, r, &checkout, lease)?;
             }
@@ -611,8 +611,7 @@ impl<'a> Engine<'a> {
     /// A step a dead ferry process left running, in a run this process took up
     /// (`Engine::resume`, [`Recovery`]): an approval goes on waiting, a deploy is checked
     /// against what the environment really runs, a monitor window starts again.
-    fn step_interrupted(&self, run: &mut Run, r: StepRef, lease: &Mutex<Held>) -> PortResult<()> {
-        let _ = lease;
+    fn step_interrupted(&self, run: &mut Run, r: StepRef) -> PortResult<()> {
         match run.step_kind(r) {
             StepKind::Approval { .. } => self.await_approval(run, r),
             StepKind::Deploy => self.check_deploy(run, r),
