@@ -440,9 +440,11 @@ pub fn run_detail(store: &dyn Store, id: RunId) -> CliResult<RunDetail> {
 }
 
 pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
-    let (pipeline, text) = project.load()?;
+    let (pipeline, _) = project.load()?;
     let store = project.open_store()?;
-    reconcile(project, &pipeline, &text, &store, true)?;
+    // Read-only: runs a killed ferry left behind are left to `ferry serve` (which
+    // resumes them) or the next `ferry run` (which ends them); `status` shows them as
+    // they are.
     let st = build_status(project, &pipeline, &store)?;
     if as_json {
         json(&st);
@@ -898,6 +900,8 @@ fn is_decision(k: ferry_core::EventKind) -> bool {
             | IncidentOpened
             | RunFailed
             | RunSuperseded
+            | RunResumed
+            | StepRetried
     )
 }
 
@@ -1107,9 +1111,9 @@ pub fn decide(
 ) -> CliResult<i32> {
     // `approve` is None for approval, Some(reason) for rejection.
     let store = project.open_store()?;
-    if let Ok((pipeline, text)) = project.load() {
-        reconcile(project, &pipeline, &text, &store, true)?;
-    }
+    // No reconciling here: a run whose `ferry serve` was killed while it waited for this
+    // decision keeps waiting, and the restarted server reads the decision (an approval
+    // is never lost to a crash).
     let d = decide_run(&store, run, env, &user(by), approve, None)?;
     if as_json {
         json(&serde_json::json!({

@@ -598,6 +598,76 @@ fn poll_loop(state: Arc<AppState>, every: Duration) {
     }
 }
 
+/// Takes up every run whose ferry process died (`Engine::orphans`): each is claimed,
+/// recovered (`Engine::resume`) and driven on its own thread, then its environments are
+/// watched, as for a pushed run.
+fn resume_runs(state: &Arc<AppState>) -> CliResult<()> {
+    let project = &state.project;
+    let Ok(source) = ferry_local::GitSource::open(&project.root) else {
+        return Ok(());
+    };
+    let local = Local::new(project, state.cancel);
+    let engine = local.engine(
+        project,
+        &state.pipeline,
+        &state.text,
+        &*state.store,
+        &source,
+        &Silent,
+        state.cancel,
+    );
+    for id in engine.orphans()? {
+        let st = Arc::clone(state);
+        let work = state.work();
+        std::thread::spawn(move || {
+            let _work = work;
+            resume_run(&st, id);
+        });
+    }
+    Ok(())
+}
+
+/// On its own thread: takes up run `id` and drives it to its end.
+fn resume_run(state: &AppState, id: RunId) {
+    let project = &state.project;
+    let store: &SqliteStore = &state.store;
+    let Ok(source) = ferry_local::GitSource::open(&project.root) else {
+        eprintln!("ferry serve: run {id}: cannot open the repository");
+        return;
+    };
+    let local = Local::new(project, state.cancel);
+    let engine = local.engine(
+        project,
+        &state.pipeline,
+        &state.text,
+        store,
+        &source,
+        &Silent,
+        state.cancel,
+    );
+    let run = match engine.resume(id) {
+        Ok(Some(run)) => run,
+        Ok(None) => return,
+        Err(e) => {
+            eprintln!("ferry serve: run {id}: cannot take it up again: {e}");
+            return;
+        }
+    };
+    eprintln!("ferry serve: run {id} taken up again after a crash");
+    match engine.drive(run) {
+        Ok(view) => {
+            eprintln!("ferry serve: run {id} {}", view.status);
+            if !state.cancel.load(Ordering::SeqCst)
+                && let Err(e) = engine.watch(&view)
+            {
+                eprintln!("ferry serve: run {id}: watching its environments: {e}");
+            }
+        }
+        Err(e) => eprintln!("ferry serve: run {id}: {e}"),
+    }
+    let _ = std::fs::remove_dir_all(engine.layout.checkout(id));
+}
+
 // --- POST /hooks/alarms ------------------------------------------------------------------
 
 async fn alarms(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
@@ -1092,9 +1162,6 @@ pub fn serve(project: &Project, listen: Option<&str>) -> CliResult<i32> {
     let store = project.open_store()?;
     ferry_local::GitSource::open(&project.root)?;
     let cancel = crate::signals::flag();
-    // Runs a killed ferry left behind are ended (and their half-done deployments rolled
-    // back) before anything new starts.
-    commands::reconcile(project, &pipeline, &text, &store, true)?;
     let state = Arc::new(AppState::new(
         project.clone(),
         pipeline,
@@ -1104,6 +1171,9 @@ pub fn serve(project: &Project, listen: Option<&str>) -> CliResult<i32> {
         api_token,
         cancel,
     ));
+    // Runs a killed ferry left behind are taken up again, each on its own thread like a
+    // pushed run (DESIGN invariant 1: resume where it is safe, else fail and roll back).
+    resume_runs(&state)?;
     if let Some(every) = state.pipeline.source.poll {
         let st = Arc::clone(&state);
         std::thread::spawn(move || poll_loop(st, every));

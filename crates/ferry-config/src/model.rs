@@ -23,6 +23,32 @@ pub struct Pipeline {
     pub server: Server,
     /// Key `hotfix`: whether `ferry run --hotfix` may skip to the last environment.
     pub hotfix: Hotfix,
+    /// Key `execution_mode`: what happens when several runs want the same environment
+    /// (CodePipeline V2's execution modes). Default [`ExecutionMode::Superseded`].
+    pub execution_mode: ExecutionMode,
+}
+
+/// How runs share the environments (top-level key `execution_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionMode {
+    /// A newer run overtakes an older one waiting for the same environment: the older
+    /// run ends `superseded`, and the newest commit is what ends deployed.
+    #[default]
+    Superseded,
+    /// Runs enter each environment strictly in the order they were queued; none is
+    /// superseded.
+    Queued,
+}
+
+impl ExecutionMode {
+    /// The yaml spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionMode::Superseded => "superseded",
+            ExecutionMode::Queued => "queued",
+        }
+    }
 }
 
 /// Key `hotfix`: the hotfix lane. `ferry run --hotfix` deploys straight to the last

@@ -11,9 +11,10 @@ use std::time::Duration;
 use crate::diagnostic::Diagnostic;
 use crate::duration::{format_duration, parse_reason};
 use crate::model::{
-    Alarm, AlarmSource, Approval, Build, CommandDeploy, Comparison, Deploy, Environment, Gates,
-    HOTFIX_APPROVALS, Hotfix, InsufficientData, MissingData, Monitor, Notification, Pipeline,
-    ReleaseDeploy, Reports, Rollback, RollbackValidate, Server, Source, Step, Suite,
+    Alarm, AlarmSource, Approval, Build, CommandDeploy, Comparison, Deploy, Environment,
+    ExecutionMode, Gates, HOTFIX_APPROVALS, Hotfix, InsufficientData, MissingData, Monitor,
+    Notification, Pipeline, ReleaseDeploy, Reports, Rollback, RollbackValidate, Server, Source,
+    Step, Suite,
 };
 use crate::yaml::{Kind, Node, Pos, Value, ellipsize};
 
@@ -32,6 +33,7 @@ const TOP_KEYS: &[&str] = &[
     "alarms",
     "rollback",
     "notifications",
+    "execution_mode",
     "hotfix",
     "server",
 ];
@@ -895,6 +897,19 @@ impl Checker<'_> {
         let (alarms, alarm_names) = self.alarms(&m);
         let rollback = self.rollback(&m);
         let notifications = self.notifications(&m);
+        let execution_mode = self
+            .choice(
+                &m,
+                "execution_mode",
+                "",
+                &[
+                    ("superseded", ExecutionMode::Superseded),
+                    ("queued", ExecutionMode::Queued),
+                ],
+                &["superseded", "queued"],
+                " (`superseded`: a newer run overtakes an older one waiting for the same environment; `queued`: runs deploy strictly in order)",
+            )
+            .unwrap_or_default();
         let hotfix = self.hotfix(&m, environments.as_deref());
         let server = self.server(&m);
 
@@ -912,6 +927,7 @@ impl Checker<'_> {
             alarms,
             rollback,
             notifications,
+            execution_mode,
             hotfix,
             server,
         })

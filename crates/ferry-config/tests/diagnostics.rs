@@ -56,7 +56,7 @@ environments:
 "##,
         r##"
 ferry.yml:2:1: unknown key `colour` at the top level
-  help: allowed keys here: pipeline, source, build, environments, alarms, rollback, notifications, hotfix, server
+  help: allowed keys here: pipeline, source, build, environments, alarms, rollback, notifications, execution_mode, hotfix, server
 "##,
     );
 }
@@ -1574,4 +1574,46 @@ fn a_full_server_section_is_read() {
         p.server.sns_topics,
         ["arn:aws:sns:us-east-1:123456789012:alarms"]
     );
+}
+
+#[test]
+fn execution_mode_is_superseded_or_queued() {
+    check(
+        r##"
+pipeline: shop
+execution_mode: queue
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+"##,
+        r##"
+ferry.yml:2:17: unknown value `queue` for `execution_mode`
+  help: did you mean `queued`?
+"##,
+    );
+    check(
+        r##"
+pipeline: shop
+execution_mode: [queued]
+exection_mode: queued
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+"##,
+        r##"
+ferry.yml:2:17: `execution_mode` must be one of `superseded` or `queued`, found a list
+  help: write one of `superseded` or `queued` (`superseded`: a newer run overtakes an older one waiting for the same environment; `queued`: runs deploy strictly in order)
+ferry.yml:3:1: unknown key `exection_mode` at the top level
+  help: did you mean `execution_mode`?
+"##,
+    );
+}
+
+#[test]
+fn execution_mode_defaults_to_superseded() {
+    let text = "pipeline: shop\nenvironments:\n  - name: test\n    deploy: {command: {run: ./deploy.sh}}\n";
+    let p = parse(text, "ferry.yml").expect("valid");
+    assert_eq!(p.execution_mode, ferry_config::ExecutionMode::Superseded);
+    let p = parse(&format!("execution_mode: queued\n{text}"), "ferry.yml").expect("valid");
+    assert_eq!(p.execution_mode, ferry_config::ExecutionMode::Queued);
 }

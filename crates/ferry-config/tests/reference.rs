@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ferry_config::{
-    Alarm, AlarmSource, Approval, Build, Deploy, Environment, Gates, Hotfix, InsufficientData,
-    MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports, Rollback,
-    RollbackValidate, STARTER, Source, Step, parse,
+    Alarm, AlarmSource, Approval, Build, Deploy, Environment, ExecutionMode, Gates, Hotfix,
+    InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports,
+    Rollback, RollbackValidate, STARTER, Source, Step, parse,
 };
 
 const REFERENCE: &str = include_str!("fixtures/reference.yml");
@@ -159,6 +159,7 @@ fn reference_file_parses_into_the_expected_model() {
             events: vec![],
         }],
         server: ferry_config::Server::default(),
+        execution_mode: ExecutionMode::Superseded,
     };
     assert_eq!(p, expected);
 }

@@ -28,6 +28,8 @@ event_kinds! {
     RunFailed => "run_failed",
     RunCancelled => "run_cancelled",
     RunSuperseded => "run_superseded",
+    // A run whose ferry process died was taken up again by another one.
+    RunResumed => "run_resumed",
     StageStarted => "stage_started",
     StageSucceeded => "stage_succeeded",
     StageFailed => "stage_failed",
@@ -35,6 +37,8 @@ event_kinds! {
     StepStarted => "step_started",
     StepSucceeded => "step_succeeded",
     StepFailed => "step_failed",
+    // A step interrupted by a crash goes back to pending, to run again from the start.
+    StepRetried => "step_retried",
     GatePassed => "gate_passed",
     GateFailed => "gate_failed",
     ArtifactBuilt => "artifact_built",

@@ -9,6 +9,7 @@
 pub mod alarm;
 pub mod approval;
 pub mod changes;
+pub mod concurrency;
 pub mod deployment;
 pub mod events;
 pub mod gates;
@@ -26,5 +27,5 @@ pub use deployment::DeploymentRecord;
 pub use events::{Event, EventKind};
 pub use model::*;
 pub use plan::{RunPlan, StageKind, StagePlan, StepKind, StepPlan};
-pub use run::{Next, Run, StepOutcome, StepRef};
+pub use run::{Next, Recovery, Run, StepOutcome, StepRef};
 pub use time::Timestamp;

@@ -36,6 +36,42 @@ pub enum Next {
     Finished(RunStatus),
 }
 
+/// What a run taken up again after its ferry process died must do first
+/// ([`Run::recover`]). See ARCHITECTURE.md, invariant 1, for why each is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// Nothing was running: carry on with the next step.
+    Continue,
+    /// The build was interrupted: it starts again from its first step, in a fresh
+    /// checkout (each step that had started is recorded as a retry).
+    Rebuild,
+    /// A test command of an environment was interrupted: it runs again (a retry).
+    Rerun(StepRef),
+    /// The approval wait goes on; a decision recorded meanwhile is read from the store.
+    AwaitApproval(StepRef),
+    /// A deploy was interrupted: ask the deployer what runs; the run's version running
+    /// and healthy counts as deployed (without deploying again), anything else fails the
+    /// stage and rolls it back.
+    CheckDeploy(StepRef),
+    /// A monitor window was interrupted: it starts again (an ALARM recorded since the
+    /// deployment started keeps it failed).
+    RestartWindow(StepRef),
+}
+
+impl Recovery {
+    /// One word for events and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Recovery::Continue => "continue",
+            Recovery::Rebuild => "rebuild",
+            Recovery::Rerun(_) => "rerun_step",
+            Recovery::AwaitApproval(_) => "await_approval",
+            Recovery::CheckDeploy(_) => "check_deploy",
+            Recovery::RestartWindow(_) => "restart_window",
+        }
+    }
+}
+
 /// What a finished step observed. Built by the engine from the executor's and
 /// deployer's reports; the verdict is computed by [`gates`].
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -210,6 +246,10 @@ impl Run {
     /// be ended after the process driving it died.
     pub fn resume(view: RunView, open: Vec<(usize, DeploymentRecord)>) -> Run {
         let plan = RunPlan::from_view(&view);
+        Run::rebuild(view, plan, open)
+    }
+
+    fn rebuild(view: RunView, plan: RunPlan, open: Vec<(usize, DeploymentRecord)>) -> Run {
         let n = plan.stages.len();
         let mut deployments = vec![None; n];
         let mut ledger = TestLedger::default();
@@ -236,16 +276,62 @@ impl Run {
                 }
             }
         }
+        // What the run learnt before: a suite whose step succeeded passed (a failed one
+        // would have ended the run); an approval being waited for was requested when its
+        // step started.
+        let mut approval_requested = vec![None; n];
+        for (si, s) in view.stages.iter().enumerate() {
+            for (ti, st) in s.steps.iter().enumerate() {
+                let kind = plan
+                    .stages
+                    .get(si)
+                    .and_then(|p| p.steps.get(ti))
+                    .map(|p| &p.kind);
+                match kind {
+                    Some(StepKind::Command { suite, .. }) if st.status == StepStatus::Succeeded => {
+                        ledger.record(*suite, true);
+                    }
+                    Some(StepKind::Approval { .. }) if st.status == StepStatus::Running => {
+                        approval_requested[si] = st.started_at;
+                    }
+                    _ => {}
+                }
+            }
+        }
         Run {
             plan,
             view,
             ledger,
             deployments,
-            approval_requested: vec![None; n],
+            approval_requested,
             config_digest: None,
             repository: None,
             last,
         }
+    }
+
+    /// A run rebuilt from its stored view to be driven on (after its ferry process died),
+    /// following `plan` — the current pipeline file's — which must have the same stages
+    /// and steps (names and kinds) as the view; `None` when it does not (the file changed
+    /// since the run started: it cannot be resumed safely).
+    pub fn resume_with(
+        view: RunView,
+        plan: RunPlan,
+        open: Vec<(usize, DeploymentRecord)>,
+    ) -> Option<Run> {
+        let same = plan.stages.len() == view.stages.len()
+            && plan.stages.iter().zip(&view.stages).all(|(p, v)| {
+                p.name == v.name
+                    && p.steps.len() == v.steps.len()
+                    && p.steps
+                        .iter()
+                        .zip(&v.steps)
+                        .all(|(a, b)| a.name == b.name && a.kind.label() == b.kind)
+            });
+        if !same {
+            return None;
+        }
+        Some(Run::rebuild(view, plan, open))
     }
 
     pub fn status(&self) -> RunStatus {
@@ -944,6 +1030,113 @@ impl Run {
     pub fn supersede(&mut self, why: &str, now: Timestamp) -> Vec<Change> {
         let now = self.tick(now);
         self.stop_as(why, now, RunStatus::Superseded)
+    }
+
+    /// [`Self::supersede`] by run `by`: the `run_superseded` event names it
+    /// (`supersededBy`).
+    pub fn supersede_by(&mut self, by: RunId, why: &str, now: Timestamp) -> Vec<Change> {
+        let mut out = self.supersede(why, now);
+        for c in &mut out {
+            if let Change::Event(e) = c
+                && e.kind == EventKind::RunSuperseded
+                && let Some(o) = e.data.as_object_mut()
+            {
+                o.insert("supersededBy".into(), json!(by));
+            }
+        }
+        out
+    }
+
+    /// Takes up a run whose ferry process (`driver`) died: decides what to do first
+    /// ([`Recovery`]) and returns the changes that record it (`run_resumed`, and a
+    /// `step_retried` for each step that runs again). Pure: asking the deployer, waiting
+    /// and rolling back are the engine's.
+    pub fn recover(&mut self, driver: &str, now: Timestamp) -> (Recovery, Vec<Change>) {
+        let now = self.tick(now);
+        if self.view.status.is_terminal() {
+            return (Recovery::Continue, Vec::new());
+        }
+        let mut out = Vec::new();
+        let build_started = self
+            .plan
+            .stages
+            .first()
+            .is_some_and(|p| p.kind == StageKind::Build)
+            && !self.view.stages[0].status.is_terminal()
+            && self.view.stages[0]
+                .steps
+                .iter()
+                .any(|st| st.status != StepStatus::Pending);
+        let recovery = if build_started {
+            // What an interrupted build left (checkout, reports, coverage) is not
+            // trusted: the whole build runs again.
+            let started: Vec<usize> = (0..self.view.stages[0].steps.len())
+                .filter(|&ti| self.view.stages[0].steps[ti].status != StepStatus::Pending)
+                .collect();
+            for ti in started {
+                out.extend(self.retry_step(StepRef { stage: 0, step: ti }, now));
+            }
+            self.ledger = TestLedger::default();
+            Recovery::Rebuild
+        } else {
+            match self.next() {
+                Next::Wait(r) => match self.step_kind(r) {
+                    StepKind::Approval { .. } => Recovery::AwaitApproval(r),
+                    StepKind::Deploy => Recovery::CheckDeploy(r),
+                    StepKind::Monitor { .. } => Recovery::RestartWindow(r),
+                    _ => {
+                        out.extend(self.retry_step(r, now));
+                        Recovery::Rerun(r)
+                    }
+                },
+                _ => Recovery::Continue,
+            }
+        };
+        let msg = format!(
+            "run {} taken up again after its ferry process ({driver}) stopped: {}",
+            self.id(),
+            recovery.label().replace('_', " ")
+        );
+        out.insert(
+            0,
+            self.event(
+                now,
+                EventKind::RunResumed,
+                None,
+                msg,
+                json!({"previousDriver": driver, "action": recovery.label()}),
+            ),
+        );
+        (recovery, out)
+    }
+
+    /// A step that had started goes back to pending, to run again from the start.
+    fn retry_step(&mut self, r: StepRef, now: Timestamp) -> Vec<Change> {
+        let stage_name = self.stage_name(r.stage).to_string();
+        let env = self.plan.stages[r.stage].environment().map(str::to_string);
+        let name = self.step_name(r).to_string();
+        let step = &mut self.view.stages[r.stage].steps[r.step];
+        let was = step.status;
+        step.status = StepStatus::Pending;
+        let log = step.log.clone();
+        vec![
+            Change::Step {
+                stage: r.stage,
+                step: r.step,
+                status: StepStatus::Pending,
+                at: now,
+                log,
+                exit_code: None,
+                reason: None,
+            },
+            self.event(
+                now,
+                EventKind::StepRetried,
+                env,
+                format!("step {stage_name}/{name} runs again: it was {was} when its ferry process stopped"),
+                json!({"stage": stage_name, "step": name, "was": was.as_str(), "reason": "interrupted"}),
+            ),
+        ]
     }
 
     fn stop_as(&mut self, why: &str, now: Timestamp, status: RunStatus) -> Vec<Change> {

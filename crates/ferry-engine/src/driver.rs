@@ -7,6 +7,7 @@ use crate::ports::*;
 use ferry_config::{AlarmSource, Pipeline};
 use ferry_core::alarm::{AlarmState, Datapoint, Rule};
 use ferry_core::approval::{self, ApprovalState, Parties};
+use ferry_core::concurrency::{self, Contender, Entry};
 use ferry_core::gates::{self, ExitObservation};
 use ferry_core::monitor::{Window, WindowState};
 use ferry_core::retry::RetryPolicy;
@@ -88,6 +89,20 @@ struct Held {
     lease: Option<Lease>,
     lost: Option<String>,
 }
+
+/// What came of waiting to enter an environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entered {
+    /// The run holds the environment's lease.
+    In,
+    /// A newer run overtook it (`superseded` mode).
+    Superseded(RunId),
+    /// The user cancelled while it waited.
+    Cancelled,
+}
+
+/// How long a deployment found running after a crash gets to answer its health check.
+const RECOVERY_HEALTH_WITHIN: Duration = Duration::from_secs(30);
 
 /// Knobs of the driver, with the defaults a foreground `ferry run` uses.
 #[derive(Debug, Clone)]
@@ -252,6 +267,104 @@ impl<'a> Engine<'a> {
         Ok(ended)
     }
 
+    /// The unfinished runs whose driving process is known to be dead (a killed
+    /// `ferry run` or `ferry serve`), oldest first: what [`Self::resume`] takes up.
+    pub fn orphans(&self) -> PortResult<Vec<RunId>> {
+        let store = self.ports.store;
+        let mut out = Vec::new();
+        for view in store.list_runs(1000, true)? {
+            let Some(driver) = store.driver(view.id)? else {
+                continue;
+            };
+            if driver != self.settings.holder && self.ports.liveness.alive(&driver) == Some(false) {
+                out.push(view.id);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Takes up a run whose driving process died, to drive it on with [`Self::drive`]
+    /// (DESIGN invariant 1: resume where that is safe). The run is claimed first
+    /// (`Store::claim_run`: of several restarting processes one gets it; `None` for the
+    /// others, and for a run that ended or whose driver lives). It follows the current
+    /// pipeline file; when that no longer has the run's stages and steps the run is
+    /// ended instead, as [`Self::reconcile`] does. What is done with the step that was
+    /// running is [`Run::recover`]'s decision: an interrupted build starts again in a
+    /// fresh checkout, an approval goes on waiting, a deploy is checked against the
+    /// deployer's `current_version` when the run is driven, a monitor window restarts.
+    pub fn resume(&self, id: RunId) -> PortResult<Option<Run>> {
+        let store = self.ports.store;
+        let view = store.load_run(id)?;
+        let Some(driver) = store.driver(id)? else {
+            return Ok(None);
+        };
+        if view.status.is_terminal()
+            || driver == self.settings.holder
+            || self.ports.liveness.alive(&driver) != Some(false)
+            || !store.claim_run(id, &driver, &self.settings.holder)?
+        {
+            return Ok(None);
+        }
+        let view = store.load_run(id)?;
+        let mine: Vec<DeploymentRecord> = store
+            .deployments(None, 10_000)?
+            .into_iter()
+            .filter(|d| d.run_id == id)
+            .collect();
+        let open: Vec<(usize, DeploymentRecord)> = mine
+            .iter()
+            .filter(|d| d.status == ferry_core::DeploymentStatus::InProgress)
+            .filter_map(|d| {
+                let i = view.stages.iter().position(|s| s.name == d.environment)?;
+                Some((i, d.clone()))
+            })
+            .collect();
+        let now = self.ports.clock.now();
+        let Some(mut run) =
+            Run::resume_with(view.clone(), RunPlan::new(self.pipeline), open.clone())
+        else {
+            // The file changed under the run: end it as a dead run is ended.
+            let mut run = Run::resume(view, open.clone());
+            let why = format!(
+                "interrupted: the ferry process driving it ({driver}) stopped, and ferry.yml no longer has this run's stages and steps, so it cannot be resumed"
+            );
+            let ch = run.abort(&why, now);
+            self.commit(&run, ch)?;
+            for (_, d) in open {
+                if let Some(bad) = store
+                    .deployments(Some(&d.environment), 10_000)?
+                    .into_iter()
+                    .find(|x| x.deployment_id == d.deployment_id)
+                    && self.pipeline.rollback.automatic
+                {
+                    self.roll_back(&bad, &why, Trigger::DeployFailed, None, None)?;
+                }
+            }
+            return Ok(None);
+        };
+        // What the store has not kept in the run's view: coverage (carried in its
+        // deployment records) and the pipeline file it follows.
+        if run.ledger.coverage.is_none() {
+            run.ledger.coverage = mine
+                .iter()
+                .max_by_key(|d| d.start_time)
+                .map(|d| d.coverage_percentage);
+        }
+        let digest = sha256(self.pipeline_text.as_bytes());
+        store.put_config(&digest, self.pipeline_text)?;
+        run.config_digest = Some(digest);
+        let (recovery, ch) = run.recover(&driver, now);
+        self.commit(&run, ch)?;
+        // A fresh checkout: nothing an interrupted step left there is reused.
+        let _ = std::fs::remove_dir_all(self.layout.checkout(id));
+        self.ports.observer.notice(&format!(
+            "run {id} taken up again (its ferry process {driver} stopped): {}",
+            recovery.label().replace('_', " ")
+        ));
+        Ok(Some(run))
+    }
+
     /// Drives a queued run to its end. Errors are the store's: a run whose state cannot
     /// be recorded is not driven further.
     pub fn drive(&self, mut run: Run) -> PortResult<RunView> {
@@ -321,16 +434,12 @@ impl<'a> Engine<'a> {
                 let ch = run.abort(&format!("lost the lease on environment {env}: {why}"), now);
                 self.commit(run, ch)?;
             }
-            let r = match run.next() {
+            // Only a run taken up from the store (`Engine::resume`) can have a step
+            // running that this process did not start.
+            let (r, interrupted) = match run.next() {
                 Next::Finished(_) => return Ok(()),
-                Next::Wait(r) => {
-                    // Only a run resumed from the store can have a step running that
-                    // this process did not start: its outcome is unknown, so it fails.
-                    let ch = run.abort(&format!("step {} was interrupted", run.step_name(r)), now);
-                    self.commit(run, ch)?;
-                    continue;
-                }
-                Next::Step(r) => r,
+                Next::Wait(r) => (r, true),
+                Next::Step(r) => (r, false),
             };
             if !checked_out {
                 if let Err(e) = self.ports.source.checkout(&run.view.commit.sha, &checkout) {
@@ -340,7 +449,26 @@ impl<'a> Engine<'a> {
                 }
                 checked_out = true;
             }
-            self.step(run, r, &checkout, lease)?;
+            // A resumed run inside an environment (deployment open) takes its lease back
+            // before it acts there again.
+            if run.open_deployment(r.stage).is_some() {
+                let env = run.stage_name(r.stage).to_string();
+                let held = lease
+                    .lock()
+                    .ok()
+                    .and_then(|h| h.lease.as_ref().map(|l| l.environment == env))
+                    .unwrap_or(false);
+                if !held && self.enter(run, &env, lease, false)? == Entered::Cancelled {
+                    let ch = run.cancel("cancelled by the user", self.ports.clock.now());
+                    self.commit(run, ch)?;
+                    continue;
+                }
+            }
+            if interrupted {
+                self.step_interrupted(run, r)?;
+            } else {
+                self.step(run, r, &checkout, lease)?;
+            }
             self.roll_back_failed_stage(run, r)?;
             // Leave an environment once its stage has ended.
             let done_env = {
@@ -464,17 +592,106 @@ impl<'a> Engine<'a> {
                 self.approval_gate(run, r, &rule)
             }
             StepKind::Deploy => self.deploy(run, r, checkout, log, lease),
-            StepKind::Monitor {
-                duration,
-                interval,
-                alarms,
-                advisory,
-                fail_closed,
-            } => {
+            StepKind::Monitor { .. } => {
                 // A window writes no log: its decisions are events (`ferry logs` shows
                 // them with their datapoints).
                 let ch = run.start_step(r, clock.now(), None);
                 self.commit(run, ch)?;
+                self.watch_window(run, r, false)
+            }
+        }
+    }
+
+    /// A step a dead ferry process left running, in a run this process took up
+    /// (`Engine::resume`, [`Recovery`]): an approval goes on waiting, a deploy is checked
+    /// against what the environment really runs, a monitor window starts again.
+    fn step_interrupted(&self, run: &mut Run, r: StepRef) -> PortResult<()> {
+        match run.step_kind(r) {
+            StepKind::Approval { rule } => {
+                let rule = rule.clone();
+                self.approval_gate(run, r, &rule)
+            }
+            StepKind::Deploy => self.check_deploy(run, r),
+            StepKind::Monitor { .. } => self.watch_window(run, r, true),
+            _ => {
+                // `Run::recover` sends the other steps back to pending; anything else
+                // left running has an unknown outcome.
+                let why = format!("step {} was interrupted", run.step_name(r));
+                let ch = run.abort(&why, self.ports.clock.now());
+                self.commit(run, ch)
+            }
+        }
+    }
+
+    /// A deploy that was running when its ferry process died: the environment is asked
+    /// what it runs. The run's version running and healthy is recorded as deployed —
+    /// without deploying again (DESIGN invariant 1); anything else fails the step, and
+    /// the stage is rolled back like any failed deploy.
+    fn check_deploy(&self, run: &mut Run, r: StepRef) -> PortResult<()> {
+        let clock = self.ports.clock;
+        let env = run.stage_name(r.stage).to_string();
+        let version = run.view.commit.sha.clone();
+        let deployer = match self.pipeline.environment(&env) {
+            Some(e) => self.ports.deployers.deployer(&env, &e.deploy),
+            None => Err(PortError::permanent(format!(
+                "environment `{env}` is not in the pipeline"
+            ))),
+        };
+        let outcome = match deployer {
+            Err(e) => StepOutcome::failed(format!(
+                "the deploy was interrupted (ferry stopped) and what {env} runs cannot be asked: {}",
+                e.message
+            )),
+            Ok(d) => match self.retry_in(Some(&run.view), || d.current_version()) {
+                Ok(Some(v)) if v == version => match d.healthy(RECOVERY_HEALTH_WITHIN) {
+                    Ok(()) => {
+                        self.ports.observer.note(
+                            &run.view,
+                            &format!(
+                                "{env} already runs {} (deployed before ferry stopped): recorded as deployed, not deployed again",
+                                ferry_core::short_sha(&version)
+                            ),
+                        );
+                        StepOutcome::passed()
+                    }
+                    Err(e) => StepOutcome::failed(format!(
+                        "the deploy was interrupted (ferry stopped); {env} runs {} but it is not healthy: {}",
+                        ferry_core::short_sha(&version),
+                        e.message
+                    )),
+                },
+                Ok(other) => StepOutcome::failed(format!(
+                    "the deploy was interrupted (ferry stopped) and {env} runs {} instead of {}: its outcome is unknown",
+                    other.as_deref().map_or("nothing", ferry_core::short_sha),
+                    ferry_core::short_sha(&version)
+                )),
+                Err(e) => StepOutcome::failed(format!(
+                    "the deploy was interrupted (ferry stopped) and the running version cannot be read: {}",
+                    e.message
+                )),
+            },
+        };
+        let ch = run.finish_step(r, outcome, clock.now());
+        self.commit(run, ch)
+    }
+
+    /// Runs a monitor window step that has started. `restarted`: the window was
+    /// interrupted by a crash and starts again; an ALARM recorded since the deployment
+    /// started keeps it failed (invariant 6: monitoring is monotonic).
+    fn watch_window(&self, run: &mut Run, r: StepRef, restarted: bool) -> PortResult<()> {
+        let clock = self.ports.clock;
+        let StepKind::Monitor {
+            duration,
+            interval,
+            alarms,
+            advisory,
+            fail_closed,
+        } = run.step_kind(r).clone()
+        else {
+            return Ok(());
+        };
+        {
+            {
                 let since = run
                     .open_deployment(r.stage)
                     .map(|d| Timestamp(d.start_time))
@@ -487,7 +704,18 @@ impl<'a> Engine<'a> {
                     advisory,
                     fail_closed,
                 };
-                let outcome = self.monitor(run, &plan)?;
+                let already = if restarted && !advisory {
+                    let env = run.stage_name(r.stage).to_string();
+                    self.alarmed_since(run, &env, &alarms, since)?
+                } else {
+                    None
+                };
+                let outcome = match already {
+                    Some(name) => StepOutcome::failed(format!(
+                        "alarm {name} went to ALARM during this deployment, before ferry stopped (a window that saw ALARM stays failed)"
+                    )),
+                    None => self.monitor(run, &plan)?,
+                };
                 let ch = if self.cancel.load(Ordering::SeqCst) {
                     run.cancel("cancelled by the user", clock.now())
                 } else {
@@ -555,7 +783,16 @@ impl<'a> Engine<'a> {
                             latest.run_id,
                             ferry_core::short_sha(&latest.version)
                         );
-                        let ch = run.supersede(&why, now);
+                        let ch = run.supersede_by(latest.run_id, &why, now);
+                        return self.commit(run, ch);
+                    }
+                    if self.pipeline.execution_mode == concurrency::ExecutionMode::Superseded
+                        && let Entry::Supersede { by } = self.entry(run, r.stage)?
+                    {
+                        let why = format!(
+                            "run {by} (a newer commit) reached {env} while this one waited for its approval"
+                        );
+                        let ch = run.supersede_by(by, &why, now);
                         return self.commit(run, ch);
                     }
                     let wake = match remind_at {
@@ -605,6 +842,55 @@ impl<'a> Engine<'a> {
         )
     }
 
+    /// The first binding alarm of `names` that went to ALARM at or after `since`: its
+    /// recorded state, or any `alarm_state_changed` event of this run (probe alarms) or
+    /// of the environment (pushed alarms) since then — an alarm that went back to OK
+    /// before the restart still counts.
+    fn alarmed_since(
+        &self,
+        run: &Run,
+        env: &str,
+        names: &[String],
+        since: Timestamp,
+    ) -> PortResult<Option<String>> {
+        let binding: Vec<&String> = names
+            .iter()
+            .filter(|n| self.pipeline.alarm(n).is_some_and(|a| !a.advisory))
+            .collect();
+        for n in &binding {
+            if let Some((AlarmState::Alarm, _, at)) = self.ports.store.alarm_state(n)?
+                && at >= since
+            {
+                return Ok(Some((*n).clone()));
+            }
+        }
+        let filters = [
+            EventFilter {
+                run: Some(run.id()),
+                ..EventFilter::default()
+            },
+            EventFilter {
+                environment: Some(env.to_string()),
+                ..EventFilter::default()
+            },
+        ];
+        for f in filters {
+            for (_, e) in self.ports.store.events(&f)? {
+                if e.kind != ferry_core::EventKind::AlarmStateChanged
+                    || e.at < since
+                    || e.data["state"] != "ALARM"
+                    || e.data["advisory"] == true
+                {
+                    continue;
+                }
+                if let Some(n) = binding.iter().find(|n| e.data["alarm"] == n.as_str()) {
+                    return Ok(Some((*n).clone()));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     fn deploy(
         &self,
         run: &mut Run,
@@ -624,7 +910,17 @@ impl<'a> Engine<'a> {
             if self.cancel.load(Ordering::SeqCst) {
                 return Ok(());
             }
-            self.enter(run, &env, lease)?;
+            match self.enter(run, &env, lease, true)? {
+                Entered::In => {}
+                Entered::Cancelled => return Ok(()),
+                Entered::Superseded(by) => {
+                    let why = format!(
+                        "run {by} (a newer commit) is waiting for or has reached {env}: the newest commit goes on (execution mode superseded)"
+                    );
+                    let ch = run.supersede_by(by, &why, clock.now());
+                    return self.commit(run, ch);
+                }
+            }
             if self.cancel.load(Ordering::SeqCst) || self.gate_open(run, &env)? {
                 break;
             }
@@ -650,7 +946,7 @@ impl<'a> Engine<'a> {
                 latest.run_id,
                 ferry_core::short_sha(&latest.version)
             );
-            let ch = run.supersede(&why, clock.now());
+            let ch = run.supersede_by(latest.run_id, &why, clock.now());
             return self.commit(run, ch);
         }
         // Refusals before anything reaches the environment fail the step without opening
@@ -739,11 +1035,64 @@ impl<'a> Engine<'a> {
         self.commit(run, ch)
     }
 
-    /// Takes the environment's lease, waiting while another run holds it.
-    fn enter(&self, run: &Run, env: &str, lease: &Mutex<Held>) -> PortResult<()> {
+    /// What the execution mode says about run `run` entering the environment of stage
+    /// `stage`, given the unfinished runs of the pipeline in the store. (A newer run that
+    /// already ended is seen by `deploy` through the environment's latest deployment.)
+    fn entry(&self, run: &Run, stage: usize) -> PortResult<Entry> {
+        let others: Vec<Contender> = self
+            .ports
+            .store
+            .list_runs(1000, true)?
+            .iter()
+            .filter(|v| v.id != run.id() && v.pipeline == run.view.pipeline)
+            .map(Contender::of)
+            .collect();
+        Ok(concurrency::entry(
+            self.pipeline.execution_mode,
+            run.id(),
+            stage,
+            &others,
+        ))
+    }
+
+    /// Takes the environment's lease, waiting while another run holds it. With
+    /// `decide`, the execution mode is asked first and again while it waits: in
+    /// `queued` mode the run also waits for every older run to enter before it; in
+    /// `superseded` mode a newer run at or past this environment overtakes it.
+    fn enter(
+        &self,
+        run: &Run,
+        env: &str,
+        lease: &Mutex<Held>,
+        decide: bool,
+    ) -> PortResult<Entered> {
         let clock = self.ports.clock;
         let mut told = false;
+        let mut told_queue = false;
+        let stage = run.plan.stage_index(env);
         loop {
+            if decide && let Some(stage) = stage {
+                match self.entry(run, stage)? {
+                    Entry::Enter => {}
+                    Entry::Supersede { by } => return Ok(Entered::Superseded(by)),
+                    Entry::Wait { behind } => {
+                        if !told_queue {
+                            self.ports.observer.note(
+                                &run.view,
+                                &format!(
+                                    "waiting for environment {env}: run {behind} goes first (execution mode queued)"
+                                ),
+                            );
+                            told_queue = true;
+                        }
+                        if self.cancel.load(Ordering::SeqCst) {
+                            return Ok(Entered::Cancelled);
+                        }
+                        clock.sleep(self.settings.poll);
+                        continue;
+                    }
+                }
+            }
             let now = clock.now();
             let want = Lease {
                 environment: env.to_string(),
@@ -759,7 +1108,7 @@ impl<'a> Engine<'a> {
                             lost: None,
                         };
                     }
-                    return Ok(());
+                    return Ok(Entered::In);
                 }
                 Err(holder) => {
                     if !told {
@@ -773,7 +1122,7 @@ impl<'a> Engine<'a> {
                         told = true;
                     }
                     if self.cancel.load(Ordering::SeqCst) {
-                        return Ok(());
+                        return Ok(Entered::Cancelled);
                     }
                     clock.sleep(self.settings.poll);
                 }

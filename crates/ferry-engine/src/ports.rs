@@ -125,6 +125,10 @@ pub trait Store: Send + Sync {
     fn list_runs(&self, limit: usize, unfinished_only: bool) -> PortResult<Vec<RunView>>;
     /// The process driving a run (`host:pid`), as recorded when it was created.
     fn driver(&self, run: RunId) -> PortResult<Option<String>>;
+    /// Makes `to` the process driving a run if `from` still is (compare and swap, one
+    /// transaction): of several processes taking up a run whose driver died, exactly one
+    /// gets `true`.
+    fn claim_run(&self, run: RunId, from: &str, to: &str) -> PortResult<bool>;
 
     /// `(trigger, triggered_by)` of a run, as recorded when it was created.
     fn triggered(&self, run: RunId) -> PortResult<(String, String)>;

@@ -99,6 +99,7 @@ fn run_step(req: &StepRequest, cancel: Option<&AtomicBool>) -> ExitObservation {
         Err(e) => return ExitObservation::NotStarted(format!("cannot share the log file: {e}")),
     };
     let mut cmd = shell(&req.command, &req.cwd, &req.env);
+    sys::die_with_parent(&mut cmd);
     cmd.stdout(log).stderr(log2);
     let child = match cmd.spawn() {
         Ok(c) => c,
@@ -213,6 +214,7 @@ pub(crate) fn capture(
         return fail(format!("working folder `{}` does not exist", cwd.display()));
     }
     let mut cmd = shell(command, cwd, env);
+    sys::die_with_parent(&mut cmd);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = match cmd.spawn() {
         Ok(c) => c,

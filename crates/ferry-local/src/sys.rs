@@ -77,3 +77,26 @@ pub(crate) fn try_reap(pid: i32) -> Reap {
         Reap::NotChild
     }
 }
+
+/// Makes the command's shell die with the thread that started it (Linux
+/// `PR_SET_PDEATHSIG`): a step or deploy command whose ferry was killed (`kill -9`) does
+/// not go on acting behind the back of the ferry that takes its run up again, which
+/// decides from what the environment reports. Not for supervised services, which
+/// outlive the ferry that started them.
+pub(crate) fn die_with_parent(cmd: &mut std::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: `prctl` is async-signal-safe and the closure touches no shared state.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cmd;
+}

@@ -321,6 +321,17 @@ impl Store for SqliteStore {
         })
     }
 
+    fn claim_run(&self, run: RunId, from: &str, to: &str) -> PortResult<bool> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            ensure_run(tx, run)?;
+            let n = tx.execute(
+                "UPDATE runs SET driver = ?3 WHERE id = ?1 AND driver = ?2",
+                params![run.0, from, to],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
     fn apply(&self, run: RunId, changes: &[Change]) -> PortResult<()> {
         self.transaction(TransactionBehavior::Immediate, |tx| {
             ensure_run(tx, run)?;

@@ -620,6 +620,18 @@ impl Store for MemoryStore {
         }
     }
 
+    fn claim_run(&self, run: RunId, from: &str, to: &str) -> PortResult<bool> {
+        let mut st = self.lock();
+        match st.runs.get_mut(&run.0) {
+            Some(r) if r.driver == from => {
+                r.driver = to.to_string();
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+            None => Err(not_found_run(run)),
+        }
+    }
+
     fn list_runs(&self, limit: usize, unfinished_only: bool) -> PortResult<Vec<RunView>> {
         Ok(self
             .lock()

@@ -193,3 +193,16 @@ fn two_processes_contend_through_the_file() {
         assert!(winners >= 1, "round {round}");
     }
 }
+
+#[test]
+fn a_run_is_claimed_by_one_process_only() {
+    let (_d, store) = store();
+    let (a, _) = two_runs(&store);
+    let dead = store.driver(a).unwrap().expect("a driver is recorded");
+    assert!(store.claim_run(a, &dead, "host:2").unwrap());
+    // The second claimer still names the dead process: it loses.
+    assert!(!store.claim_run(a, &dead, "host:3").unwrap());
+    assert_eq!(store.driver(a).unwrap().as_deref(), Some("host:2"));
+    let err = store.claim_run(RunId(999), "x", "y").unwrap_err();
+    assert_eq!(err.kind, PortErrorKind::NotFound);
+}
