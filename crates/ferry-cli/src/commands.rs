@@ -156,6 +156,8 @@ pub struct Local {
     pub clock: SystemClock,
     pub factory: ferry_local::LocalDeployers,
     pub liveness: ferry_local::LocalLiveness,
+    /// See [`Local::parking`].
+    pub park: Option<&'static AtomicBool>,
 }
 
 impl Local {
@@ -168,7 +170,14 @@ impl Local {
             clock: SystemClock,
             factory: project.factory(),
             liveness: ferry_local::LocalLiveness::here(),
+            park: None,
         }
+    }
+
+    /// Engines from these adapters park their runs when `flag` is set (`ferry serve`).
+    pub fn parking(mut self, flag: &'static AtomicBool) -> Local {
+        self.park = Some(flag);
+        self
     }
 
     /// An engine over these adapters.
@@ -207,6 +216,7 @@ impl Local {
                 holder: holder(),
                 // Work outside a run leases under this process's own negative id.
                 outside_run: RunId(-i64::from(std::process::id())),
+                park: self.park,
                 ..Settings::default()
             },
             cancel,

@@ -43,7 +43,8 @@ const REMOTE: &str = "origin";
 /// The longest a `git fetch` may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// How long a stopping server waits for runs and rollbacks to end after cancelling them.
+/// How long a stopping server waits for running steps and rollbacks to end after
+/// parking its runs.
 const DRAIN: Duration = Duration::from_secs(60);
 
 /// Everything the handlers share.
@@ -54,8 +55,12 @@ pub struct AppState {
     pub store: Arc<SqliteStore>,
     webhook_secret: Vec<u8>,
     api_token: String,
-    /// Set on shutdown: running steps are stopped and runs end `cancelled`.
+    /// Never set by the server itself (its runs park instead); the executor and the
+    /// engine share it.
     pub cancel: &'static AtomicBool,
+    /// Set on Ctrl-C or SIGTERM: runs park at their next safe point, unchanged, for the
+    /// next start to take up (`ferry_engine::Settings::park`).
+    pub park: &'static AtomicBool,
     /// Makes "is this delivery known? queue, record it" one step within this process.
     deliveries: Mutex<()>,
     /// Runs and rollbacks still working in the background.
@@ -93,9 +98,15 @@ impl AppState {
             webhook_secret: webhook_secret.into_bytes(),
             api_token,
             cancel,
+            park: crate::signals::park_flag(),
             deliveries: Mutex::new(()),
             busy: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether the server is stopping (no new work; runs park).
+    pub fn stopping(&self) -> bool {
+        self.park.load(Ordering::SeqCst) || self.cancel.load(Ordering::SeqCst)
     }
 
     /// Counts one piece of background work until the guard is dropped.
@@ -429,7 +440,7 @@ fn start_run(
         ))));
         return;
     };
-    let local = Local::new(project, state.cancel);
+    let local = Local::new(project, state.cancel).parking(state.park);
     let engine = local.engine(
         project,
         &state.pipeline,
@@ -496,7 +507,7 @@ fn start_run(
     match engine.drive(run) {
         Ok(view) => {
             eprintln!("ferry serve: run {id} {}", view.status);
-            if !state.cancel.load(Ordering::SeqCst)
+            if !state.stopping()
                 && let Err(e) = engine.watch(&view)
             {
                 eprintln!("ferry serve: run {id}: watching its environments: {e}");
@@ -521,14 +532,14 @@ fn poll_loop(state: Arc<AppState>, every: Duration) {
         if !first {
             let until = Instant::now() + every;
             while Instant::now() < until {
-                if state.cancel.load(Ordering::SeqCst) {
+                if state.stopping() {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
         first = false;
-        if state.cancel.load(Ordering::SeqCst) {
+        if state.stopping() {
             return;
         }
         let source = match ferry_local::GitSource::open(&state.project.root) {
@@ -606,7 +617,7 @@ fn resume_runs(state: &Arc<AppState>) -> CliResult<()> {
     let Ok(source) = ferry_local::GitSource::open(&project.root) else {
         return Ok(());
     };
-    let local = Local::new(project, state.cancel);
+    let local = Local::new(project, state.cancel).parking(state.park);
     let engine = local.engine(
         project,
         &state.pipeline,
@@ -635,7 +646,7 @@ fn resume_run(state: &AppState, id: RunId) {
         eprintln!("ferry serve: run {id}: cannot open the repository");
         return;
     };
-    let local = Local::new(project, state.cancel);
+    let local = Local::new(project, state.cancel).parking(state.park);
     let engine = local.engine(
         project,
         &state.pipeline,
@@ -657,7 +668,7 @@ fn resume_run(state: &AppState, id: RunId) {
     match engine.drive(run) {
         Ok(view) => {
             eprintln!("ferry serve: run {id} {}", view.status);
-            if !state.cancel.load(Ordering::SeqCst)
+            if !state.stopping()
                 && let Err(e) = engine.watch(&view)
             {
                 eprintln!("ferry serve: run {id}: watching its environments: {e}");
@@ -862,7 +873,7 @@ fn with_engine<T>(
 ) -> CliResult<T> {
     let project = &state.project;
     let source = ferry_local::GitSource::open(&project.root)?;
-    let local = Local::new(project, state.cancel);
+    let local = Local::new(project, state.cancel).parking(state.park);
     let store: &SqliteStore = &state.store;
     let engine = local.engine(
         project,
@@ -1193,27 +1204,26 @@ pub fn serve(project: &Project, listen: Option<&str>) -> CliResult<i32> {
         guard::serve_connections(
             listener,
             app(Arc::clone(&state)),
-            shutdown(cancel),
+            shutdown(state.park),
             Duration::from_secs(5),
         )
         .await;
         Ok(())
     });
-    // Whatever stopped the server, runs still going are cancelled and given time to
-    // record it.
-    cancel.store(true, Ordering::SeqCst);
+    // Whatever stopped the server, its runs park: a running step or rollback finishes,
+    // a waiting run stops waiting unchanged, and the next start takes them up.
+    state.park.store(true, Ordering::SeqCst);
     if !state.wait_idle(DRAIN) {
         eprintln!(
-            "ferry serve: some runs did not end within {DRAIN:?}; the next start reconciles them"
+            "ferry serve: some steps or rollbacks did not end within {DRAIN:?}; the next start takes their runs up"
         );
     }
     rt.shutdown_timeout(Duration::from_secs(1));
     served.map(|()| exit::OK)
 }
 
-/// Resolves on Ctrl-C or SIGTERM: the server stops accepting, running runs are
-/// cancelled (the running step's process group is stopped).
-async fn shutdown(cancel: &'static AtomicBool) {
+/// Resolves on Ctrl-C or SIGTERM: the server stops accepting and its runs park.
+async fn shutdown(park: &'static AtomicBool) {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -1226,6 +1236,8 @@ async fn shutdown(cancel: &'static AtomicBool) {
         _ = tokio::signal::ctrl_c() => {},
         () = term => {},
     }
-    eprintln!("ferry serve: stopping: no new work; cancelling running runs");
-    cancel.store(true, Ordering::SeqCst);
+    eprintln!(
+        "ferry serve: stopping: no new work; running steps finish, waiting runs are parked for the next start"
+    );
+    park.store(true, Ordering::SeqCst);
 }

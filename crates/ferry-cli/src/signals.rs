@@ -30,3 +30,11 @@ pub fn cancel_on_interrupt() -> &'static AtomicBool {
 pub fn flag() -> &'static AtomicBool {
     &CANCEL
 }
+
+static PARK: AtomicBool = AtomicBool::new(false);
+
+/// The flag `ferry serve` sets on Ctrl-C or SIGTERM: its runs park (see
+/// `ferry_engine::Settings::park`) for the next start to take up.
+pub fn park_flag() -> &'static AtomicBool {
+    &PARK
+}

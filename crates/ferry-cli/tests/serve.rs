@@ -1307,3 +1307,64 @@ fn the_api_counts_two_of_three_approvals_and_refuses_with_403_and_409() {
         "{v:#}"
     );
 }
+
+/// SIGTERM parks what waits instead of cancelling it: a run waiting for its approval is
+/// left waiting, the server exits 0, and the next start takes the run up; the approval
+/// given then deploys it.
+#[test]
+fn sigterm_parks_a_waiting_run_for_the_next_start() {
+    let repo = Repo::new();
+    pipeline(&repo);
+    let a = repo.commit("A");
+    let mut server = Server::start(&repo);
+    let (code, v) = push(server.port, "park-1", "refs/heads/main", &a);
+    assert_eq!(code, 202, "{v:#}");
+    let r = v["run"].as_i64().unwrap();
+    wait_run(server.port, r, "to wait for approval", |v| {
+        v["status"] == "awaiting_approval"
+    });
+    let pid = i32::try_from(server.child.id()).unwrap();
+    // SAFETY: sending a signal to our own child process.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, libc::SIGTERM)
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < until,
+            "ferry serve did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    drop(server);
+    // Still waiting, not cancelled.
+    let st = repo.status();
+    assert_eq!(st["runs"][0]["id"], r, "{st:#}");
+    assert_eq!(st["runs"][0]["status"], "awaiting_approval", "{st:#}");
+
+    let server = Server::start(&repo);
+    let port = server.port;
+    let (code, v) = request(
+        port,
+        "POST",
+        &format!("/api/runs/{r}/approve"),
+        &[("Authorization", &bearer())],
+        br#"{"by": "reviewer"}"#,
+    );
+    assert_eq!(code, 200, "{v:#}");
+    let done = wait_run(port, r, "to end", |v| v["ended_at"].is_number());
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let (_, v) = get(port, &format!("/api/events?run={r}&kind=run_resumed"));
+    assert_eq!(v["events"].as_array().unwrap().len(), 1, "{v:#}");
+    assert!(
+        repo.read("ops/actions.log")
+            .contains(&format!("deploy production {a}")),
+        "{}",
+        repo.read("ops/actions.log")
+    );
+}

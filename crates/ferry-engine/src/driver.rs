@@ -119,6 +119,12 @@ pub struct Settings {
     /// The lease identity of work outside any run (rollbacks from `ferry rollback` or
     /// `ferry alarm`): negative, unique per process.
     pub outside_run: RunId,
+    /// Set when the process is stopping but its runs should go on later (`ferry serve`
+    /// on SIGTERM): a run stops driving at its next safe point — between steps, or
+    /// while it waits (approval, lease, deployment window, monitor window) — without
+    /// changing its state, so the next process takes it up (`Engine::resume`). A step
+    /// already running finishes first. Unlike `cancel`, nothing ends.
+    pub park: Option<&'static AtomicBool>,
 }
 
 impl Default for Settings {
@@ -130,6 +136,7 @@ impl Default for Settings {
             hold_poll: Duration::from_secs(1),
             retry: RetryPolicy::default(),
             outside_run: RunId(-1),
+            park: None,
         }
     }
 }
@@ -365,6 +372,11 @@ impl<'a> Engine<'a> {
         Ok(Some(run))
     }
 
+    /// Whether the process is parking its runs (see [`Settings::park`]).
+    pub fn parking(&self) -> bool {
+        self.settings.park.is_some_and(|p| p.load(Ordering::SeqCst))
+    }
+
     /// Drives a queued run to its end. Errors are the store's: a run whose state cannot
     /// be recorded is not driven further.
     pub fn drive(&self, mut run: Run) -> PortResult<RunView> {
@@ -421,6 +433,10 @@ impl<'a> Engine<'a> {
             if self.cancel.load(Ordering::SeqCst) && !run.status().is_terminal() {
                 let ch = run.cancel("cancelled by the user", now);
                 self.commit(run, ch)?;
+            }
+            if self.parking() && !run.status().is_terminal() {
+                // Left as it is for the next ferry process (`Engine::resume`).
+                return Ok(());
             }
             self.renew(lease);
             let lost = lease.lock().ok().and_then(|mut h| {
@@ -716,6 +732,10 @@ impl<'a> Engine<'a> {
                     )),
                     None => self.monitor(run, &plan)?,
                 };
+                if self.parking() && !self.cancel.load(Ordering::SeqCst) {
+                    // The window starts again in the next process (`Run::recover`).
+                    return Ok(());
+                }
                 let ch = if self.cancel.load(Ordering::SeqCst) {
                     run.cancel("cancelled by the user", clock.now())
                 } else {
@@ -767,7 +787,7 @@ impl<'a> Engine<'a> {
                         self.commit(run, ch)?;
                         reminded = true;
                     }
-                    if self.cancel.load(Ordering::SeqCst) {
+                    if self.cancel.load(Ordering::SeqCst) || self.parking() {
                         return Ok(());
                     }
                     if let Some(latest) = self.ports.store.latest_deployment(&env)?
@@ -907,7 +927,7 @@ impl<'a> Engine<'a> {
         // deployed there); closed, the lease is let go and the run is held again.
         loop {
             self.hold_for_window(run, &env)?;
-            if self.cancel.load(Ordering::SeqCst) {
+            if self.cancel.load(Ordering::SeqCst) || self.parking() {
                 return Ok(());
             }
             match self.enter(run, &env, lease, true)? {
@@ -1085,7 +1105,7 @@ impl<'a> Engine<'a> {
                             );
                             told_queue = true;
                         }
-                        if self.cancel.load(Ordering::SeqCst) {
+                        if self.cancel.load(Ordering::SeqCst) || self.parking() {
                             return Ok(Entered::Cancelled);
                         }
                         clock.sleep(self.settings.poll);
@@ -1121,7 +1141,7 @@ impl<'a> Engine<'a> {
                         );
                         told = true;
                     }
-                    if self.cancel.load(Ordering::SeqCst) {
+                    if self.cancel.load(Ordering::SeqCst) || self.parking() {
                         return Ok(Entered::Cancelled);
                     }
                     clock.sleep(self.settings.poll);
@@ -1286,7 +1306,7 @@ impl<'a> Engine<'a> {
                     StepOutcome::passed()
                 });
             }
-            if self.cancel.load(Ordering::SeqCst) {
+            if self.cancel.load(Ordering::SeqCst) || self.parking() {
                 return Ok(StepOutcome::failed("cancelled by the user"));
             }
             let now = clock.now();

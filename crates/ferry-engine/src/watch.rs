@@ -76,7 +76,7 @@ impl Engine<'_> {
                 ferry_core::events::iso8601(w.until)
             ));
         }
-        while !watched.is_empty() && !self.cancel.load(Ordering::SeqCst) {
+        while !watched.is_empty() && !self.cancel.load(Ordering::SeqCst) && !self.parking() {
             let now = clock.now();
             let mut fired: Option<(usize, String, String)> = None;
             'envs: for (i, w) in watched.iter_mut().enumerate() {

@@ -74,7 +74,7 @@ impl Engine<'_> {
                         self.commit(run, vec![Change::Event(e)])?;
                         held = Some((cause, reason));
                     }
-                    if self.cancel.load(Ordering::SeqCst) {
+                    if self.cancel.load(Ordering::SeqCst) || self.parking() {
                         return Ok(());
                     }
                     let poll = self.settings.hold_poll;
