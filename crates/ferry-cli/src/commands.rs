@@ -912,6 +912,10 @@ fn is_decision(k: ferry_core::EventKind) -> bool {
             | RunSuperseded
             | RunResumed
             | StepRetried
+            | RunHeld
+            | WindowOpened
+            | BreakGlassRequested
+            | BreakGlassConfirmed
     )
 }
 

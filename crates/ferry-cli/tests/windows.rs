@@ -449,3 +449,74 @@ fn the_api_freezes_and_breaks_the_glass_with_two_people() {
     );
     assert_eq!(code, 404, "{body}");
 }
+
+/// A deployment window (not a freeze) closed now holds a real `ferry run` before
+/// production, with when it opens; a break-glass override by two people lets it through.
+#[test]
+fn a_closed_deployment_window_holds_a_real_run_until_its_override() {
+    let repo = Repo::new();
+    // Closed from this UTC hour for two hours, every day.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let hour = (secs / 3600) % 24;
+    pipeline(
+        &repo,
+        &format!(
+            "    windows:\n      timezone: UTC\n      deny: [\"daily {hour:02}:00-{:02}:00\"]\n",
+            (hour + 2) % 24
+        ),
+    );
+    repo.commit("A");
+    let mut run = repo.spawn(&["run", "--json"]);
+    let (id, st) = wait_until_held(&repo, &mut run);
+    let held = st["runs"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["id"] == id))
+        .map(|r| r["held"].clone())
+        .expect("held run");
+    assert_eq!(held["environment"], "production", "{st:#}");
+    assert_eq!(held["cause"], "window", "{st:#}");
+    assert!(held["opens_at"].is_string(), "{st:#}");
+    let deployed = std::fs::read_to_string(repo.join("deploys.log")).unwrap_or_default();
+    assert!(deployed.contains("test "), "{deployed}");
+    assert!(!deployed.contains("production "), "{deployed}");
+
+    let req = repo.ferry(&[
+        "override",
+        &id.to_string(),
+        "--reason",
+        "customer-facing outage fix",
+        "--by",
+        "alice",
+    ]);
+    assert_code(&req, 0, "ferry override (request)");
+    let ok = repo.ferry(&[
+        "override",
+        &id.to_string(),
+        "--env",
+        "production",
+        "--confirm",
+        "--by",
+        "bob",
+    ]);
+    assert_code(&ok, 0, "ferry override --confirm");
+    let out = run.wait(support::LONG);
+    assert_code(&out, 0, "the held run after the override");
+    let deployed = std::fs::read_to_string(repo.join("deploys.log")).unwrap_or_default();
+    assert!(deployed.contains("production "), "{deployed}");
+    // `ferry logs` tells why it waited and who let it through.
+    let logs = repo.ferry(&["logs", &id.to_string(), "--json"]);
+    assert_code(&logs, 0, "ferry logs");
+    let v: Value = serde_json::from_str(&stdout(&logs)).expect("json");
+    let kinds: Vec<&str> = v["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    for k in ["run_held", "break_glass_requested", "break_glass_confirmed"] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
+}
