@@ -162,12 +162,10 @@ impl Clock for SystemClock {
     }
 }
 
-/// `host:pid`, the lease holder's name.
+/// `host:pid@start`, the lease holder's and run driver's name (see
+/// `ferry_local::LocalLiveness`).
 pub fn holder() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".to_string());
-    format!("{host}:{}", std::process::id())
+    ferry_local::holder_name(&ferry_local::LocalLiveness::here().host)
 }
 
 /// Who is approving: `--by`, else `$FERRY_USER`, `$USER`, `$LOGNAME`.

@@ -4,7 +4,10 @@
 //! - a request's head must arrive within [`HEAD_TIMEOUT`] (hyper's header read timeout,
 //!   set in [`serve_connections`]): a client trickling its headers is disconnected;
 //! - a body is read whole before the handler runs, within [`BODY_TIMEOUT`] (else 408)
-//!   and up to [`BODY_LIMIT`] bytes (GitHub's 25 MiB; else 413);
+//!   and up to its route's limit (GitHub's 25 MiB for `/hooks/github`, 5 MiB for
+//!   alarm events, 64 KiB for the API; else 413), and all bodies being read at once
+//!   share a budget of [`BODIES_IN_FLIGHT`] bytes (a request waits for its share, or
+//!   gets 503), so many large requests at once cannot exhaust memory;
 //! - a body's `Content-Type`, when given, must be one the endpoint reads (else 415
 //!   naming them); without one the body is read as JSON.
 //!
@@ -21,6 +24,27 @@ use std::time::Duration;
 
 /// GitHub sends at most 25 MiB.
 pub const BODY_LIMIT: usize = 25 * 1024 * 1024;
+/// Alertmanager groups and SNS messages (at most 256 KiB) fit well in this.
+const ALARM_BODY_LIMIT: usize = 5 * 1024 * 1024;
+/// The API's bodies are a few fields.
+const API_BODY_LIMIT: usize = 64 * 1024;
+/// The bytes all bodies being read at once may take.
+pub const BODIES_IN_FLIGHT: usize = 128 * 1024 * 1024;
+
+/// The largest body a route reads.
+fn limit_of(path: &str) -> usize {
+    match path {
+        "/hooks/github" => BODY_LIMIT,
+        "/hooks/alarms" => ALARM_BODY_LIMIT,
+        _ => API_BODY_LIMIT,
+    }
+}
+
+/// The shared budget, in KiB permits.
+fn budget() -> &'static tokio::sync::Semaphore {
+    static BUDGET: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    BUDGET.get_or_init(|| tokio::sync::Semaphore::new(BODIES_IN_FLIGHT / 1024))
+}
 /// A whole body must arrive within this.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request's line and headers must arrive within this (also the longest a kept-alive
@@ -61,47 +85,66 @@ pub fn media_type(value: &str) -> String {
 /// The middleware: content type, then the body read under its deadline and limit.
 pub async fn guard(req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    if let Some(len) = parts
+    let limit = limit_of(parts.uri.path());
+    let announced = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > BODY_LIMIT as u64
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = announced
+        && len > limit as u64
     {
         return refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is {len} bytes; at most {BODY_LIMIT} are read"),
+            format!(
+                "the body is {len} bytes; {} reads at most {limit}",
+                parts.uri.path()
+            ),
         );
     }
-    let bytes =
-        match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
-            Err(_) => {
-                return refuse(
-                    StatusCode::REQUEST_TIMEOUT,
+    // This body's share of the budget: what it announced, or its route's limit.
+    let share = announced.map_or(limit, |n| usize::try_from(n).unwrap_or(limit));
+    let permits = u32::try_from(share.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let _share = match tokio::time::timeout(BODY_TIMEOUT, budget().acquire_many(permits)).await {
+        Ok(Ok(p)) => p,
+        _ => {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many large requests are being read right now; try again".to_string(),
+            );
+        }
+    };
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Err(_) => {
+            return refuse(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            );
+        }
+        Ok(Err(e)) => {
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            return if too_big {
+                refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
                     format!(
-                        "the body did not arrive within {} s",
-                        BODY_TIMEOUT.as_secs()
+                        "the body is larger than {limit} bytes, the most {} reads",
+                        parts.uri.path()
                     ),
-                );
-            }
-            Ok(Err(e)) => {
-                let too_big = std::error::Error::source(&e)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                    || e.to_string().contains("length limit");
-                return if too_big {
-                    refuse(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("the body is larger than {BODY_LIMIT} bytes"),
-                    )
-                } else {
-                    refuse(
-                        StatusCode::BAD_REQUEST,
-                        format!("the body could not be read: {e}"),
-                    )
-                };
-            }
-            Ok(Ok(b)) => b,
-        };
+                )
+            } else {
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body could not be read: {e}"),
+                )
+            };
+        }
+        Ok(Ok(b)) => b,
+    };
     if !bytes.is_empty() {
         let allowed = accepted(parts.uri.path());
         let given = parts

@@ -461,6 +461,28 @@ fn start_run(
             {
                 return Ok(Err(earlier));
             }
+            // One trigger per new tip: a poll never starts a commit a run exists for, and
+            // a push joins the newest run when a poll just started it for the same commit
+            // (a push back to an older commit still runs it again).
+            let existing = if trigger == "poll" {
+                store
+                    .list_runs(1000, false)?
+                    .into_iter()
+                    .find(|r| r.commit.sha == sha)
+            } else {
+                store
+                    .list_runs(1, false)?
+                    .into_iter()
+                    .next()
+                    .filter(|r| r.commit.sha == sha)
+                    .filter(|r| store.triggered(r.id).is_ok_and(|(t, _)| t == "poll"))
+            };
+            if let Some(r) = existing {
+                if let Some(d) = delivery {
+                    let _ = store.record_delivery(d, Some(r.id), SystemClock.now())?;
+                }
+                return Ok(Err(Some(r.id)));
+            }
             // A pushed commit ferry's clone does not have yet: fetch the branch once.
             if source.resolve(sha).is_err() && source.has_remote(REMOTE) {
                 let branch = &state.pipeline.source.branch;
@@ -664,7 +686,7 @@ fn resume_run(state: &AppState, id: RunId) {
             return;
         }
     };
-    eprintln!("ferry serve: run {id} taken up again after a crash");
+    eprintln!("ferry serve: run {id} taken up again (the ferry process that drove it stopped)");
     match engine.drive(run) {
         Ok(view) => {
             eprintln!("ferry serve: run {id} {}", view.status);
@@ -683,6 +705,7 @@ fn resume_run(state: &AppState, id: RunId) {
 
 async fn alarms(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let kind = ferry_hooks::sns_message_type(&body);
+    let mut sns_delivery: Option<String> = None;
     // The bearer token, or for SNS deliveries of a trusted topic their signature.
     let signed = match authorize(&state, &headers) {
         Ok(()) => None,
@@ -749,25 +772,30 @@ async fn alarms(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
         }
         Some(SnsType::Notification) => {
             // SNS redelivers a message it thinks was not received; a replayed message
-            // must not act twice either.
+            // must not act twice either. The id is recorded once the alarm is (below), so
+            // a delivery that failed half way is acted on when SNS retries it.
             if let Ok(m) = ferry_hooks::parse_sns(&body) {
                 let st = Arc::clone(&state);
                 let id = format!("sns:{}", m.message_id);
-                let earlier =
-                    blocking(move || Ok(st.store.record_delivery(&id, None, SystemClock.now())?))
-                        .await?;
-                if earlier.is_err() {
+                let probe = id.clone();
+                let earlier = blocking(move || Ok(st.store.delivery(&probe)?)).await?;
+                if earlier.is_some() {
                     return answer(
                         StatusCode::OK,
                         json!({"ignored": "this SNS message was received before", "redelivery": true}),
                     );
                 }
+                sns_delivery = Some(id);
             }
         }
         None => {}
     }
-    let changes =
-        ferry_hooks::parse_alarm_event(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Accepted on its SNS signature: only the signed `Message` is read.
+    let changes = match &signed {
+        Some(msg) => ferry_hooks::parse_sns_alarm(&msg.message).map(|c| vec![c]),
+        None => ferry_hooks::parse_alarm_event(&body),
+    }
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let st = Arc::clone(&state);
     let (results, rollbacks) = blocking(move || {
         let mut results = Vec::new();
@@ -825,6 +853,11 @@ async fn alarms(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
                 "known": pushed.known,
                 "environments": envs,
             }));
+        }
+        if let Some(id) = &sns_delivery {
+            // A concurrent copy may have got here first: both acted, and a rollback of
+            // the same deployment is the same rollback (idempotent).
+            let _ = st.store.record_delivery(id, None, SystemClock.now())?;
         }
         Ok((json!({"alarms": results, "warnings": warnings}), rollbacks))
     })
@@ -968,6 +1001,13 @@ async fn deployments(State(state): State<Arc<AppState>>, q: Params) -> ApiResult
 
 async fn events(State(state): State<Arc<AppState>>, q: Params) -> ApiResult {
     let p = params(q)?;
+    if let Some(e) = p.get("env") {
+        recovery::known_environment(&state.pipeline, e)?;
+    }
+    if let Some(run) = number::<i64>(&p, "run")? {
+        let st = Arc::clone(&state);
+        blocking(move || Ok(st.store.load_run(RunId(run)).map(|_| ())?)).await?;
+    }
     let filter = EventFilter {
         run: number::<i64>(&p, "run")?.map(RunId),
         environment: p.get("env").cloned(),

@@ -592,6 +592,10 @@ fn the_api_reads_runs_environments_alarms_and_refuses_bad_requests() {
     assert_eq!(code, 400, "{v:#}");
     let (code, v) = get(port, "/api/events?order=sideways");
     assert_eq!(code, 400, "{v:#}");
+    let (code, v) = get(port, "/api/events?env=nowhere");
+    assert_eq!(code, 404, "{v:#}");
+    let (code, v) = get(port, "/api/events?run=9999");
+    assert_eq!(code, 404, "{v:#}");
 
     // A content type the endpoint does not read: 415, nothing decided.
     let (code, v) = request(
@@ -614,6 +618,15 @@ fn the_api_reads_runs_environments_alarms_and_refuses_bad_requests() {
     let (code, _, body) = raw_request(
         port,
         "POST /hooks/github HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 30000000\r\n\r\n",
+        b"{}",
+    );
+    assert_eq!(code, 413, "{}", String::from_utf8_lossy(&body));
+    // The API reads a few fields: 64 KiB at most.
+    let (code, _, body) = raw_request(
+        port,
+        &format!(
+            "POST /api/runs/{r}/approve HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+        ),
         b"{}",
     );
     assert_eq!(code, 413, "{}", String::from_utf8_lossy(&body));
@@ -1151,6 +1164,32 @@ fn sns_deliveries_are_accepted_on_a_verified_signature() {
     tampered["MessageId"] = "11111111-2222-3333-4444-555555555555".into();
     let (code, v) = sns_post(&serde_json::to_vec(&tampered).unwrap());
     assert_eq!(code, 401, "{v:#}");
+    let (_, v) = get(port, "/api/environments/staging");
+    assert_eq!(v["environment"]["version"], b.as_str(), "{v:#}");
+
+    // Fields beside the signed ones are never read: an EventBridge event added to a
+    // signed envelope of another alarm changes nothing.
+    let mut injected: Value = serde_json::from_slice(&sns_signed(fixture, |v| {
+        alarm(v);
+        let inner = v["Message"]
+            .as_str()
+            .unwrap()
+            .replace("staging-errors", "no-such-alarm");
+        v["Message"] = inner.into();
+        v["MessageId"] = "99999999-8888-7777-6666-555555555555".into();
+    }))
+    .unwrap();
+    let outer: Value = serde_json::from_slice(include_bytes!(
+        "../../ferry-hooks/tests/fixtures/eventbridge_alarm.json"
+    ))
+    .unwrap();
+    for k in ["detail-type", "source", "detail"] {
+        injected[k] = outer[k].clone();
+    }
+    injected["detail"]["alarmName"] = "staging-errors".into();
+    let (code, v) = sns_post(&serde_json::to_vec(&injected).unwrap());
+    assert_eq!(code, 202, "{v:#}");
+    assert_eq!(v["alarms"][0]["alarm"], "no-such-alarm", "{v:#}");
     let (_, v) = get(port, "/api/environments/staging");
     assert_eq!(v["environment"]["version"], b.as_str(), "{v:#}");
 

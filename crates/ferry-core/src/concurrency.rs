@@ -20,13 +20,22 @@ pub struct Contender {
 }
 
 impl Contender {
-    /// A run's position, read from its stored view.
-    pub fn of(view: &RunView) -> Contender {
+    /// A run's position, read from its stored view, as an index into `order`: the
+    /// pipeline's whole stage order (`build`, then every environment). A run that skips
+    /// stages (a hotfix goes from build straight to the last environment) is placed by
+    /// the name of the stage it is at, so runs with different plans compare right. A run
+    /// whose every stage has ended is at `order.len()`.
+    pub fn of(view: &RunView, order: &[String]) -> Contender {
         let at = view
             .stages
             .iter()
-            .position(|s| !s.status.is_terminal())
-            .unwrap_or(view.stages.len());
+            .find(|s| !s.status.is_terminal())
+            .map_or(order.len(), |s| {
+                order
+                    .iter()
+                    .position(|o| *o == s.name)
+                    .unwrap_or(order.len())
+            });
         Contender {
             run: view.id,
             status: view.status,
@@ -58,8 +67,9 @@ pub enum Entry {
     Supersede { by: RunId },
 }
 
-/// The decision for run `me` about to enter the environment of stage `stage`, given the
-/// other runs of the pipeline (`me` itself may be among them; it is ignored).
+/// The decision for run `me` about to enter the environment at position `stage` of the
+/// pipeline's whole stage order, given the other runs of the pipeline placed in that
+/// same order ([`Contender::of`]; `me` itself may be among them; it is ignored).
 ///
 /// - `superseded`: if a newer run is in this stage or a later one (or succeeded), `me`
 ///   is superseded by the newest such run; otherwise it enters.

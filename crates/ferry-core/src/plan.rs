@@ -104,6 +104,8 @@ impl StepKind {
 pub const STEP_COVERAGE: &str = "coverage";
 pub const STEP_PACKAGE: &str = "artifact";
 pub const STEP_APPROVAL: &str = "approval";
+/// The name of the build stage (the first of every plan).
+pub const STAGE_BUILD: &str = "build";
 pub const STEP_DEPLOY: &str = "deploy";
 pub const STEP_MONITOR: &str = "monitor";
 
@@ -130,7 +132,7 @@ impl RunPlan {
             ));
         }
         stages.push(StagePlan {
-            name: "build".to_string(),
+            name: STAGE_BUILD.to_string(),
             kind: StageKind::Build,
             steps: build,
         });

@@ -475,6 +475,10 @@ impl<'a> Engine<'a> {
                     .and_then(|h| h.lease.as_ref().map(|l| l.environment == env))
                     .unwrap_or(false);
                 if !held && self.enter(run, &env, lease, false)? == Entered::Cancelled {
+                    if self.parking() && !self.cancel.load(Ordering::SeqCst) {
+                        // Stopped waiting to park, not cancelled: left for the next start.
+                        return Ok(());
+                    }
                     let ch = run.cancel("cancelled by the user", self.ports.clock.now());
                     self.commit(run, ch)?;
                     continue;
@@ -762,7 +766,18 @@ impl<'a> Engine<'a> {
         };
         let digest = run.view.artifact.as_ref().map(|a| a.digest.clone());
         let remind_at = rule.reminder_at(requested);
-        let mut reminded = false;
+        // Reminded once per run: also when this process took the run up after a crash.
+        let mut reminded = !self
+            .ports
+            .store
+            .events(&EventFilter {
+                run: Some(run.id()),
+                environment: Some(env.clone()),
+                kind: Some(ferry_core::EventKind::ApprovalReminder),
+                limit: Some(1),
+                ..EventFilter::default()
+            })?
+            .is_empty();
         let mut seen = 0;
         loop {
             let decisions = self.ports.store.approvals(run.id(), &env)?;
@@ -1059,18 +1074,26 @@ impl<'a> Engine<'a> {
     /// `stage`, given the unfinished runs of the pipeline in the store. (A newer run that
     /// already ended is seen by `deploy` through the environment's latest deployment.)
     fn entry(&self, run: &Run, stage: usize) -> PortResult<Entry> {
+        // Positions in the pipeline's whole stage order, not in each run's plan: a
+        // hotfix run's plan skips environments.
+        let order: Vec<String> = std::iter::once(ferry_core::plan::STAGE_BUILD.to_string())
+            .chain(self.pipeline.environments.iter().map(|e| e.name.clone()))
+            .collect();
+        let Some(here) = order.iter().position(|o| *o == run.view.stages[stage].name) else {
+            return Ok(Entry::Enter);
+        };
         let others: Vec<Contender> = self
             .ports
             .store
             .list_runs(1000, true)?
             .iter()
             .filter(|v| v.id != run.id() && v.pipeline == run.view.pipeline)
-            .map(Contender::of)
+            .map(|v| Contender::of(v, &order))
             .collect();
         Ok(concurrency::entry(
             self.pipeline.execution_mode,
             run.id(),
-            stage,
+            here,
             &others,
         ))
     }

@@ -110,10 +110,12 @@ const STATE: &str = "one of `OK`, `ALARM`, `INSUFFICIENT_DATA`";
 pub fn parse_alarm_event(body: &[u8]) -> Result<Vec<AlarmChange>, HookError> {
     let value = json::parse(body, BODY)?;
     let root = Obj::root(&value, BODY)?;
-    if root.has("detail-type") {
-        eventbridge(&Obj::root(&value, EVENT)?).map(|c| vec![c])
-    } else if root.has("Type") {
+    // An SNS envelope first: its signature covers `Message` only, so nothing beside it
+    // (a `detail-type` added to a signed envelope) may be read as the alarm.
+    if root.has("Type") {
         sns_notification(&Obj::root(&value, SNS_NOTIFICATION)?).map(|c| vec![c])
+    } else if root.has("detail-type") {
+        eventbridge(&Obj::root(&value, EVENT)?).map(|c| vec![c])
     } else if root.has("alerts") {
         alertmanager(&Obj::root(&value, ALERTMANAGER)?)
     } else if root.has("AlarmName") {
@@ -241,6 +243,13 @@ fn sns_notification(root: &Obj<'_>) -> Result<AlarmChange, HookError> {
         "Message",
         "a string: the CloudWatch alarm as a JSON document",
     )?;
+    parse_sns_alarm(text)
+}
+
+/// The alarm in an SNS notification's `Message` (an EventBridge alarm event or a classic
+/// CloudWatch alarm notification): what `ferry serve` reads of a delivery it accepted on
+/// its SNS signature, which covers `Message` and not the rest of the body.
+pub fn parse_sns_alarm(text: &str) -> Result<AlarmChange, HookError> {
     let inner = json::parse_str(text, SNS_MESSAGE)?;
     let message = Obj::root(&inner, SNS_MESSAGE)?;
     if message.has("detail-type") {

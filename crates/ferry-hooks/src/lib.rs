@@ -43,7 +43,7 @@ mod json;
 pub mod sns;
 pub mod sns_verify;
 
-pub use alarm::{AlarmChange, Source, State, parse_alarm_event};
+pub use alarm::{AlarmChange, Source, State, parse_alarm_event, parse_sns_alarm};
 pub use error::HookError;
 pub use github::{
     CommitInfo, GithubEvent, IgnoreReason, Push, PushDecision, parse_github, verify_signature,

@@ -52,8 +52,11 @@ impl ferry_engine::ports::DeployerFactory for LocalDeployers {
     }
 }
 
-/// Tells whether a `host:pid` holder on this machine is still running (`/proc/<pid>`
-/// exists and is not a zombie); holders on other hosts cannot be told.
+/// Tells whether a `host:pid@start` holder on this machine is still running: `/proc/<pid>`
+/// exists, is not a zombie, and started at `start` (clock ticks after boot, field 22 of
+/// `/proc/<pid>/stat`), so a PID used again — a container restarted as PID 1, a reboot —
+/// is not taken for the process that died. Holders on other hosts cannot be told; a
+/// `host:pid` holder without a start time is judged by the PID alone.
 pub struct LocalLiveness {
     pub host: String,
 }
@@ -68,24 +71,46 @@ impl LocalLiveness {
     }
 }
 
+/// This process's holder name: `host:pid@start`.
+pub fn holder_name(host: &str) -> String {
+    let pid = std::process::id();
+    match start_ticks(pid) {
+        Some(start) => format!("{host}:{pid}@{start}"),
+        None => format!("{host}:{pid}"),
+    }
+}
+
+/// The state letter and start time of a process, from `/proc/<pid>/stat`.
+fn stat(pid: u32) -> Option<(String, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the parenthesised command name: state is the first (field 3),
+    // start time the 20th (field 22).
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.to_string();
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, start))
+}
+
+fn start_ticks(pid: u32) -> Option<u64> {
+    stat(pid).map(|(_, start)| start)
+}
+
 impl ferry_engine::ports::Liveness for LocalLiveness {
     fn alive(&self, holder: &str) -> Option<bool> {
-        let (host, pid) = holder.rsplit_once(':')?;
+        let (host, process) = holder.rsplit_once(':')?;
         if host != self.host {
             return None;
         }
-        let pid: u32 = pid.parse().ok()?;
-        if pid == std::process::id() {
-            return Some(true);
-        }
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            // The state is the field after the parenthesised command name.
-            Ok(stat) => Some(
-                stat.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().next())
-                    .is_some_and(|state| state != "Z" && state != "X"),
-            ),
-            Err(_) => Some(false),
+        let (pid, start) = match process.split_once('@') {
+            Some((pid, start)) => (pid.parse::<u32>().ok()?, Some(start.parse::<u64>().ok()?)),
+            None => (process.parse::<u32>().ok()?, None),
+        };
+        match stat(pid) {
+            Some((state, started)) => {
+                Some(state != "Z" && state != "X" && start.is_none_or(|s| s == started))
+            }
+            None => Some(false),
         }
     }
 }
