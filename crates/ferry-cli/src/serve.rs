@@ -631,6 +631,81 @@ fn poll_loop(state: Arc<AppState>, every: Duration) {
     }
 }
 
+/// What a stopped server was watching goes on: for every environment whose current
+/// deployment is a finished run's and still in its `watch` period, the run's watch is
+/// started again (probe alarms), and a pushed alarm of the environment recorded in
+/// ALARM since that deployment started — an alarm whose rollback the stopped server
+/// accepted but had not begun — rolls it back now (the orchestrator is idempotent: a
+/// rollback that had begun is the same rollback).
+fn restart_watches(state: &Arc<AppState>) -> CliResult<()> {
+    let now = SystemClock.now();
+    let mut runs: Vec<RunId> = Vec::new();
+    for env in &state.pipeline.environments {
+        let Some(period) = env.watch.filter(|w| !w.is_zero()) else {
+            continue;
+        };
+        let Some(d) = state.store.current_deployment(&env.name)? else {
+            continue;
+        };
+        let ended = ferry_core::Timestamp(d.end_time.unwrap_or(d.start_time));
+        if d.status != ferry_core::DeploymentStatus::Succeeded || ended.plus(period) <= now {
+            continue;
+        }
+        for a in state.pipeline.alarms_for(&env.name) {
+            if !matches!(a.source, ferry_config::AlarmSource::External) {
+                continue;
+            }
+            if let Some((AlarmState::Alarm, reason, at)) = state.store.alarm_state(&a.name)?
+                && at.millis() >= d.start_time
+            {
+                let actions = recovery::alarm_actions(
+                    &state.pipeline,
+                    &*state.store,
+                    &a.name,
+                    AlarmState::Alarm,
+                    std::slice::from_ref(&env.name),
+                    now,
+                )?;
+                for (_, action) in actions {
+                    if let AlarmAction::RollBack(dep) = action {
+                        let st = Arc::clone(state);
+                        let work = state.work();
+                        let name = a.name.clone();
+                        let reason = reason.clone();
+                        std::thread::spawn(move || {
+                            let _work = work;
+                            alarm_rollback(&st, &name, &reason, &dep);
+                        });
+                    }
+                }
+            }
+        }
+        // A run still going is being taken up (`resume_runs`), its watch included.
+        let view = state.store.load_run(d.run_id)?;
+        if view.status.is_terminal() && !runs.contains(&d.run_id) {
+            runs.push(d.run_id);
+        }
+    }
+    for id in runs {
+        let st = Arc::clone(state);
+        let work = state.work();
+        std::thread::spawn(move || {
+            let _work = work;
+            let r = with_engine(&st, |engine| {
+                let view = st.store.load_run(id)?;
+                Ok(engine.watch(&view)?)
+            });
+            if let Err(e) = r {
+                eprintln!(
+                    "ferry serve: run {id}: watching its environments again: {}",
+                    e.message
+                );
+            }
+        });
+    }
+    Ok(())
+}
+
 /// Takes up every run whose ferry process died (`Engine::orphans`): each is claimed,
 /// recovered (`Engine::resume`) and driven on its own thread, then its environments are
 /// watched, as for a pushed run.
@@ -1225,6 +1300,7 @@ pub fn serve(project: &Project, listen: Option<&str>) -> CliResult<i32> {
     // Runs a killed ferry left behind are taken up again, each on its own thread like a
     // pushed run (DESIGN invariant 1: resume where it is safe, else fail and roll back).
     resume_runs(&state)?;
+    restart_watches(&state)?;
     if let Some(every) = state.pipeline.source.poll {
         let st = Arc::clone(&state);
         std::thread::spawn(move || poll_loop(st, every));

@@ -1407,3 +1407,79 @@ fn sigterm_parks_a_waiting_run_for_the_next_start() {
         repo.read("ops/actions.log")
     );
 }
+
+/// An ALARM the server recorded but had not acted on when it was killed (state in the
+/// store, no rollback yet) rolls the watched deployment back when the server starts
+/// again.
+#[test]
+fn an_alarm_accepted_before_a_crash_rolls_back_after_the_restart() {
+    let repo = Repo::new();
+    pipeline(&repo);
+    let a = repo.commit("A");
+    let server = Server::start(&repo);
+    let port = server.port;
+    for (i, sha) in [a.clone(), repo.commit("B")].iter().enumerate() {
+        let (code, v) = push(port, &format!("crash-alarm-{i}"), "refs/heads/main", sha);
+        assert_eq!(code, 202, "{v:#}");
+        let r = v["run"].as_i64().unwrap();
+        wait_run(port, r, "to wait for approval", |v| {
+            v["status"] == "awaiting_approval"
+        });
+        let (code, v) = request(
+            port,
+            "POST",
+            &format!("/api/runs/{r}/approve"),
+            &[("Authorization", &bearer())],
+            br#"{"by": "reviewer"}"#,
+        );
+        assert_eq!(code, 200, "{v:#}");
+        wait_run(port, r, "to succeed", |v| v["status"] == "succeeded");
+    }
+    let b = repo.head();
+    drop(server); // SIGKILL
+    // What the killed server had recorded of an incoming ALARM, and nothing more.
+    let db = rusqlite::Connection::open(repo.join(".ferry/ferry.db")).unwrap();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO alarm_states (alarm, state, reason, at) VALUES ('staging-errors', 'ALARM', '5xx above 5%', ?1)
+         ON CONFLICT (alarm) DO UPDATE SET state = excluded.state, reason = excluded.reason, at = excluded.at",
+        [now],
+    )
+    .unwrap();
+    drop(db);
+    assert!(
+        !repo.read("ops/actions.log").contains("rollback staging"),
+        "{}",
+        repo.read("ops/actions.log")
+    );
+
+    let server = Server::start(&repo);
+    let port = server.port;
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = get(port, "/api/environments/staging");
+        if v["deployments"][0]["status"] == "rolled_back" {
+            assert_eq!(v["deployments"][0]["version"], b.as_str(), "{v:#}");
+            assert_eq!(v["environment"]["version"], a.as_str(), "{v:#}");
+            assert_eq!(v["rollbacks"][0]["status"], "succeeded", "{v:#}");
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "staging was never rolled back: {v:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        repo.read("ops/actions.log")
+            .contains(&format!("rollback staging {a}")),
+        "{}",
+        repo.read("ops/actions.log")
+    );
+}
