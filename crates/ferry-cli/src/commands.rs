@@ -471,7 +471,17 @@ pub fn build_status(
     pipeline: &Pipeline,
     store: &dyn Store,
 ) -> CliResult<ferry_api::Status> {
-    let running_now = project.running(pipeline);
+    build_status_with(pipeline, store, &project.running(pipeline))
+}
+
+/// [`build_status`] with what each environment's deployer reports running
+/// (`Project::running`) already asked: `ferry serve` asks at most every few seconds
+/// however many clients read the status.
+pub fn build_status_with(
+    pipeline: &Pipeline,
+    store: &dyn Store,
+    running_now: &std::collections::BTreeMap<String, Option<String>>,
+) -> CliResult<ferry_api::Status> {
     let now = ferry_engine::ports::Clock::now(&crate::context::SystemClock);
     let mut envs = Vec::new();
     for env in &pipeline.environments {

@@ -18,7 +18,7 @@ mod views;
 mod windows;
 
 use clap::{Parser, Subcommand};
-use context::{Project, user};
+use context::Project;
 use error::CliError;
 use ferry_api::exit;
 use std::path::PathBuf;
@@ -281,7 +281,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             let p = project()?;
             if let Some(r) = remote::configured(&p)?
                 && let Some(code) =
-                    remote::decide(&r, *run, env.as_deref(), &user(by.as_deref()), None, j)?
+                    remote::decide(&r, *run, env.as_deref(), by.as_deref(), None, j)?
             {
                 return Ok(code);
             }
@@ -295,14 +295,8 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         } => {
             let p = project()?;
             if let Some(r) = remote::configured(&p)?
-                && let Some(code) = remote::decide(
-                    &r,
-                    *run,
-                    env.as_deref(),
-                    &user(by.as_deref()),
-                    Some(reason),
-                    j,
-                )?
+                && let Some(code) =
+                    remote::decide(&r, *run, env.as_deref(), by.as_deref(), Some(reason), j)?
             {
                 return Ok(code);
             }
@@ -312,7 +306,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             let p = project()?;
             if let Some(r) = remote::configured(&p)?
                 && let Some(code) =
-                    remote::rollback(&r, env, to.as_deref(), reason.as_deref(), &user(None), j)?
+                    remote::rollback(&r, env, to.as_deref(), reason.as_deref(), None, j)?
             {
                 return Ok(code);
             }

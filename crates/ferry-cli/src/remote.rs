@@ -186,6 +186,15 @@ pub fn configured(project: &Project) -> CliResult<Option<Remote>> {
 }
 
 const QUICK: Duration = Duration::from_secs(30);
+
+/// Who acts: `--by` when given; else this user's name as `user`, which the server uses
+/// with the shared token (a personal token is its own person).
+fn who(by: Option<&str>) -> Value {
+    match by {
+        Some(b) => serde_json::json!({"by": b}),
+        None => serde_json::json!({"user": crate::context::user(None)}),
+    }
+}
 /// A rollback answers when it has ended (validation included).
 const ROLLBACK: Duration = Duration::from_secs(3600);
 
@@ -194,11 +203,11 @@ pub fn decide(
     r: &Remote,
     run: i64,
     env: Option<&str>,
-    by: &str,
+    by: Option<&str>,
     reject: Option<&str>,
     as_json: bool,
 ) -> CliResult<Option<i32>> {
-    let mut body = serde_json::json!({"by": by});
+    let mut body = who(by);
     if let Some(e) = env {
         body["environment"] = e.into();
     }
@@ -243,10 +252,10 @@ pub fn rollback(
     env: &str,
     to: Option<&str>,
     reason: Option<&str>,
-    by: &str,
+    by: Option<&str>,
     as_json: bool,
 ) -> CliResult<Option<i32>> {
-    let mut body = serde_json::json!({"by": by});
+    let mut body = who(by);
     if let Some(t) = to {
         body["to"] = t.into();
     }
@@ -284,4 +293,78 @@ pub fn status(r: &Remote, as_json: bool) -> CliResult<Option<i32>> {
     })?;
     crate::commands::print_status(&st);
     Ok(Some(exit::OK))
+}
+
+/// One person's API token (`server.api_tokens_file`).
+#[derive(Clone)]
+pub struct Person {
+    pub name: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for Person {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is never printed.
+        f.debug_struct("Person")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The personal tokens of `server.api_tokens_file`: one `name token` per line, `#`
+/// comments and blank lines ignored. Each problem names the file and line.
+pub fn personal_tokens(project: &Project, file: &str) -> CliResult<Vec<Person>> {
+    let path = project.root.join(file);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        CliError::config(format!(
+            "cannot read the API tokens file {} (`server.api_tokens_file`): {e}; create it (mode 600) with one `name token` per line",
+            path.display()
+        ))
+    })?;
+    warn_if_readable_by_others(&path);
+    let mut out: Vec<Person> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = format!("{}:{}", path.display(), i + 1);
+        let mut parts = line.split_whitespace();
+        let (Some(name), Some(token), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(CliError::config(format!(
+                "{at}: write `name token` (two words), like `alice 3f9c…`"
+            )));
+        };
+        if token.len() < 16 {
+            return Err(CliError::config(format!(
+                "{at}: the token of {name} is shorter than 16 characters; make a long random one (`openssl rand -hex 24`)"
+            )));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(CliError::config(format!(
+                "{at}: the name has control characters"
+            )));
+        }
+        if out.iter().any(|p| p.name.eq_ignore_ascii_case(name)) {
+            return Err(CliError::config(format!(
+                "{at}: {name} has a token already"
+            )));
+        }
+        if out.iter().any(|p| p.token == token) {
+            return Err(CliError::config(format!(
+                "{at}: {name}'s token is someone else's too; every person needs their own"
+            )));
+        }
+        out.push(Person {
+            name: name.to_string(),
+            token: token.to_string(),
+        });
+    }
+    if out.is_empty() {
+        return Err(CliError::config(format!(
+            "the API tokens file {} has no `name token` line",
+            path.display()
+        )));
+    }
+    Ok(out)
 }

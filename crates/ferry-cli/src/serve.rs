@@ -43,6 +43,9 @@ const REMOTE: &str = "origin";
 /// The longest a `git fetch` may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long what the deployers say they run is reused for status answers.
+const RUNNING_TTL: Duration = Duration::from_secs(30);
+
 /// How long a stopping server waits for running steps and rollbacks to end after
 /// parking its runs.
 const DRAIN: Duration = Duration::from_secs(60);
@@ -55,6 +58,9 @@ pub struct AppState {
     pub store: Arc<SqliteStore>,
     webhook_secret: Vec<u8>,
     api_token: String,
+    /// Personal tokens (`server.api_tokens_file`): a call made with one acts as that
+    /// person.
+    people: Vec<crate::remote::Person>,
     /// Never set by the server itself (its runs park instead); the executor and the
     /// engine share it.
     pub cancel: &'static AtomicBool,
@@ -67,6 +73,15 @@ pub struct AppState {
     busy: AtomicUsize,
     /// SNS deliveries accepted on their signature.
     sns: crate::sns::SnsTrust,
+    /// What each environment's deployer last said it runs.
+    running: Mutex<Option<Running>>,
+}
+
+/// What the deployers said they run, when, and the newest event id then.
+struct Running {
+    at: Instant,
+    stamp: i64,
+    map: BTreeMap<String, Option<String>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -97,11 +112,43 @@ impl AppState {
             store,
             webhook_secret: webhook_secret.into_bytes(),
             api_token,
+            people: Vec::new(),
             cancel,
             park: crate::signals::park_flag(),
             deliveries: Mutex::new(()),
+            running: Mutex::new(None),
             busy: AtomicUsize::new(0),
         }
+    }
+
+    /// What each environment runs, asking the deployers (user commands for `command`
+    /// deploys) again only when something happened since (a newer event in the store)
+    /// or [`RUNNING_TTL`] passed: a flood of status reads runs no command.
+    pub fn running_now(&self) -> BTreeMap<String, Option<String>> {
+        let stamp = self
+            .store
+            .events(&EventFilter {
+                newest_first: true,
+                limit: Some(1),
+                ..EventFilter::default()
+            })
+            .ok()
+            .and_then(|e| e.first().map(|(id, _)| *id))
+            .unwrap_or(-1);
+        let mut cached = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = cached.as_ref()
+            && c.stamp == stamp
+            && c.at.elapsed() < RUNNING_TTL
+        {
+            return c.map.clone();
+        }
+        let map = self.project.running(&self.pipeline);
+        *cached = Some(Running {
+            at: Instant::now(),
+            stamp,
+            map: map.clone(),
+        });
+        map
     }
 
     /// Whether the server is stopping (no new work; runs park).
@@ -269,19 +316,71 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// `Authorization: Bearer <FERRY_API_TOKEN>`.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+/// Who made an authorized call: a person's own token says who; the shared
+/// `FERRY_API_TOKEN` does not.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    person: Option<String>,
+}
+
+/// `Authorization: Bearer <token>`: the shared `FERRY_API_TOKEN` or a personal token.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match given {
-        None => Err(ApiError::unauthorized(
-            "this call needs `Authorization: Bearer <token>` (the server's FERRY_API_TOKEN)",
+    let Some(t) = given else {
+        return Err(ApiError::unauthorized(
+            "this call needs `Authorization: Bearer <token>` (the server's FERRY_API_TOKEN, or your own token)",
+        ));
+    };
+    // Every token is compared, so the time taken does not tell which one matched.
+    let mut found: Option<Caller> = None;
+    if same(t.as_bytes(), state.api_token.as_bytes()) {
+        found = Some(Caller { person: None });
+    }
+    for p in &state.people {
+        if same(t.as_bytes(), p.token.as_bytes()) {
+            found = Some(Caller {
+                person: Some(p.name.clone()),
+            });
+        }
+    }
+    found.ok_or_else(|| ApiError::unauthorized("the bearer token is wrong"))
+}
+
+/// The name a call acts under. A personal token is its person (a different `by` in
+/// the body is refused); the shared token takes `by` from the body, except for what a
+/// person must decide themselves (`personal`: approvals, rejections, overrides) once
+/// personal tokens are configured.
+pub(crate) fn acting_as(
+    state: &AppState,
+    caller: &Caller,
+    m: &serde_json::Map<String, Value>,
+    personal: bool,
+) -> Result<String, ApiError> {
+    // `user` is the name a CLI sends for its user when no `--by` was given: it stands
+    // for the shared token's caller, and is ignored for a personal token.
+    let by = match text_field(m, "by", false)? {
+        Some(by) => Some(by),
+        None if caller.person.is_none() => Some(
+            text_field(m, "user", false)?
+                .ok_or_else(|| ApiError::bad_request("the body needs `by` (a string)"))?,
+        ),
+        None => None,
+    };
+    match (&caller.person, by) {
+        (Some(me), Some(by)) if !by.trim().eq_ignore_ascii_case(me) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("this token is {me}'s; it cannot act as {by}"),
         )),
-        Some(t) if same(t.as_bytes(), state.api_token.as_bytes()) => Ok(()),
-        Some(_) => Err(ApiError::unauthorized("the bearer token is wrong")),
+        (Some(me), _) => Ok(me.clone()),
+        (None, _) if personal && !state.people.is_empty() => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "approvals, rejections and overrides need a personal token (`server.api_tokens_file`): the shared token cannot say who decides",
+        )),
+        (None, by) => Ok(by.unwrap_or_default()),
     }
 }
 
@@ -783,7 +882,7 @@ async fn alarms(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
     let mut sns_delivery: Option<String> = None;
     // The bearer token, or for SNS deliveries of a trusted topic their signature.
     let signed = match authorize(&state, &headers) {
-        Ok(()) => None,
+        Ok(_) => None,
         Err(e) if kind.is_none() || !state.sns.enabled() => return Err(e),
         Err(_) => {
             let st = Arc::clone(&state);
@@ -1036,10 +1135,10 @@ async fn health(State(state): State<Arc<AppState>>) -> ApiResult {
 
 async fn status(State(state): State<Arc<AppState>>) -> ApiResult {
     let st = blocking(move || {
-        Ok(commands::build_status(
-            &state.project,
+        Ok(commands::build_status_with(
             &state.pipeline,
             &*state.store,
+            &state.running_now(),
         )?)
     })
     .await?;
@@ -1179,10 +1278,10 @@ async fn decide(
     body: Bytes,
     reject: bool,
 ) -> ApiResult {
-    authorize(&state, &headers)?;
+    let caller = authorize(&state, &headers)?;
     let id = run_id(id)?;
     let m = body_object(&body)?;
-    let by = text_field(&m, "by", true)?.unwrap_or_default();
+    let by = acting_as(&state, &caller, &m, true)?;
     let env = text_field(&m, "environment", false)?;
     let reason = if reject {
         text_field(&m, "reason", true)?
@@ -1217,10 +1316,10 @@ async fn rollback(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    authorize(&state, &headers)?;
+    let caller = authorize(&state, &headers)?;
     let Path(env) = env.map_err(|_| ApiError::bad_request("the path cannot be read"))?;
     let m = body_object(&body)?;
-    let by = text_field(&m, "by", true)?.unwrap_or_default();
+    let by = acting_as(&state, &caller, &m, false)?;
     let to = text_field(&m, "to", false)?;
     let reason = text_field(&m, "reason", false)?;
     recovery::known_environment(&state.pipeline, &env)?;
@@ -1288,7 +1387,11 @@ pub fn serve(project: &Project, listen: Option<&str>) -> CliResult<i32> {
     let store = project.open_store()?;
     ferry_local::GitSource::open(&project.root)?;
     let cancel = crate::signals::flag();
-    let state = Arc::new(AppState::new(
+    let people = match &pipeline.server.api_tokens_file {
+        Some(f) => crate::remote::personal_tokens(project, f)?,
+        None => Vec::new(),
+    };
+    let mut state = AppState::new(
         project.clone(),
         pipeline,
         text,
@@ -1296,7 +1399,9 @@ pub fn serve(project: &Project, listen: Option<&str>) -> CliResult<i32> {
         webhook_secret,
         api_token,
         cancel,
-    ));
+    );
+    state.people = people;
+    let state = Arc::new(state);
     // Runs a killed ferry left behind are taken up again, each on its own thread like a
     // pushed run (DESIGN invariant 1: resume where it is safe, else fail and roll back).
     resume_runs(&state)?;

@@ -135,10 +135,10 @@ fn read_from(path: &str, offset: u64) -> Result<(Vec<u8>, u64), ApiError> {
 /// `GET /api/environments`: each environment as `ferry status` shows it.
 pub async fn environments(State(state): State<Arc<AppState>>) -> ApiResult {
     let st = blocking(move || {
-        Ok(commands::build_status(
-            &state.project,
+        Ok(commands::build_status_with(
             &state.pipeline,
             &*state.store,
+            &state.running_now(),
         )?)
     })
     .await?;
@@ -157,7 +157,7 @@ pub async fn environment(
     let p = params(q)?;
     let n = number::<usize>(&p, "limit")?.unwrap_or(20).min(1000);
     let body = blocking(move || {
-        let st = commands::build_status(&state.project, &state.pipeline, &*state.store)?;
+        let st = commands::build_status_with(&state.pipeline, &*state.store, &state.running_now())?;
         let status = st.environments.into_iter().find(|e| e.name == env);
         let deployments = state.store.deployments(Some(&env), n)?;
         let rollbacks: Vec<_> = state

@@ -1483,3 +1483,79 @@ fn an_alarm_accepted_before_a_crash_rolls_back_after_the_restart() {
         repo.read("ops/actions.log")
     );
 }
+
+/// Personal tokens (`server.api_tokens_file`): a call made with one acts as its person,
+/// so N of M counts people, not claims; the shared token can no longer approve.
+#[test]
+fn personal_tokens_decide_as_their_person() {
+    let repo = Repo::new();
+    two_of_three(&repo);
+    let text = repo.read("ferry.yml");
+    repo.write(
+        "ferry.yml",
+        &format!("{text}server:\n  api_tokens_file: ops/tokens\n"),
+    );
+    let a = repo.commit("A");
+    // A broken tokens file: refused at start, naming the line.
+    repo.write("ops/tokens", "# people\nalice\n");
+    let mut cmd = ferry_cmd(repo.path(), &["serve", "--listen", "127.0.0.1:0"]);
+    cmd.env("FERRY_WEBHOOK_SECRET", SECRET)
+        .env("FERRY_API_TOKEN", TOKEN);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ops/tokens:2"),
+        "{out:?}"
+    );
+    let alice = "alice-token-0123456789abcdef";
+    let bob = "bob-token-0123456789abcdef";
+    repo.write(
+        "ops/tokens",
+        &format!("# people\nalice {alice}\nbob   {bob}\n"),
+    );
+    let server = Server::start(&repo);
+    let port = server.port;
+    let (code, v) = push(port, "tok-1", "refs/heads/main", &a);
+    assert_eq!(code, 202, "{v:#}");
+    let r = v["run"].as_i64().unwrap();
+    wait_run(port, r, "to wait for approval", |v| {
+        v["status"] == "awaiting_approval"
+    });
+    let approve = |token: &str, body: &[u8]| {
+        request(
+            port,
+            "POST",
+            &format!("/api/runs/{r}/approve"),
+            &[("Authorization", &format!("Bearer {token}"))],
+            body,
+        )
+    };
+    // The shared token cannot say who approves.
+    let (code, v) = approve(TOKEN, br#"{"by": "alice"}"#);
+    assert_eq!(code, 403, "{v:#}");
+    assert!(
+        v["error"].as_str().unwrap().contains("personal token"),
+        "{v:#}"
+    );
+    // Alice's token is Alice.
+    let (code, v) = approve(alice, br#"{"by": "bob"}"#);
+    assert_eq!(code, 403, "{v:#}");
+    assert!(v["error"].as_str().unwrap().contains("alice's"), "{v:#}");
+    let (code, v) = approve(alice, b"{}");
+    assert_eq!(code, 200, "{v:#}");
+    assert_eq!(v["by"], "alice", "{v:#}");
+    let (code, v) = approve(alice, b"{}");
+    assert_eq!(code, 409, "{v:#}");
+    let (code, v) = approve(bob, b"{}");
+    assert_eq!(code, 200, "{v:#}");
+    let done = wait_run(port, r, "to end", |v| v["ended_at"].is_number());
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let (_, v) = get(port, &format!("/api/events?run={r}&kind=approval_granted"));
+    let by: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["data"]["by"].as_str())
+        .collect();
+    assert_eq!(by, ["alice", "bob"], "{v:#}");
+}

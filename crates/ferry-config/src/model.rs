@@ -120,6 +120,10 @@ pub struct Server {
     pub webhook_secret_file: Option<String>,
     /// A file holding the API bearer token (used when `FERRY_API_TOKEN` is not set).
     pub api_token_file: Option<String>,
+    /// A file of personal API tokens, one `name token` per line: a call made with one
+    /// acts as that person (approvals, rejections and break-glass overrides then need
+    /// one; the shared token cannot say who decides).
+    pub api_tokens_file: Option<String>,
     /// SNS topics (ARNs) whose deliveries to `/hooks/alarms` are accepted on their
     /// verified SNS signature alone, without the bearer token.
     pub sns_topics: Vec<String>,

@@ -42,6 +42,7 @@ const SERVER_KEYS: &[&str] = &[
     "url",
     "webhook_secret_file",
     "api_token_file",
+    "api_tokens_file",
     "sns_topics",
     "sns_certificate_urls",
 ];
@@ -1959,6 +1960,12 @@ impl Checker<'_> {
             }
         }
         server.url = self.url(&m, "url", loc, "url: http://127.0.0.1:8080", true);
+        server.api_tokens_file = self.text(
+            &m,
+            "api_tokens_file",
+            loc,
+            "api_tokens_file: /etc/ferry/api-tokens",
+        );
         for key in ["webhook_secret_file", "api_token_file"] {
             let example = format!(
                 "{key}: /etc/ferry/{}",

@@ -1551,7 +1551,7 @@ ferry.yml:9:16: `arn:aws:sns:eu-west-1:1234:alarms` is not an SNS topic ARN
 ferry.yml:9:51: `arn:aws:sqs:eu-west-1:123456789012:q` is not an SNS topic ARN
   help: write it like `arn:aws:sns:eu-west-1:123456789012:ferry-alarms` (the topic's ARN from the SNS console)
 ferry.yml:10:3: unknown key `secret` in `server`
-  help: allowed keys here: listen, url, webhook_secret_file, api_token_file, sns_topics, sns_certificate_urls
+  help: allowed keys here: listen, url, webhook_secret_file, api_token_file, api_tokens_file, sns_topics, sns_certificate_urls
 "##,
     );
 }

@@ -8,7 +8,9 @@
 //! - `POST /api/runs/{id}/override` `{"reason", "by", "environment"?}` → 201, the request
 //! - `POST /api/runs/{id}/override/confirm` `{"by", "environment"?}` → 200, confirmed
 
-use super::{ApiError, ApiResult, AppState, authorize, blocking, body_object, run_id, text_field};
+use super::{
+    ApiError, ApiResult, AppState, acting_as, authorize, blocking, body_object, run_id, text_field,
+};
 use crate::context::SystemClock;
 use crate::windows;
 use axum::body::Bytes;
@@ -41,12 +43,12 @@ async fn freeze(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    authorize(&state, &headers)?;
+    let caller = authorize(&state, &headers)?;
     let env = env_of(env)?;
     let m = body_object(&body)?;
     let until = text_field(&m, "until", true)?.unwrap_or_default();
     let reason = text_field(&m, "reason", true)?.unwrap_or_default();
-    let by = text_field(&m, "by", true)?.unwrap_or_default();
+    let by = acting_as(&state, &caller, &m, false)?;
     let f = blocking(move || {
         Ok(windows::set_freeze(
             &state.pipeline,
@@ -68,10 +70,10 @@ async fn unfreeze(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    authorize(&state, &headers)?;
+    let caller = authorize(&state, &headers)?;
     let env = env_of(env)?;
     let m = body_object(&body)?;
-    let by = text_field(&m, "by", true)?.unwrap_or_default();
+    let by = acting_as(&state, &caller, &m, false)?;
     let lifted = blocking(move || {
         Ok(windows::lift_freeze(
             &state.pipeline,
@@ -91,11 +93,11 @@ async fn request(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    authorize(&state, &headers)?;
+    let caller = authorize(&state, &headers)?;
     let id = run_id(id)?;
     let m = body_object(&body)?;
     let reason = text_field(&m, "reason", true)?.unwrap_or_default();
-    let by = text_field(&m, "by", true)?.unwrap_or_default();
+    let by = acting_as(&state, &caller, &m, true)?;
     let env = text_field(&m, "environment", false)?;
     let o = blocking(move || {
         Ok(windows::request_override(
@@ -118,10 +120,10 @@ async fn confirm(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    authorize(&state, &headers)?;
+    let caller = authorize(&state, &headers)?;
     let id = run_id(id)?;
     let m = body_object(&body)?;
-    let by = text_field(&m, "by", true)?.unwrap_or_default();
+    let by = acting_as(&state, &caller, &m, true)?;
     let env = text_field(&m, "environment", false)?;
     let o = blocking(move || {
         Ok(windows::confirm_override(
