@@ -262,7 +262,7 @@ pub fn rollback(
     if let Some(why) = reason {
         body["reason"] = why.into();
     }
-    let path = format!("/api/environments/{env}/rollback");
+    let path = format!("/api/environments/{}/rollback", encode(env));
     let Some(v) = r.call("POST", &path, Some(&body), ROLLBACK)? else {
         return Ok(None);
     };
@@ -367,4 +367,17 @@ pub fn personal_tokens(project: &Project, file: &str) -> CliResult<Vec<Person>> 
         )));
     }
     Ok(out)
+}
+
+/// `s` as one URL path segment (everything but unreserved characters percent-encoded).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
