@@ -730,6 +730,61 @@ fn poll_loop(state: Arc<AppState>, every: Duration) {
     }
 }
 
+/// Rollbacks a stopped ferry owed: for every environment whose current deployment is a
+/// finished run's and `failed` (its stage failed after it was deployed) — its rollback
+/// never begun, or begun by a process that is gone — the rollback is taken up (the
+/// orchestrator takes over an abandoned claim and is idempotent). Needs
+/// `rollback.automatic`.
+fn resume_rollbacks(state: &Arc<AppState>) -> CliResult<()> {
+    if !state.pipeline.rollback.automatic {
+        return Ok(());
+    }
+    let liveness = ferry_local::LocalLiveness::here();
+    for env in &state.pipeline.environments {
+        let Some(d) = state.store.current_deployment(&env.name)? else {
+            continue;
+        };
+        if d.status != ferry_core::DeploymentStatus::Failed
+            || !state.store.load_run(d.run_id)?.status.is_terminal()
+        {
+            continue;
+        }
+        let (reason, trigger) = match state.store.rollback(&d.deployment_id)? {
+            None => (
+                format!(
+                    "taken up after ferry stopped: the deployment of {} failed and was not rolled back",
+                    ferry_core::short_sha(&d.version)
+                ),
+                ferry_core::rollback::Trigger::DeployFailed,
+            ),
+            Some(rec)
+                if rec.status == ferry_core::rollback::RollbackStatus::InProgress
+                    && ferry_engine::ports::Liveness::alive(&liveness, &rec.holder)
+                        == Some(false) =>
+            {
+                (rec.reason.clone(), rec.trigger.clone())
+            }
+            Some(_) => continue,
+        };
+        let st = Arc::clone(state);
+        let work = state.work();
+        std::thread::spawn(move || {
+            let _work = work;
+            let r = with_engine(&st, |engine| {
+                Ok(engine.roll_back(&d, &reason, trigger, None, None)?)
+            });
+            match r {
+                Ok(rec) => eprintln!(
+                    "ferry serve: {}: rollback taken up: {}",
+                    rec.environment, rec.status
+                ),
+                Err(e) => eprintln!("ferry serve: rollback taken up: {}", e.message),
+            }
+        });
+    }
+    Ok(())
+}
+
 /// What a stopped server was watching goes on: for every environment whose current
 /// deployment is a finished run's and still in its `watch` period, the run's watch is
 /// started again (probe alarms), and a pushed alarm of the environment recorded in
@@ -1405,6 +1460,7 @@ pub fn serve(project: &Project, listen: Option<&str>) -> CliResult<i32> {
     // Runs a killed ferry left behind are taken up again, each on its own thread like a
     // pushed run (DESIGN invariant 1: resume where it is safe, else fail and roll back).
     resume_runs(&state)?;
+    resume_rollbacks(&state)?;
     restart_watches(&state)?;
     if let Some(every) = state.pipeline.source.poll {
         let st = Arc::clone(&state);

@@ -1415,26 +1415,7 @@ fn sigterm_parks_a_waiting_run_for_the_next_start() {
 fn an_alarm_accepted_before_a_crash_rolls_back_after_the_restart() {
     let repo = Repo::new();
     pipeline(&repo);
-    let a = repo.commit("A");
-    let server = Server::start(&repo);
-    let port = server.port;
-    for (i, sha) in [a.clone(), repo.commit("B")].iter().enumerate() {
-        let (code, v) = push(port, &format!("crash-alarm-{i}"), "refs/heads/main", sha);
-        assert_eq!(code, 202, "{v:#}");
-        let r = v["run"].as_i64().unwrap();
-        wait_run(port, r, "to wait for approval", |v| {
-            v["status"] == "awaiting_approval"
-        });
-        let (code, v) = request(
-            port,
-            "POST",
-            &format!("/api/runs/{r}/approve"),
-            &[("Authorization", &bearer())],
-            br#"{"by": "reviewer"}"#,
-        );
-        assert_eq!(code, 200, "{v:#}");
-        wait_run(port, r, "to succeed", |v| v["status"] == "succeeded");
-    }
+    let (server, a) = two_approved_runs(&repo);
     let b = repo.head();
     drop(server); // SIGKILL
     // What the killed server had recorded of an incoming ALARM, and nothing more.
@@ -1558,4 +1539,80 @@ fn personal_tokens_decide_as_their_person() {
         .filter_map(|e| e["data"]["by"].as_str())
         .collect();
     assert_eq!(by, ["alice", "bob"], "{v:#}");
+}
+
+/// Commits A then B, each pushed, approved by a reviewer and succeeded everywhere;
+/// returns the server and A.
+fn two_approved_runs(repo: &Repo) -> (Server, String) {
+    let a = repo.commit("A");
+    let server = Server::start(repo);
+    let port = server.port;
+    for (i, sha) in [a.clone(), repo.commit("B")].iter().enumerate() {
+        let (code, v) = push(port, &format!("two-{i}"), "refs/heads/main", sha);
+        assert_eq!(code, 202, "{v:#}");
+        let r = v["run"].as_i64().unwrap();
+        wait_run(port, r, "to wait for approval", |v| {
+            v["status"] == "awaiting_approval"
+        });
+        let (code, v) = request(
+            port,
+            "POST",
+            &format!("/api/runs/{r}/approve"),
+            &[("Authorization", &bearer())],
+            br#"{"by": "reviewer"}"#,
+        );
+        assert_eq!(code, 200, "{v:#}");
+        wait_run(port, r, "to succeed", |v| v["status"] == "succeeded");
+    }
+    (server, a)
+}
+
+/// A deployment whose stage failed, left not rolled back by a killed ferry (its run
+/// ended, no rollback begun), is rolled back when the server starts again.
+#[test]
+fn a_rollback_owed_by_a_killed_server_is_taken_up_after_the_restart() {
+    let repo = Repo::new();
+    pipeline(&repo);
+    let (server, a) = two_approved_runs(&repo);
+    let b = repo.head();
+    drop(server); // SIGKILL
+    // What a ferry killed between failing staging's stage and rolling it back leaves.
+    let db = rusqlite::Connection::open(repo.join(".ferry/ferry.db")).unwrap();
+    let n = db
+        .execute(
+            "UPDATE deployments SET status = 'failed' WHERE environment = 'staging' AND version = ?1",
+            [&b],
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    drop(db);
+    let server = Server::start(&repo);
+    let port = server.port;
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = get(port, "/api/environments/staging");
+        if v["deployments"][0]["status"] == "rolled_back" {
+            assert_eq!(v["deployments"][0]["version"], b.as_str(), "{v:#}");
+            assert_eq!(v["rollbacks"][0]["status"], "succeeded", "{v:#}");
+            assert!(
+                v["rollbacks"][0]["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("taken up after ferry stopped"),
+                "{v:#}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "staging was never rolled back: {v:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        repo.read("ops/actions.log")
+            .contains(&format!("rollback staging {a}")),
+        "{}",
+        repo.read("ops/actions.log")
+    );
 }
