@@ -14,93 +14,36 @@
 
 mod support;
 
-use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+use support::serve::{SECRET, Server, TOKEN, bearer, sign};
 use support::{Repo, ferry_cmd, yaml_str};
 
-const SECRET: &str = "crash-test-secret";
-const TOKEN: &str = "crash-test-token-0123456789";
-
-/// The `ferry serve` child; killed (SIGKILL) and reaped on drop.
-struct Server {
-    child: Child,
-    port: u16,
+/// `ferry serve` in `repo`, its stderr appended to `ops/serve.log`.
+fn start(repo: &Repo) -> Server {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(repo.path().join("ops/serve.log"))
+        .unwrap();
+    let mut cmd = ferry_cmd(repo.path(), &["serve", "--listen", "127.0.0.1:0"]);
+    cmd.env("FERRY_WEBHOOK_SECRET", SECRET)
+        .env("FERRY_API_TOKEN", TOKEN)
+        .stderr(Stdio::from(log));
+    Server::spawn(cmd)
 }
 
-impl Server {
-    fn start(repo: &Repo) -> Server {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(repo.path().join("ops/serve.log"))
-            .unwrap();
-        let mut cmd = ferry_cmd(repo.path(), &["serve", "--listen", "127.0.0.1:0"]);
-        cmd.env("FERRY_WEBHOOK_SECRET", SECRET)
-            .env("FERRY_API_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log));
-        let mut child = cmd.spawn().expect("ferry serve starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut first = String::new();
-        BufReader::new(stdout).read_line(&mut first).unwrap();
-        let port = first
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("ferry serve printed no address: {first:?}"));
-        Server { child, port }
-    }
-
-    /// `kill -9`, and waits for it so that its pid is really gone.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// A call with the bearer token, or without it.
 fn request(port: u16, method: &str, path: &str, auth: bool, body: &[u8]) -> (u16, Value) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if auth {
-        head.push_str(&format!("Authorization: Bearer {TOKEN}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text}"));
-    let value = serde_json::from_str(rest).unwrap_or(Value::Null);
-    (status, value)
-}
-
-fn sign(body: &[u8]) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    let token = bearer();
+    let headers: &[(&str, &str)] = if auth {
+        &[("Authorization", token.as_str())]
+    } else {
+        &[]
+    };
+    support::serve::request(port, method, path, headers, body)
 }
 
 /// Delivers a signed GitHub push of `after` to main; the run id it started.
@@ -118,23 +61,10 @@ fn push(port: u16, delivery: &str, after: &str) -> i64 {
         "pusher": {"name": "ada", "email": "ada@example.com"}, "sender": {"login": "ada"}
     }))
     .unwrap();
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let head = format!(
-        "POST /hooks/github HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: {delivery}\r\nX-Hub-Signature-256: {}\r\nContent-Length: {}\r\n\r\n",
-        sign(&body),
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(&body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let rest = text.split_once("\r\n\r\n").map_or("", |(_, r)| r);
-    let v: Value = serde_json::from_str(rest).unwrap_or(Value::Null);
+    let (_, v) = support::serve::deliver(port, "push", delivery, &body, &sign(&body));
     v["run"]
         .as_i64()
-        .unwrap_or_else(|| panic!("push of {after} started no run: {text}"))
+        .unwrap_or_else(|| panic!("push of {after} started no run: {v}"))
 }
 
 /// The store, read-only (SQLite), as the kill test sees it between restarts.
@@ -296,7 +226,7 @@ fn burst(mode: &str) -> (Repo, Vec<(i64, String)>) {
     let repo = Repo::new();
     burst_pipeline(&repo, mode);
     repo.commit("the pipeline");
-    let server = Server::start(&repo);
+    let server = start(&repo);
     let mut runs = Vec::new();
     for i in 0..20 {
         repo.write("version.txt", &format!("{i}\n"));
@@ -512,7 +442,7 @@ fn killing_the_server_at_random_moments_loses_nothing_and_deploys_nothing_twice(
         runs += 1;
         repo.write("version.txt", &format!("{runs}\n"));
         let sha = repo.commit(&format!("change {runs}"));
-        let mut server = Server::start(&repo);
+        let mut server = start(&repo);
         let run = push(server.port, &format!("kill-{runs}"), &sha);
         let mut kills_of_run = 0;
         loop {
@@ -551,7 +481,7 @@ fn killing_the_server_at_random_moments_loses_nothing_and_deploys_nothing_twice(
             let context = format!("seed {seed}, run {run}, kill {kills} after {delay:?}");
             check_invariants(&repo, &mut seen, &context);
             // Restart; after a dozen kills of one run, let it finish in peace.
-            server = Server::start(&repo);
+            server = start(&repo);
             if kills_of_run >= 12 {
                 let until = Instant::now() + Duration::from_secs(60);
                 loop {
@@ -602,7 +532,7 @@ fn killing_the_server_at_random_moments_loses_nothing_and_deploys_nothing_twice(
     // commit: nothing was left in an unknown state.
     repo.write("version.txt", "last\n");
     let sha = repo.commit("the last change");
-    let server = Server::start(&repo);
+    let server = start(&repo);
     let run = push(server.port, "kill-last", &sha);
     let until = Instant::now() + Duration::from_secs(60);
     loop {

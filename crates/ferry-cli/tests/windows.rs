@@ -7,11 +7,9 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-use support::{Repo, assert_code, describe, ferry_cmd, stderr, stdout, yaml_str};
+use support::serve::Server;
+use support::{Repo, assert_code, describe, stderr, stdout, yaml_str};
 
 /// The bound on waiting for the run to be held (never asserted as a duration).
 const WAIT: Duration = Duration::from_secs(240);
@@ -300,72 +298,20 @@ fn windows_in_ferry_yml_are_validated_with_positions_and_fixes() {
 // ---------------------------------------------------------------------------------------
 // The same through `ferry serve`'s API.
 
-const TOKEN: &str = "windows-token-0123456789";
-
-/// The `ferry serve` child; killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(repo: &Repo) -> Server {
-        let mut cmd = ferry_cmd(repo.path(), &["serve", "--listen", "127.0.0.1:0"]);
-        cmd.env("FERRY_WEBHOOK_SECRET", "unused-here")
-            .env("FERRY_API_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().expect("ferry serve starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut first = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut first)
-            .expect("first line");
-        let port = first
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("ferry serve printed no address: {first:?}"));
-        Server { child, port }
+/// A POST with a JSON body; with the bearer token unless `token` is false.
+fn post(server: &Server, path: &str, body: Value, token: bool) -> (u16, Value) {
+    let bearer = support::serve::bearer();
+    let mut headers = vec![("Content-Type", "application/json")];
+    if token {
+        headers.push(("Authorization", bearer.as_str()));
     }
-
-    /// A POST with a JSON body; with the bearer token unless `token` is false.
-    fn post(&self, path: &str, body: Value, token: bool) -> (u16, Value) {
-        let body = body.to_string();
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let auth = if token {
-            format!("Authorization: Bearer {TOKEN}\r\n")
-        } else {
-            String::new()
-        };
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n",
-            body.len()
-        );
-        s.write_all(head.as_bytes()).expect("write");
-        s.write_all(body.as_bytes()).expect("write");
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).expect("read");
-        let (head, rest) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or_else(|| panic!("no status line: {raw}"));
-        let value = serde_json::from_str(rest)
-            .unwrap_or_else(|e| panic!("POST {path}: body is not JSON ({e}): {raw}"));
-        (status, value)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    support::serve::request(
+        server.port,
+        "POST",
+        path,
+        &headers,
+        body.to_string().as_bytes(),
+    )
 }
 
 #[test]
@@ -375,31 +321,36 @@ fn the_api_freezes_and_breaks_the_glass_with_two_people() {
     repo.commit("Ship through the API");
     let server = Server::start(&repo);
 
-    let (code, body) = server.post(
+    let (code, body) = post(
+        &server,
         "/api/environments/production/freeze",
         json!({"until": "2h", "reason": "freeze", "by": "alice"}),
         false,
     );
     assert_eq!(code, 401, "{body}");
-    let (code, body) = server.post(
+    let (code, body) = post(
+        &server,
         "/api/environments/production/freeze",
         json!({"until": "2h", "by": "alice"}),
         true,
     );
     assert_eq!(code, 400, "a freeze needs a reason: {body}");
-    let (code, body) = server.post(
+    let (code, body) = post(
+        &server,
         "/api/environments/nowhere/freeze",
         json!({"until": "2h", "reason": "r", "by": "alice"}),
         true,
     );
     assert_eq!(code, 404, "{body}");
-    let (code, body) = server.post(
+    let (code, body) = post(
+        &server,
         "/api/environments/production/freeze",
         json!({"until": "yesterday", "reason": "r", "by": "alice"}),
         true,
     );
     assert_eq!(code, 400, "{body}");
-    let (code, body) = server.post(
+    let (code, body) = post(
+        &server,
         "/api/environments/production/freeze",
         json!({"until": "2h", "reason": "release freeze", "by": "alice"}),
         true,
@@ -410,13 +361,18 @@ fn the_api_freezes_and_breaks_the_glass_with_two_people() {
     let mut run = repo.spawn(&["run", "--json"]);
     let (id, _) = wait_until_held(&repo, &mut run);
     let path = format!("/api/runs/{id}/override");
-    let (code, body) = server.post(&path, json!({"by": "alice"}), true);
+    let (code, body) = post(&server, &path, json!({"by": "alice"}), true);
     assert_eq!(code, 400, "an override needs a reason: {body}");
-    let (code, body) = server.post(&path, json!({"reason": "hotfix", "by": "alice"}), true);
+    let (code, body) = post(
+        &server,
+        &path,
+        json!({"reason": "hotfix", "by": "alice"}),
+        true,
+    );
     assert_eq!(code, 201, "{body}");
     assert_eq!(body["environment"], "production", "the held environment");
     let confirm = format!("/api/runs/{id}/override/confirm");
-    let (code, body) = server.post(&confirm, json!({"by": "alice"}), true);
+    let (code, body) = post(&server, &confirm, json!({"by": "alice"}), true);
     assert_eq!(code, 409, "{body}");
     assert!(
         body["error"]
@@ -425,7 +381,8 @@ fn the_api_freezes_and_breaks_the_glass_with_two_people() {
             .contains("cannot also confirm"),
         "{body}"
     );
-    let (code, body) = server.post(
+    let (code, body) = post(
+        &server,
         &confirm,
         json!({"by": "bob", "environment": "production"}),
         true,
@@ -435,14 +392,16 @@ fn the_api_freezes_and_breaks_the_glass_with_two_people() {
     let out = run.wait(support::LONG);
     assert_code(&out, 0, "the held run after the API override");
 
-    let (code, body) = server.post(
+    let (code, body) = post(
+        &server,
         "/api/environments/production/unfreeze",
         json!({"by": "carol"}),
         true,
     );
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["freezes"][0]["lifted_by"], "carol", "{body}");
-    let (code, body) = server.post(
+    let (code, body) = post(
+        &server,
         "/api/environments/production/unfreeze",
         json!({"by": "carol"}),
         true,

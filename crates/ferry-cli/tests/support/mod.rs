@@ -4,6 +4,8 @@
 //! started (process groups named by `.ferry/envs/*/service.pid`).
 #![allow(dead_code)]
 
+pub mod serve;
+
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
