@@ -799,31 +799,14 @@ fn a_cloudwatch_alarm_event_rolls_back_a_watched_deployment() {
         v["alarms"][0]["environments"][0]["action"], "rollback",
         "{v:#}"
     );
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, v) = get(port, "/api/environments/staging");
-        let rolled = v["deployments"]
-            .as_array()
+    let v = wait_staging_rolled_back(port, &b, &a);
+    assert!(
+        v["rollbacks"][0]["reason"]
+            .as_str()
             .unwrap()
-            .iter()
-            .any(|d| d["version"] == b.as_str() && d["status"] == "rolled_back");
-        if rolled {
-            assert_eq!(v["environment"]["version"], a.as_str(), "{v:#}");
-            assert!(
-                v["rollbacks"][0]["reason"]
-                    .as_str()
-                    .unwrap()
-                    .contains("Threshold Crossed"),
-                "{v:#}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "staging was never rolled back: {v:#}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+            .contains("Threshold Crossed"),
+        "{v:#}"
+    );
     assert!(
         repo.read("ops/actions.log")
             .contains(&format!("rollback staging {a}")),
@@ -1050,18 +1033,7 @@ fn sns_deliveries_are_accepted_on_a_verified_signature() {
         v["alarms"][0]["environments"][0]["action"], "rollback",
         "{v:#}"
     );
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, v) = get(port, "/api/environments/staging");
-        if v["environment"]["version"] == a.as_str() {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "staging was never rolled back: {v:#}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_staging_rolled_back(port, &b, &a);
     // The same message again: acknowledged, nothing more.
     let (code, v) = sns_post(&good);
     assert_eq!(code, 200, "{v:#}");
@@ -1291,21 +1263,7 @@ fn an_alarm_accepted_before_a_crash_rolls_back_after_the_restart() {
 
     let server = Server::start(&repo);
     let port = server.port;
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, v) = get(port, "/api/environments/staging");
-        if v["deployments"][0]["status"] == "rolled_back" {
-            assert_eq!(v["deployments"][0]["version"], b.as_str(), "{v:#}");
-            assert_eq!(v["environment"]["version"], a.as_str(), "{v:#}");
-            assert_eq!(v["rollbacks"][0]["status"], "succeeded", "{v:#}");
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "staging was never rolled back: {v:#}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_staging_rolled_back(port, &b, &a);
     assert!(
         repo.read("ops/actions.log")
             .contains(&format!("rollback staging {a}")),
@@ -1437,20 +1395,36 @@ fn a_rollback_owed_by_a_killed_server_is_taken_up_after_the_restart() {
     drop(db);
     let server = Server::start(&repo);
     let port = server.port;
+    let v = wait_staging_rolled_back(port, &b, &a);
+    assert!(
+        v["rollbacks"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("taken up after ferry stopped"),
+        "{v:#}"
+    );
+    assert!(
+        repo.read("ops/actions.log")
+            .contains(&format!("rollback staging {a}")),
+        "{}",
+        repo.read("ops/actions.log")
+    );
+}
+
+/// Waits (at most a minute) until staging's deployment of `bad` is rolled back, the
+/// rollback has succeeded and staging runs `good`; returns `/api/environments/staging`.
+fn wait_staging_rolled_back(port: u16, bad: &str, good: &str) -> Value {
     let until = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, v) = get(port, "/api/environments/staging");
-        if v["deployments"][0]["status"] == "rolled_back" {
-            assert_eq!(v["deployments"][0]["version"], b.as_str(), "{v:#}");
-            assert_eq!(v["rollbacks"][0]["status"], "succeeded", "{v:#}");
-            assert!(
-                v["rollbacks"][0]["reason"]
-                    .as_str()
-                    .unwrap()
-                    .contains("taken up after ferry stopped"),
-                "{v:#}"
-            );
-            break;
+        let rolled = v["deployments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d["version"] == bad && d["status"] == "rolled_back");
+        if rolled && v["rollbacks"][0]["status"] == "succeeded" {
+            assert_eq!(v["environment"]["version"], good, "{v:#}");
+            return v;
         }
         assert!(
             Instant::now() < until,
@@ -1458,10 +1432,4 @@ fn a_rollback_owed_by_a_killed_server_is_taken_up_after_the_restart() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(
-        repo.read("ops/actions.log")
-            .contains(&format!("rollback staging {a}")),
-        "{}",
-        repo.read("ops/actions.log")
-    );
 }
