@@ -1,0 +1,11 @@
+//! The security gate of the build stage (seed §3.1.2, §3.7, Property 5): findings from
+//! three scanners — cfn-guard policies on CloudFormation templates, template checks
+//! that need no AWS, and dependency audits (`npm audit`, `cargo audit`, `pip-audit`) —
+//! in one shape, the allowlist, the gate's verdict, and SARIF 2.1.0 output.
+//!
+//! Pure: every scanner takes bytes (a template, a rule file, an audit report) and
+//! returns findings; reading files, globbing and running commands are the caller's.
+
+pub mod finding;
+
+pub use finding::{Finding, Location, Severity};
