@@ -19,10 +19,10 @@ mod yaml;
 pub use diagnostic::Diagnostic;
 pub use duration::{format_duration, parse_duration};
 pub use model::{
-    Alarm, AlarmSource, Approval, Build, CommandDeploy, Comparison, Deploy, Environment,
-    ExecutionMode, Gates, HOTFIX_APPROVALS, Hotfix, InsufficientData, MissingData, Monitor,
-    Notification, Pipeline, ReleaseDeploy, Reports, Rollback, RollbackValidate, Server, Source,
-    Step, Suite,
+    Alarm, AlarmSource, Allow, Approval, AuditSource, Build, CommandDeploy, Comparison, Deploy,
+    Environment, ExecutionMode, Gates, HOTFIX_APPROVALS, Hotfix, InsufficientData, MissingData,
+    Monitor, Notification, Pipeline, ReleaseDeploy, Reports, Rollback, RollbackValidate, Security,
+    Server, Source, Step, Suite,
 };
 pub use windows::{WeekRange, WeekTime, Windows};
 

@@ -166,6 +166,59 @@ pub struct Build {
 pub struct Gates {
     /// Minimum line coverage in percent, `0..=100`.
     pub coverage_min: Option<f64>,
+    /// The security gate (seed §3.7): CRITICAL and HIGH findings block the run.
+    pub security: Option<Security>,
+}
+
+/// `build.gates.security`: what `ferry scan` and the build stage's security gate scan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Security {
+    /// CloudFormation templates (JSON or YAML), paths or globs in the checkout.
+    pub templates: Vec<String>,
+    /// cfn-guard rule files in the checkout, added to the built-in pack.
+    pub rules: Vec<String>,
+    /// Whether the built-in pack (the seed's `security-rules.guard`) applies. Default
+    /// true.
+    pub builtin_rules: bool,
+    /// Dependency audit reports (`npm audit --json`, `cargo audit --json`,
+    /// `pip-audit -f json`).
+    pub audits: Vec<AuditSource>,
+    /// Findings accepted on purpose, each with a reason.
+    pub allow: Vec<Allow>,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security {
+            templates: Vec::new(),
+            rules: Vec::new(),
+            builtin_rules: true,
+            audits: Vec::new(),
+            allow: Vec::new(),
+        }
+    }
+}
+
+/// Where an audit report comes from (yaml: exactly one of `run`, `file`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditSource {
+    /// A command (`/bin/sh -c`, in the checkout) whose standard output is the report.
+    Run(String),
+    /// A report file in the checkout.
+    File(String),
+}
+
+/// One allowlist entry: a finding (an advisory or rule id, for one package or all)
+/// that does not block, for a written reason, until it expires.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Allow {
+    pub id: String,
+    pub package: Option<String>,
+    /// Why it is accepted (required).
+    pub reason: String,
+    /// `YYYY-MM-DD`: from that day on the finding blocks again.
+    pub expires: Option<String>,
 }
 
 /// One command, in `build.steps` or an environment's `tests`.

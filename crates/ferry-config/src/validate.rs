@@ -11,10 +11,10 @@ use std::time::Duration;
 use crate::diagnostic::Diagnostic;
 use crate::duration::{format_duration, parse_reason};
 use crate::model::{
-    Alarm, AlarmSource, Approval, Build, CommandDeploy, Comparison, Deploy, Environment,
-    ExecutionMode, Gates, HOTFIX_APPROVALS, Hotfix, InsufficientData, MissingData, Monitor,
-    Notification, Pipeline, ReleaseDeploy, Reports, Rollback, RollbackValidate, Server, Source,
-    Step, Suite,
+    Alarm, AlarmSource, Allow, Approval, AuditSource, Build, CommandDeploy, Comparison, Deploy,
+    Environment, ExecutionMode, HOTFIX_APPROVALS, Hotfix, InsufficientData, MissingData, Monitor,
+    Notification, Pipeline, ReleaseDeploy, Reports, Rollback, RollbackValidate, Security, Server,
+    Source, Step, Suite,
 };
 use crate::yaml::{Kind, Node, Pos, Value, ellipsize};
 
@@ -49,7 +49,10 @@ const SERVER_KEYS: &[&str] = &[
 const SOURCE_KEYS: &[&str] = &["branch", "poll", "repository"];
 const HOTFIX_KEYS: &[&str] = &["allowed"];
 const BUILD_KEYS: &[&str] = &["steps", "gates", "artifact"];
-const GATES_KEYS: &[&str] = &["coverage_min"];
+const GATES_KEYS: &[&str] = &["coverage_min", "security"];
+const SECURITY_KEYS: &[&str] = &["templates", "rules", "builtin_rules", "audit", "allow"];
+const AUDIT_KEYS: &[&str] = &["run", "file"];
+const ALLOW_KEYS: &[&str] = &["id", "package", "reason", "expires"];
 const STEP_KEYS: &[&str] = &["name", "run", "timeout", "reports", "env", "suite"];
 const REPORTS_KEYS: &[&str] = &["junit", "coverage"];
 const ENV_KEYS: &[&str] = &[
@@ -1019,9 +1022,7 @@ impl Checker<'_> {
             let gloc = "in `build.gates`";
             if let Some((min, pos)) = self.number(&g, "coverage_min", gloc, "80") {
                 if (0.0..=100.0).contains(&min) {
-                    build.gates = Gates {
-                        coverage_min: Some(min),
-                    };
+                    build.gates.coverage_min = Some(min);
                     let reported = build.steps.iter().any(|s| s.reports.coverage.is_some());
                     if ok && !reported {
                         self.report(
@@ -1040,11 +1041,138 @@ impl Checker<'_> {
                     );
                 }
             }
+            if let Some(sm) = self.sub_map(&g, "security", gloc, SECURITY_KEYS) {
+                build.gates.security = Some(self.security(&sm));
+            }
         }
         if let Some(e) = m.get("artifact") {
             build.artifact = self.rel_path_of(e.value, e.pos(), &located("artifact", loc), "dist");
         }
         build
+    }
+
+    /// `build.gates.security`.
+    fn security(&mut self, m: &Map<'_>) -> Security {
+        let loc = "in `build.gates.security`";
+        let mut sec = Security::default();
+        for (key, example) in [
+            (
+                "templates",
+                "templates: [infrastructure/cdk.out/*.template.json]",
+            ),
+            ("rules", "rules: [policies/team.guard]"),
+        ] {
+            let Some(e) = m.get(key) else { continue };
+            let mut paths = Vec::new();
+            for (t, pos) in self.texts(e, loc, example, true) {
+                if let Some(why) = outside_checkout(&t) {
+                    self.report(
+                        pos,
+                        format!(
+                            "`{key}` {loc} must name files inside the checkout, found {why} `{}`",
+                            ellipsize(&t)
+                        ),
+                        format!(
+                            "write a path or glob relative to the repository root, like `{example}`"
+                        ),
+                    );
+                } else {
+                    paths.push(t);
+                }
+            }
+            if key == "templates" {
+                sec.templates = paths;
+            } else {
+                sec.rules = paths;
+            }
+        }
+        if let Some(b) = self.flag(m, "builtin_rules", loc) {
+            sec.builtin_rules = b;
+        }
+        if let Some(e) = m.get("audit")
+            && let Some(items) = self.list(e, loc)
+        {
+            for (i, item) in items.iter().enumerate() {
+                let label = format!("audit #{} {loc}", i + 1);
+                let Some(a) = self.map(item, item.pos, &label, &format!("in {label}"), AUDIT_KEYS)
+                else {
+                    continue;
+                };
+                match (a.get("run"), a.get("file")) {
+                    (Some(_), Some(f)) => self.report(
+                        f.pos(),
+                        format!("{label} has both `run` and `file`"),
+                        "give one: `run` for a command whose output is the report, `file` for a report the build wrote",
+                    ),
+                    (Some(_), None) => {
+                        if let Some(cmd) = self.text(&a, "run", &format!("in {label}"), "run: npm audit --json") {
+                            sec.audits.push(AuditSource::Run(cmd));
+                        }
+                    }
+                    (None, Some(f)) => {
+                        if let Some(p) = self.rel_path_of(f.value, f.pos(), &format!("`file` of {label}"), "reports/cargo-audit.json") {
+                            sec.audits.push(AuditSource::File(p));
+                        }
+                    }
+                    (None, None) if !a.had_unknown => self.report(
+                        a.pos,
+                        format!("{label} needs `run` or `file`"),
+                        "write it like `- run: npm audit --json` or `- file: reports/cargo-audit.json`",
+                    ),
+                    (None, None) => {}
+                }
+            }
+        }
+        if let Some(e) = m.get("allow")
+            && let Some(items) = self.list(e, loc)
+        {
+            for (i, item) in items.iter().enumerate() {
+                let label = format!("allowlist entry #{} {loc}", i + 1);
+                let iloc = format!("in {label}");
+                let Some(a) = self.map(item, item.pos, &label, &iloc, ALLOW_KEYS) else {
+                    continue;
+                };
+                let id = self.req_text(&a, "id", &iloc, "id: GHSA-jf85-cpcp-j695");
+                let package = self.text(&a, "package", &iloc, "package: lodash");
+                let reason = self.req_text(
+                    &a,
+                    "reason",
+                    &iloc,
+                    "reason: \"only used in tests; no user input reaches it\"",
+                );
+                let expires = match self.text(&a, "expires", &iloc, "expires: 2027-01-31") {
+                    Some(d) if is_date(&d) => Some(d),
+                    Some(d) => {
+                        let pos = a.get("expires").map_or(a.pos, |e| e.pos());
+                        self.report(
+                            pos,
+                            format!("`expires` {iloc} must be a date `YYYY-MM-DD`, found `{}`", ellipsize(&d)),
+                            "write it like `expires: 2027-01-31` (from that day on the finding blocks again)",
+                        );
+                        None
+                    }
+                    None => None,
+                };
+                if let (Some(id), Some(reason)) = (id, reason) {
+                    if reason.trim().len() < 10 {
+                        let pos = a.get("reason").map_or(a.pos, |e| e.pos());
+                        self.report(
+                            pos,
+                            format!("the reason {iloc} is too short to justify accepting `{id}`"),
+                            "say why it is safe, e.g. `reason: \"dev dependency; never shipped\"`",
+                        );
+                        continue;
+                    }
+                    sec.allow.push(Allow {
+                        id,
+                        package,
+                        reason,
+                        expires,
+                    });
+                }
+            }
+        }
+        sec
     }
 
     /// The steps of one stage; `of` names the stage for messages (`` of environment `test` ``);
@@ -2318,4 +2446,26 @@ fn is_sns_topic_arn(arn: &str) -> bool {
                 && !topic.is_empty()
                 && topic.len() <= 256
                 && topic.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+}
+
+/// `YYYY-MM-DD` naming a real day.
+fn is_date(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let [y, m, d] = parts.as_slice() else {
+        return false;
+    };
+    let (Ok(y), Ok(m), Ok(d)) = (y.parse::<u32>(), m.parse::<u32>(), d.parse::<u32>()) else {
+        return false;
+    };
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || s.len() != 10 {
+        return false;
+    }
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    (1..=days).contains(&d)
 }

@@ -1617,3 +1617,75 @@ fn execution_mode_defaults_to_superseded() {
     let p = parse(&format!("execution_mode: queued\n{text}"), "ferry.yml").expect("valid");
     assert_eq!(p.execution_mode, ferry_config::ExecutionMode::Queued);
 }
+
+#[test]
+fn security_gate_problems() {
+    check(
+        r##"
+pipeline: shop
+build:
+  steps:
+    - name: unit
+      run: ./unit.sh
+  gates:
+    security:
+      templates: [../elsewhere/*.json]
+      audit:
+        - run: npm audit --json
+          file: reports/npm.json
+        - {}
+      allow:
+        - id: GHSA-jf85-cpcp-j695
+          reason: ok
+        - id: RUSTSEC-2024-0001
+          reason: "dev dependency; never shipped"
+          expires: 2027-02-30
+        - package: lodash
+      scanners: all
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+"##,
+        r##"
+ferry.yml:8:19: `templates` in `build.gates.security` must name files inside the checkout, found a path leaving the checkout `../elsewhere/*.json`
+  help: write a path or glob relative to the repository root, like `templates: [infrastructure/cdk.out/*.template.json]`
+ferry.yml:11:17: audit #1 in `build.gates.security` has both `run` and `file`
+  help: give one: `run` for a command whose output is the report, `file` for a report the build wrote
+ferry.yml:12:11: audit #2 in `build.gates.security` needs `run` or `file`
+  help: write it like `- run: npm audit --json` or `- file: reports/cargo-audit.json`
+ferry.yml:15:19: the reason in allowlist entry #1 in `build.gates.security` is too short to justify accepting `GHSA-jf85-cpcp-j695`
+  help: say why it is safe, e.g. `reason: "dev dependency; never shipped"`
+ferry.yml:18:20: `expires` in allowlist entry #2 in `build.gates.security` must be a date `YYYY-MM-DD`, found `2027-02-30`
+  help: write it like `expires: 2027-01-31` (from that day on the finding blocks again)
+ferry.yml:19:11: missing key `id` in allowlist entry #3 in `build.gates.security`
+  help: add `id: GHSA-jf85-cpcp-j695`
+ferry.yml:19:11: missing key `reason` in allowlist entry #3 in `build.gates.security`
+  help: add `reason: "only used in tests; no user input reaches it"`
+ferry.yml:20:7: unknown key `scanners` in `build.gates.security`
+  help: allowed keys here: templates, rules, builtin_rules, audit, allow
+"##,
+    );
+}
+
+#[test]
+fn a_full_security_gate_is_read() {
+    let p = parse(
+        "pipeline: shop\nbuild:\n  steps:\n    - name: unit\n      run: ./unit.sh\n  gates:\n    security:\n      templates: infrastructure/cdk.out/*.template.json\n      rules: [policies/team.guard]\n      builtin_rules: false\n      audit:\n        - run: npm audit --json\n        - file: reports/cargo-audit.json\n      allow:\n        - { id: GHSA-jf85-cpcp-j695, package: lodash, reason: \"only in the build tooling\", expires: 2028-02-29 }\nenvironments:\n  - name: test\n    deploy: {command: {run: ./d.sh}}\n",
+        "ferry.yml",
+    )
+    .expect("the file is valid");
+    let s = p.build.gates.security.expect("a security gate");
+    assert_eq!(s.templates, ["infrastructure/cdk.out/*.template.json"]);
+    assert_eq!(s.rules, ["policies/team.guard"]);
+    assert!(!s.builtin_rules);
+    assert_eq!(
+        s.audits,
+        [
+            ferry_config::AuditSource::Run("npm audit --json".into()),
+            ferry_config::AuditSource::File("reports/cargo-audit.json".into())
+        ]
+    );
+    assert_eq!(s.allow.len(), 1);
+    assert_eq!(s.allow[0].package.as_deref(), Some("lodash"));
+    assert_eq!(s.allow[0].expires.as_deref(), Some("2028-02-29"));
+}

@@ -95,6 +95,7 @@ fn reference_file_parses_into_the_expected_model() {
             steps: vec![step("lint", "./ci/lint.sh"), unit],
             gates: Gates {
                 coverage_min: Some(80.0),
+                security: None,
             },
             artifact: Some("dist".into()),
         },
