@@ -28,7 +28,8 @@ pub struct Date {
 impl Date {
     /// A date, if it exists on the calendar.
     pub fn new(year: u16, month: u8, day: u8) -> Option<Date> {
-        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        let leap =
+            (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
         let days = match month {
             1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
             4 | 6 | 9 | 11 => 30,
@@ -36,7 +37,11 @@ impl Date {
             2 => 28,
             _ => return None,
         };
-        ((1..=9999).contains(&year) && (1..=days).contains(&day)).then_some(Date { year, month, day })
+        ((1..=9999).contains(&year) && (1..=days).contains(&day)).then_some(Date {
+            year,
+            month,
+            day,
+        })
     }
 }
 
@@ -62,8 +67,12 @@ impl FromStr for Date {
             }
         };
         let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        Date::new(y, u8::try_from(m).map_err(|_| err())?, u8::try_from(d).map_err(|_| err())?)
-            .ok_or_else(err)
+        Date::new(
+            y,
+            u8::try_from(m).map_err(|_| err())?,
+            u8::try_from(d).map_err(|_| err())?,
+        )
+        .ok_or_else(err)
     }
 }
 
@@ -150,7 +159,10 @@ pub fn validate(entries: &[AllowEntry]) -> Vec<AllowlistProblem> {
             );
         }
         if e.package.as_deref().is_some_and(|p| p.trim().is_empty()) {
-            problem("package", "is empty: name the package, or leave `package` out to match any".into());
+            problem(
+                "package",
+                "is empty: name the package, or leave `package` out to match any".into(),
+            );
         }
         if let Some(exp) = &e.expires
             && let Err(err) = exp.trim().parse::<Date>()
@@ -225,7 +237,9 @@ pub fn matches(entry: &AllowEntry, finding: &Finding) -> bool {
         None => true,
         Some(p) => {
             let loc = &finding.location;
-            loc.package.as_deref().is_some_and(|q| q.eq_ignore_ascii_case(p))
+            loc.package
+                .as_deref()
+                .is_some_and(|q| q.eq_ignore_ascii_case(p))
                 || loc.logical_id.as_deref() == Some(p)
         }
     }

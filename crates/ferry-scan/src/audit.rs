@@ -209,10 +209,13 @@ fn npm7(doc: &Value, file: &str) -> Result<Vec<Finding>, AuditError> {
     for (key, entry) in vulns {
         let name = str_of(entry, "name").unwrap_or(key);
         let entry_severity = str_of(entry, "severity").and_then(Severity::parse);
-        let via = entry
-            .get("via")
-            .and_then(Value::as_array)
-            .ok_or_else(|| malformed(file, TOOL, format!("vulnerabilities.{key}.via is not a list")))?;
+        let via = entry.get("via").and_then(Value::as_array).ok_or_else(|| {
+            malformed(
+                file,
+                TOOL,
+                format!("vulnerabilities.{key}.via is not a list"),
+            )
+        })?;
         let fix = npm7_fix(entry.get("fixAvailable"));
         let effects: Vec<&str> = entry
             .get("effects")
@@ -276,7 +279,9 @@ fn npm7(doc: &Value, file: &str) -> Result<Vec<Finding>, AuditError> {
                     return Err(malformed(
                         file,
                         TOOL,
-                        format!("vulnerabilities.{key}.via has {other}, expected a package name or an advisory"),
+                        format!(
+                            "vulnerabilities.{key}.via has {other}, expected a package name or an advisory"
+                        ),
                     ));
                 }
             }
@@ -307,8 +312,14 @@ fn npm7_fix(fix: Option<&Value>) -> String {
     match fix {
         Some(Value::Bool(true)) => "fix: run `npm audit fix`".to_string(),
         Some(Value::Object(o)) => {
-            let name = o.get("name").and_then(Value::as_str).unwrap_or("the package");
-            let version = o.get("version").and_then(Value::as_str).unwrap_or("a fixed version");
+            let name = o
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("the package");
+            let version = o
+                .get("version")
+                .and_then(Value::as_str)
+                .unwrap_or("a fixed version");
             let major = if o.get("isSemVerMajor").and_then(Value::as_bool) == Some(true) {
                 " (a semver-major change: `npm audit fix --force`)"
             } else {
@@ -347,7 +358,9 @@ fn npm6(doc: &Value, file: &str) -> Result<Vec<Finding>, AuditError> {
         let title = str_of(adv, "title").unwrap_or("vulnerability");
         let fix = str_of(adv, "recommendation")
             .map(|r| format!("fix: {r}"))
-            .or_else(|| str_of(adv, "patched_versions").map(|p| format!("fix: upgrade {pkg} to {p}")))
+            .or_else(|| {
+                str_of(adv, "patched_versions").map(|p| format!("fix: upgrade {pkg} to {p}"))
+            })
             .unwrap_or_else(|| "no fix available yet".to_string());
         let message = match str_of(adv, "url") {
             Some(url) => format!("{title}; {fix}; {url}"),
@@ -359,7 +372,15 @@ fn npm6(doc: &Value, file: &str) -> Result<Vec<Finding>, AuditError> {
             .map(|f| f.iter().filter_map(|x| str_of(x, "version")).collect())
             .unwrap_or_default();
         if versions.is_empty() {
-            out.push(finding(NPM_AUDIT, id, severity, file, Some(pkg.into()), None, message));
+            out.push(finding(
+                NPM_AUDIT,
+                id,
+                severity,
+                file,
+                Some(pkg.into()),
+                None,
+                message,
+            ));
         } else {
             for v in versions {
                 out.push(finding(
@@ -389,9 +410,20 @@ fn cargo(doc: &Value, file: &str) -> Result<Vec<Finding>, AuditError> {
         let adv = item
             .get("advisory")
             .filter(|a| a.is_object())
-            .ok_or_else(|| malformed(file, TOOL, format!("vulnerabilities.list[{i}] has no advisory")))?;
-        let id = str_of(adv, "id")
-            .ok_or_else(|| malformed(file, TOOL, format!("vulnerabilities.list[{i}].advisory has no id")))?;
+            .ok_or_else(|| {
+                malformed(
+                    file,
+                    TOOL,
+                    format!("vulnerabilities.list[{i}] has no advisory"),
+                )
+            })?;
+        let id = str_of(adv, "id").ok_or_else(|| {
+            malformed(
+                file,
+                TOOL,
+                format!("vulnerabilities.list[{i}].advisory has no id"),
+            )
+        })?;
         let severity = str_of(adv, "cvss")
             .and_then(cvss3_severity)
             .unwrap_or(Severity::High);
@@ -401,7 +433,15 @@ fn cargo(doc: &Value, file: &str) -> Result<Vec<Finding>, AuditError> {
             str_of(adv, "title").unwrap_or("vulnerability"),
             cargo_fix(item, pkg.as_deref())
         );
-        out.push(finding(CARGO_AUDIT, id.to_string(), severity, file, pkg, version, message));
+        out.push(finding(
+            CARGO_AUDIT,
+            id.to_string(),
+            severity,
+            file,
+            pkg,
+            version,
+            message,
+        ));
     }
     if let Some(warnings) = doc.get("warnings").and_then(Value::as_object) {
         for (kind, items) in warnings {
@@ -431,7 +471,15 @@ fn cargo(doc: &Value, file: &str) -> Result<Vec<Finding>, AuditError> {
                         )
                     });
                 let message = format!("{kind}: {what}; {}", cargo_fix(item, pkg.as_deref()));
-                out.push(finding(CARGO_AUDIT, id, severity, file, pkg, version, message));
+                out.push(finding(
+                    CARGO_AUDIT,
+                    id,
+                    severity,
+                    file,
+                    pkg,
+                    version,
+                    message,
+                ));
             }
         }
     }
@@ -444,7 +492,9 @@ fn cargo_package(item: &Value, adv: &Value) -> (Option<String>, Option<String>) 
         .and_then(|p| str_of(p, "name"))
         .or_else(|| str_of(adv, "package"))
         .map(str::to_string);
-    let version = package.and_then(|p| str_of(p, "version")).map(str::to_string);
+    let version = package
+        .and_then(|p| str_of(p, "version"))
+        .map(str::to_string);
     (name, version)
 }
 
@@ -585,12 +635,16 @@ fn pip(doc: &Value, file: &str) -> Result<Vec<Finding>, AuditError> {
         let Some(vulns) = dep.get("vulns") else {
             continue;
         };
-        let vulns = vulns
-            .as_array()
-            .ok_or_else(|| malformed(file, TOOL, format!("dependencies[{i}].vulns is not a list")))?;
+        let vulns = vulns.as_array().ok_or_else(|| {
+            malformed(file, TOOL, format!("dependencies[{i}].vulns is not a list"))
+        })?;
         for (j, v) in vulns.iter().enumerate() {
             let id = str_of(v, "id").ok_or_else(|| {
-                malformed(file, TOOL, format!("dependencies[{i}].vulns[{j}] has no id"))
+                malformed(
+                    file,
+                    TOOL,
+                    format!("dependencies[{i}].vulns[{j}] has no id"),
+                )
             })?;
             let severity = str_of(v, "severity")
                 .and_then(Severity::parse)
@@ -638,14 +692,38 @@ mod tests {
     #[test]
     fn cvss_scores_match_the_specification_examples() {
         // Scores from NVD for well-known vectors.
-        assert_eq!(cvss3_base_score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"), Some(9.8));
-        assert_eq!(cvss3_base_score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:H/A:H"), Some(10.0));
-        assert_eq!(cvss3_base_score("CVSS:3.0/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"), Some(7.5));
-        assert_eq!(cvss3_base_score("CVSS:3.1/AV:N/AC:L/PR:N/UI:R/S:C/C:L/I:L/A:N"), Some(6.1));
-        assert_eq!(cvss3_base_score("CVSS:3.1/AV:L/AC:H/PR:H/UI:R/S:U/C:L/I:N/A:N"), Some(1.8));
-        assert_eq!(cvss3_base_score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:N"), Some(0.0));
-        assert_eq!(cvss3_base_score("CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"), None);
+        assert_eq!(
+            cvss3_base_score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"),
+            Some(9.8)
+        );
+        assert_eq!(
+            cvss3_base_score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:H/A:H"),
+            Some(10.0)
+        );
+        assert_eq!(
+            cvss3_base_score("CVSS:3.0/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"),
+            Some(7.5)
+        );
+        assert_eq!(
+            cvss3_base_score("CVSS:3.1/AV:N/AC:L/PR:N/UI:R/S:C/C:L/I:L/A:N"),
+            Some(6.1)
+        );
+        assert_eq!(
+            cvss3_base_score("CVSS:3.1/AV:L/AC:H/PR:H/UI:R/S:U/C:L/I:N/A:N"),
+            Some(1.8)
+        );
+        assert_eq!(
+            cvss3_base_score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:N"),
+            Some(0.0)
+        );
+        assert_eq!(
+            cvss3_base_score("CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"),
+            None
+        );
         assert_eq!(cvss3_base_score("CVSS:3.1/AV:N"), None);
-        assert_eq!(cvss3_severity("CVSS:3.1/AV:N/AC:L/PR:N/UI:R/S:C/C:L/I:L/A:N"), Some(Severity::Moderate));
+        assert_eq!(
+            cvss3_severity("CVSS:3.1/AV:N/AC:L/PR:N/UI:R/S:C/C:L/I:L/A:N"),
+            Some(Severity::Moderate)
+        );
     }
 }

@@ -71,7 +71,7 @@ pub fn verdict(findings: &[Finding]) -> Verdict {
         }
     }
     // Stable: within a severity, the scanners' order.
-    v.blocking.sort_by(|a, b| b.severity.cmp(&a.severity));
+    v.blocking.sort_by_key(|f| std::cmp::Reverse(f.severity));
     v.blocked = !v.blocking.is_empty();
     v
 }

@@ -53,7 +53,11 @@ fn uri(path: &str) -> String {
 /// appears in `findings` gets one too, after them.
 pub fn to_sarif(findings: &[Finding], scanners: &[&str]) -> Value {
     let mut order: Vec<&str> = Vec::new();
-    for s in scanners.iter().copied().chain(findings.iter().map(|f| f.scanner.as_str())) {
+    for s in scanners
+        .iter()
+        .copied()
+        .chain(findings.iter().map(|f| f.scanner.as_str()))
+    {
         if !order.contains(&s) {
             order.push(s);
         }

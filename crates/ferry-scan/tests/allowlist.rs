@@ -39,16 +39,35 @@ fn the_fixture_is_valid() {
 fn matching_unexpired_entries_allow_with_their_reason() {
     let mut f = parse_audit(&fixture("audit/npm7.json"), "package-lock.json").expect("parses");
     let notes = apply(&mut f, &entries(), date("2026-11-26"));
-    let semver = f.iter().find(|x| x.id == "GHSA-c2qf-rxjj-qqgw").expect("semver");
-    assert_eq!(semver.allowed.as_deref(), Some("only parses our own version strings"));
-    assert!(f.iter().filter(|x| x.id != "GHSA-c2qf-rxjj-qqgw").all(|x| x.allowed.is_none()));
+    let semver = f
+        .iter()
+        .find(|x| x.id == "GHSA-c2qf-rxjj-qqgw")
+        .expect("semver");
+    assert_eq!(
+        semver.allowed.as_deref(),
+        Some("only parses our own version strings")
+    );
+    assert!(
+        f.iter()
+            .filter(|x| x.id != "GHSA-c2qf-rxjj-qqgw")
+            .all(|x| x.allowed.is_none())
+    );
     // Entries 2-4 match nothing in an npm report.
     assert_eq!(
         notes,
         vec![
-            AllowNote::Unused { index: 2, id: "RUSTSEC-2023-0071".into() },
-            AllowNote::Unused { index: 3, id: "PYSEC-2019-179".into() },
-            AllowNote::Unused { index: 4, id: "YANKED".into() },
+            AllowNote::Unused {
+                index: 2,
+                id: "RUSTSEC-2023-0071".into()
+            },
+            AllowNote::Unused {
+                index: 3,
+                id: "PYSEC-2019-179".into()
+            },
+            AllowNote::Unused {
+                index: 4,
+                id: "YANKED".into()
+            },
         ]
     );
 }
@@ -90,14 +109,20 @@ fn an_expired_entry_blocks_again_in_a_cargo_report() {
         findings: 1,
     }));
     let yanked = f.iter().find(|x| x.id == "YANKED").expect("yanked");
-    assert_eq!(yanked.allowed.as_deref(), Some("upgrade scheduled with tokio bump"));
+    assert_eq!(
+        yanked.allowed.as_deref(),
+        Some("upgrade scheduled with tokio bump")
+    );
 }
 
 #[test]
 fn package_must_match_when_given() {
     let mut f = parse_audit(&fixture("audit/pip.json"), "requirements.txt").expect("parses");
     apply(&mut f, &entries(), date("2026-11-26"));
-    assert!(f.iter().all(|x| x.allowed.is_none()), "django's entry must not allow flask");
+    assert!(
+        f.iter().all(|x| x.allowed.is_none()),
+        "django's entry must not allow flask"
+    );
 
     let e = vec![AllowEntry {
         id: "ghsa-ABC".into(),
@@ -105,9 +130,16 @@ fn package_must_match_when_given() {
         reason: "r".into(),
         expires: None,
     }];
-    let mut f = vec![finding("GHSA-abc", "lodash", Severity::High), finding("GHSA-abc", "other", Severity::High)];
+    let mut f = vec![
+        finding("GHSA-abc", "lodash", Severity::High),
+        finding("GHSA-abc", "other", Severity::High),
+    ];
     apply(&mut f, &e, date("2030-01-01"));
-    assert_eq!(f[0].allowed.as_deref(), Some("r"), "id and package ignore ASCII case");
+    assert_eq!(
+        f[0].allowed.as_deref(),
+        Some("r"),
+        "id and package ignore ASCII case"
+    );
     assert_eq!(f[1].allowed, None);
 }
 
@@ -121,7 +153,10 @@ fn an_entry_without_package_matches_every_package_and_resource() {
     }];
     let mut f = vec![finding("S3_BUCKET_LOGGING", "a", Severity::Moderate)];
     f.push(Finding {
-        location: Location { logical_id: Some("Bucket".into()), ..Location::default() },
+        location: Location {
+            logical_id: Some("Bucket".into()),
+            ..Location::default()
+        },
         ..f[0].clone()
     });
     let notes = apply(&mut f, &e, date("2030-01-01"));
@@ -153,15 +188,31 @@ fn invalid_entries_are_reported_together_and_allow_nothing() {
     let mut f = vec![finding("GHSA-1", "a", Severity::Critical)];
     let notes = apply(&mut f, &e, date("2026-01-01"));
     assert_eq!(f[0].allowed, None);
-    assert_eq!(notes[0], AllowNote::Invalid { index: 1, id: "GHSA-1".into() });
-    assert_eq!(notes[0].to_string(), "allowlist entry 1 (GHSA-1) is not valid and allows nothing");
+    assert_eq!(
+        notes[0],
+        AllowNote::Invalid {
+            index: 1,
+            id: "GHSA-1".into()
+        }
+    );
+    assert_eq!(
+        notes[0].to_string(),
+        "allowlist entry 1 (GHSA-1) is not valid and allows nothing"
+    );
 }
 
 #[test]
 fn unknown_keys_and_a_missing_id_are_deserialization_errors() {
-    let e = serde_json::from_str::<Vec<AllowEntry>>(r#"[{"id": "X", "reason": "r", "expire": "2027-01-01"}]"#)
-        .expect_err("unknown key");
-    assert!(e.to_string().contains("unknown field `expire`, expected one of `id`, `package`, `reason`, `expires`"), "{e}");
+    let e = serde_json::from_str::<Vec<AllowEntry>>(
+        r#"[{"id": "X", "reason": "r", "expire": "2027-01-01"}]"#,
+    )
+    .expect_err("unknown key");
+    assert!(
+        e.to_string().contains(
+            "unknown field `expire`, expected one of `id`, `package`, `reason`, `expires`"
+        ),
+        "{e}"
+    );
     let e = serde_json::from_str::<Vec<AllowEntry>>(r#"[{"reason": "r"}]"#).expect_err("no id");
     assert!(e.to_string().contains("missing field `id`"), "{e}");
 }

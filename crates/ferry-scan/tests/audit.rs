@@ -51,10 +51,18 @@ fn npm7_advisories_become_findings_and_transitive_entries_point_at_them() {
     );
     let semver = by_id(&f, "GHSA-c2qf-rxjj-qqgw");
     assert_eq!(semver.severity, Severity::Moderate);
-    assert!(semver.message.contains("fix: upgrade semver to 7.6.0"), "{}", semver.message);
+    assert!(
+        semver.message.contains("fix: upgrade semver to 7.6.0"),
+        "{}",
+        semver.message
+    );
     let lodash = by_id(&f, "GHSA-35jh-r3h4-6jhm");
     assert_eq!(lodash.severity, Severity::High);
-    assert!(lodash.message.contains("no fix available yet"), "{}", lodash.message);
+    assert!(
+        lodash.message.contains("no fix available yet"),
+        "{}",
+        lodash.message
+    );
     assert!(f.iter().all(|x| x.allowed.is_none()));
 }
 
@@ -67,7 +75,10 @@ fn npm7_transitive_entry_naming_a_package_missing_from_the_report_is_kept() {
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].id, "NPM-TRANSITIVE-webpack");
     assert_eq!(f[0].severity, Severity::High);
-    assert_eq!(f[0].message, "webpack is vulnerable through terser; no fix available yet");
+    assert_eq!(
+        f[0].message,
+        "webpack is vulnerable through terser; no fix available yet"
+    );
 }
 
 #[test]
@@ -76,7 +87,10 @@ fn npm7_advisory_without_a_known_severity_is_high() {
         "x": {"name": "x", "via": [{"source": 42, "name": "x", "title": "Bad", "severity": "severe"}]}
     }}"#;
     let f = parse_audit(doc, "r.json").expect("parses");
-    assert_eq!((f[0].id.as_str(), f[0].severity), ("NPM-42", Severity::High));
+    assert_eq!(
+        (f[0].id.as_str(), f[0].severity),
+        ("NPM-42", Severity::High)
+    );
 }
 
 #[test]
@@ -123,7 +137,11 @@ fn cargo_audit_vulnerabilities_and_warnings() {
     assert_eq!(yanked.severity, Severity::Moderate);
     assert_eq!(yanked.location.package.as_deref(), Some("futures-util"));
     assert_eq!(yanked.location.version.as_deref(), Some("0.3.29"));
-    assert!(yanked.message.starts_with("yanked: futures-util 0.3.29 is yanked"));
+    assert!(
+        yanked
+            .message
+            .starts_with("yanked: futures-util 0.3.29 is yanked")
+    );
 }
 
 #[test]
@@ -169,11 +187,17 @@ fn bad_inputs_are_errors_naming_what_was_expected() {
     assert!(matches!(e, AuditError::NotJson { .. }));
     let text = e.to_string();
     assert!(text.starts_with("not-json.txt: not JSON ("), "{text}");
-    assert!(text.contains("`npm audit --json`, `cargo audit --json` or `pip-audit -f json`"), "{text}");
+    assert!(
+        text.contains("`npm audit --json`, `cargo audit --json` or `pip-audit -f json`"),
+        "{text}"
+    );
 
     let e = err("unknown.json");
     assert!(matches!(e, AuditError::UnknownFormat { .. }));
-    assert!(e.to_string().starts_with("unknown.json: not an audit report: expected `npm audit --json`"));
+    assert!(
+        e.to_string()
+            .starts_with("unknown.json: not an audit report: expected `npm audit --json`")
+    );
 
     let e = err("npm-error.json");
     assert_eq!(

@@ -19,11 +19,26 @@ fn audits_through_the_allowlist_into_a_verdict() {
     apply(&mut f, &entries, today);
     let v = verdict(&f);
     assert!(v.blocked, "h2 has no cvss: HIGH");
-    assert_eq!(v.blocking.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["RUSTSEC-2024-0332"]);
-    assert_eq!(v.warnings.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["RUSTSEC-2023-0071"]);
-    assert_eq!(v.infos.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["RUSTSEC-2024-0384"]);
-    assert_eq!(v.allowed.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["YANKED"]);
-    assert_eq!(v.summary(), "blocked: 0 critical, 1 high, 1 moderate, 1 low, 1 allowed");
+    assert_eq!(
+        v.blocking.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+        ["RUSTSEC-2024-0332"]
+    );
+    assert_eq!(
+        v.warnings.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+        ["RUSTSEC-2023-0071"]
+    );
+    assert_eq!(
+        v.infos.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+        ["RUSTSEC-2024-0384"]
+    );
+    assert_eq!(
+        v.allowed.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(),
+        ["YANKED"]
+    );
+    assert_eq!(
+        v.summary(),
+        "blocked: 0 critical, 1 high, 1 moderate, 1 low, 1 allowed"
+    );
 }
 
 #[test]
@@ -31,7 +46,10 @@ fn a_clean_report_passes_and_a_scanner_error_fails_closed() {
     let f = parse_audit(&fixture("audit/cargo-clean.json"), "Cargo.lock").expect("parses");
     let mut v = verdict(&f);
     assert!(!v.blocked);
-    assert_eq!(v.summary(), "passed: 0 critical, 0 high, 0 moderate, 0 low, 0 allowed");
+    assert_eq!(
+        v.summary(),
+        "passed: 0 critical, 0 high, 0 moderate, 0 low, 0 allowed"
+    );
     let err = parse_audit(&fixture("audit/not-json.txt"), "npm-audit.json").expect_err("not JSON");
     v.fail_closed(err.to_string());
     assert!(v.blocked);
@@ -45,7 +63,10 @@ fn blocking_findings_are_most_severe_first() {
     let v = verdict(&f);
     let sev: Vec<Severity> = v.blocking.iter().map(|x| x.severity).collect();
     assert_eq!(sev, [Severity::Critical, Severity::High]);
-    assert_eq!((v.counts.critical, v.counts.high, v.counts.moderate), (1, 1, 1));
+    assert_eq!(
+        (v.counts.critical, v.counts.high, v.counts.moderate),
+        (1, 1, 1)
+    );
 }
 
 fn severity() -> impl Strategy<Value = Severity> {
@@ -77,7 +98,12 @@ fn entry() -> impl Strategy<Value = AllowEntry> {
         0..6u8,
         proptest::option::of(0..3u8),
         prop_oneof![Just(""), Just("accepted")],
-        proptest::option::of(prop_oneof![Just("2026-01-01"), Just("2026-06-30"), Just("2027-12-31"), Just("not a date")]),
+        proptest::option::of(prop_oneof![
+            Just("2026-01-01"),
+            Just("2026-06-30"),
+            Just("2027-12-31"),
+            Just("not a date")
+        ]),
     )
         .prop_map(|(id, pkg, reason, expires)| AllowEntry {
             id: format!("GHSA-{id}"),
