@@ -9,3 +9,12 @@
 pub mod finding;
 
 pub use finding::{Finding, Location, Severity};
+pub mod allowlist;
+pub mod audit;
+pub mod gate;
+pub mod sarif;
+
+pub use allowlist::{AllowEntry, AllowNote, AllowlistProblem, Date};
+pub use audit::{AuditError, AuditFormat, parse_audit};
+pub use gate::{Counts, Verdict, verdict};
+pub use sarif::to_sarif;
