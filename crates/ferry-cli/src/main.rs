@@ -11,6 +11,7 @@ mod progress;
 mod recovery;
 mod remote;
 mod sample;
+mod scan;
 mod serve;
 mod signals;
 mod sns;
@@ -205,6 +206,27 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// The security gate on its own: cfn-guard policies (the seed's rules built in) and
+    /// checks on CloudFormation templates, dependency audits (npm audit, cargo audit,
+    /// pip-audit JSON), the allowlist. CRITICAL and HIGH findings block (exit 1).
+    /// Reads `build.gates.security` from ferry.yml when there is one; flags replace it.
+    Scan {
+        /// CloudFormation templates (JSON or YAML), paths or globs (repeatable).
+        #[arg(long = "templates", value_name = "GLOB")]
+        templates: Vec<String>,
+        /// cfn-guard rule files added to the built-in pack (repeatable).
+        #[arg(long = "rules", value_name = "FILE")]
+        rules: Vec<String>,
+        /// Audit reports (`npm audit --json`, `cargo audit --json`, `pip-audit -f json`).
+        #[arg(long = "audit", value_name = "FILE")]
+        audits: Vec<String>,
+        /// Without the built-in rules (only `--rules`).
+        #[arg(long)]
+        no_builtin_rules: bool,
+        /// Also write the findings as SARIF 2.1.0 to FILE.
+        #[arg(long, value_name = "FILE")]
+        sarif: Option<PathBuf>,
+    },
     /// A tiny HTTP service the demo deploys.
     #[command(name = "__sample-service", hide = true)]
     SampleService {
@@ -352,6 +374,23 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             j,
         ),
         Command::Serve { listen } => serve::serve(&project()?, listen.as_deref()),
+        Command::Scan {
+            templates,
+            rules,
+            audits,
+            no_builtin_rules,
+            sarif,
+        } => scan::command(
+            &cli.file,
+            &scan::Flags {
+                templates: templates.clone(),
+                rules: rules.clone(),
+                audits: audits.clone(),
+                no_builtin_rules: *no_builtin_rules,
+                sarif: sarif.clone(),
+            },
+            j,
+        ),
         Command::SampleService { port } => sample::serve(*port),
         Command::Smoke { url, junit, expect } => sample::smoke(url, junit, expect.as_deref()),
     }
