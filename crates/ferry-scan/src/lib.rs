@@ -9,3 +9,8 @@
 pub mod finding;
 
 pub use finding::{Finding, Location, Severity};
+pub mod guard;
+pub mod template;
+
+pub use guard::{Guard, GuardError, Limits};
+pub use template::{TemplateError, check_template};
