@@ -109,6 +109,19 @@ pub enum GuardError {
         /// The limit.
         limit: usize,
     },
+    /// A YAML template with an alias (`*name`): aliases can expand exponentially
+    /// ("billion laughs"), so they are refused before any tree is built.
+    #[error(
+        "{file}:{line}: YAML alias `*{name}` refused: aliases can expand without bound; write the value out in full"
+    )]
+    Alias {
+        /// The template's name.
+        file: String,
+        /// 1-based line of the alias.
+        line: u32,
+        /// The alias's name.
+        name: String,
+    },
     /// A template that is not JSON or YAML (cfn-guard's words).
     #[error("{file}: not a valid JSON or YAML template: {message}")]
     InvalidTemplate {
@@ -217,6 +230,7 @@ impl Guard {
     /// failing rule and resource, sorted by logical id then rule.
     pub fn check(&self, file: &str, template: &str) -> Result<Vec<Finding>, GuardError> {
         check_bounds(file, template.as_bytes(), self.limits)?;
+        refuse_aliases(file, template)?;
         let payload = serde_json::json!({
             "rules": self.files.iter().map(|f| f.text.as_str()).collect::<Vec<_>>(),
             "data": [template],
@@ -513,6 +527,37 @@ fn severities(file: &str, text: &str) -> Result<BTreeMap<String, Severity>, Guar
         }
     }
     Ok(out)
+}
+
+/// Refuses a YAML template with an alias, by a streaming pass over the parser's events
+/// (linear time, memory bounded by the nesting). JSON has no aliases; a text that does
+/// not parse passes here and is reported by the parser that builds the tree.
+pub fn refuse_aliases(file: &str, text: &str) -> Result<(), GuardError> {
+    if text.trim_start().starts_with('{') {
+        return Ok(());
+    }
+    for event in saphyr_parser::Parser::new_from_str(text) {
+        match event {
+            Ok((saphyr_parser::Event::Alias(_), span)) => {
+                let start = span.start.index();
+                let name: String = text
+                    .get(start..)
+                    .unwrap_or("")
+                    .trim_start_matches('*')
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | ']' | '}'))
+                    .collect();
+                return Err(GuardError::Alias {
+                    file: file.to_string(),
+                    line: u32::try_from(span.start.line()).unwrap_or(u32::MAX),
+                    name,
+                });
+            }
+            Ok(_) => {}
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// Refuses, before any parsing, a template over the size limit or nested deeper than the

@@ -26,7 +26,7 @@ use saphyr::{LoadableYamlNode, Scalar, Yaml};
 use serde_json::{Map, Value};
 
 use crate::finding::{Finding, Location, Severity};
-use crate::guard::{GuardError, Limits, check_bounds};
+use crate::guard::{GuardError, Limits, check_bounds, refuse_aliases};
 
 /// The scanner name on template findings.
 pub const SCANNER: &str = "template";
@@ -43,7 +43,7 @@ pub const PSEUDO_PARAMETERS: &[&str] = &[
     "AWS::URLSuffix",
 ];
 
-/// A template the checks refuse to look at (size or depth over the limits).
+/// A template the checks refuse to look at (size or depth over the limits, YAML aliases).
 pub type TemplateError = GuardError;
 
 /// Checks one template (`file` names it in findings) with the default [`Limits`].
@@ -60,6 +60,7 @@ pub fn check_template_with(
     limits: Limits,
 ) -> Result<Vec<Finding>, TemplateError> {
     check_bounds(file, text.as_bytes(), limits)?;
+    refuse_aliases(file, text)?;
     let mut c = Checker {
         file,
         findings: Vec::new(),
@@ -250,6 +251,7 @@ impl Checker<'_> {
             for target in refs
                 .refs
                 .iter()
+                .chain(&refs.subs)
                 .chain(&refs.get_atts)
                 .chain(&refs.depends_on)
             {
