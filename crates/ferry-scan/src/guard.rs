@@ -287,9 +287,8 @@ impl Guard {
                 }
             }
         }
-        findings.sort_by(|a, b| {
-            (&a.location.logical_id, &a.id).cmp(&(&b.location.logical_id, &b.id))
-        });
+        findings
+            .sort_by(|a, b| (&a.location.logical_id, &a.id).cmp(&(&b.location.logical_id, &b.id)));
         findings.dedup();
         Ok(findings)
     }
@@ -434,10 +433,7 @@ fn line_in(m: &Messages) -> Option<u32> {
 fn rule_parse_error(file: &str, text: &str, raw: &str) -> GuardError {
     let number_after = |key: &str| -> Option<u32> {
         let at = raw.find(key)? + key.len();
-        let digits: String = raw[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
+        let digits: String = raw[at..].chars().take_while(char::is_ascii_digit).collect();
         digits.parse().ok()
     };
     let line = number_after("at line ");

@@ -85,15 +85,15 @@ pub fn check_template_with(
 pub fn parse(text: &str) -> Result<Value, (Option<u32>, String)> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim_start().starts_with('{') {
-        return serde_json::from_str(text)
-            .map_err(|e| (u32::try_from(e.line()).ok().filter(|&l| l > 0), e.to_string()));
+        return serde_json::from_str(text).map_err(|e| {
+            (
+                u32::try_from(e.line()).ok().filter(|&l| l > 0),
+                e.to_string(),
+            )
+        });
     }
-    let docs = Yaml::load_from_str(text).map_err(|e| {
-        (
-            u32::try_from(e.marker().line()).ok(),
-            e.info().to_string(),
-        )
-    })?;
+    let docs = Yaml::load_from_str(text)
+        .map_err(|e| (u32::try_from(e.marker().line()).ok(), e.info().to_string()))?;
     match docs.len() {
         0 => Err((None, "the file is empty".into())),
         1 => yaml_to_json(&docs[0]).map_err(|m| (None, m)),
@@ -108,7 +108,9 @@ fn yaml_to_json(y: &Yaml) -> Result<Value, String> {
     Ok(match y {
         Yaml::Value(s) => scalar(s),
         Yaml::Representation(s, _, _) => Value::String(s.to_string()),
-        Yaml::Sequence(items) => Value::Array(items.iter().map(yaml_to_json).collect::<Result<_, _>>()?),
+        Yaml::Sequence(items) => {
+            Value::Array(items.iter().map(yaml_to_json).collect::<Result<_, _>>()?)
+        }
         Yaml::Mapping(m) => {
             let mut out = Map::new();
             for (k, v) in m {
@@ -463,7 +465,9 @@ fn collect(v: &Value, out: &mut Refs) {
                     "Fn::GetAtt" => {
                         let target = match arg {
                             Value::String(s) => s.split('.').next().map(str::to_string),
-                            Value::Array(a) => a.first().and_then(Value::as_str).map(str::to_string),
+                            Value::Array(a) => {
+                                a.first().and_then(Value::as_str).map(str::to_string)
+                            }
                             _ => None,
                         };
                         if let Some(t) = target {

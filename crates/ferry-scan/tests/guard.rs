@@ -67,8 +67,14 @@ fn each_of_the_seeds_five_rules_is_caught_on_the_violating_template() {
 #[test]
 fn each_rule_caught_alone_and_passed_alone() {
     let enc = "      BucketEncryption:\n        ServerSideEncryptionConfiguration:\n          - ServerSideEncryptionByDefault:\n              SSEAlgorithm: AES256\n";
-    let pab = |v: &str| format!("      PublicAccessBlockConfiguration:\n        BlockPublicAcls: true\n        BlockPublicPolicy: {v}\n        IgnorePublicAcls: true\n        RestrictPublicBuckets: true\n");
-    let bucket = |props: String| format!("Resources:\n  B:\n    Type: AWS::S3::Bucket\n    Properties:\n{props}");
+    let pab = |v: &str| {
+        format!(
+            "      PublicAccessBlockConfiguration:\n        BlockPublicAcls: true\n        BlockPublicPolicy: {v}\n        IgnorePublicAcls: true\n        RestrictPublicBuckets: true\n"
+        )
+    };
+    let bucket = |props: String| {
+        format!("Resources:\n  B:\n    Type: AWS::S3::Bucket\n    Properties:\n{props}")
+    };
     let cases: Vec<(&str, String, String)> = vec![
         (
             "s3_bucket_encryption",
@@ -138,7 +144,11 @@ fn user_rules_add_to_the_pack_with_severity_comments_and_custom_messages() {
     assert_eq!(findings[0].severity, Severity::High);
     assert_eq!(findings[0].message, "every bucket needs a cost-centre tag");
     assert_eq!(findings[1].severity, Severity::Moderate);
-    assert!(findings[1].message.contains("MessageRetentionPeriod"), "{}", findings[1].message);
+    assert!(
+        findings[1].message.contains("MessageRetentionPeriod"),
+        "{}",
+        findings[1].message
+    );
 
     let only = Guard::only(&[("team.guard", TEAM)]).expect("parse");
     assert_eq!(only.check("v.yaml", VIOLATING).expect("judged").len(), 2);
@@ -151,14 +161,20 @@ fn many_templates_are_judged_each_under_its_name() {
         .check_all(&[("a.yaml", COMPLIANT), ("b.yaml", VIOLATING)])
         .expect("judged");
     assert_eq!(findings.len(), 5);
-    assert!(findings.iter().all(|f| f.location.file.as_deref() == Some("b.yaml")));
+    assert!(
+        findings
+            .iter()
+            .all(|f| f.location.file.as_deref() == Some("b.yaml"))
+    );
 }
 
 #[test]
 fn a_rule_file_that_does_not_parse_names_file_line_and_rule() {
     let err = Guard::new(&[("rules/bad.guard", BAD)]).expect_err("must not parse");
     match &err {
-        GuardError::RuleParse { file, line, rule, .. } => {
+        GuardError::RuleParse {
+            file, line, rule, ..
+        } => {
             assert_eq!(file, "rules/bad.guard");
             assert_eq!(*line, Some(10));
             assert_eq!(rule.as_deref(), Some("versioned_buckets"));
@@ -208,7 +224,9 @@ fn an_oversized_template_is_refused_before_parsing() {
         max_bytes: 100,
         max_depth: 64,
     });
-    let err = small.check("v.yaml", VIOLATING).expect_err("over 100 bytes");
+    let err = small
+        .check("v.yaml", VIOLATING)
+        .expect_err("over 100 bytes");
     assert!(matches!(err, GuardError::TooLarge { .. }), "{err:?}");
 }
 
@@ -217,7 +235,10 @@ fn a_deeply_nested_template_is_refused_before_parsing() {
     let guard = Guard::default_pack();
     let deep_json = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
     let err = guard.check("deep.json", &deep_json).expect_err("too deep");
-    assert!(matches!(err, GuardError::TooDeep { line: 1, .. }), "{err:?}");
+    assert!(
+        matches!(err, GuardError::TooDeep { line: 1, .. }),
+        "{err:?}"
+    );
 
     let mut deep_yaml = String::from("Resources:\n");
     for level in 1..100 {

@@ -27,7 +27,9 @@ fn cdk_app() -> Value {
             "Tags": [{"Key": "service", "Value": p}],
         });
         if i == 7 {
-            bucket_props.as_object_mut().map(|m| m.remove("BucketEncryption"));
+            bucket_props
+                .as_object_mut()
+                .map(|m| m.remove("BucketEncryption"));
         }
         if i == 42 {
             bucket_props["PublicAccessBlockConfiguration"]["RestrictPublicBuckets"] = json!(false);
@@ -51,9 +53,12 @@ fn cdk_app() -> Value {
                 "BillingMode": "PAY_PER_REQUEST",
                 "SSESpecification": {"SSEEnabled": i != 13}},
             "UpdateReplacePolicy": "Retain", "DeletionPolicy": "Retain", "Metadata": meta("Table")}));
-        resources.insert(format!("{p}DeadLetterQueueC0D1"), json!({
+        resources.insert(
+            format!("{p}DeadLetterQueueC0D1"),
+            json!({
             "Type": "AWS::SQS::Queue", "Properties": {"SqsManagedSseEnabled": true},
-            "Metadata": meta("DeadLetterQueue")}));
+            "Metadata": meta("DeadLetterQueue")}),
+        );
         let statement = if i == 33 {
             json!([{"Effect": "Allow", "Action": "*", "Resource": "*"}])
         } else {
@@ -85,7 +90,9 @@ fn cdk_app() -> Value {
             "DeadLetterConfig": {"TargetArn": {"Fn::GetAtt": [format!("{p}DeadLetterQueueC0D1"), "Arn"]}},
         });
         if i == 21 {
-            fn_props.as_object_mut().map(|m| m.remove("DeadLetterConfig"));
+            fn_props
+                .as_object_mut()
+                .map(|m| m.remove("DeadLetterConfig"));
         }
         resources.insert(format!("{p}Handler4A5B"), json!({
             "Type": "AWS::Lambda::Function", "Properties": fn_props,
@@ -96,10 +103,13 @@ fn cdk_app() -> Value {
             "Properties": {"LogGroupName": {"Fn::Join": ["", ["/aws/lambda/", {"Ref": format!("{p}Handler4A5B")}]]},
                            "RetentionInDays": 30},
             "UpdateReplacePolicy": "Delete", "DeletionPolicy": "Delete"}));
-        resources.insert(format!("{p}HandlerEventSource8E9F"), json!({
+        resources.insert(
+            format!("{p}HandlerEventSource8E9F"),
+            json!({
             "Type": "AWS::Lambda::EventSourceMapping",
             "Properties": {"FunctionName": {"Ref": format!("{p}Handler4A5B")},
-                "EventSourceArn": {"Fn::GetAtt": [format!("{p}DeadLetterQueueC0D1"), "Arn"]}}}));
+                "EventSourceArn": {"Fn::GetAtt": [format!("{p}DeadLetterQueueC0D1"), "Arn"]}}}),
+        );
     }
     resources.insert("CDKMetadata".into(), json!({
         "Type": "AWS::CDK::Metadata", "Properties": {"Analytics": "v2:deflate64:H4sIAAAAAAAA"},
@@ -122,7 +132,12 @@ fn cdk_app() -> Value {
 fn ids(findings: &[Finding]) -> Vec<(String, String)> {
     findings
         .iter()
-        .map(|f| (f.location.logical_id.clone().unwrap_or_default(), f.id.clone()))
+        .map(|f| {
+            (
+                f.location.logical_id.clone().unwrap_or_default(),
+                f.id.clone(),
+            )
+        })
         .collect()
 }
 
@@ -141,17 +156,33 @@ fn a_cdk_app_of_several_hundred_resources_has_exactly_the_planted_violations() {
             ("Svc07Bucket1A2B3C4D".into(), "s3_bucket_encryption".into()),
             ("Svc13Table9A8B".into(), "dynamodb_encryption".into()),
             ("Svc21Handler4A5B".into(), "lambda_dlq".into()),
-            ("Svc33HandlerServiceRoleE2F3".into(), "iam_no_wildcard".into()),
-            ("Svc42Bucket1A2B3C4D".into(), "s3_bucket_public_access".into()),
+            (
+                "Svc33HandlerServiceRoleE2F3".into(),
+                "iam_no_wildcard".into()
+            ),
+            (
+                "Svc42Bucket1A2B3C4D".into(),
+                "s3_bucket_public_access".into()
+            ),
         ]
     );
-    assert!(findings.iter().all(|f| f.location.file.as_deref() == Some("cdk.out/App.template.json")));
+    assert!(
+        findings
+            .iter()
+            .all(|f| f.location.file.as_deref() == Some("cdk.out/App.template.json"))
+    );
     assert_eq!(
-        findings.iter().filter(|f| f.severity == Severity::Critical).count(),
+        findings
+            .iter()
+            .filter(|f| f.severity == Severity::Critical)
+            .count(),
         1
     );
     // The template itself is sound.
-    assert_eq!(check_template("cdk.out/App.template.json", &text).expect("checked"), vec![]);
+    assert_eq!(
+        check_template("cdk.out/App.template.json", &text).expect("checked"),
+        vec![]
+    );
 }
 
 #[test]
@@ -166,11 +197,24 @@ fn a_cdk_app_with_a_broken_reference_and_a_cycle_is_caught() {
         ids(&findings),
         vec![
             ("Svc05Handler4A5B".into(), "TEMPLATE_DANGLING_REF".into()),
-            ("Svc09Handler4A5B".into(), "TEMPLATE_CIRCULAR_DEPENDENCY".into()),
+            (
+                "Svc09Handler4A5B".into(),
+                "TEMPLATE_CIRCULAR_DEPENDENCY".into()
+            ),
         ]
     );
-    assert!(findings[0].message.contains("did you mean `Svc05Table9A8B`"), "{}", findings[0].message);
-    assert!(findings[1].message.contains("Svc09Table9A8B"), "{}", findings[1].message);
+    assert!(
+        findings[0]
+            .message
+            .contains("did you mean `Svc05Table9A8B`"),
+        "{}",
+        findings[0].message
+    );
+    assert!(
+        findings[1].message.contains("Svc09Table9A8B"),
+        "{}",
+        findings[1].message
+    );
 }
 
 #[test]
@@ -188,5 +232,8 @@ fn the_two_tier_web_stack_in_yaml() {
             ("LogBucket".into(), "s3_bucket_public_access".into()),
         ]
     );
-    assert_eq!(check_template("web.yaml", VPC_WEB).expect("checked"), vec![]);
+    assert_eq!(
+        check_template("web.yaml", VPC_WEB).expect("checked"),
+        vec![]
+    );
 }

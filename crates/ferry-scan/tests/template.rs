@@ -63,7 +63,11 @@ fn short_form_references_are_checked() {
     assert_eq!(
         summary(&findings),
         vec![
-            ("TEMPLATE_DANGLING_GETATT".into(), "Fn".into(), Severity::High),
+            (
+                "TEMPLATE_DANGLING_GETATT".into(),
+                "Fn".into(),
+                Severity::High
+            ),
             ("TEMPLATE_DANGLING_REF".into(), "Fn".into(), Severity::High),
         ]
     );
@@ -72,7 +76,10 @@ fn short_form_references_are_checked() {
         .find(|f| f.id == "TEMPLATE_DANGLING_GETATT")
         .expect("getatt")
         .message;
-    assert!(getatt.contains("`Rol`") && getatt.contains("did you mean `Role`"), "{getatt}");
+    assert!(
+        getatt.contains("`Rol`") && getatt.contains("did you mean `Role`"),
+        "{getatt}"
+    );
 }
 
 #[test]
@@ -81,24 +88,78 @@ fn dangling_references_in_resources_outputs_and_conditions() {
     assert_eq!(
         summary(&findings),
         vec![
-            ("TEMPLATE_DANGLING_CONDITION".into(), "IsBig".into(), Severity::High),
-            ("TEMPLATE_DANGLING_CONDITION".into(), "Nothing".into(), Severity::High),
-            ("TEMPLATE_DANGLING_DEPENDS_ON".into(), "Queue".into(), Severity::High),
-            ("TEMPLATE_DANGLING_GETATT".into(), "Nothing".into(), Severity::High),
-            ("TEMPLATE_DANGLING_GETATT".into(), "Topic".into(), Severity::High),
-            ("TEMPLATE_DANGLING_MAPPING".into(), "Topic".into(), Severity::High),
-            ("TEMPLATE_DANGLING_REF".into(), "Queue".into(), Severity::High),
-            ("TEMPLATE_DANGLING_REF".into(), "Queue".into(), Severity::High),
-            ("TEMPLATE_UNUSED_CONDITION".into(), "NeverUsed".into(), Severity::Low),
+            (
+                "TEMPLATE_DANGLING_CONDITION".into(),
+                "IsBig".into(),
+                Severity::High
+            ),
+            (
+                "TEMPLATE_DANGLING_CONDITION".into(),
+                "Nothing".into(),
+                Severity::High
+            ),
+            (
+                "TEMPLATE_DANGLING_DEPENDS_ON".into(),
+                "Queue".into(),
+                Severity::High
+            ),
+            (
+                "TEMPLATE_DANGLING_GETATT".into(),
+                "Nothing".into(),
+                Severity::High
+            ),
+            (
+                "TEMPLATE_DANGLING_GETATT".into(),
+                "Topic".into(),
+                Severity::High
+            ),
+            (
+                "TEMPLATE_DANGLING_MAPPING".into(),
+                "Topic".into(),
+                Severity::High
+            ),
+            (
+                "TEMPLATE_DANGLING_REF".into(),
+                "Queue".into(),
+                Severity::High
+            ),
+            (
+                "TEMPLATE_DANGLING_REF".into(),
+                "Queue".into(),
+                Severity::High
+            ),
+            (
+                "TEMPLATE_UNUSED_CONDITION".into(),
+                "NeverUsed".into(),
+                Severity::Low
+            ),
         ]
     );
     let messages: Vec<&str> = findings.iter().map(|f| f.message.as_str()).collect();
-    for needle in ["`Stag`", "`Topik`", "`Missing`", "`Qeue`", "`Gone`", "`IsLarge`", "`IsTiny`", "`Regions`"] {
-        assert!(messages.iter().any(|m| m.contains(needle)), "{needle} in {messages:#?}");
+    for needle in [
+        "`Stag`",
+        "`Topik`",
+        "`Missing`",
+        "`Qeue`",
+        "`Gone`",
+        "`IsLarge`",
+        "`IsTiny`",
+        "`Regions`",
+    ] {
+        assert!(
+            messages.iter().any(|m| m.contains(needle)),
+            "{needle} in {messages:#?}"
+        );
     }
-    assert!(!messages.iter().any(|m| m.contains("Literal")), "${{!Literal}} is text");
-    assert!(findings.iter().all(|f| f.scanner == "template"
-        && f.location.file.as_deref() == Some("t")));
+    assert!(
+        !messages.iter().any(|m| m.contains("Literal")),
+        "${{!Literal}} is text"
+    );
+    assert!(
+        findings
+            .iter()
+            .all(|f| f.scanner == "template" && f.location.file.as_deref() == Some("t"))
+    );
 }
 
 #[test]
@@ -107,18 +168,30 @@ fn circular_dependencies_are_named() {
     assert_eq!(
         summary(&findings),
         vec![
-            ("TEMPLATE_CIRCULAR_DEPENDENCY".into(), "Loner".into(), Severity::High),
-            ("TEMPLATE_CIRCULAR_DEPENDENCY".into(), "SecurityGroupA".into(), Severity::High),
+            (
+                "TEMPLATE_CIRCULAR_DEPENDENCY".into(),
+                "Loner".into(),
+                Severity::High
+            ),
+            (
+                "TEMPLATE_CIRCULAR_DEPENDENCY".into(),
+                "SecurityGroupA".into(),
+                Severity::High
+            ),
         ]
     );
     let messages: Vec<&str> = findings.iter().map(|f| f.message.as_str()).collect();
     assert!(
-        messages.iter().any(|m| m.contains(
-            "SecurityGroupA -> SecurityGroupB -> SecurityGroupC -> SecurityGroupA"
-        )),
+        messages
+            .iter()
+            .any(|m| m
+                .contains("SecurityGroupA -> SecurityGroupB -> SecurityGroupC -> SecurityGroupA")),
         "{messages:#?}"
     );
-    assert!(messages.iter().any(|m| m.contains("Loner -> Loner")), "{messages:#?}");
+    assert!(
+        messages.iter().any(|m| m.contains("Loner -> Loner")),
+        "{messages:#?}"
+    );
 }
 
 #[test]
@@ -130,15 +203,24 @@ fn a_long_chain_of_resources_is_no_cycle_and_does_not_overflow() {
             text.push(',');
         }
         if i + 1 < n {
-            text.push_str(&format!("\"R{i}\": {{\"Type\": \"AWS::SQS::Queue\", \"DependsOn\": \"R{}\"}}", i + 1));
+            text.push_str(&format!(
+                "\"R{i}\": {{\"Type\": \"AWS::SQS::Queue\", \"DependsOn\": \"R{}\"}}",
+                i + 1
+            ));
         } else {
-            text.push_str(&format!("\"R{i}\": {{\"Type\": \"AWS::SQS::Queue\", \"DependsOn\": \"R0\"}}"));
+            text.push_str(&format!(
+                "\"R{i}\": {{\"Type\": \"AWS::SQS::Queue\", \"DependsOn\": \"R0\"}}"
+            ));
         }
     }
     text.push_str("}}");
     let findings = check(&text);
     assert_eq!(findings.len(), 1, "one cycle through all");
-    assert!(findings[0].message.starts_with("circular dependency between resources: R0 -> R1 -> "));
+    assert!(
+        findings[0]
+            .message
+            .starts_with("circular dependency between resources: R0 -> R1 -> ")
+    );
 }
 
 #[test]
@@ -155,7 +237,11 @@ fn invalid_templates_are_high_findings() {
         assert_eq!(findings.len(), 1, "{text:?}: {findings:#?}");
         assert_eq!(findings[0].id, "TEMPLATE_INVALID");
         assert_eq!(findings[0].severity, Severity::High);
-        assert!(findings[0].message.contains(needle), "{}", findings[0].message);
+        assert!(
+            findings[0].message.contains(needle),
+            "{}",
+            findings[0].message
+        );
     }
     let findings = check(NOT_YAML);
     assert!(findings[0].location.line.is_some(), "{findings:?}");
@@ -167,12 +253,19 @@ fn oversized_and_deep_templates_are_refused() {
         max_bytes: 1000,
         max_depth: 10,
     };
-    let big = format!("Resources:\n  A:\n    Type: X\n    Description: '{}'\n", "x".repeat(2000));
+    let big = format!(
+        "Resources:\n  A:\n    Type: X\n    Description: '{}'\n",
+        "x".repeat(2000)
+    );
     assert!(matches!(
         check_template_with("big.yaml", &big, limits),
         Err(GuardError::TooLarge { .. })
     ));
-    let deep = format!("{{\"Resources\": {}{}}}", "{\"a\":".repeat(50), "1".to_string() + &"}".repeat(50));
+    let deep = format!(
+        "{{\"Resources\": {}{}}}",
+        "{\"a\":".repeat(50),
+        "1".to_string() + &"}".repeat(50)
+    );
     assert!(matches!(
         check_template_with("deep.json", &deep, limits),
         Err(GuardError::TooDeep { .. })
