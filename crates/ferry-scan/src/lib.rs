@@ -18,3 +18,8 @@ pub use allowlist::{AllowEntry, AllowNote, AllowlistProblem, Date};
 pub use audit::{AuditError, AuditFormat, parse_audit};
 pub use gate::{Counts, Verdict, verdict};
 pub use sarif::to_sarif;
+pub mod guard;
+pub mod template;
+
+pub use guard::{Guard, GuardError, Limits};
+pub use template::{TemplateError, check_template};
