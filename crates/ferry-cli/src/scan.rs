@@ -298,7 +298,12 @@ pub fn command(file: &Path, flags: &Flags, as_json: bool) -> CliResult<i32> {
         sec.rules = flags.rules.clone();
     }
     if !flags.audits.is_empty() {
-        sec.audits = flags.audits.iter().cloned().map(AuditSource::File).collect();
+        sec.audits = flags
+            .audits
+            .iter()
+            .cloned()
+            .map(AuditSource::File)
+            .collect();
     }
     if flags.no_builtin_rules {
         sec.builtin_rules = false;
@@ -315,9 +320,8 @@ pub fn command(file: &Path, flags: &Flags, as_json: bool) -> CliResult<i32> {
         let doc = ferry_scan::to_sarif(&scanned.findings, &scanners);
         let text = serde_json::to_string_pretty(&doc)
             .map_err(|e| CliError::environment(format!("SARIF: {e}")))?;
-        std::fs::write(path, text).map_err(|e| {
-            CliError::environment(format!("cannot write {}: {e}", path.display()))
-        })?;
+        std::fs::write(path, text)
+            .map_err(|e| CliError::environment(format!("cannot write {}: {e}", path.display())))?;
     }
     if as_json {
         json(&scanned);
