@@ -206,6 +206,7 @@ impl Local {
                 observer,
                 deployers: &self.factory,
                 liveness: &self.liveness,
+                scanner: &crate::scan::LocalScanner,
             },
             layout: Layout {
                 project: project.root.clone(),

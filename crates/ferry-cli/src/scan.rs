@@ -10,7 +10,7 @@
 
 use crate::context::Project;
 use crate::error::{CliError, CliResult};
-use crate::output::{json, line};
+use crate::output::json;
 use ferry_api::exit;
 use ferry_config::{AuditSource, Security};
 use ferry_engine::ports::ReportFiles;
@@ -337,6 +337,12 @@ pub fn command(file: &Path, flags: &Flags, as_json: bool) -> CliResult<i32> {
 
 /// The findings as a table, most severe first, then the verdict.
 pub fn print(s: &Scanned) {
+    crate::output::out(&render(s));
+}
+
+/// [`print`]'s text.
+pub fn render(s: &Scanned) -> String {
+    let mut out = String::new();
     let mut all: Vec<&Finding> = s.findings.iter().collect();
     all.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(&b.id)));
     for f in all {
@@ -358,8 +364,8 @@ pub fn print(s: &Scanned) {
             .as_ref()
             .map(|r| format!(" (allowed: {r})"))
             .unwrap_or_default();
-        line(format!(
-            "{:<8} {:<12} {} {at}: {}{allowed}",
+        out.push_str(&format!(
+            "{:<8} {:<12} {} {at}: {}{allowed}\n",
             f.severity.as_str(),
             f.scanner,
             f.id,
@@ -367,12 +373,45 @@ pub fn print(s: &Scanned) {
         ));
     }
     for e in &s.verdict.errors {
-        line(format!("ERROR    {}", crate::commands::printable(e)));
+        out.push_str(&format!("ERROR    {}\n", crate::commands::printable(e)));
     }
     for n in &s.notes {
-        line(format!("note: {n}"));
+        out.push_str(&format!("note: {n}\n"));
     }
-    line(s.verdict.summary());
+    out.push_str(&s.verdict.summary());
+    out.push('\n');
+    out
+}
+
+/// The build stage's security gate over this machine's files and commands.
+pub struct LocalScanner;
+
+impl ferry_engine::ports::SecurityScanner for LocalScanner {
+    fn scan(&self, checkout: &Path, security: &Security) -> ferry_engine::ports::ScanReport {
+        let s = scan(checkout, security, today());
+        let blocking: Vec<serde_json::Value> = s
+            .verdict
+            .blocking
+            .iter()
+            .take(100)
+            .map(|f| {
+                serde_json::json!({"scanner": f.scanner, "id": f.id, "severity": f.severity,
+                    "location": f.location, "message": f.message})
+            })
+            .collect();
+        ferry_engine::ports::ScanReport {
+            blocked: s.verdict.blocked,
+            summary: s.verdict.summary(),
+            log: render(&s),
+            data: serde_json::json!({
+                "counts": s.verdict.counts,
+                "blocking": blocking,
+                "errors": s.verdict.errors,
+                "scanners": s.scanners,
+                "findings": s.findings.len(),
+            }),
+        }
+    }
 }
 
 #[cfg(test)]

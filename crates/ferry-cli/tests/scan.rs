@@ -146,3 +146,41 @@ fn ferry_yml_drives_audits_and_the_allowlist_and_failures_block() {
     assert_code(&out, 1, "no template");
     assert!(stdout(&out).contains("match no file"), "{}", stdout(&out));
 }
+
+/// The gate in the build stage of a real `ferry run`: a template breaking the seed's
+/// rules fails the build before any deployment, and `ferry logs` shows the findings;
+/// fixed, the run deploys.
+#[test]
+fn the_build_stage_gate_blocks_a_real_run_before_any_deployment() {
+    let repo = Repo::new();
+    repo.write("infra/app.template.yaml", VIOLATING);
+    let log = repo.join("deploys.log");
+    repo.write(
+        "ferry.yml",
+        &format!(
+            "pipeline: gated\nbuild:\n  steps:\n    - name: synth\n      run: 'true'\n  gates:\n    security:\n      templates: [infra/*.template.yaml]\nenvironments:\n  - name: test\n    deploy:\n      command:\n        run: \"echo $FERRY_VERSION >> '{}'\"\n",
+            log.display()
+        ),
+    );
+    repo.write(".gitignore", ".ferry/\ndeploys.log\n");
+    repo.commit("violating template");
+    let out = repo.ferry(&["run"]);
+    assert_code(&out, 1, "a run with a violating template");
+    assert!(!log.exists(), "nothing may be deployed");
+    let logs = repo.ferry(&["logs", "1", "security"]);
+    assert_code(&logs, 0, "ferry logs of the security step");
+    let text = stdout(&logs);
+    assert!(
+        text.contains("iam_no_wildcard") && text.contains("blocked:"),
+        "{text}"
+    );
+
+    repo.write("infra/app.template.yaml", COMPLIANT);
+    let fixed = repo.commit("compliant template");
+    let out = repo.ferry(&["run"]);
+    assert_code(&out, 0, "a run with a compliant template");
+    assert!(
+        std::fs::read_to_string(&log).unwrap().contains(&fixed),
+        "the fixed commit is deployed"
+    );
+}

@@ -67,6 +67,9 @@ pub enum StepKind {
     },
     /// The coverage gate (seed Property 3), computed from the coverage reports so far.
     CoverageGate { min: f64 },
+    /// The security gate (seed §3.7, Property 5): `build.gates.security` scanned in the
+    /// checkout; CRITICAL or HIGH findings (not allowlisted) fail the build.
+    SecurityGate,
     /// Packs the artifact directory once; every environment gets these bytes.
     Package { path: String },
     /// Waits for `ferry approve` / `ferry reject` under the environment's rule (N of M
@@ -91,6 +94,7 @@ impl StepKind {
         match self {
             StepKind::Command { .. } => "command",
             StepKind::CoverageGate { .. } => "gate",
+            StepKind::SecurityGate => "security",
             StepKind::Package { .. } => "package",
             StepKind::Approval { .. } => "approval",
             StepKind::Deploy => "deploy",
@@ -102,6 +106,7 @@ impl StepKind {
 /// Names of the steps ferry adds itself. User steps may not take them (the planner
 /// suffixes a clash, so a user step called `deploy` still runs).
 pub const STEP_COVERAGE: &str = "coverage";
+pub const STEP_SECURITY: &str = "security";
 pub const STEP_PACKAGE: &str = "artifact";
 pub const STEP_APPROVAL: &str = "approval";
 /// The name of the build stage (the first of every plan).
@@ -123,6 +128,9 @@ impl RunPlan {
                 STEP_COVERAGE,
                 StepKind::CoverageGate { min },
             ));
+        }
+        if p.build.gates.security.is_some() {
+            build.push(ferry_step(&build, STEP_SECURITY, StepKind::SecurityGate));
         }
         if let Some(path) = &p.build.artifact {
             build.push(ferry_step(
@@ -199,6 +207,7 @@ impl RunPlan {
                                 },
                             },
                             "gate" => StepKind::CoverageGate { min: 0.0 },
+                            "security" => StepKind::SecurityGate,
                             "package" => StepKind::Package {
                                 path: String::new(),
                             },

@@ -626,6 +626,43 @@ impl Run {
         out
     }
 
+    /// Records the security gate's verdict, as the scan of the checkout found it:
+    /// `blocked` when a CRITICAL or HIGH finding is not allowlisted or a scanner could
+    /// not scan (fail closed); `summary` is its one line, `data` the findings.
+    pub fn finish_security(
+        &mut self,
+        r: StepRef,
+        blocked: bool,
+        summary: &str,
+        data: serde_json::Value,
+        now: Timestamp,
+    ) -> Vec<Change> {
+        let now = self.tick(now);
+        let (kind, verdict) = if blocked {
+            (
+                EventKind::GateFailed,
+                Verdict::Failed(format!("security gate: {summary}")),
+            )
+        } else {
+            (EventKind::GatePassed, Verdict::Passed)
+        };
+        let mut d = json!({"gate": "security"});
+        if let (Some(o), serde_json::Value::Object(more)) = (d.as_object_mut(), data) {
+            o.extend(more);
+        }
+        let ev = self.event(now, kind, None, format!("security gate {summary}"), d);
+        let mut out = vec![ev];
+        out.extend(self.finish_step(
+            r,
+            StepOutcome {
+                verdict: Some(verdict),
+                ..Default::default()
+            },
+            now,
+        ));
+        out
+    }
+
     /// Records the coverage gate's verdict, computed here from the run's coverage.
     pub fn finish_gate(&mut self, r: StepRef, now: Timestamp) -> Vec<Change> {
         let now = self.tick(now);

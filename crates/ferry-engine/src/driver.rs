@@ -36,6 +36,8 @@ pub struct Ports<'a> {
     pub deployers: &'a dyn DeployerFactory,
     /// Tells whether the holder of a lease or rollback is still alive.
     pub liveness: &'a dyn Liveness,
+    /// Scans the checkout for the build's security gate.
+    pub scanner: &'a dyn SecurityScanner,
 }
 
 /// Where a run's files go.
@@ -591,6 +593,33 @@ impl<'a> Engine<'a> {
                 let ch = run.start_step(r, clock.now(), None);
                 self.commit(run, ch)?;
                 let ch = run.finish_gate(r, clock.now());
+                self.commit(run, ch)
+            }
+            StepKind::SecurityGate => {
+                let ch = run.start_step(r, clock.now(), Some(log.display().to_string()));
+                self.commit(run, ch)?;
+                let Some(security) = self.pipeline.build.gates.security.as_ref() else {
+                    let ch = run.finish_step(
+                        r,
+                        StepOutcome::failed("ferry.yml no longer has `build.gates.security`"),
+                        clock.now(),
+                    );
+                    return self.commit(run, ch);
+                };
+                let report = self.ports.scanner.scan(checkout, security);
+                let written = log
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::write(&log, &report.log));
+                let (blocked, summary) = match written {
+                    Ok(()) => (report.blocked, report.summary.clone()),
+                    // The findings must be readable: a log that cannot be written blocks.
+                    Err(e) => (
+                        true,
+                        format!("{} (its log could not be written: {e})", report.summary),
+                    ),
+                };
+                let ch = run.finish_security(r, blocked, &summary, report.data, clock.now());
                 self.commit(run, ch)
             }
             StepKind::Package { path } => {

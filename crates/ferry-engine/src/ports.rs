@@ -371,6 +371,26 @@ pub trait DeployerFactory: Send + Sync {
     ) -> PortResult<Box<dyn Deployer + '_>>;
 }
 
+/// The security gate's scan (`build.gates.security`) of a run's checkout: the
+/// scanners' findings after the allowlist, and the verdict (seed Property 5). A scan
+/// that cannot scan blocks (fail closed).
+pub trait SecurityScanner: Send + Sync {
+    fn scan(&self, checkout: &Path, security: &ferry_config::Security) -> ScanReport;
+}
+
+/// What a security scan found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanReport {
+    /// A CRITICAL or HIGH finding is not allowlisted, or a scanner failed.
+    pub blocked: bool,
+    /// One line: `blocked: 1 critical, 2 high, …`.
+    pub summary: String,
+    /// The findings as text, for the step's log (`ferry logs`).
+    pub log: String,
+    /// The findings as JSON, for the gate's event.
+    pub data: serde_json::Value,
+}
+
 /// Whether the process named by a holder string (`host:pid`, as leases and rollback
 /// records carry) is still alive, so the work of a killed ferry is taken over instead of
 /// waited for.

@@ -64,6 +64,8 @@ pub struct Sim {
     pub observer: Arc<RecordingObserver>,
     /// Which lease and rollback holders are known to be gone (none at first).
     pub liveness: Arc<FakeLiveness>,
+    /// The security gate's scanner: what it reports is scripted.
+    pub scanner: Arc<FakeScanner>,
     /// The engine's cancel flag (what Ctrl-C sets).
     pub cancel: Arc<AtomicBool>,
     /// The engine's knobs: production defaults, holder `sim`.
@@ -131,6 +133,7 @@ impl Sim {
             probe: Arc::new(FakeProbe::new(clock.clone())),
             observer: Arc::new(RecordingObserver::new()),
             liveness: Arc::new(FakeLiveness::new()),
+            scanner: Arc::new(FakeScanner::default()),
             cancel: Arc::new(AtomicBool::new(false)),
             settings: Settings {
                 holder: "sim".to_string(),
@@ -187,6 +190,7 @@ impl Sim {
                 observer: &*self.observer,
                 deployers: &self.factory,
                 liveness: &*self.liveness,
+                scanner: &*self.scanner,
             },
             layout: self.layout.clone(),
             settings,
@@ -419,5 +423,44 @@ impl Sim {
     /// The status of a run as stored.
     pub fn stored_status(&self, run: RunId) -> Option<RunStatus> {
         self.store.load_run(run).ok().map(|v| v.status)
+    }
+}
+
+/// A security scanner whose report is set by the test (default: nothing found).
+#[derive(Debug, Default)]
+pub struct FakeScanner {
+    report: std::sync::Mutex<Option<ferry_engine::ports::ScanReport>>,
+    /// Checkouts scanned, in order.
+    pub scanned: std::sync::Mutex<Vec<std::path::PathBuf>>,
+}
+
+impl FakeScanner {
+    /// From now on every scan reports `report`.
+    pub fn reports(&self, report: ferry_engine::ports::ScanReport) {
+        if let Ok(mut r) = self.report.lock() {
+            *r = Some(report);
+        }
+    }
+}
+
+impl ferry_engine::ports::SecurityScanner for FakeScanner {
+    fn scan(
+        &self,
+        checkout: &std::path::Path,
+        _: &ferry_config::Security,
+    ) -> ferry_engine::ports::ScanReport {
+        if let Ok(mut s) = self.scanned.lock() {
+            s.push(checkout.to_path_buf());
+        }
+        self.report
+            .lock()
+            .ok()
+            .and_then(|r| r.clone())
+            .unwrap_or(ferry_engine::ports::ScanReport {
+                blocked: false,
+                summary: "passed: nothing found".into(),
+                log: "passed: nothing found\n".into(),
+                data: serde_json::json!({}),
+            })
     }
 }

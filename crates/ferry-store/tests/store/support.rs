@@ -538,6 +538,13 @@ pub fn drive_from(store: &SqliteStore, yaml: &str, choices: &[Choice], at: Times
                 run.finish_step(r, outcome, now)
             }
             StepKind::CoverageGate { .. } => run.finish_gate(r, now),
+            StepKind::SecurityGate => run.finish_security(
+                r,
+                !c.pass,
+                "1 high",
+                serde_json::json!({"counts": {"high": 1}}),
+                now,
+            ),
             StepKind::Package { .. } if c.pass => run.finish_package(r, artifact(run.id()), now),
             StepKind::Package { .. } => run.finish_step(
                 r,
