@@ -377,7 +377,7 @@ impl Messages {
             return c.clone();
         }
         if let Some(e) = &self.error {
-            return format!("{rule}: {e}");
+            return format!("{rule}: {}", short(e));
         }
         if logical_id.is_empty() {
             format!("{rule} is not compliant")
@@ -385,6 +385,17 @@ impl Messages {
             format!("{rule} is not compliant on {logical_id}")
         }
     }
+}
+
+/// cfn-guard's explanation without the traversed value (which can be a whole resource),
+/// at most 300 characters.
+fn short(e: &str) -> String {
+    let cut = e.find(" Value traversed to").unwrap_or(e.len());
+    let mut s: String = e[..cut].chars().take(300).collect();
+    if s.len() < cut {
+        s.push('…');
+    }
+    s
 }
 
 /// Collects, per resource logical id (from paths `/Resources/<id>/…`), the messages in

@@ -55,6 +55,22 @@ fn each_of_the_seeds_five_rules_is_caught_on_the_violating_template() {
         };
         assert_eq!(f.severity, want, "{f:?}");
     }
+    let message = |id: &str| {
+        findings
+            .iter()
+            .find(|f| f.id == id)
+            .map(|f| f.message.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        message("s3_bucket_public_access"),
+        "S3 bucket must block public access: BlockPublicPolicy must be true"
+    );
+    assert_eq!(
+        message("lambda_dlq"),
+        "Lambda function must have a dead-letter queue: set DeadLetterConfig.TargetArn"
+    );
+    assert!(message("iam_no_wildcard").starts_with("IAM role must not allow"));
     // YAML input: cfn-guard knows the line of the resource's properties.
     let bucket = findings
         .iter()
