@@ -20,9 +20,9 @@ pub use diagnostic::Diagnostic;
 pub use duration::{format_duration, parse_duration};
 pub use model::{
     Alarm, AlarmSource, Approval, Build, CommandDeploy, Comparison, Deploy, Environment,
-    ExecutionMode, Gates, HOTFIX_APPROVALS, Hotfix, InsufficientData, MissingData, Monitor,
-    Notification, Pipeline, ReleaseDeploy, Reports, Rollback, RollbackValidate, Server, Source,
-    Step, Suite,
+    EnvironmentInfrastructure, ExecutionMode, Gates, HOTFIX_APPROVALS, Hotfix, Infrastructure,
+    InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports,
+    Rollback, RollbackValidate, Server, Source, Step, Suite,
 };
 pub use windows::{WeekRange, WeekTime, Windows};
 

@@ -107,6 +107,7 @@ fn reference_file_parses_into_the_expected_model() {
                 monitor: None,
                 watch: None,
                 windows: None,
+                infrastructure: None,
             },
             Environment {
                 name: "staging".into(),
@@ -122,6 +123,7 @@ fn reference_file_parses_into_the_expected_model() {
                 }),
                 watch: None,
                 windows: None,
+                infrastructure: None,
             },
             Environment {
                 name: "production".into(),
@@ -140,6 +142,7 @@ fn reference_file_parses_into_the_expected_model() {
                 }),
                 watch: None,
                 windows: None,
+                infrastructure: None,
             },
         ],
         alarms: vec![
@@ -160,6 +163,7 @@ fn reference_file_parses_into_the_expected_model() {
         }],
         server: ferry_config::Server::default(),
         execution_mode: ExecutionMode::Superseded,
+        infrastructure: None,
     };
     assert_eq!(p, expected);
 }
