@@ -958,7 +958,9 @@ impl Checker<'_> {
             Some(e) => {
                 let pos = e.pos();
                 infra.paths = self.globs(e, loc, "infrastructure/**");
-                if infra.paths.is_empty() && e.value.is_null() {
+                let empty = e.value.is_null()
+                    || matches!(&e.value.kind, Kind::Seq(items) if items.is_empty());
+                if empty {
                     self.report(
                         pos,
                         "`paths` in `infrastructure` lists no files",
