@@ -181,7 +181,7 @@ fn templates(
             })?;
             let root = dir.path().join("checkout");
             git.checkout(sha, &root)?;
-            run_synth(synth, &root, short)?;
+            run_synth(synth, &root, sha)?;
             let mut out = Vec::new();
             for glob in &infra.templates {
                 for (path, bytes) in LocalReportFiles.read(&root, glob)? {
@@ -208,11 +208,16 @@ fn templates(
     Ok(map)
 }
 
-fn run_synth(synth: &str, root: &Path, short: &str) -> CliResult<()> {
+/// Runs `synth` at the root of the checkout, with `FERRY_COMMIT` set to the commit, its
+/// stdin closed.
+fn run_synth(synth: &str, root: &Path, sha: &str) -> CliResult<()> {
+    let short = &sha[..sha.len().min(12)];
     let out = Command::new("sh")
         .arg("-c")
         .arg(synth)
         .current_dir(root)
+        .env("FERRY_COMMIT", sha)
+        .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| {
             CliError::environment(format!(

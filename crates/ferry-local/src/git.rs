@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+/// A file read from a commit by [`GitSource::files_matching`] larger than this is refused.
+const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// A git repository on disk (see [`Source`]).
 pub struct GitSource {
     path: PathBuf,
@@ -223,9 +226,16 @@ impl GitSource {
             let path = format!("{dir}{}", String::from_utf8_lossy(entry.name_bytes()));
             if globs.iter().any(|g| glob_match(g, &path)) {
                 match entry.to_object(&repo).ok().and_then(|o| o.into_blob().ok()) {
+                    Some(blob) if blob.size() as u64 > MAX_FILE_BYTES => {
+                        failed = Some(format!(
+                            "`{path}` is {} bytes, more than ferry reads ({MAX_FILE_BYTES})",
+                            blob.size()
+                        ));
+                        return git2::TreeWalkResult::Abort;
+                    }
                     Some(blob) => out.push((path, blob.content().to_vec())),
                     None => {
-                        failed = Some(path);
+                        failed = Some(format!("cannot read `{path}`"));
                         return git2::TreeWalkResult::Abort;
                     }
                 }
