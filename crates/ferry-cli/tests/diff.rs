@@ -321,3 +321,24 @@ fn bad_inputs_get_clear_errors() {
         describe(&o)
     );
 }
+
+#[test]
+fn the_default_from_is_the_version_the_environment_runs() {
+    let (repo, first) = setup();
+    let o = repo.ferry(&["run"]);
+    assert_code(&o, 0, "ferry run");
+    repo.write(
+        "infrastructure/stack.json",
+        &stack("PAY_PER_REQUEST", "id", &hash('a'), "App/Orders"),
+    );
+    let head = repo.commit("On-demand billing");
+    let o = repo.ferry(&["diff", "--json"]);
+    assert_code(&o, 0, "ferry diff with the defaults");
+    let j = stdout_json(&o);
+    assert_eq!(j["from"], first.as_str(), "{j}");
+    assert_eq!(j["to"], head.as_str(), "{j}");
+    assert_eq!(j["verdict"], "meaningful", "{j}");
+    let o = repo.ferry(&["diff", "--env", "test", "--json"]);
+    assert_code(&o, 0, "ferry diff --env test");
+    assert_eq!(stdout_json(&o)["from"], first.as_str());
+}
