@@ -147,7 +147,7 @@ fn match_one(p: &[u8], s: &[u8]) -> bool {
 }
 
 /// How a file changed between two commits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileStatus {
     Added,
