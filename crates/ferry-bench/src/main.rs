@@ -8,8 +8,12 @@
 //!
 //! `ferry-bench mttr [--iterations N]` measures mean time to recovery instead (see
 //! `mttr.rs`); `ferry-bench serve [--sizes …] [--duration S]` loads `ferry serve` with
-//! wrk (see `load.rs`).
+//! wrk (see `load.rs`); `ferry-bench diff [--iterations N] [--files N] [--changed N]`
+//! times `ferry diff`'s changed-file listing against `git diff --name-only` on a
+//! synthetic 100,000-file repository (see `diff.rs`; the ferry binary next to
+//! ferry-bench, or `$FERRY_BIN`).
 
+mod diff;
 mod load;
 mod mttr;
 
@@ -27,6 +31,13 @@ fn main() {
 fn run() -> Result<(), String> {
     if std::env::args().nth(1).as_deref() == Some("mttr") {
         return mttr::run(std::env::args().skip(2).collect());
+    }
+    if std::env::args().nth(1).as_deref() == Some("diff") {
+        let ferry = std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("ferry");
+        let ferry = std::env::var_os("FERRY_BIN").map_or(ferry, PathBuf::from);
+        return diff::run(std::env::args().skip(2).collect(), ferry);
     }
     if std::env::args().nth(1).as_deref() == Some("serve") {
         return load::run(std::env::args().skip(2).collect());

@@ -4,6 +4,7 @@
 mod commands;
 mod context;
 mod demo;
+mod diff;
 mod error;
 mod guard;
 mod output;
@@ -196,6 +197,19 @@ enum Command {
         #[arg(long)]
         by: Option<String>,
     },
+    /// The infrastructure files changed between two commits, the semantic difference of
+    /// their synthesized CloudFormation templates, and the verdict: no change, meaningful
+    /// (the infrastructure deploy runs) or rollback-unsafe (a stateful resource replaced
+    /// or removed, or a migration). Needs an `infrastructure` section in ferry.yml.
+    Diff {
+        /// The commit to compare from; default: the version `--env` runs now.
+        from: Option<String>,
+        /// The commit to compare to; default: HEAD.
+        to: Option<String>,
+        /// The environment whose deployed version is FROM; default: the last one.
+        #[arg(long)]
+        env: Option<String>,
+    },
     /// Runs ferry as a service: GitHub push webhooks start runs, alarm events roll
     /// back, and a JSON API shows and approves runs. Needs FERRY_WEBHOOK_SECRET and
     /// FERRY_API_TOKEN in the environment (or files named by `server.webhook_secret_file`
@@ -371,6 +385,13 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             reason.as_deref(),
             *confirm,
             by.as_deref(),
+            j,
+        ),
+        Command::Diff { from, to, env } => diff::run(
+            &project()?,
+            from.as_deref(),
+            to.as_deref(),
+            env.as_deref(),
             j,
         ),
         Command::Serve { listen } => serve::serve(&project()?, listen.as_deref()),

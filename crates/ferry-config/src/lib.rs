@@ -20,9 +20,9 @@ pub use diagnostic::Diagnostic;
 pub use duration::{format_duration, parse_duration};
 pub use model::{
     Alarm, AlarmSource, Allow, Approval, AuditSource, Build, CommandDeploy, Comparison, Deploy,
-    Environment, ExecutionMode, Gates, HOTFIX_APPROVALS, Hotfix, InsufficientData, MissingData,
-    Monitor, Notification, Pipeline, ReleaseDeploy, Reports, Rollback, RollbackValidate, Security,
-    Server, Source, Step, Suite,
+    Environment, EnvironmentInfrastructure, ExecutionMode, Gates, HOTFIX_APPROVALS, Hotfix,
+    Infrastructure, InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy,
+    Reports, Rollback, RollbackValidate, Security, Server, Source, Step, Suite,
 };
 pub use windows::{WeekRange, WeekTime, Windows};
 

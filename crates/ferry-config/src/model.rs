@@ -26,6 +26,36 @@ pub struct Pipeline {
     /// Key `execution_mode`: what happens when several runs want the same environment
     /// (CodePipeline V2's execution modes). Default [`ExecutionMode::Superseded`].
     pub execution_mode: ExecutionMode,
+    /// Key `infrastructure`: which files are infrastructure, how templates are synthesized
+    /// and which changes are migrations (`ferry diff`). `None`: no infrastructure
+    /// detection runs at all.
+    pub infrastructure: Option<Infrastructure>,
+}
+
+/// Top-level key `infrastructure`: infrastructure change detection (`ferry diff`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Infrastructure {
+    /// Key `paths`: globs (`*`, `?`, `**`) of the files that are infrastructure, relative
+    /// to the repository root, like `infrastructure/**`. At least one.
+    pub paths: Vec<String>,
+    /// Key `synth`: a command run at the root of a checkout that writes the templates
+    /// (like `npx cdk synth --quiet`). `None`: the templates are committed files, read
+    /// straight from each commit.
+    pub synth: Option<String>,
+    /// Key `templates`: globs of the CloudFormation templates (JSON) to compare, like
+    /// `infrastructure/cdk.out/*.template.json`. Required with `synth`.
+    pub templates: Vec<String>,
+    /// Key `migrations`: globs of files whose change marks a migration (like
+    /// `migrations/**`); a changed file matching one makes the change rollback-unsafe.
+    pub migrations: Vec<String>,
+}
+
+/// Key `infrastructure` of an environment: how infrastructure is deployed there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvironmentInfrastructure {
+    /// Key `deploy`: the command that deploys the synthesized templates, run at the root of
+    /// the checkout only when the infrastructure changed meaningfully.
+    pub deploy: String,
 }
 
 /// How runs share the environments (top-level key `execution_mode`).
@@ -280,6 +310,9 @@ pub struct Environment {
     /// named time zone). A run reaching a closed window is held, not failed, and goes on
     /// by itself when it opens. Rollbacks are never held.
     pub windows: Option<Windows>,
+    /// Key `infrastructure`: `{ deploy: COMMAND }`, the infrastructure deploy here. Needs
+    /// the top-level `infrastructure` section.
+    pub infrastructure: Option<EnvironmentInfrastructure>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -12,9 +12,9 @@ use crate::diagnostic::Diagnostic;
 use crate::duration::{format_duration, parse_reason};
 use crate::model::{
     Alarm, AlarmSource, Allow, Approval, AuditSource, Build, CommandDeploy, Comparison, Deploy,
-    Environment, ExecutionMode, HOTFIX_APPROVALS, Hotfix, InsufficientData, MissingData, Monitor,
-    Notification, Pipeline, ReleaseDeploy, Reports, Rollback, RollbackValidate, Security, Server,
-    Source, Step, Suite,
+    Environment, EnvironmentInfrastructure, ExecutionMode, HOTFIX_APPROVALS, Hotfix,
+    Infrastructure, InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy,
+    Reports, Rollback, RollbackValidate, Security, Server, Source, Step, Suite,
 };
 use crate::yaml::{Kind, Node, Pos, Value, ellipsize};
 
@@ -36,7 +36,10 @@ const TOP_KEYS: &[&str] = &[
     "execution_mode",
     "hotfix",
     "server",
+    "infrastructure",
 ];
+const INFRASTRUCTURE_KEYS: &[&str] = &["paths", "synth", "templates", "migrations"];
+const ENV_INFRASTRUCTURE_KEYS: &[&str] = &["deploy"];
 const SERVER_KEYS: &[&str] = &[
     "listen",
     "url",
@@ -56,7 +59,14 @@ const ALLOW_KEYS: &[&str] = &["id", "package", "reason", "expires"];
 const STEP_KEYS: &[&str] = &["name", "run", "timeout", "reports", "env", "suite"];
 const REPORTS_KEYS: &[&str] = &["junit", "coverage"];
 const ENV_KEYS: &[&str] = &[
-    "name", "approval", "deploy", "tests", "monitor", "watch", "windows",
+    "name",
+    "approval",
+    "deploy",
+    "tests",
+    "monitor",
+    "watch",
+    "windows",
+    "infrastructure",
 ];
 const APPROVAL_KEYS: &[&str] = &[
     "timeout",
@@ -916,6 +926,10 @@ impl Checker<'_> {
             .unwrap_or_default();
         let hotfix = self.hotfix(&m, environments.as_deref());
         let server = self.server(&m);
+        let infrastructure = self.infrastructure(&m);
+        if m.get("infrastructure").is_none() {
+            self.env_infrastructure_without_section(&env_refs);
+        }
 
         self.cross_references(&env_refs, &alarm_names);
         if artifact == Some(false) {
@@ -934,7 +948,84 @@ impl Checker<'_> {
             execution_mode,
             hotfix,
             server,
+            infrastructure,
         })
+    }
+
+    /// Top-level `infrastructure: { paths, synth, templates, migrations }`.
+    fn infrastructure(&mut self, top: &Map<'_>) -> Option<Infrastructure> {
+        let m = self.sub_map(top, "infrastructure", "", INFRASTRUCTURE_KEYS)?;
+        let loc = "in `infrastructure`";
+        let mut infra = Infrastructure::default();
+        match m.get("paths") {
+            Some(e) => {
+                let pos = e.pos();
+                infra.paths = self.globs(e, loc, "infrastructure/**");
+                let empty = e.value.is_null()
+                    || matches!(&e.value.kind, Kind::Seq(items) if items.is_empty());
+                if empty {
+                    self.report(
+                        pos,
+                        "`paths` in `infrastructure` lists no files",
+                        "list the globs of your infrastructure files, like `paths: [infrastructure/**]`",
+                    );
+                }
+            }
+            None => {
+                if !m.suggested.iter().any(|s| s == "paths") {
+                    self.missing(&m, "paths", loc, "paths: [infrastructure/**]");
+                }
+            }
+        }
+        infra.synth = self.text(&m, "synth", loc, "synth: npx cdk synth --quiet");
+        if let Some(e) = m.get("templates") {
+            infra.templates = self.globs(e, loc, "infrastructure/cdk.out/*.template.json");
+        }
+        if infra.synth.is_some() && m.get("templates").is_none() {
+            self.report(
+                m.get("synth").map_or(m.pos, |e| e.pos()),
+                "`synth` in `infrastructure` writes templates, but `templates` does not say where",
+                "add `templates: [infrastructure/cdk.out/*.template.json]` (globs of the synthesized CloudFormation templates)",
+            );
+        }
+        if let Some(e) = m.get("migrations") {
+            infra.migrations = self.globs(e, loc, "migrations/**");
+        }
+        Some(infra)
+    }
+
+    /// Path globs inside the checkout: one text or a list.
+    fn globs(&mut self, e: Entry<'_>, loc: &str, example: &str) -> Vec<String> {
+        let what = located(e.key, loc);
+        let mut out = Vec::new();
+        for (glob, pos) in self.texts(e, loc, example, true) {
+            if let Some(why) = outside_checkout(&glob) {
+                self.report(
+                    pos,
+                    format!(
+                        "{what} must name paths inside the checkout, found {why} `{}`",
+                        ellipsize(&glob)
+                    ),
+                    format!("write a glob relative to the repository root, like `{example}`"),
+                );
+                continue;
+            }
+            out.push(glob);
+        }
+        out
+    }
+
+    /// An environment's `infrastructure:` needs the top-level section.
+    fn env_infrastructure_without_section(&mut self, env_refs: &[EnvRefs]) {
+        for r in env_refs {
+            if let Some(pos) = r.infrastructure {
+                self.report(
+                    pos,
+                    format!("`infrastructure` of {} deploys infrastructure, but the file has no top-level `infrastructure` section", r.label),
+                    "add a top-level `infrastructure:` with `paths:` (globs of your infrastructure files), or remove `infrastructure` here",
+                );
+            }
+        }
     }
 
     /// `hotfix: { allowed: true }`. A hotfix needs two distinct approvals at the last
@@ -1488,8 +1579,18 @@ impl Checker<'_> {
         let monitor = self.monitor(&m, label, &mut refs);
         let watch = self.duration(&m, "watch", &loc, false);
         let windows = self.windows(&m, label);
+        let infrastructure = self.env_infrastructure(&m, label);
+        refs.infrastructure = m.get("infrastructure").map(|e| e.pos());
 
-        let env = match (named, approval, deploy, tests, monitor, windows) {
+        let env = match (
+            named,
+            approval,
+            deploy,
+            tests,
+            monitor,
+            windows,
+            infrastructure,
+        ) {
             (
                 Some(named),
                 Some(approval),
@@ -1497,6 +1598,7 @@ impl Checker<'_> {
                 Some(tests),
                 Some(monitor),
                 Some(windows),
+                Some(infrastructure),
             ) => Some(Environment {
                 name: named.name,
                 approval,
@@ -1505,10 +1607,32 @@ impl Checker<'_> {
                 monitor,
                 watch,
                 windows,
+                infrastructure,
             }),
             _ => None,
         };
         (env, refs)
+    }
+
+    /// `infrastructure: { deploy: COMMAND }` of an environment.
+    fn env_infrastructure(
+        &mut self,
+        env: &Map<'_>,
+        label: &str,
+    ) -> Option<Option<EnvironmentInfrastructure>> {
+        let Some(e) = env.get("infrastructure") else {
+            return Some(None);
+        };
+        let loc = format!("in `infrastructure` of {label}");
+        let what = format!("`infrastructure` of {label}");
+        let m = self.map(e.value, e.pos(), &what, &loc, ENV_INFRASTRUCTURE_KEYS)?;
+        let deploy = self.req_text(
+            &m,
+            "deploy",
+            &loc,
+            "deploy: npx cdk deploy --all --require-approval never",
+        )?;
+        Some(Some(EnvironmentInfrastructure { deploy }))
     }
 
     /// `approval: { timeout: 24h }`; `true` or `{}` for the default; `false` for none.
@@ -2419,6 +2543,8 @@ struct EnvRefs {
     release: Option<Pos>,
     /// `deploy.release.root`, as written and normalised (see [`normalize_root`]).
     root: Option<Root>,
+    /// Where the environment's `infrastructure` key is, if written.
+    infrastructure: Option<Pos>,
 }
 
 struct Root {

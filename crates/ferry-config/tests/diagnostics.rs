@@ -56,7 +56,7 @@ environments:
 "##,
         r##"
 ferry.yml:2:1: unknown key `colour` at the top level
-  help: allowed keys here: pipeline, source, build, environments, alarms, rollback, notifications, execution_mode, hotfix, server
+  help: allowed keys here: pipeline, source, build, environments, alarms, rollback, notifications, execution_mode, hotfix, server, infrastructure
 "##,
     );
 }
@@ -1688,4 +1688,112 @@ fn a_full_security_gate_is_read() {
     assert_eq!(s.allow.len(), 1);
     assert_eq!(s.allow[0].package.as_deref(), Some("lodash"));
     assert_eq!(s.allow[0].expires.as_deref(), Some("2028-02-29"));
+}
+
+const INFRA_BASE: &str = "pipeline: p
+build:
+  steps:
+    - name: b
+      run: 'true'
+environments:
+  - name: test
+    deploy:
+      command:
+        run: 'true'
+";
+
+#[test]
+fn infrastructure_keys_get_did_you_mean_and_paths_stay_inside_the_checkout() {
+    check(
+        &format!(
+            "{INFRA_BASE}    infrastructure:\n      deplo: x\ninfrastructure:\n  pths: [infra/**]\n"
+        ),
+        r##"
+ferry.yml:12:7: unknown key `deplo` in `infrastructure` of environment `test`
+  help: did you mean `deploy`?
+ferry.yml:14:3: unknown key `pths` in `infrastructure`
+  help: did you mean `paths`?
+"##,
+    );
+    check(
+        &format!("{INFRA_BASE}infrastructure:\n  paths: [../infra/**, /abs]\n  synth: cdk synth\n"),
+        r##"
+ferry.yml:12:11: `paths` in `infrastructure` must name paths inside the checkout, found a path leaving the checkout `../infra/**`
+  help: write a glob relative to the repository root, like `infrastructure/**`
+ferry.yml:12:24: `paths` in `infrastructure` must name paths inside the checkout, found an absolute path `/abs`
+  help: write a glob relative to the repository root, like `infrastructure/**`
+ferry.yml:13:10: `synth` in `infrastructure` writes templates, but `templates` does not say where
+  help: add `templates: [infrastructure/cdk.out/*.template.json]` (globs of the synthesized CloudFormation templates)
+"##,
+    );
+}
+
+#[test]
+fn infrastructure_wrong_types_and_empty_values() {
+    check(
+        &format!("{INFRA_BASE}infrastructure:\n  paths: []\n  templates: {{a: 1}}\n  synth: ''\n"),
+        r##"
+ferry.yml:12:10: `paths` in `infrastructure` lists no files
+  help: list the globs of your infrastructure files, like `paths: [infrastructure/**]`
+ferry.yml:13:14: `templates` in `infrastructure` must be a list, found a mapping
+  help: write one item per line, each starting with `- `
+ferry.yml:14:3: `synth` in `infrastructure` is empty
+  help: write it like `synth: npx cdk synth --quiet`
+"##,
+    );
+    check(
+        &format!("{INFRA_BASE}infrastructure: yes\n"),
+        r##"
+ferry.yml:11:17: `infrastructure` must be a mapping, found the text `yes`
+  help: write `key: value` lines indented under it; allowed keys: paths, synth, templates, migrations
+"##,
+    );
+    check(
+        &format!("{INFRA_BASE}infrastructure:\n  synth: cdk synth\n  templates: out/*.json\n"),
+        r##"
+ferry.yml:12:3: missing key `paths` in `infrastructure`
+  help: add `paths: [infrastructure/**]`
+"##,
+    );
+}
+
+#[test]
+fn an_environment_infrastructure_deploy_needs_the_section_and_a_command() {
+    check(
+        &format!("{INFRA_BASE}    infrastructure:\n      deploy: ./deploy-infra.sh\n"),
+        r##"
+ferry.yml:12:7: `infrastructure` of environment `test` deploys infrastructure, but the file has no top-level `infrastructure` section
+  help: add a top-level `infrastructure:` with `paths:` (globs of your infrastructure files), or remove `infrastructure` here
+"##,
+    );
+    check(
+        &format!("{INFRA_BASE}    infrastructure: {{}}\ninfrastructure:\n  paths: infra/**\n"),
+        r##"
+ferry.yml:11:21: missing key `deploy` in `infrastructure` of environment `test`
+  help: add `deploy: npx cdk deploy --all --require-approval never`
+"##,
+    );
+}
+
+#[test]
+fn a_complete_infrastructure_section_parses() {
+    let yaml = format!(
+        "{INFRA_BASE}    infrastructure:\n      deploy: npx cdk deploy --all\ninfrastructure:\n  paths: [infrastructure/**]\n  synth: npx cdk synth --quiet\n  templates: infrastructure/cdk.out/*.template.json\n  migrations: [migrations/**]\n"
+    );
+    let p = match parse(&yaml, "ferry.yml") {
+        Ok(p) => p,
+        Err(d) => panic!("{d:?}"),
+    };
+    let infra = p.infrastructure.expect("infrastructure");
+    assert_eq!(infra.paths, ["infrastructure/**"]);
+    assert_eq!(infra.synth.as_deref(), Some("npx cdk synth --quiet"));
+    assert_eq!(infra.templates, ["infrastructure/cdk.out/*.template.json"]);
+    assert_eq!(infra.migrations, ["migrations/**"]);
+    assert_eq!(
+        p.environments[0]
+            .infrastructure
+            .as_ref()
+            .map(|i| i.deploy.as_str()),
+        Some("npx cdk deploy --all")
+    );
 }

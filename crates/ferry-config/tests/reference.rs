@@ -108,6 +108,7 @@ fn reference_file_parses_into_the_expected_model() {
                 monitor: None,
                 watch: None,
                 windows: None,
+                infrastructure: None,
             },
             Environment {
                 name: "staging".into(),
@@ -123,6 +124,7 @@ fn reference_file_parses_into_the_expected_model() {
                 }),
                 watch: None,
                 windows: None,
+                infrastructure: None,
             },
             Environment {
                 name: "production".into(),
@@ -141,6 +143,7 @@ fn reference_file_parses_into_the_expected_model() {
                 }),
                 watch: None,
                 windows: None,
+                infrastructure: None,
             },
         ],
         alarms: vec![
@@ -161,6 +164,7 @@ fn reference_file_parses_into_the_expected_model() {
         }],
         server: ferry_config::Server::default(),
         execution_mode: ExecutionMode::Superseded,
+        infrastructure: None,
     };
     assert_eq!(p, expected);
 }

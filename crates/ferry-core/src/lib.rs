@@ -13,6 +13,7 @@ pub mod concurrency;
 pub mod deployment;
 pub mod events;
 pub mod gates;
+pub mod infra;
 pub mod model;
 pub mod monitor;
 pub mod plan;
