@@ -625,6 +625,13 @@ fn start_run(
         commands::printable(by)
     );
     let _ = tx.send(Ok(Started::New(id)));
+    drive_to_end(state, &engine, run);
+}
+
+/// On a run's own thread: drives it to its end, then watches its environments (unless
+/// the server is stopping), then removes its checkout.
+fn drive_to_end(state: &AppState, engine: &ferry_engine::Engine<'_>, run: ferry_core::run::Run) {
+    let id = run.id();
     match engine.drive(run) {
         Ok(view) => {
             eprintln!("ferry serve: run {id} {}", view.status);
@@ -916,18 +923,7 @@ fn resume_run(state: &AppState, id: RunId) {
         }
     };
     eprintln!("ferry serve: run {id} taken up again (the ferry process that drove it stopped)");
-    match engine.drive(run) {
-        Ok(view) => {
-            eprintln!("ferry serve: run {id} {}", view.status);
-            if !state.stopping()
-                && let Err(e) = engine.watch(&view)
-            {
-                eprintln!("ferry serve: run {id}: watching its environments: {e}");
-            }
-        }
-        Err(e) => eprintln!("ferry serve: run {id}: {e}"),
-    }
-    let _ = std::fs::remove_dir_all(engine.layout.checkout(id));
+    drive_to_end(state, &engine, run);
 }
 
 // --- POST /hooks/alarms ------------------------------------------------------------------
