@@ -300,13 +300,14 @@ fn npm7(doc: &Value, file: &str) -> Result<Vec<Finding>, AuditError> {
                     }
                     // The url's GHSA id and the npm advisory number name the same
                     // advisory: whichever is not the id is an alias.
-                    let aliases = url.and_then(ghsa_from_url).into_iter().chain(
-                        match v.get("source") {
-                            Some(Value::Number(n)) => Some(format!("NPM-{n}")),
-                            Some(Value::String(s)) if !s.is_empty() => Some(format!("NPM-{s}")),
-                            _ => None,
-                        },
-                    );
+                    let aliases =
+                        url.and_then(ghsa_from_url)
+                            .into_iter()
+                            .chain(match v.get("source") {
+                                Some(Value::Number(n)) => Some(format!("NPM-{n}")),
+                                Some(Value::String(s)) if !s.is_empty() => Some(format!("NPM-{s}")),
+                                _ => None,
+                            });
                     out.push(with_aliases(
                         finding(
                             NPM_AUDIT,

@@ -91,7 +91,10 @@ impl Finding {
     pub fn is_named(&self, name: &str) -> bool {
         let name = name.trim();
         self.id.trim().eq_ignore_ascii_case(name)
-            || self.aliases.iter().any(|a| a.trim().eq_ignore_ascii_case(name))
+            || self
+                .aliases
+                .iter()
+                .any(|a| a.trim().eq_ignore_ascii_case(name))
     }
 }
 

@@ -51,7 +51,10 @@ fn each_audit_format_keeps_its_aliases() {
         by_id(&pip, "PYSEC-2019-179").aliases,
         ["CVE-2019-1010083", "GHSA-5wv5-4vpf-pj6m"]
     );
-    assert_eq!(by_id(&pip, "GHSA-wj6h-64fc-37mp").aliases, ["CVE-2024-23342"]);
+    assert_eq!(
+        by_id(&pip, "GHSA-wj6h-64fc-37mp").aliases,
+        ["CVE-2024-23342"]
+    );
     // npm 7: the id is the url's GHSA id, the `source` number an alias.
     let npm7 = parse("npm7.json");
     assert_eq!(by_id(&npm7, "GHSA-c2qf-rxjj-qqgw").aliases, ["NPM-1096482"]);
@@ -78,7 +81,11 @@ fn an_allowlist_entry_naming_the_cve_allows_the_advisory() {
     assert_eq!(rsa.allowed.as_deref(), Some("accepted for the test"));
     assert_eq!(rsa.expired, None);
     let mut pip = parse("pip.json");
-    apply(&mut pip, &[entry("CVE-2019-1010083", None)], day("2026-11-26"));
+    apply(
+        &mut pip,
+        &[entry("CVE-2019-1010083", None)],
+        day("2026-11-26"),
+    );
     assert!(by_id(&pip, "PYSEC-2019-179").allowed.is_some());
     assert!(by_id(&pip, "PYSEC-2018-66").allowed.is_none());
     let mut npm = parse("npm7.json");

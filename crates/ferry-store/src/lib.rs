@@ -824,7 +824,9 @@ impl Store for SqliteStore {
     }
 
     fn finding_counts(&self, run: RunId) -> PortResult<FindingCounts> {
-        self.transaction(TransactionBehavior::Deferred, |tx| findings::counts(tx, run))
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            findings::counts(tx, run)
+        })
     }
 
     fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>> {

@@ -119,9 +119,9 @@ fn findings_are_committed_before_the_verdict_is() {
     sim.scanner.reports(blocking_report());
     // The batch carrying the gate's verdict fails: the findings are already stored.
     sim.store.fail_apply_if(10, |_, changes| {
-        changes.iter().any(|c| {
-            matches!(c, Change::Event(e) if e.kind == EventKind::GateFailed)
-        })
+        changes
+            .iter()
+            .any(|c| matches!(c, Change::Event(e) if e.kind == EventKind::GateFailed))
     });
     let err = sim.try_run(SHA).unwrap_err();
     assert_eq!(err.kind, PortErrorKind::Unavailable, "{err}");

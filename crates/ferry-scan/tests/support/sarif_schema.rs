@@ -468,4 +468,3 @@ pub fn validate(doc: &Value) -> Vec<String> {
     }
     errors
 }
-

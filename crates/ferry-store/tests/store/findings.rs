@@ -58,7 +58,11 @@ fn contract(store: &dyn Store) {
     let first = vec![
         record("RUSTSEC-2023-0071", Severity::Moderate, Treatment::Warns),
         template("S3_BUCKET_ENCRYPTION"),
-        record("RUSTSEC-2024-0332", Severity::Critical, Treatment::Allowlisted),
+        record(
+            "RUSTSEC-2024-0332",
+            Severity::Critical,
+            Treatment::Allowlisted,
+        ),
         record("RUSTSEC-2024-0384", Severity::Low, Treatment::Informs),
         record("RUSTSEC-2024-0001", Severity::High, Treatment::Expired),
     ];
@@ -82,7 +86,11 @@ fn contract(store: &dyn Store) {
     store.record_findings(run, &second).unwrap();
     assert_eq!(store.findings(run).unwrap(), second);
     assert_eq!(store.finding_counts(run).unwrap().high, 1);
-    assert_eq!(store.findings(other).unwrap().len(), 1, "other runs untouched");
+    assert_eq!(
+        store.findings(other).unwrap().len(),
+        1,
+        "other runs untouched"
+    );
     store.record_findings(run, &[]).unwrap();
     assert_eq!(store.findings(run).unwrap(), vec![]);
     // Unknown runs.
