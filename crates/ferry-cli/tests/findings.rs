@@ -227,3 +227,49 @@ fn status_shows_the_counts_of_a_run_in_progress() {
     assert_code(&out, 0, "reject");
     let _ = run.wait(support::LONG);
 }
+
+/// A SARIF file that cannot be written blocks the gate (fail closed), with the reason;
+/// the findings are stored all the same. The API serves SARIF as `application/sarif+json`.
+#[test]
+fn a_sarif_file_that_cannot_be_written_blocks() {
+    let repo = Repo::new();
+    repo.write("reports/cargo-audit.json", CARGO);
+    repo.write(
+        "ferry.yml",
+        "pipeline: gated\nbuild:\n  steps:\n    - name: unit\n      run: 'true'\n  gates:\n    security:\n      audit:\n        - file: reports/cargo-audit.json\n      allow:\n        - id: CVE-2023-49092\n          reason: \"we never decrypt with RSA keys\"\n        - id: GHSA-q6cp-qfwq-4gcv\n          reason: \"no HTTP/2 server in this service\"\n      sarif: blocker/ferry.sarif\nenvironments:\n  - name: test\n    deploy: {command: {run: 'true'}}\n",
+    );
+    repo.write(".gitignore", ".ferry/\nblocker\n");
+    repo.commit("only warnings");
+    // `blocker` is a file, so `blocker/ferry.sarif` cannot be created.
+    repo.write("blocker", "not a folder\n");
+    let out = repo.ferry(&["run"]);
+    assert_code(&out, 1, "a run whose SARIF file cannot be written");
+    let v = json(&repo.ferry(&["--json", "logs", "1", "security"]));
+    let reason = v["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "gate_failed")
+        .map(|e| e["message"].to_string())
+        .unwrap_or_default();
+    assert!(reason.contains("could not be written"), "{v:#}");
+    let v = json(&repo.ferry(&["--json", "findings", "1"]));
+    assert_eq!(v["counts"]["allowlisted"], 2, "{v:#}");
+
+    let server = Server::start(&repo);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        s,
+        "GET /api/runs/1/findings?format=sarif HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    assert!(
+        raw.to_ascii_lowercase()
+            .contains("content-type: application/sarif+json"),
+        "{raw}"
+    );
+    server.kill();
+}
