@@ -108,6 +108,10 @@ pub struct RunSummary {
     /// (`ferry status` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<HeldRun>,
+    /// The security gate's findings per severity, once the gate has run (`ferry status`
+    /// only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub findings: Option<ferry_core::findings::FindingCounts>,
 }
 
 /// Where a run's approval of one environment stands (`ferry status`,
@@ -176,6 +180,21 @@ pub struct StepLog {
     pub exit_code: Option<i32>,
     pub log: Option<String>,
     pub text: String,
+    /// A security gate step's findings, once it has run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub findings: Option<Vec<ferry_core::findings::FindingRecord>>,
+}
+
+/// A run's security findings: `ferry findings --json` and `GET /api/runs/{id}/findings`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Findings {
+    pub run: i64,
+    /// Whether the run's security gate has run (its findings are final).
+    pub scanned: bool,
+    /// Per severity, allowlisted ones apart.
+    pub counts: ferry_core::findings::FindingCounts,
+    /// Every finding, allowlisted ones included, in the scanners' order.
+    pub findings: Vec<ferry_core::findings::FindingRecord>,
 }
 
 /// Any command's error under `--json`.

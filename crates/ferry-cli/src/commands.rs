@@ -375,6 +375,7 @@ pub fn run_summary(v: &RunView) -> ferry_api::RunSummary {
         hotfix: v.hotfix,
         approval: None,
         held: None,
+        findings: None,
     }
 }
 
@@ -441,13 +442,21 @@ pub struct RunDetail {
     #[serde(flatten)]
     pub run: RunView,
     pub approvals: Vec<ferry_api::ApprovalProgress>,
+    /// The security gate's findings per severity, once the gate has run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub findings: Option<ferry_core::findings::FindingCounts>,
 }
 
-/// The run `id` with its approvals.
+/// The run `id` with its approvals and its security findings' counts.
 pub fn run_detail(store: &dyn Store, id: RunId) -> CliResult<RunDetail> {
     let run = store.load_run(id)?;
     let approvals = approval_progress(store, &run)?;
-    Ok(RunDetail { run, approvals })
+    let findings = crate::findings::gate_counts(store, &run)?;
+    Ok(RunDetail {
+        run,
+        approvals,
+        findings,
+    })
 }
 
 pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
@@ -557,6 +566,7 @@ pub fn build_status_with(
                 .find(|a| Some(&a.environment) == waiting.as_ref());
         }
         r.held = crate::windows::held_run(store, v.id)?;
+        r.findings = crate::findings::gate_counts(store, &v)?;
         runs.push(r);
     }
     Ok(ferry_api::Status {
@@ -651,6 +661,9 @@ pub(crate) fn print_status(st: &ferry_api::Status) {
                 r.status,
                 r.message
             ));
+            if let Some(c) = &r.findings {
+                line(format!("    security findings: {}", c.summary()));
+            }
             if let Some(a) = &r.approval {
                 line(format!("    {}", a.progress));
             }
@@ -840,6 +853,13 @@ pub fn build_logs(store: &dyn Store, run: i64, step: Option<&str>) -> CliResult<
             exit_code: t.exit_code,
             log: t.log.clone(),
             text,
+            findings: if t.kind == ferry_core::StepKind::SecurityGate.label()
+                && t.ended_at.is_some()
+            {
+                Some(store.findings(RunId(run))?)
+            } else {
+                None
+            },
         });
     }
     let decisions: Vec<ferry_core::Event> = store
@@ -881,6 +901,10 @@ pub fn logs(project: &Project, run: i64, step: Option<&str>, as_json: bool) -> C
             crate::output::out(&l.text);
             if !l.text.is_empty() && !l.text.ends_with('\n') {
                 line("");
+            }
+            if let Some(found) = &l.findings {
+                line(format!("── {}/{} findings ──", l.stage, l.step));
+                crate::output::out(&crate::findings::table(found));
             }
         }
         if !decisions.is_empty() {
@@ -943,6 +967,28 @@ fn decision_inputs(e: &ferry_core::Event) -> Option<String> {
                 d["evaluationPeriods"],
                 d["period"].as_str().unwrap_or("?"),
                 d["missingData"].as_str().unwrap_or("?")
+            ))
+        }
+        ferry_core::EventKind::GatePassed | ferry_core::EventKind::GateFailed
+            if d["gate"] == "security" =>
+        {
+            let scanners: Vec<&str> = d["scanners"]
+                .as_array()
+                .map(|a| a.iter().filter_map(serde_json::Value::as_str).collect())
+                .unwrap_or_default();
+            Some(format!(
+                "inputs: {} finding(s) from {}{}; `ferry findings {}` lists them",
+                d["findings"].as_u64().unwrap_or(0),
+                if scanners.is_empty() {
+                    "no scanner".to_string()
+                } else {
+                    scanners.join(", ")
+                },
+                d["sarif"]
+                    .as_str()
+                    .map(|p| format!(", SARIF written to {p}"))
+                    .unwrap_or_default(),
+                e.run.map_or(0, |r| r.0)
             ))
         }
         ferry_core::EventKind::GatePassed | ferry_core::EventKind::GateFailed => Some(format!(

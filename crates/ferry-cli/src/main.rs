@@ -6,6 +6,7 @@ mod context;
 mod demo;
 mod diff;
 mod error;
+mod findings;
 mod guard;
 mod output;
 mod progress;
@@ -112,6 +113,15 @@ enum Command {
         run: i64,
         /// `stage/step`, a step name, or a stage name; default: every step.
         step: Option<String>,
+    },
+    /// The security findings stored with a run: severity, how the gate treated each
+    /// (blocks, warns, informs, allowlisted, expired), tool, id and aliases, where.
+    Findings {
+        /// The run number.
+        run: i64,
+        /// Also write them as SARIF 2.1.0 to this file (for GitHub code scanning).
+        #[arg(long, value_name = "FILE")]
+        sarif: Option<std::path::PathBuf>,
     },
     /// Approves a run waiting for approval (the production gate).
     Approve {
@@ -313,6 +323,9 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             commands::history(&project()?, env.as_deref(), *limit, j)
         }
         Command::Logs { run, step } => commands::logs(&project()?, *run, step.as_deref(), j),
+        Command::Findings { run, sarif } => {
+            findings::command(&project()?, *run, sarif.as_deref(), j)
+        }
         Command::Approve { run, env, by } => {
             let p = project()?;
             if let Some(r) = remote::configured(&p)?

@@ -359,16 +359,21 @@ pub fn render(s: &Scanned) -> String {
         .flatten()
         .collect::<Vec<_>>()
         .join(" ");
-        let allowed = f
-            .allowed
-            .as_ref()
-            .map(|r| format!(" (allowed: {r})"))
-            .unwrap_or_default();
+        let allowed = match (&f.allowed, f.expired) {
+            (Some(r), _) => format!(" (allowed: {r})"),
+            (None, Some(day)) => format!(" (allowlist entry expired on {day})"),
+            (None, None) => String::new(),
+        };
+        let aka = if f.aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", f.aliases.join(", "))
+        };
         out.push_str(&format!(
-            "{:<8} {:<12} {} {at}: {}{allowed}\n",
+            "{:<8} {:<12} {}{aka} {at}: {}{allowed}\n",
             f.severity.as_str(),
             f.scanner,
-            f.id,
+            crate::commands::printable(&f.id),
             crate::commands::printable(&f.message)
         ));
     }
@@ -399,7 +404,12 @@ impl ferry_engine::ports::SecurityScanner for LocalScanner {
                     "location": f.location, "message": f.message})
             })
             .collect();
+        let findings = crate::findings::records(&s);
+        let scanners: Vec<&str> = s.scanners.iter().map(String::as_str).collect();
+        let sarif = crate::findings::sarif(&findings, &scanners);
         ferry_engine::ports::ScanReport {
+            findings,
+            sarif: Some(sarif),
             blocked: s.verdict.blocked,
             summary: s.verdict.summary(),
             log: render(&s),

@@ -194,6 +194,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/runs/{id}", get(run))
         .route("/api/runs/{id}/stages", get(views::stages))
         .route("/api/runs/{id}/logs", get(views::logs))
+        .route("/api/runs/{id}/findings", get(crate::findings::api))
         .route(
             "/api/runs/{id}/steps/{stage}/{step}/log",
             get(views::step_log),

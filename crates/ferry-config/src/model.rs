@@ -215,6 +215,10 @@ pub struct Security {
     pub audits: Vec<AuditSource>,
     /// Findings accepted on purpose, each with a reason.
     pub allow: Vec<Allow>,
+    /// Where the build stage writes the run's findings as SARIF 2.1.0 after the scan
+    /// (relative to the repository root, e.g. `reports/ferry.sarif`), for a CI job to
+    /// upload to GitHub code scanning; none when absent (the API serves it anyway).
+    pub sarif: Option<String>,
 }
 
 impl Default for Security {
@@ -225,6 +229,7 @@ impl Default for Security {
             builtin_rules: true,
             audits: Vec::new(),
             allow: Vec::new(),
+            sarif: None,
         }
     }
 }

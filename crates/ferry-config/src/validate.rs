@@ -53,7 +53,14 @@ const SOURCE_KEYS: &[&str] = &["branch", "poll", "repository"];
 const HOTFIX_KEYS: &[&str] = &["allowed"];
 const BUILD_KEYS: &[&str] = &["steps", "gates", "artifact"];
 const GATES_KEYS: &[&str] = &["coverage_min", "security"];
-const SECURITY_KEYS: &[&str] = &["templates", "rules", "builtin_rules", "audit", "allow"];
+const SECURITY_KEYS: &[&str] = &[
+    "templates",
+    "rules",
+    "builtin_rules",
+    "audit",
+    "allow",
+    "sarif",
+];
 const AUDIT_KEYS: &[&str] = &["run", "file"];
 const ALLOW_KEYS: &[&str] = &["id", "package", "reason", "expires"];
 const STEP_KEYS: &[&str] = &["name", "run", "timeout", "reports", "env", "suite"];
@@ -1179,6 +1186,29 @@ impl Checker<'_> {
         }
         if let Some(b) = self.flag(m, "builtin_rules", loc) {
             sec.builtin_rules = b;
+        }
+        if let Some(e) = m.get("sarif") {
+            let what = located("sarif", loc);
+            let example = "reports/ferry.sarif";
+            sec.sarif = match self.rel_path_of(e.value, e.pos(), &what, example) {
+                Some(p) if p.contains(['*', '?', '[']) => {
+                    self.report(
+                        e.pos(),
+                        format!("{what} names one file to write, found the glob `{}`", ellipsize(&p)),
+                        format!("write the file's path relative to the repository root, like `sarif: {example}`"),
+                    );
+                    None
+                }
+                Some(p) if p.ends_with(['/', '\\']) || p == "." => {
+                    self.report(
+                        e.pos(),
+                        format!("{what} names a folder, found `{}`", ellipsize(&p)),
+                        format!("name the file to write in it, like `sarif: {example}`"),
+                    );
+                    None
+                }
+                other => other,
+            };
         }
         if let Some(e) = m.get("audit")
             && let Some(items) = self.list(e, loc)

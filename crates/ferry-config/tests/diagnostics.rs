@@ -1662,7 +1662,7 @@ ferry.yml:19:11: missing key `id` in allowlist entry #3 in `build.gates.security
 ferry.yml:19:11: missing key `reason` in allowlist entry #3 in `build.gates.security`
   help: add `reason: "only used in tests; no user input reaches it"`
 ferry.yml:20:7: unknown key `scanners` in `build.gates.security`
-  help: allowed keys here: templates, rules, builtin_rules, audit, allow
+  help: allowed keys here: templates, rules, builtin_rules, audit, allow, sarif
 "##,
     );
 }
@@ -1688,6 +1688,51 @@ fn a_full_security_gate_is_read() {
     assert_eq!(s.allow.len(), 1);
     assert_eq!(s.allow[0].package.as_deref(), Some("lodash"));
     assert_eq!(s.allow[0].expires.as_deref(), Some("2028-02-29"));
+    assert_eq!(s.sarif, None);
+}
+
+#[test]
+fn the_security_sarif_file_is_read() {
+    let p = parse(
+        "pipeline: shop\nbuild:\n  steps:\n    - name: unit\n      run: ./unit.sh\n  gates:\n    security:\n      audit: [{file: reports/cargo-audit.json}]\n      sarif: reports/ferry.sarif\nenvironments:\n  - name: test\n    deploy: {command: {run: ./d.sh}}\n",
+        "ferry.yml",
+    )
+    .expect("the file is valid");
+    let s = p.build.gates.security.expect("a security gate");
+    assert_eq!(s.sarif.as_deref(), Some("reports/ferry.sarif"));
+}
+
+#[test]
+fn security_sarif_problems() {
+    for (value, expected) in [
+        (
+            "/tmp/ferry.sarif",
+            "ferry.yml:8:14: `sarif` in `build.gates.security` must be a path inside the checkout, found an absolute path `/tmp/ferry.sarif`\n  help: write a path relative to the repository root, like `reports/ferry.sarif`",
+        ),
+        (
+            "../out/ferry.sarif",
+            "ferry.yml:8:14: `sarif` in `build.gates.security` must be a path inside the checkout, found a path leaving the checkout `../out/ferry.sarif`\n  help: write a path relative to the repository root, like `reports/ferry.sarif`",
+        ),
+        (
+            "reports/*.sarif",
+            "ferry.yml:8:14: `sarif` in `build.gates.security` names one file to write, found the glob `reports/*.sarif`\n  help: write the file's path relative to the repository root, like `sarif: reports/ferry.sarif`",
+        ),
+        (
+            "reports/",
+            "ferry.yml:8:14: `sarif` in `build.gates.security` names a folder, found `reports/`\n  help: name the file to write in it, like `sarif: reports/ferry.sarif`",
+        ),
+        (
+            "[a, b]",
+            "ferry.yml:8:14: `sarif` in `build.gates.security` must be a text value, found a list\n  help: write it like `reports/ferry.sarif`",
+        ),
+    ] {
+        check(
+            &format!(
+                "\npipeline: shop\nbuild:\n  steps:\n    - name: unit\n      run: ./unit.sh\n  gates:\n    security:\n      sarif: {value}\n      audit: [{{file: a.json}}]\nenvironments:\n  - name: test\n    deploy: {{command: {{run: ./deploy.sh}}}}\n"
+            ),
+            &format!("\n{expected}\n"),
+        );
+    }
 }
 
 const INFRA_BASE: &str = "pipeline: p

@@ -12,6 +12,7 @@ pub mod changes;
 pub mod concurrency;
 pub mod deployment;
 pub mod events;
+pub mod findings;
 pub mod gates;
 pub mod infra;
 pub mod model;

@@ -73,6 +73,14 @@ impl Layout {
     }
 }
 
+/// Writes `bytes` to `path`, creating its folder.
+fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, bytes)
+}
+
 /// One monitor window, as planned.
 struct MonitorPlan<'p> {
     /// Pushed alarm states count from here on (the environment's deployment started):
@@ -607,11 +615,8 @@ impl<'a> Engine<'a> {
                     return self.commit(run, ch);
                 };
                 let report = self.ports.scanner.scan(checkout, security);
-                let written = log
-                    .parent()
-                    .map_or(Ok(()), std::fs::create_dir_all)
-                    .and_then(|()| std::fs::write(&log, &report.log));
-                let (blocked, summary) = match written {
+                let written = write_file(&log, report.log.as_bytes());
+                let (mut blocked, mut summary) = match written {
                     Ok(()) => (report.blocked, report.summary.clone()),
                     // The findings must be readable: a log that cannot be written blocks.
                     Err(e) => (
@@ -619,7 +624,33 @@ impl<'a> Engine<'a> {
                         format!("{} (its log could not be written: {e})", report.summary),
                     ),
                 };
-                let ch = run.finish_security(r, blocked, &summary, report.data, clock.now());
+                // Write before acting: the findings are committed before the verdict is.
+                self.ports
+                    .store
+                    .record_findings(run.id(), &report.findings)?;
+                let mut data = report.data;
+                if let (Some(rel), Some(doc)) = (&security.sarif, &report.sarif) {
+                    // The SARIF file goes into the repository (where a CI job uploads it),
+                    // not the run's checkout, which is removed.
+                    let path = self.layout.project.join(rel);
+                    let text = serde_json::to_vec_pretty(doc).map_err(|e| e.to_string());
+                    match text.and_then(|t| write_file(&path, &t).map_err(|e| e.to_string())) {
+                        Ok(()) => {
+                            if let Some(o) = data.as_object_mut() {
+                                o.insert("sarif".into(), serde_json::json!(rel));
+                            }
+                        }
+                        // Asked for and not written: the gate fails closed, like the log.
+                        Err(e) => {
+                            blocked = true;
+                            summary = format!(
+                                "{summary} (the SARIF file {} could not be written: {e})",
+                                path.display()
+                            );
+                        }
+                    }
+                }
+                let ch = run.finish_security(r, blocked, &summary, data, clock.now());
                 self.commit(run, ch)
             }
             StepKind::Package { path } => {

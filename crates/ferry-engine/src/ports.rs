@@ -6,6 +6,7 @@
 use ferry_core::alarm::AlarmState;
 use ferry_core::approval::Decision;
 use ferry_core::events::{EventKind, iso8601};
+pub use ferry_core::findings::{FindingCounts, FindingRecord};
 use ferry_core::gates::ExitObservation;
 use ferry_core::rollback::RollbackRecord;
 use ferry_core::run::RunView;
@@ -238,6 +239,19 @@ pub trait Store: Send + Sync {
     ) -> PortResult<BreakGlass>;
     /// A run's break-glass overrides, every environment, oldest first.
     fn overrides(&self, run: RunId) -> PortResult<Vec<BreakGlass>>;
+
+    // ----- security findings ----------------------------------------------------------
+
+    /// Records the findings of a run's security gate in one transaction, replacing any
+    /// recorded for the run before (a resumed run scans again). NotFound when the run
+    /// does not exist.
+    fn record_findings(&self, run: RunId, findings: &[FindingRecord]) -> PortResult<()>;
+    /// A run's findings in the order recorded (empty when its gate has not run).
+    /// NotFound when the run does not exist.
+    fn findings(&self, run: RunId) -> PortResult<Vec<FindingRecord>>;
+    /// How many findings of each severity a run's gate recorded, allowlisted ones
+    /// counted apart. NotFound when the run does not exist.
+    fn finding_counts(&self, run: RunId) -> PortResult<FindingCounts>;
 }
 
 /// An environment held for a person after both rollback levels failed.
@@ -389,6 +403,12 @@ pub struct ScanReport {
     pub log: String,
     /// The findings as JSON, for the gate's event.
     pub data: serde_json::Value,
+    /// Every finding, allowlisted ones included, for the store (`ferry findings`, the
+    /// API); a scanner that could not scan is a `ferry` finding that blocks.
+    pub findings: Vec<FindingRecord>,
+    /// The findings as a SARIF 2.1.0 document, written to `build.gates.security.sarif`
+    /// when the file names that key.
+    pub sarif: Option<serde_json::Value>,
 }
 
 /// Whether the process named by a holder string (`host:pid`, as leases and rollback

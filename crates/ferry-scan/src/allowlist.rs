@@ -1,8 +1,9 @@
 //! The allowlist: findings a person has accepted, each with a justification and
 //! perhaps an expiry date after which the finding blocks again.
 //!
-//! An entry matches a finding when its `id` equals the finding's id (ignoring ASCII
-//! case) and, when it names a `package`, the finding's package (ignoring ASCII case)
+//! An entry matches a finding when its `id` equals the finding's id or one of its
+//! aliases (a CVE or GHSA id the audit reports for the same advisory), ignoring ASCII
+//! case, and, when it names a `package`, the finding's package (ignoring ASCII case)
 //! or resource logical id. An entry holds through its `expires` day and is expired
 //! from the next day on. Entries that do not validate (no reason, a bad date) allow
 //! nothing: the allowlist fails closed.
@@ -227,10 +228,10 @@ impl fmt::Display for AllowNote {
     }
 }
 
-/// Whether `entry` is about `finding` (id and, if given, package), regardless of
-/// validity or expiry.
+/// Whether `entry` is about `finding` (its id or one of its aliases and, if given,
+/// package), regardless of validity or expiry.
 pub fn matches(entry: &AllowEntry, finding: &Finding) -> bool {
-    if !entry.id.trim().eq_ignore_ascii_case(finding.id.trim()) {
+    if !finding.is_named(&entry.id) {
         return false;
     }
     match entry.package.as_deref().map(str::trim) {
@@ -246,8 +247,10 @@ pub fn matches(entry: &AllowEntry, finding: &Finding) -> bool {
 }
 
 /// Applies the allowlist on `today`: each finding matched by a valid, unexpired entry
-/// gets `allowed = Some(reason)` (the first such entry's). Findings already allowed are
-/// left as they are. Returns notes on expired, invalid and unused entries.
+/// gets `allowed = Some(reason)` (the first such entry's); one matched only by expired
+/// entries gets `expired = Some(last day)` (the first such entry's) and counts again.
+/// Findings already allowed are left as they are. Returns notes on expired, invalid and
+/// unused entries.
 pub fn apply(findings: &mut [Finding], entries: &[AllowEntry], today: Date) -> Vec<AllowNote> {
     let invalid: std::collections::HashSet<usize> =
         validate(entries).into_iter().map(|p| p.index - 1).collect();
@@ -266,8 +269,16 @@ pub fn apply(findings: &mut [Finding], entries: &[AllowEntry], today: Date) -> V
                 .as_deref()
                 .and_then(|x| x.trim().parse::<Date>().ok())
                 .is_some_and(|d| today > d);
-            if !expired {
+            if expired {
+                if finding.expired.is_none() {
+                    finding.expired = e
+                        .expires
+                        .as_deref()
+                        .and_then(|x| x.trim().parse::<Date>().ok());
+                }
+            } else {
                 finding.allowed = Some(e.reason.trim().to_string());
+                finding.expired = None;
                 break;
             }
         }

@@ -5,6 +5,11 @@
 //! not JSON, or not one of these reports, is an [`AuditError`] naming what was expected
 //! (the gate fails closed on it).
 //!
+//! Aliases: every other id the report gives the same advisory is kept in
+//! [`Finding::aliases`] (an allowlist entry naming one matches): cargo audit's and
+//! pip-audit's `aliases` (CVE, GHSA), npm 7's advisory url (GHSA) and `source` number
+//! (`NPM-<source>`), npm 6's `github_advisory_id`, `cves` and advisory number.
+//!
 //! Severity rules, where the tool gives none or a word [`Severity::parse`] does not know:
 //! - npm: the advisory's `severity`, else the package entry's, else **HIGH**.
 //! - cargo audit: the CVSS v3 base score computed from `advisory.cvss` (9.0+ CRITICAL,
@@ -180,6 +185,7 @@ fn finding(
     Finding {
         scanner: scanner.to_string(),
         id,
+        aliases: Vec::new(),
         severity,
         location: Location {
             file: Some(file.to_string()),
@@ -190,7 +196,34 @@ fn finding(
         },
         message,
         allowed: None,
+        expired: None,
     }
+}
+
+/// The strings of a JSON list (`aliases`, `cves`); none when it is not a list.
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `finding` with `aliases`: without blanks, repeats or the id itself, in the order
+/// given.
+fn with_aliases(mut finding: Finding, aliases: impl IntoIterator<Item = String>) -> Finding {
+    for a in aliases {
+        let a = a.trim().to_string();
+        if !a.is_empty() && !finding.is_named(&a) {
+            finding.aliases.push(a);
+        }
+    }
+    finding
 }
 
 /// The advisory id at the end of a GitHub advisory url, if it is one.
@@ -265,14 +298,27 @@ fn npm7(doc: &Value, file: &str) -> Result<Vec<Finding>, AuditError> {
                     if let Some(url) = url {
                         message.push_str(&format!("; {url}"));
                     }
-                    out.push(finding(
-                        NPM_AUDIT,
-                        id,
-                        severity,
-                        file,
-                        Some(pkg.to_string()),
-                        None,
-                        message,
+                    // The url's GHSA id and the npm advisory number name the same
+                    // advisory: whichever is not the id is an alias.
+                    let aliases =
+                        url.and_then(ghsa_from_url)
+                            .into_iter()
+                            .chain(match v.get("source") {
+                                Some(Value::Number(n)) => Some(format!("NPM-{n}")),
+                                Some(Value::String(s)) if !s.is_empty() => Some(format!("NPM-{s}")),
+                                _ => None,
+                            });
+                    out.push(with_aliases(
+                        finding(
+                            NPM_AUDIT,
+                            id,
+                            severity,
+                            file,
+                            Some(pkg.to_string()),
+                            None,
+                            message,
+                        ),
+                        aliases,
                     ));
                 }
                 other => {
@@ -366,31 +412,49 @@ fn npm6(doc: &Value, file: &str) -> Result<Vec<Finding>, AuditError> {
             Some(url) => format!("{title}; {fix}; {url}"),
             None => format!("{title}; {fix}"),
         };
+        // Every other name of the advisory: its GHSA id, CVEs and npm number.
+        let aliases: Vec<String> = str_of(adv, "github_advisory_id")
+            .map(str::to_string)
+            .into_iter()
+            .chain(str_of(adv, "url").and_then(ghsa_from_url))
+            .chain(strings(adv.get("cves")))
+            .chain(match adv.get("id") {
+                Some(Value::Number(n)) => Some(format!("NPM-{n}")),
+                Some(Value::String(s)) if !s.is_empty() => Some(format!("NPM-{s}")),
+                _ => Some(format!("NPM-{key}")),
+            })
+            .collect();
         let versions: Vec<&str> = adv
             .get("findings")
             .and_then(Value::as_array)
             .map(|f| f.iter().filter_map(|x| str_of(x, "version")).collect())
             .unwrap_or_default();
         if versions.is_empty() {
-            out.push(finding(
-                NPM_AUDIT,
-                id,
-                severity,
-                file,
-                Some(pkg.into()),
-                None,
-                message,
-            ));
-        } else {
-            for v in versions {
-                out.push(finding(
+            out.push(with_aliases(
+                finding(
                     NPM_AUDIT,
-                    id.clone(),
+                    id,
                     severity,
                     file,
                     Some(pkg.into()),
-                    Some(v.into()),
-                    message.clone(),
+                    None,
+                    message,
+                ),
+                aliases,
+            ));
+        } else {
+            for v in versions {
+                out.push(with_aliases(
+                    finding(
+                        NPM_AUDIT,
+                        id.clone(),
+                        severity,
+                        file,
+                        Some(pkg.into()),
+                        Some(v.into()),
+                        message.clone(),
+                    ),
+                    aliases.clone(),
                 ));
             }
         }
@@ -433,14 +497,17 @@ fn cargo(doc: &Value, file: &str) -> Result<Vec<Finding>, AuditError> {
             str_of(adv, "title").unwrap_or("vulnerability"),
             cargo_fix(item, pkg.as_deref())
         );
-        out.push(finding(
-            CARGO_AUDIT,
-            id.to_string(),
-            severity,
-            file,
-            pkg,
-            version,
-            message,
+        out.push(with_aliases(
+            finding(
+                CARGO_AUDIT,
+                id.to_string(),
+                severity,
+                file,
+                pkg,
+                version,
+                message,
+            ),
+            strings(adv.get("aliases")),
         ));
     }
     if let Some(warnings) = doc.get("warnings").and_then(Value::as_object) {
@@ -471,14 +538,9 @@ fn cargo(doc: &Value, file: &str) -> Result<Vec<Finding>, AuditError> {
                         )
                     });
                 let message = format!("{kind}: {what}; {}", cargo_fix(item, pkg.as_deref()));
-                out.push(finding(
-                    CARGO_AUDIT,
-                    id,
-                    severity,
-                    file,
-                    pkg,
-                    version,
-                    message,
+                out.push(with_aliases(
+                    finding(CARGO_AUDIT, id, severity, file, pkg, version, message),
+                    strings(adv.and_then(|a| a.get("aliases"))),
                 ));
             }
         }
@@ -671,14 +733,17 @@ fn pip(doc: &Value, file: &str) -> Result<Vec<Finding>, AuditError> {
             if !aliases.is_empty() {
                 message.push_str(&format!("; aliases: {}", aliases.join(", ")));
             }
-            out.push(finding(
-                PIP_AUDIT,
-                id.to_string(),
-                severity,
-                file,
-                Some(name.to_string()),
-                version.clone(),
-                message,
+            out.push(with_aliases(
+                finding(
+                    PIP_AUDIT,
+                    id.to_string(),
+                    severity,
+                    file,
+                    Some(name.to_string()),
+                    version.clone(),
+                    message,
+                ),
+                aliases.iter().map(|a| a.to_string()),
             ));
         }
     }

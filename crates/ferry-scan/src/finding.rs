@@ -69,12 +69,33 @@ pub struct Finding {
     /// The rule's name or the advisory's id (`S3_BUCKET_ENCRYPTION`, `GHSA-…`,
     /// `RUSTSEC-…`, `PYSEC-…`).
     pub id: String,
+    /// Other ids of the same advisory (`CVE-…`, `GHSA-…`, `NPM-<source>`), as the
+    /// scanner reports them; an allowlist entry naming one matches like the id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
     pub severity: Severity,
     pub location: Location,
     pub message: String,
     /// Set when an allowlist entry covers it: the entry's justification. An allowed
     /// finding never blocks.
     pub allowed: Option<String>,
+    /// Set when an allowlist entry matched it but had expired (and no other entry
+    /// allows it): the last day that entry held. The finding counts again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired: Option<crate::allowlist::Date>,
+}
+
+impl Finding {
+    /// Whether `name` is this finding's id or one of its aliases (ignoring ASCII case
+    /// and surrounding blanks).
+    pub fn is_named(&self, name: &str) -> bool {
+        let name = name.trim();
+        self.id.trim().eq_ignore_ascii_case(name)
+            || self
+                .aliases
+                .iter()
+                .any(|a| a.trim().eq_ignore_ascii_case(name))
+    }
 }
 
 #[cfg(test)]

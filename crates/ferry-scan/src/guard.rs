@@ -273,6 +273,7 @@ impl Guard {
                     findings.push(Finding {
                         scanner: SCANNER.to_string(),
                         id: name.clone(),
+                        aliases: Vec::new(),
                         severity,
                         location: Location {
                             file: Some(file.to_string()),
@@ -283,6 +284,7 @@ impl Guard {
                         },
                         message,
                         allowed: None,
+                        expired: None,
                     });
                 }
             }

@@ -5,6 +5,11 @@
 //! Levels: CRITICAL and HIGH are `error`, MODERATE `warning`, LOW `note`. Each rule
 //! carries GitHub's `security-severity` property (CRITICAL 9.5, HIGH 8.0, MODERATE 5.5,
 //! LOW 2.0) and the highest severity among its findings.
+//!
+//! Aliases (the CVE and GHSA ids an audit gives the same advisory) go in the property
+//! bags: `aliases` on the rule (every alias seen) and on each result (its own); a
+//! finding whose allowlist entry expired carries `allowlistExpired` (the entry's last
+//! day) on its result.
 
 use serde_json::{Value, json};
 
@@ -75,18 +80,28 @@ pub fn to_sarif(findings: &[Finding], scanners: &[&str]) -> Value {
 
 fn run<'a>(scanner: &str, findings: impl Iterator<Item = &'a Finding>) -> Value {
     let findings: Vec<&Finding> = findings.collect();
-    // Rules in first-seen order, with the highest severity seen.
-    let mut rules: Vec<(&str, Severity, &str)> = Vec::new();
+    // Rules in first-seen order, with the highest severity seen and every alias.
+    let mut rules: Vec<(&str, Severity, &str, Vec<&str>)> = Vec::new();
     for f in &findings {
-        match rules.iter_mut().find(|r| r.0 == f.id) {
-            Some(r) => r.1 = r.1.max(f.severity),
-            None => rules.push((&f.id, f.severity, &f.message)),
+        let i = match rules.iter().position(|r| r.0 == f.id) {
+            Some(i) => i,
+            None => {
+                rules.push((&f.id, f.severity, &f.message, Vec::new()));
+                rules.len() - 1
+            }
+        };
+        let r = &mut rules[i];
+        r.1 = r.1.max(f.severity);
+        for a in &f.aliases {
+            if !r.3.contains(&a.as_str()) {
+                r.3.push(a);
+            }
         }
     }
     let rule_values: Vec<Value> = rules
         .iter()
-        .map(|(id, sev, message)| {
-            json!({
+        .map(|(id, sev, message, aliases)| {
+            let mut rule = json!({
                 "id": id,
                 "shortDescription": { "text": first_clause(message) },
                 "defaultConfiguration": { "level": level(*sev) },
@@ -95,7 +110,11 @@ fn run<'a>(scanner: &str, findings: impl Iterator<Item = &'a Finding>) -> Value 
                     "severity": sev.as_str(),
                     "tags": ["security"],
                 },
-            })
+            });
+            if !aliases.is_empty() {
+                rule["properties"]["aliases"] = json!(aliases);
+            }
+            rule
         })
         .collect();
     let results: Vec<Value> = findings
@@ -109,6 +128,12 @@ fn run<'a>(scanner: &str, findings: impl Iterator<Item = &'a Finding>) -> Value 
                 "message": { "text": if f.message.is_empty() { f.id.clone() } else { f.message.clone() } },
                 "properties": { "severity": f.severity.as_str() },
             });
+            if !f.aliases.is_empty() {
+                result["properties"]["aliases"] = json!(f.aliases);
+            }
+            if let Some(day) = f.expired {
+                result["properties"]["allowlistExpired"] = json!(day.to_string());
+            }
             let loc = &f.location;
             let mut location = serde_json::Map::new();
             if let Some(file) = &loc.file {

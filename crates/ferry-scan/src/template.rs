@@ -182,6 +182,7 @@ impl Checker<'_> {
         self.findings.push(Finding {
             scanner: SCANNER.to_string(),
             id: id.to_string(),
+            aliases: Vec::new(),
             severity,
             location: Location {
                 file: Some(self.file.to_string()),
@@ -192,6 +193,7 @@ impl Checker<'_> {
             },
             message,
             allowed: None,
+            expired: None,
         });
     }
 

@@ -27,6 +27,8 @@ fn finding(id: &str, package: &str, severity: Severity) -> Finding {
         },
         message: "m".into(),
         allowed: None,
+        aliases: Vec::new(),
+        expired: None,
     }
 }
 

@@ -90,6 +90,8 @@ fn finding() -> impl Strategy<Value = Finding> {
         message: "m".into(),
         // Some findings arrive allowed already (e.g. suppressed by an earlier pass).
         allowed: pre.then(|| "earlier".to_string()).filter(|_| id == 0),
+        aliases: Vec::new(),
+        expired: None,
     })
 }
 
@@ -163,6 +165,8 @@ proptest! {
             location: Location::default(),
             message: String::new(),
             allowed: None,
+            aliases: Vec::new(),
+            expired: None,
         }).collect();
         prop_assert_eq!(verdict(&findings).blocked, sev.iter().any(|s| *s >= Severity::High));
     }

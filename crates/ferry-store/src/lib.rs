@@ -16,6 +16,7 @@
 //! database sees every process.
 
 mod error;
+mod findings;
 mod schema;
 mod windows;
 
@@ -32,7 +33,8 @@ use ferry_core::{
     RunId, RunStatus, StageStatus, StepStatus, Suite, Timestamp,
 };
 use ferry_engine::ports::{
-    BreakGlass, EventFilter, Freeze, Incident, Lease, NewRun, PortError, PortResult, Store,
+    BreakGlass, EventFilter, FindingCounts, FindingRecord, Freeze, Incident, Lease, NewRun,
+    PortError, PortResult, Store,
 };
 use ferry_reports::TestReport;
 use rusqlite::types::Value;
@@ -808,6 +810,22 @@ impl Store for SqliteStore {
     fn overrides(&self, run: RunId) -> PortResult<Vec<BreakGlass>> {
         self.transaction(TransactionBehavior::Deferred, |tx| {
             windows::overrides(tx, run)
+        })
+    }
+
+    fn record_findings(&self, run: RunId, list: &[FindingRecord]) -> PortResult<()> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            findings::record(tx, run, list)
+        })
+    }
+
+    fn findings(&self, run: RunId) -> PortResult<Vec<FindingRecord>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| findings::list(tx, run))
+    }
+
+    fn finding_counts(&self, run: RunId) -> PortResult<FindingCounts> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            findings::counts(tx, run)
         })
     }
 

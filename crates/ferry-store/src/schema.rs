@@ -262,6 +262,28 @@ CREATE TABLE break_glass (
     UNIQUE (run_id, environment)
 ) STRICT;
 "#,
+    // 8: the security gate's findings, kept with the run (issue 5). `aliases` is a JSON
+    // list of strings; `idx` keeps the scanners' order.
+    r#"
+CREATE TABLE findings (
+    run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    idx         INTEGER NOT NULL,
+    tool        TEXT    NOT NULL,
+    rule_id     TEXT    NOT NULL,
+    aliases     TEXT    NOT NULL DEFAULT '[]',
+    severity    TEXT    NOT NULL CHECK (severity IN ('LOW', 'MODERATE', 'HIGH', 'CRITICAL')),
+    treatment   TEXT    NOT NULL CHECK (treatment IN ('blocks', 'warns', 'informs', 'allowlisted', 'expired')),
+    reason      TEXT,
+    file        TEXT,
+    line        INTEGER,
+    logical_id  TEXT,
+    package     TEXT,
+    version     TEXT,
+    message     TEXT    NOT NULL,
+    PRIMARY KEY (run_id, idx)
+) STRICT;
+CREATE INDEX findings_run ON findings(run_id, severity);
+"#,
 ];
 
 /// The schema version this code writes.

@@ -461,6 +461,8 @@ impl ferry_engine::ports::SecurityScanner for FakeScanner {
                 summary: "passed: nothing found".into(),
                 log: "passed: nothing found\n".into(),
                 data: serde_json::json!({}),
+                findings: Vec::new(),
+                sarif: None,
             })
     }
 }

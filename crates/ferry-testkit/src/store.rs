@@ -12,7 +12,10 @@ use ferry_core::{
     Change, DeploymentRecord, DeploymentStatus, Event, RunId, RunStatus, StageStatus, StepStatus,
     Suite, Timestamp,
 };
-use ferry_engine::ports::{EventFilter, Incident, Lease, NewRun, PortError, PortResult, Store};
+use ferry_engine::ports::{
+    EventFilter, FindingCounts, FindingRecord, Incident, Lease, NewRun, PortError, PortResult,
+    Store,
+};
 use ferry_reports::TestReport;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -70,6 +73,8 @@ struct RunRow {
     triggered_by: String,
     driver: String,
     tests: BTreeMap<(usize, usize), StepTestResults>,
+    /// The security gate's findings, in the order recorded.
+    findings: Vec<FindingRecord>,
 }
 
 struct Fault {
@@ -565,6 +570,7 @@ impl Store for MemoryStore {
                 triggered_by: run.triggered_by.clone(),
                 driver: run.driver.clone(),
                 tests: BTreeMap::new(),
+                findings: Vec::new(),
             },
         );
         Ok(id)
@@ -586,6 +592,7 @@ impl Store for MemoryStore {
                 triggered_by: row.triggered_by.clone(),
                 driver: row.driver.clone(),
                 tests: row.tests.clone(),
+                findings: row.findings.clone(),
             };
             let mut pending = Pending::of(st, tick);
             for c in changes {
@@ -1039,6 +1046,31 @@ impl Store for MemoryStore {
             .filter(|o| o.run == run)
             .cloned()
             .collect())
+    }
+
+    fn record_findings(&self, run: RunId, findings: &[FindingRecord]) -> PortResult<()> {
+        let mut st = self.lock();
+        match st.runs.get_mut(&run.0) {
+            Some(r) => {
+                r.findings = findings.to_vec();
+                Ok(())
+            }
+            None => Err(not_found_run(run)),
+        }
+    }
+
+    fn findings(&self, run: RunId) -> PortResult<Vec<FindingRecord>> {
+        match self.lock().runs.get(&run.0) {
+            Some(r) => Ok(r.findings.clone()),
+            None => Err(not_found_run(run)),
+        }
+    }
+
+    fn finding_counts(&self, run: RunId) -> PortResult<FindingCounts> {
+        match self.lock().runs.get(&run.0) {
+            Some(r) => Ok(FindingCounts::of(&r.findings)),
+            None => Err(not_found_run(run)),
+        }
     }
 }
 

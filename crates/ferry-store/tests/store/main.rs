@@ -6,6 +6,7 @@ mod alarms;
 mod approvals;
 mod changes;
 mod deliveries;
+mod findings;
 mod incidents;
 mod leases;
 mod migration;

@@ -54,6 +54,7 @@ fn open_creates_the_folder_the_file_and_the_schema_in_wal_mode() {
             "deliveries",
             "deployments",
             "events",
+            "findings",
             "freezes",
             "incidents",
             "leases",
