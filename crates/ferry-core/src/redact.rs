@@ -250,6 +250,16 @@ impl Redactor {
         }
     }
 
+    /// A rollback record with its reason and details redacted.
+    pub fn rollback(&self, r: &crate::rollback::RollbackRecord) -> crate::rollback::RollbackRecord {
+        let mut r = r.clone();
+        if !self.is_empty() {
+            r.reason = self.redact(&r.reason);
+            r.detail = r.detail.iter().map(|d| self.redact(d)).collect();
+        }
+        r
+    }
+
     /// Every change of a batch, redacted.
     pub fn changes(&self, cs: &[Change]) -> Vec<Change> {
         cs.iter().map(|c| self.change(c)).collect()

@@ -238,6 +238,53 @@ pub trait Store: Send + Sync {
     ) -> PortResult<BreakGlass>;
     /// A run's break-glass overrides, every environment, oldest first.
     fn overrides(&self, run: RunId) -> PortResult<Vec<BreakGlass>>;
+
+    // ----- metrics (`GET /metrics`) ---------------------------------------------------
+
+    /// The counts behind `/metrics`, over the whole store, from indexes: finished
+    /// deployments' durations per environment as a histogram over `bounds_ms` (upper
+    /// bounds in milliseconds, ascending), rollbacks per environment and level, runs
+    /// per status.
+    fn metric_counts(&self, bounds_ms: &[i64]) -> PortResult<MetricCounts>;
+}
+
+/// What [`Store::metric_counts`] counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricCounts {
+    /// Per environment, the deployments that ended (any status but `in_progress`).
+    pub durations: BTreeMap<String, DurationHistogram>,
+    /// `(environment, level)` → rollbacks. The level is the one the rollback reached
+    /// (`stage`, `full`); one still in progress counts as `stage`, where every
+    /// rollback starts.
+    pub rollbacks: BTreeMap<(String, String), u64>,
+    /// Run status (`succeeded`, `failed`, …) → runs.
+    pub runs: BTreeMap<String, u64>,
+}
+
+/// A histogram of deployment durations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DurationHistogram {
+    /// For each bound of the request, how many took at most that long (cumulative).
+    pub buckets: Vec<u64>,
+    pub count: u64,
+    /// The sum of the durations, in milliseconds.
+    pub sum_ms: i64,
+}
+
+impl DurationHistogram {
+    /// Adds one duration.
+    pub fn observe(&mut self, bounds_ms: &[i64], ms: i64) {
+        if self.buckets.len() != bounds_ms.len() {
+            self.buckets.resize(bounds_ms.len(), 0);
+        }
+        for (b, bound) in self.buckets.iter_mut().zip(bounds_ms) {
+            if ms <= *bound {
+                *b += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+    }
 }
 
 /// An environment held for a person after both rollback levels failed.

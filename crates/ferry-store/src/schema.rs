@@ -262,6 +262,14 @@ CREATE TABLE break_glass (
     UNIQUE (run_id, environment)
 ) STRICT;
 "#,
+    // 8: metrics and the alarms on the pipeline itself. `/metrics` reads deployment
+    // durations per environment and rollbacks per environment and level from covering
+    // indexes; the pipeline alarms read the newest events of one kind (`run_failed`).
+    r#"
+CREATE INDEX deployments_env_durations ON deployments(environment, end_time, start_time);
+CREATE INDEX rollbacks_env_level ON rollbacks(environment, level);
+CREATE INDEX events_kind ON events(kind, id);
+"#,
 ];
 
 /// The schema version this code writes.

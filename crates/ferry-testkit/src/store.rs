@@ -12,7 +12,10 @@ use ferry_core::{
     Change, DeploymentRecord, DeploymentStatus, Event, RunId, RunStatus, StageStatus, StepStatus,
     Suite, Timestamp,
 };
-use ferry_engine::ports::{EventFilter, Incident, Lease, NewRun, PortError, PortResult, Store};
+use ferry_engine::ports::{
+    DurationHistogram, EventFilter, Incident, Lease, MetricCounts, NewRun, PortError, PortResult,
+    Store,
+};
 use ferry_reports::TestReport;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -183,6 +186,8 @@ impl Pending {
 pub struct MemoryStore {
     state: Mutex<State>,
     ticks: Arc<Ticks>,
+    /// Secrets replaced by `***` in what is written, as `SqliteStore::set_redactor`.
+    redactor: std::sync::RwLock<ferry_core::Redactor>,
 }
 
 impl Default for MemoryStore {
@@ -206,7 +211,22 @@ impl MemoryStore {
                 ..State::default()
             }),
             ticks,
+            redactor: Default::default(),
         }
+    }
+
+    /// Makes every later write replace these secrets by `***`, exactly as
+    /// `SqliteStore::set_redactor`: events, run and step reasons, rollback and alarm
+    /// reasons.
+    pub fn set_redactor(&self, redactor: ferry_core::Redactor) {
+        *self.redactor.write().unwrap_or_else(PoisonError::into_inner) = redactor;
+    }
+
+    fn redactor(&self) -> ferry_core::Redactor {
+        self.redactor
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -571,6 +591,8 @@ impl Store for MemoryStore {
     }
 
     fn apply(&self, run: RunId, changes: &[Change]) -> PortResult<()> {
+        let redacted = self.redactor().changes(changes);
+        let changes = redacted.as_slice();
         let mut guard = self.lock();
         let st = &mut *guard;
         let tick = self.ticks.next();
@@ -810,6 +832,7 @@ impl Store for MemoryStore {
     }
 
     fn claim_rollback(&self, rec: &RollbackRecord) -> PortResult<Result<(), RollbackRecord>> {
+        let rec = &self.redactor().rollback(rec);
         let mut st = self.lock();
         if let Some(existing) = st.rollbacks.get(&rec.deployment_id) {
             return Ok(Err(existing.clone()));
@@ -819,6 +842,7 @@ impl Store for MemoryStore {
     }
 
     fn update_rollback(&self, rec: &RollbackRecord) -> PortResult<()> {
+        let rec = &self.redactor().rollback(rec);
         let mut st = self.lock();
         match st.rollbacks.get_mut(&rec.deployment_id) {
             Some(stored) => {
@@ -893,6 +917,8 @@ impl Store for MemoryStore {
     }
 
     fn record_alarm(&self, changes: &[Change]) -> PortResult<()> {
+        let redacted = self.redactor().changes(changes);
+        let changes = redacted.as_slice();
         let mut st = self.lock();
         let mut pending = Pending::of(&st, self.ticks.next());
         for change in changes {
@@ -1039,6 +1065,31 @@ impl Store for MemoryStore {
             .filter(|o| o.run == run)
             .cloned()
             .collect())
+    }
+
+    fn metric_counts(&self, bounds_ms: &[i64]) -> PortResult<MetricCounts> {
+        let st = self.lock();
+        let mut out = MetricCounts::default();
+        for d in &st.deployments {
+            let r = &d.record;
+            if let Some(end) = r.end_time {
+                out.durations
+                    .entry(r.environment.clone())
+                    .or_insert_with(|| DurationHistogram {
+                        buckets: vec![0; bounds_ms.len()],
+                        ..DurationHistogram::default()
+                    })
+                    .observe(bounds_ms, end - r.start_time);
+            }
+        }
+        for r in st.rollbacks.values() {
+            let level = r.level.map_or("stage", |l| l.as_str()).to_string();
+            *out.rollbacks.entry((r.environment.clone(), level)).or_default() += 1;
+        }
+        for r in st.runs.values() {
+            *out.runs.entry(r.view.status.as_str().to_string()).or_default() += 1;
+        }
+        Ok(out)
     }
 }
 

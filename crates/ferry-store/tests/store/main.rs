@@ -8,6 +8,7 @@ mod changes;
 mod deliveries;
 mod incidents;
 mod leases;
+mod metrics;
 mod migration;
 mod open;
 mod property;
