@@ -35,6 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+mod metrics;
 mod windows;
 
 use crate::guard::{self, BODY_LIMIT};
@@ -188,6 +189,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/hooks/github", post(github))
         .route("/hooks/alarms", post(alarms))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/health", get(health))
         .route("/api/status", get(status))
         .route("/api/runs", get(runs))
