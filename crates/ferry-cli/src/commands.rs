@@ -564,10 +564,7 @@ pub fn build_status_with(
         let st = store.alarm_state(rule.name)?;
         pipeline_alarms.push(ferry_api::PipelineAlarm {
             name: rule.name.to_string(),
-            state: st
-                .as_ref()
-                .map_or("OK", |s| s.0.as_str())
-                .to_string(),
+            state: st.as_ref().map_or("OK", |s| s.0.as_str()).to_string(),
             reason: st.as_ref().map(|s| s.1.clone()),
             since: st.as_ref().map(|s| s.2.millis()),
         });

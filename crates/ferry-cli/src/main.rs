@@ -289,7 +289,11 @@ fn main() {
                     exit_code: e.code,
                 });
             }
-            log::stderr(log::Level::Error, &log::Ctx::default(), &format!("error: {}", e.message));
+            log::stderr(
+                log::Level::Error,
+                &log::Ctx::default(),
+                &format!("error: {}", e.message),
+            );
             e.code
         }
     };

@@ -2,10 +2,10 @@
 //! elapsed time and the step's last log line; otherwise (CI logs, pipes) plain
 //! timestamped lines. Under `--json` the lines go to stderr so stdout stays parseable.
 
+use crate::log::{Ctx, Level};
 use ferry_core::events::EventKind;
 use ferry_core::run::RunView;
 use ferry_core::{Change, StepStatus, time::human};
-use crate::log::{Ctx, Level};
 use ferry_engine::ports::Observer;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};

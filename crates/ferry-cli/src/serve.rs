@@ -621,7 +621,7 @@ fn start_run(
         }
     };
     let id = run.id();
-    crate::elog!(Info, run = id.0; 
+    crate::elog!(Info, run = id.0;
         "ferry serve: run {id} of {} queued ({trigger} by {})",
         ferry_core::short_sha(sha),
         commands::printable(by)
@@ -682,14 +682,16 @@ fn poll_loop(state: Arc<AppState>, every: Duration) {
         if source.has_remote(REMOTE)
             && let Err(e) = source.fetch(REMOTE, &branch, FETCH_TIMEOUT)
         {
-            crate::elog!(Warn, 
+            crate::elog!(
+                Warn,
                 "ferry serve: poll: {e}; trying again in {}",
                 ferry_config::format_duration(every)
             );
             continue;
         }
         let Some(tip) = source.branch_tip(REMOTE, &branch) else {
-            crate::elog!(Info, 
+            crate::elog!(
+                Info,
                 "ferry serve: poll: no branch `{branch}` in the repository (nor `{REMOTE}/{branch}`)"
             );
             continue;
@@ -783,9 +785,11 @@ fn resume_rollbacks(state: &Arc<AppState>) -> CliResult<()> {
                 Ok(engine.roll_back(&d, &reason, trigger, None, None)?)
             });
             match r {
-                Ok(rec) => crate::elog!(Info, 
+                Ok(rec) => crate::elog!(
+                    Info,
                     "ferry serve: {}: rollback taken up: {}",
-                    rec.environment, rec.status
+                    rec.environment,
+                    rec.status
                 ),
                 Err(e) => crate::elog!(Warn, "ferry serve: rollback taken up: {}", e.message),
             }
@@ -859,7 +863,7 @@ fn restart_watches(state: &Arc<AppState>) -> CliResult<()> {
                 Ok(engine.watch(&view)?)
             });
             if let Err(e) = r {
-                crate::elog!(Warn, run = id.0; 
+                crate::elog!(Warn, run = id.0;
                     "ferry serve: run {id}: watching its environments again: {}",
                     e.message
                 );
@@ -1118,11 +1122,17 @@ fn alarm_rollback(
         recovery::alarm_rollback(engine, deployment, name, reason)
     });
     match result {
-        Ok(rec) => crate::elog!(Info, 
+        Ok(rec) => crate::elog!(
+            Info,
             "ferry serve: alarm {name}: rollback of {} {:?}",
-            rec.environment, rec.status
+            rec.environment,
+            rec.status
         ),
-        Err(e) => crate::elog!(Warn, "ferry serve: alarm {name}: rollback failed: {}", e.message),
+        Err(e) => crate::elog!(
+            Warn,
+            "ferry serve: alarm {name}: rollback failed: {}",
+            e.message
+        ),
     }
 }
 
@@ -1497,7 +1507,8 @@ pub fn serve(project: &Project, listen: Option<&str>) -> CliResult<i32> {
     // a waiting run stops waiting unchanged, and the next start takes them up.
     state.park.store(true, Ordering::SeqCst);
     if !state.wait_idle(DRAIN) {
-        crate::elog!(Warn, 
+        crate::elog!(
+            Warn,
             "ferry serve: some steps or rollbacks did not end within {DRAIN:?}; the next start takes their runs up"
         );
     }
@@ -1519,7 +1530,8 @@ async fn shutdown(park: &'static AtomicBool) {
         _ = tokio::signal::ctrl_c() => {},
         () = term => {},
     }
-    crate::elog!(Info, 
+    crate::elog!(
+        Info,
         "ferry serve: stopping: no new work; running steps finish, waiting runs are parked for the next start"
     );
     park.store(true, Ordering::SeqCst);

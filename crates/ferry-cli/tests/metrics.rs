@@ -140,14 +140,18 @@ fn parse_exposition(text: &str) -> Result<(BTreeMap<String, String>, Vec<Sample>
             continue;
         }
         if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, help) = rest.split_once(' ').ok_or(format!("line {no}: HELP without text"))?;
+            let (name, help) = rest
+                .split_once(' ')
+                .ok_or(format!("line {no}: HELP without text"))?;
             if helps.insert(name.into(), help.into()).is_some() {
                 return Err(format!("line {no}: second HELP for {name}"));
             }
             continue;
         }
         if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').ok_or(format!("line {no}: TYPE without kind"))?;
+            let (name, kind) = rest
+                .split_once(' ')
+                .ok_or(format!("line {no}: TYPE without kind"))?;
             if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
                 return Err(format!("line {no}: unknown type {kind}"));
             }
@@ -180,7 +184,10 @@ fn parse_exposition(text: &str) -> Result<(BTreeMap<String, String>, Vec<Sample>
                     Some((i, _)) => *i,
                     None => break,
                 };
-                let eq = r[start..].find('=').ok_or(format!("line {no}: label without ="))? + start;
+                let eq = r[start..]
+                    .find('=')
+                    .ok_or(format!("line {no}: label without ="))?
+                    + start;
                 let lname = &r[start..eq];
                 if !valid_name(lname) || lname.contains(':') {
                     return Err(format!("line {no}: bad label name {lname:?}"));
@@ -218,7 +225,9 @@ fn parse_exposition(text: &str) -> Result<(BTreeMap<String, String>, Vec<Sample>
             "+Inf" => f64::INFINITY,
             "-Inf" => f64::NEG_INFINITY,
             "NaN" => f64::NAN,
-            v => v.parse().map_err(|_| format!("line {no}: bad value {v:?}"))?,
+            v => v
+                .parse()
+                .map_err(|_| format!("line {no}: bad value {v:?}"))?,
         };
         let family = ["_bucket", "_sum", "_count"]
             .iter()
@@ -238,7 +247,12 @@ fn parse_exposition(text: &str) -> Result<(BTreeMap<String, String>, Vec<Sample>
 fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     samples
         .iter()
-        .find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+        .find(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
         .map(|s| s.2)
 }
 
@@ -260,7 +274,12 @@ fn promtool(text: &str) -> Option<(bool, String)> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     Some((
         out.status.success(),
@@ -302,7 +321,10 @@ impl Prometheus {
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = Command::new(bin)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -333,7 +355,10 @@ impl Prometheus {
             }
             std::thread::sleep(Duration::from_millis(300));
         }
-        panic!("`{query}` never matched; last answer: {last:#}\nlog:\n{}", self.log());
+        panic!(
+            "`{query}` never matched; last answer: {last:#}\nlog:\n{}",
+            self.log()
+        );
     }
 }
 
@@ -378,7 +403,10 @@ fn metrics_are_valid_scraped_by_prometheus_and_four_failures_raise_the_pipeline_
     // A fifth failure in the same hour: still ALARM, no second event.
     run_ok(&repo, 1);
     let text = String::from_utf8_lossy(&repo.ferry(&["status"]).stdout).into_owned();
-    assert!(text.contains("PIPELINE ALARM ferry.failed_runs: 4 failed runs"), "the crossing is what it tells: {text}");
+    assert!(
+        text.contains("PIPELINE ALARM ferry.failed_runs: 4 failed runs"),
+        "the crossing is what it tells: {text}"
+    );
 
     let server = Served::start(&repo, &[]);
     let port = server.port;
@@ -397,7 +425,8 @@ fn metrics_are_valid_scraped_by_prometheus_and_four_failures_raise_the_pipeline_
     let (code, head, text) = get_text(port, "/metrics");
     assert_eq!(code, 200, "{text}");
     assert!(
-        head.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"),
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
         "{head}"
     );
     let (types, samples) = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -409,31 +438,86 @@ fn metrics_are_valid_scraped_by_prometheus_and_four_failures_raise_the_pipeline_
         ("ferry_environment_version_info", "gauge"),
         ("ferry_alarm_state", "gauge"),
     ] {
-        assert_eq!(types.get(name).map(String::as_str), Some(kind), "{name}\n{text}");
+        assert_eq!(
+            types.get(name).map(String::as_str),
+            Some(kind),
+            "{name}\n{text}"
+        );
     }
-    assert_eq!(value(&samples, "ferry_pipeline_runs_total", &[("result", "failed")]), Some(5.0), "{text}");
-    assert_eq!(value(&samples, "ferry_pipeline_runs_total", &[("result", "succeeded")]), Some(1.0), "{text}");
     assert_eq!(
-        value(&samples, "ferry_environment_version_info", &[("environment", "staging"), ("version", &good)]),
+        value(
+            &samples,
+            "ferry_pipeline_runs_total",
+            &[("result", "failed")]
+        ),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "ferry_pipeline_runs_total",
+            &[("result", "succeeded")]
+        ),
         Some(1.0),
         "{text}"
     );
     assert_eq!(
-        value(&samples, "ferry_deployment_duration_seconds_count", &[("environment", "staging")]),
+        value(
+            &samples,
+            "ferry_environment_version_info",
+            &[("environment", "staging"), ("version", &good)]
+        ),
         Some(1.0),
         "{text}"
     );
     assert_eq!(
-        value(&samples, "ferry_deployment_duration_seconds_bucket", &[("environment", "staging"), ("le", "+Inf")]),
+        value(
+            &samples,
+            "ferry_deployment_duration_seconds_count",
+            &[("environment", "staging")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "ferry_deployment_duration_seconds_bucket",
+            &[("environment", "staging"), ("le", "+Inf")]
+        ),
         Some(1.0),
         "{text}"
     );
     // The newest finished run with test results: 2 passed of 2 run (the skipped one
     // does not count).
-    assert_eq!(value(&samples, "ferry_test_success_ratio", &[("suite", "unit")]), Some(1.0), "{text}");
-    assert_eq!(value(&samples, "ferry_alarm_state", &[("alarm", "ferry.failed_runs")]), Some(1.0), "{text}");
-    assert_eq!(value(&samples, "ferry_alarm_state", &[("alarm", "ferry.rollbacks")]), Some(0.0), "{text}");
-    assert!(!text.contains("ferry_outbox_pending"), "not known here: {text}");
+    assert_eq!(
+        value(&samples, "ferry_test_success_ratio", &[("suite", "unit")]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "ferry_alarm_state",
+            &[("alarm", "ferry.failed_runs")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "ferry_alarm_state",
+            &[("alarm", "ferry.rollbacks")]
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(
+        !text.contains("ferry_outbox_pending"),
+        "not known here: {text}"
+    );
 
     if let Some((ok, out)) = promtool(&text) {
         assert!(ok, "promtool check metrics: {out}\n{text}");
@@ -492,20 +576,39 @@ fn json_logs_carry_context_and_secrets_never_appear() {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let mut with_step = 0;
-    for line in stdout.lines().chain(stderr.lines()).filter(|l| !l.trim().is_empty()) {
-        let v: Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line:?}\n{stdout}\n{stderr}"));
-        assert!(v["timestamp"].as_str().is_some_and(|t| t.ends_with('Z') && t.contains('T')), "{line}");
-        assert!(["info", "warn", "error"].contains(&v["level"].as_str().unwrap()), "{line}");
+    for line in stdout
+        .lines()
+        .chain(stderr.lines())
+        .filter(|l| !l.trim().is_empty())
+    {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| {
+            panic!("not one JSON object per line ({e}): {line:?}\n{stdout}\n{stderr}")
+        });
+        assert!(
+            v["timestamp"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z') && t.contains('T')),
+            "{line}"
+        );
+        assert!(
+            ["info", "warn", "error"].contains(&v["level"].as_str().unwrap()),
+            "{line}"
+        );
         assert!(v["message"].is_string(), "{line}");
         if v["step"] == "unit" {
             assert_eq!(v["run"], 1, "{line}");
             with_step += 1;
         }
     }
-    assert!(with_step >= 2, "start and end of the step carry it: {stdout}");
+    assert!(
+        with_step >= 2,
+        "start and end of the step carry it: {stdout}"
+    );
     for (what, text) in [("stdout", &stdout), ("stderr", &stderr)] {
-        assert!(!text.contains(STEP_SECRET) && !text.contains(DECLARED_SECRET), "{what}: {text}");
+        assert!(
+            !text.contains(STEP_SECRET) && !text.contains(DECLARED_SECRET),
+            "{what}: {text}"
+        );
     }
 
     // The step's log: the secrets are `***`, the rest is there.
@@ -513,7 +616,10 @@ fn json_logs_carry_context_and_secrets_never_appear() {
     let text = String::from_utf8_lossy(&logs.stdout).into_owned();
     assert!(text.contains("token is ***"), "{}", describe(&logs));
     assert!(text.contains("declared ***"), "{}", describe(&logs));
-    assert!(!text.contains(STEP_SECRET) && !text.contains(DECLARED_SECRET), "{text}");
+    assert!(
+        !text.contains(STEP_SECRET) && !text.contains(DECLARED_SECRET),
+        "{text}"
+    );
     assert!(!text.contains("tok-Step-"), "split across writes: {text}");
     let on_disk: String = support::walk(&repo.state())
         .iter()

@@ -29,7 +29,7 @@ pub use changes::Change;
 pub use deployment::DeploymentRecord;
 pub use events::{Event, EventKind};
 pub use model::*;
-pub use redact::Redactor;
 pub use plan::{RunPlan, StageKind, StagePlan, StepKind, StepPlan};
+pub use redact::Redactor;
 pub use run::{Next, Recovery, Run, StepOutcome, StepRef};
 pub use time::Timestamp;

@@ -59,7 +59,10 @@ impl Rule {
     /// How many of `times` fall in the window ending at `now`.
     pub fn count(&self, times: &[Timestamp], now: Timestamp) -> usize {
         let since = self.since(now);
-        times.iter().filter(|t| t.0 > since.0 && t.0 <= now.0).count()
+        times
+            .iter()
+            .filter(|t| t.0 > since.0 && t.0 <= now.0)
+            .count()
     }
 
     /// The state for a count.

@@ -13,7 +13,10 @@ fn gaps() -> impl Strategy<Value = Vec<i64>> {
 }
 
 fn brute_count(times: &[i64], now: i64, window: i64) -> usize {
-    times.iter().filter(|&&t| t > now - window && t <= now).count()
+    times
+        .iter()
+        .filter(|&&t| t > now - window && t <= now)
+        .count()
 }
 
 fn check(rule: Rule, gaps: &[i64]) -> Result<(), TestCaseError> {
@@ -32,18 +35,36 @@ fn check(rule: Rule, gaps: &[i64]) -> Result<(), TestCaseError> {
         let full = rule.evaluate(&stamps, Timestamp(now), state);
         let count = brute_count(&times, now, window);
         let above = count > rule.threshold;
-        let fired = cs.iter().filter(|c| matches!(c, Change::Event(e) if e.kind == EventKind::PipelineAlarm)).count();
+        let fired = cs
+            .iter()
+            .filter(|c| matches!(c, Change::Event(e) if e.kind == EventKind::PipelineAlarm))
+            .count();
         // With only the newest `needed()` the count may be capped, the state may not.
-        let state_of = |cs: &[Change]| cs.iter().find_map(|c| match c {
-            Change::AlarmState { state, .. } => Some(*state),
-            _ => None,
-        });
+        let state_of = |cs: &[Change]| {
+            cs.iter().find_map(|c| match c {
+                Change::AlarmState { state, .. } => Some(*state),
+                _ => None,
+            })
+        };
         prop_assert_eq!(state_of(&cs), state_of(&full));
-        prop_assert_eq!(fired, usize::from(above && !was_above), "count {} at {}", count, now);
+        prop_assert_eq!(
+            fired,
+            usize::from(above && !was_above),
+            "count {} at {}",
+            count,
+            now
+        );
         if let Some(s) = state_of(&cs) {
             state = Some(s);
         }
-        prop_assert_eq!(state, Some(if above { AlarmState::Alarm } else { AlarmState::Ok }));
+        prop_assert_eq!(
+            state,
+            Some(if above {
+                AlarmState::Alarm
+            } else {
+                AlarmState::Ok
+            })
+        );
         was_above = above;
     }
     Ok(())

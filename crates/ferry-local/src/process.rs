@@ -110,7 +110,11 @@ fn run_step(req: &StepRequest, cancel: Option<&AtomicBool>) -> ExitObservation {
         drop(log2);
         match crate::redaction::pipe_into(&mut cmd, log, redactor) {
             Ok(c) => copier = Some(c),
-            Err(e) => return ExitObservation::NotStarted(format!("cannot make a pipe for the step's output: {e}")),
+            Err(e) => {
+                return ExitObservation::NotStarted(format!(
+                    "cannot make a pipe for the step's output: {e}"
+                ));
+            }
         }
     }
     let child = cmd.spawn();

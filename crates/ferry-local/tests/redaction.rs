@@ -28,6 +28,10 @@ fn secrets_printed_by_a_step_never_reach_its_log() {
     assert_eq!(exit.how, ExitObservation::Code(0));
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains(secret), "{}", &text[..200.min(text.len())]);
-    assert!(text.starts_with("token=***\n***\n***\n"), "{}", &text[..200.min(text.len())]);
+    assert!(
+        text.starts_with("token=***\n***\n***\n"),
+        "{}",
+        &text[..200.min(text.len())]
+    );
     assert!(text.trim_end().ends_with("done"));
 }

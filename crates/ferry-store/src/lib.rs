@@ -142,7 +142,10 @@ impl SqliteStore {
     /// payload), run and step reasons, rollback reasons, alarm reasons (DESIGN
     /// invariant 8). Redacting where the store writes covers every writer.
     pub fn set_redactor(&self, redactor: ferry_core::Redactor) {
-        *self.redactor.write().unwrap_or_else(PoisonError::into_inner) = redactor;
+        *self
+            .redactor
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = redactor;
     }
 
     fn redactor(&self) -> ferry_core::Redactor {
@@ -837,7 +840,9 @@ impl Store for SqliteStore {
     }
 
     fn metric_counts(&self, bounds_ms: &[i64]) -> PortResult<ferry_engine::ports::MetricCounts> {
-        self.transaction(TransactionBehavior::Deferred, |tx| metrics::metric_counts(tx, bounds_ms))
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            metrics::metric_counts(tx, bounds_ms)
+        })
     }
 
     fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>> {

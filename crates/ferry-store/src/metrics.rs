@@ -10,15 +10,11 @@ use rusqlite::types::Value;
 
 /// The histogram read: one `SUM(d <= bound)` column per bound.
 pub(crate) fn durations_sql(bounds: usize) -> String {
-    let mut sql = String::from(
-        "SELECT environment, COUNT(*), TOTAL(end_time - start_time)",
-    );
+    let mut sql = String::from("SELECT environment, COUNT(*), TOTAL(end_time - start_time)");
     for i in 0..bounds {
         sql.push_str(&format!(", SUM(end_time - start_time <= ?{})", i + 1));
     }
-    sql.push_str(
-        " FROM deployments WHERE end_time IS NOT NULL GROUP BY environment",
-    );
+    sql.push_str(" FROM deployments WHERE end_time IS NOT NULL GROUP BY environment");
     sql
 }
 
@@ -27,8 +23,7 @@ pub(crate) const ROLLBACKS_SQL: &str = "SELECT environment, COALESCE(level, 'sta
      FROM rollbacks GROUP BY environment, level";
 
 /// The run read.
-pub(crate) const RUNS_SQL: &str =
-    "SELECT status, COUNT(*) FROM runs GROUP BY status";
+pub(crate) const RUNS_SQL: &str = "SELECT status, COUNT(*) FROM runs GROUP BY status";
 
 pub(crate) fn metric_counts(tx: &Transaction<'_>, bounds_ms: &[i64]) -> Fallible<MetricCounts> {
     let mut out = MetricCounts::default();

@@ -219,7 +219,10 @@ impl MemoryStore {
     /// `SqliteStore::set_redactor`: events, run and step reasons, rollback and alarm
     /// reasons.
     pub fn set_redactor(&self, redactor: ferry_core::Redactor) {
-        *self.redactor.write().unwrap_or_else(PoisonError::into_inner) = redactor;
+        *self
+            .redactor
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = redactor;
     }
 
     fn redactor(&self) -> ferry_core::Redactor {
@@ -1084,10 +1087,14 @@ impl Store for MemoryStore {
         }
         for r in st.rollbacks.values() {
             let level = r.level.map_or("stage", |l| l.as_str()).to_string();
-            *out.rollbacks.entry((r.environment.clone(), level)).or_default() += 1;
+            *out.rollbacks
+                .entry((r.environment.clone(), level))
+                .or_default() += 1;
         }
         for r in st.runs.values() {
-            *out.runs.entry(r.view.status.as_str().to_string()).or_default() += 1;
+            *out.runs
+                .entry(r.view.status.as_str().to_string())
+                .or_default() += 1;
         }
         Ok(out)
     }

@@ -90,7 +90,10 @@ pub fn gather(pipeline: &Pipeline, store: &SqliteStore) -> PortResult<MetricsInp
             e.0 += r.report.passed;
             e.1 += r.report.passed + r.report.failed + r.report.errored;
         }
-        tests = Some(TestRatios { run: run.id.0, suites });
+        tests = Some(TestRatios {
+            run: run.id.0,
+            suites,
+        });
         break;
     }
     let mut alarms = Vec::new();
@@ -199,7 +202,11 @@ pub fn render(input: &MetricsInput) -> String {
     );
     for r in RESULTS {
         let n = input.counts.runs.get(r.as_str()).copied().unwrap_or(0);
-        let _ = writeln!(o, "ferry_pipeline_runs_total{{result=\"{}\"}} {n}", r.as_str());
+        let _ = writeln!(
+            o,
+            "ferry_pipeline_runs_total{{result=\"{}\"}} {n}",
+            r.as_str()
+        );
     }
 
     header(
@@ -247,7 +254,11 @@ pub fn render(input: &MetricsInput) -> String {
 }
 
 fn header(o: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(o, "# HELP {name} {}", help.replace('\\', "\\\\").replace('\n', "\\n"));
+    let _ = writeln!(
+        o,
+        "# HELP {name} {}",
+        help.replace('\\', "\\\\").replace('\n', "\\n")
+    );
     let _ = writeln!(o, "# TYPE {name} {kind}");
 }
 
@@ -301,13 +312,18 @@ mod tests {
         h.observe(&bounds_ms, 500);
         h.observe(&bounds_ms, 90_500);
         counts.durations.insert("staging".into(), h);
-        counts.rollbacks.insert(("prod \"eu\"".into(), "stage".into()), 2);
+        counts
+            .rollbacks
+            .insert(("prod \"eu\"".into(), "stage".into()), 2);
         counts.runs.insert("failed".into(), 4);
         counts.runs.insert("queued".into(), 1);
         MetricsInput {
             counts,
             bounds_ms,
-            versions: vec![("test".into(), Some("abc123".into())), ("production".into(), None)],
+            versions: vec![
+                ("test".into(), Some("abc123".into())),
+                ("production".into(), None),
+            ],
             tests: Some(TestRatios {
                 run: 7,
                 suites: [("unit".to_string(), (9, 12)), ("e2e".to_string(), (0, 0))].into(),
@@ -341,14 +357,20 @@ mod tests {
         assert!(text.contains(
             "ferry_deployment_duration_seconds_bucket{environment=\"staging\",le=\"+Inf\"} 2\n"
         ));
-        assert!(text.contains("ferry_deployment_duration_seconds_sum{environment=\"staging\"} 91\n"));
-        assert!(text.contains("ferry_rollbacks_total{environment=\"prod \\\"eu\\\"\",level=\"stage\"} 2\n"));
+        assert!(
+            text.contains("ferry_deployment_duration_seconds_sum{environment=\"staging\"} 91\n")
+        );
+        assert!(text.contains(
+            "ferry_rollbacks_total{environment=\"prod \\\"eu\\\"\",level=\"stage\"} 2\n"
+        ));
         assert!(text.contains("ferry_test_success_ratio{suite=\"unit\"} 0.75\n"));
         assert!(!text.contains("suite=\"e2e\""));
         assert!(text.contains("ferry_pipeline_runs_total{result=\"failed\"} 4\n"));
         assert!(text.contains("ferry_pipeline_runs_total{result=\"succeeded\"} 0\n"));
         assert!(!text.contains("result=\"queued\""));
-        assert!(text.contains("ferry_environment_version_info{environment=\"test\",version=\"abc123\"} 1\n"));
+        assert!(text.contains(
+            "ferry_environment_version_info{environment=\"test\",version=\"abc123\"} 1\n"
+        ));
         assert!(text.contains("ferry_alarm_state{alarm=\"api-5xx\"} 2\n"));
         assert!(text.contains("ferry_alarm_state{alarm=\"ferry.failed_runs\"} 1\n"));
     }

@@ -4,13 +4,22 @@
 use crate::rollbacks::record;
 use crate::support::{self, T0, start, store};
 use ferry_core::rollback::Trigger;
-use ferry_core::{Change, DeploymentRecord, DeploymentStatus, Event, EventKind, Redactor, RollbackLevel, RunId, Timestamp};
+use ferry_core::{
+    Change, DeploymentRecord, DeploymentStatus, Event, EventKind, Redactor, RollbackLevel, RunId,
+    Timestamp,
+};
 use ferry_engine::ports::{EventFilter, Store};
 use ferry_testkit::MemoryStore;
 
 const BOUNDS: &[i64] = &[1_000, 10_000, 60_000];
 
-fn rec(run: RunId, env: &str, t: i64, took: Option<i64>, status: DeploymentStatus) -> DeploymentRecord {
+fn rec(
+    run: RunId,
+    env: &str,
+    t: i64,
+    took: Option<i64>,
+    status: DeploymentStatus,
+) -> DeploymentRecord {
     DeploymentRecord {
         deployment_id: format!("{env}#{t}"),
         environment: env.into(),
@@ -44,7 +53,13 @@ fn fill(store: &dyn Store, run: RunId) {
         rec(run, "test", 10, Some(500), DeploymentStatus::Succeeded),
         rec(run, "test", 20, Some(1_000), DeploymentStatus::Succeeded),
         rec(run, "test", 30, Some(30_000), DeploymentStatus::Failed),
-        rec(run, "production", 40, Some(120_000), DeploymentStatus::RolledBack),
+        rec(
+            run,
+            "production",
+            40,
+            Some(120_000),
+            DeploymentStatus::RolledBack,
+        ),
         rec(run, "production", 50, None, DeploymentStatus::InProgress),
     ];
     let changes: Vec<Change> = records
@@ -57,7 +72,11 @@ fn fill(store: &dyn Store, run: RunId) {
     a.level = Some(RollbackLevel::Full);
     store.update_rollback(&a).unwrap();
     store
-        .claim_rollback(&record("test#30", 2_000, Trigger::Manual { by: "ann".into() }))
+        .claim_rollback(&record(
+            "test#30",
+            2_000,
+            Trigger::Manual { by: "ann".into() },
+        ))
         .unwrap()
         .unwrap();
 }
@@ -83,7 +102,10 @@ fn sqlite_and_memory_count_the_same() {
     assert_eq!(test.sum_ms, 31_500);
     assert_eq!(s.durations["production"].buckets, [0, 0, 0]);
     assert_eq!(s.durations["production"].count, 1);
-    assert_eq!(s.rollbacks[&("production".to_string(), "full".to_string())], 1);
+    assert_eq!(
+        s.rollbacks[&("production".to_string(), "full".to_string())],
+        1
+    );
     assert_eq!(s.rollbacks[&("test".to_string(), "stage".to_string())], 1);
     assert_eq!(s.runs["queued"], 1);
 }
@@ -146,7 +168,13 @@ fn secrets_are_redacted_where_the_store_writes() {
         .create_run(&support::new_run("shop-api", &plan, T0))
         .unwrap();
     memory
-        .apply(mrun, &[Change::Event(Event { run: Some(mrun), ..e.clone() })])
+        .apply(
+            mrun,
+            &[Change::Event(Event {
+                run: Some(mrun),
+                ..e.clone()
+            })],
+        )
         .unwrap();
     for store in [&sqlite as &dyn Store, &memory] {
         let all = store.events(&EventFilter::default()).unwrap();
