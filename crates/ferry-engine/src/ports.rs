@@ -241,12 +241,18 @@ pub trait Store: Send + Sync {
 
     // ----- metrics (`GET /metrics`) ---------------------------------------------------
 
-    /// The counts behind `/metrics`, over the whole store, from indexes: finished
-    /// deployments' durations per environment as a histogram over `bounds_ms` (upper
-    /// bounds in milliseconds, ascending), rollbacks per environment and level, runs
-    /// per status.
-    fn metric_counts(&self, bounds_ms: &[i64]) -> PortResult<MetricCounts>;
+    /// The counts behind `/metrics`, over the whole store, without reading every
+    /// deployment: finished deployments' durations per environment as a histogram over
+    /// [`DURATION_BOUNDS_MS`], rollbacks per environment and level, runs per status.
+    fn metric_counts(&self) -> PortResult<MetricCounts>;
 }
+
+/// The upper bounds (milliseconds) of the deployment duration histogram: 1 s … 1 h. The
+/// SQLite store keeps its histogram table with exactly these (migration 8).
+pub const DURATION_BOUNDS_MS: &[i64] = &[
+    1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000, 1_200_000, 1_800_000,
+    3_600_000,
+];
 
 /// What [`Store::metric_counts`] counts.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -264,7 +270,8 @@ pub struct MetricCounts {
 /// A histogram of deployment durations.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DurationHistogram {
-    /// For each bound of the request, how many took at most that long (cumulative).
+    /// For each bound of [`DURATION_BOUNDS_MS`], how many took at most that long
+    /// (cumulative).
     pub buckets: Vec<u64>,
     pub count: u64,
     /// The sum of the durations, in milliseconds.
@@ -273,11 +280,11 @@ pub struct DurationHistogram {
 
 impl DurationHistogram {
     /// Adds one duration.
-    pub fn observe(&mut self, bounds_ms: &[i64], ms: i64) {
-        if self.buckets.len() != bounds_ms.len() {
-            self.buckets.resize(bounds_ms.len(), 0);
+    pub fn observe(&mut self, ms: i64) {
+        if self.buckets.len() != DURATION_BOUNDS_MS.len() {
+            self.buckets.resize(DURATION_BOUNDS_MS.len(), 0);
         }
-        for (b, bound) in self.buckets.iter_mut().zip(bounds_ms) {
+        for (b, bound) in self.buckets.iter_mut().zip(DURATION_BOUNDS_MS) {
             if ms <= *bound {
                 *b += 1;
             }

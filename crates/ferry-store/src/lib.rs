@@ -839,10 +839,8 @@ impl Store for SqliteStore {
         })
     }
 
-    fn metric_counts(&self, bounds_ms: &[i64]) -> PortResult<ferry_engine::ports::MetricCounts> {
-        self.transaction(TransactionBehavior::Deferred, |tx| {
-            metrics::metric_counts(tx, bounds_ms)
-        })
+    fn metric_counts(&self) -> PortResult<ferry_engine::ports::MetricCounts> {
+        self.transaction(TransactionBehavior::Deferred, metrics::metric_counts)
     }
 
     fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>> {

@@ -13,8 +13,7 @@ use ferry_core::{
     Suite, Timestamp,
 };
 use ferry_engine::ports::{
-    DurationHistogram, EventFilter, Incident, Lease, MetricCounts, NewRun, PortError, PortResult,
-    Store,
+    EventFilter, Incident, Lease, MetricCounts, NewRun, PortError, PortResult, Store,
 };
 use ferry_reports::TestReport;
 use std::collections::BTreeMap;
@@ -1070,7 +1069,7 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn metric_counts(&self, bounds_ms: &[i64]) -> PortResult<MetricCounts> {
+    fn metric_counts(&self) -> PortResult<MetricCounts> {
         let st = self.lock();
         let mut out = MetricCounts::default();
         for d in &st.deployments {
@@ -1078,11 +1077,8 @@ impl Store for MemoryStore {
             if let Some(end) = r.end_time {
                 out.durations
                     .entry(r.environment.clone())
-                    .or_insert_with(|| DurationHistogram {
-                        buckets: vec![0; bounds_ms.len()],
-                        ..DurationHistogram::default()
-                    })
-                    .observe(bounds_ms, end - r.start_time);
+                    .or_default()
+                    .observe(end - r.start_time);
             }
         }
         for r in st.rollbacks.values() {

@@ -18,17 +18,11 @@ use ferry_config::Pipeline;
 use ferry_core::RunStatus;
 use ferry_core::alarm::AlarmState;
 use ferry_core::pipeline_alarm::RULES;
-use ferry_engine::ports::{MetricCounts, PortResult, Store};
+use ferry_engine::ports::{DURATION_BOUNDS_MS, MetricCounts, PortResult, Store};
 use ferry_store::SqliteStore;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
-
-/// The histogram's upper bounds, in seconds (a deployment takes seconds to tens of
-/// minutes: the monitor window is part of it).
-pub const BUCKETS_SECONDS: &[f64] = &[
-    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
-];
 
 /// How many of the newest runs are looked at for the latest test results.
 const TEST_RUNS_LOOKED_AT: usize = 20;
@@ -65,11 +59,8 @@ pub struct TestRatios {
 
 /// Reads everything `/metrics` shows from the store.
 pub fn gather(pipeline: &Pipeline, store: &SqliteStore) -> PortResult<MetricsInput> {
-    let bounds_ms: Vec<i64> = BUCKETS_SECONDS
-        .iter()
-        .map(|s| (s * 1000.0).round() as i64)
-        .collect();
-    let counts = store.metric_counts(&bounds_ms)?;
+    let bounds_ms = DURATION_BOUNDS_MS.to_vec();
+    let counts = store.metric_counts()?;
     let mut versions = Vec::new();
     for env in &pipeline.environments {
         let current = store.current_deployment(&env.name)?;
@@ -306,11 +297,11 @@ mod tests {
     use ferry_engine::ports::DurationHistogram;
 
     fn sample() -> MetricsInput {
-        let bounds_ms = vec![1_000, 60_000];
+        let bounds_ms = DURATION_BOUNDS_MS.to_vec();
         let mut counts = MetricCounts::default();
         let mut h = DurationHistogram::default();
-        h.observe(&bounds_ms, 500);
-        h.observe(&bounds_ms, 90_500);
+        h.observe(500);
+        h.observe(4_000_500);
         counts.durations.insert("staging".into(), h);
         counts
             .rollbacks
@@ -358,8 +349,11 @@ mod tests {
             "ferry_deployment_duration_seconds_bucket{environment=\"staging\",le=\"+Inf\"} 2\n"
         ));
         assert!(
-            text.contains("ferry_deployment_duration_seconds_sum{environment=\"staging\"} 91\n")
+            text.contains("ferry_deployment_duration_seconds_sum{environment=\"staging\"} 4001\n")
         );
+        assert!(text.contains(
+            "ferry_deployment_duration_seconds_bucket{environment=\"staging\",le=\"3600\"} 1\n"
+        ));
         assert!(text.contains(
             "ferry_rollbacks_total{environment=\"prod \\\"eu\\\"\",level=\"stage\"} 2\n"
         ));

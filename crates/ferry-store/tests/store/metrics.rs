@@ -11,8 +11,6 @@ use ferry_core::{
 use ferry_engine::ports::{EventFilter, Store};
 use ferry_testkit::MemoryStore;
 
-const BOUNDS: &[i64] = &[1_000, 10_000, 60_000];
-
 fn rec(
     run: RunId,
     env: &str,
@@ -49,7 +47,7 @@ fn rec(
 }
 
 fn fill(store: &dyn Store, run: RunId) {
-    let records = [
+    let mut records = vec![
         rec(run, "test", 10, Some(500), DeploymentStatus::Succeeded),
         rec(run, "test", 20, Some(1_000), DeploymentStatus::Succeeded),
         rec(run, "test", 30, Some(30_000), DeploymentStatus::Failed),
@@ -62,6 +60,32 @@ fn fill(store: &dyn Store, run: RunId) {
         ),
         rec(run, "production", 50, None, DeploymentStatus::InProgress),
     ];
+    // On every bound and just past it: the table kept by triggers and the bounds agree.
+    for (i, b) in ferry_engine::ports::DURATION_BOUNDS_MS.iter().enumerate() {
+        let t = 1_000 + i64::try_from(i).unwrap() * 10;
+        records.push(rec(
+            run,
+            "staging",
+            t,
+            Some(*b),
+            DeploymentStatus::Succeeded,
+        ));
+        records.push(rec(
+            run,
+            "staging",
+            t + 1,
+            Some(b + 1),
+            DeploymentStatus::Failed,
+        ));
+    }
+    // Longer than the last bound: only in the count.
+    records.push(rec(
+        run,
+        "staging",
+        5_000,
+        Some(7_200_000),
+        DeploymentStatus::Succeeded,
+    ));
     let changes: Vec<Change> = records
         .into_iter()
         .map(|d| Change::DeploymentStarted(Box::new(d)))
@@ -93,15 +117,78 @@ fn sqlite_and_memory_count_the_same() {
         .unwrap();
     fill(&memory, mrun);
 
-    let s = sqlite.metric_counts(BOUNDS).unwrap();
-    let m = memory.metric_counts(BOUNDS).unwrap();
+    let s = sqlite.metric_counts().unwrap();
+    let m = memory.metric_counts().unwrap();
     assert_eq!(s, m);
     let test = &s.durations["test"];
     assert_eq!(test.count, 3);
-    assert_eq!(test.buckets, [2, 2, 3]);
+    // Bounds 1 s, 5 s, 10 s, 30 s, …
+    assert_eq!(&test.buckets[..4], [2, 2, 2, 3]);
     assert_eq!(test.sum_ms, 31_500);
-    assert_eq!(s.durations["production"].buckets, [0, 0, 0]);
+    assert_eq!(s.durations["production"].buckets[4..7], [0, 1, 1]);
     assert_eq!(s.durations["production"].count, 1);
+    let staging = &s.durations["staging"];
+    assert_eq!(staging.buckets, [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21]);
+    assert_eq!(staging.count, 23);
+
+    // A deployment that finishes later (an update), one whose end moves, and a deleted
+    // one: the trigger-kept histogram follows (as the memory store, which recounts).
+    let late = rec(run.id(), "test", 70, None, DeploymentStatus::InProgress);
+    sqlite
+        .apply(
+            run.id(),
+            &[Change::DeploymentStarted(Box::new(late.clone()))],
+        )
+        .unwrap();
+    memory
+        .apply(
+            mrun,
+            &[Change::DeploymentStarted(Box::new(rec(
+                mrun,
+                "test",
+                70,
+                None,
+                DeploymentStatus::InProgress,
+            )))],
+        )
+        .unwrap();
+    let finish = Change::DeploymentFinished {
+        deployment_id: "test#70".into(),
+        status: DeploymentStatus::Succeeded,
+        end_time: Timestamp(70 + 2_500),
+        unit_tests_passed: true,
+        integration_tests_passed: true,
+        e2e_tests_passed: true,
+        coverage_percentage: 90.0,
+    };
+    sqlite
+        .apply(run.id(), std::slice::from_ref(&finish))
+        .unwrap();
+    memory.apply(mrun, &[finish]).unwrap();
+    let s = sqlite.metric_counts().unwrap();
+    assert_eq!(s, memory.metric_counts().unwrap());
+    assert_eq!(s.durations["test"].count, 4);
+    assert_eq!(s.durations["test"].buckets[1], 3);
+
+    // Rows changed or removed behind the store's back: the triggers still agree with a
+    // count of the rows themselves.
+    let conn = rusqlite_conn(&_d);
+    conn.execute_batch(
+        "UPDATE deployments SET end_time = end_time + 100000 WHERE deployment_id = 'test#10';
+         DELETE FROM deployments WHERE deployment_id = 'test#20';",
+    )
+    .unwrap();
+    let s = sqlite.metric_counts().unwrap();
+    let (n, sum): (i64, i64) = conn
+        .query_row(
+            "SELECT COUNT(*), SUM(end_time - start_time) FROM deployments WHERE environment = 'test' AND end_time IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(s.durations["test"].count, u64::try_from(n).unwrap());
+    assert_eq!(s.durations["test"].sum_ms, sum);
+    assert_eq!(s.durations["test"].buckets[..5], [0, 1, 1, 2, 2]);
     assert_eq!(
         s.rollbacks[&("production".to_string(), "full".to_string())],
         1
@@ -115,11 +202,13 @@ fn metric_reads_use_indexes_only() {
     let (dir, sqlite) = store();
     drop(sqlite);
     let conn = rusqlite_conn(&dir);
-    let tables = ["deployments", "rollbacks", "runs", "events"];
-    for (sql, table) in ferry_store::metric_queries(3).iter().zip(tables) {
+    let tables = ["deployment_durations", "rollbacks", "runs", "events"];
+    for (sql, table) in ferry_store::metric_queries().iter().zip(tables) {
         let plan = explain(&conn, sql);
         assert!(
-            plan.contains(&format!("SCAN {table} USING COVERING INDEX"))
+            // The histogram table is a few rows per environment: read whole.
+            (table == "deployment_durations" && plan.contains("SCAN deployment_durations"))
+                || plan.contains(&format!("SCAN {table} USING COVERING INDEX"))
                 || plan.contains(&format!("SEARCH {table} USING COVERING INDEX"))
                 || plan.contains(&format!("SEARCH {table} USING INDEX")),
             "{sql}\n{plan}"
