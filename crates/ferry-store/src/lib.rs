@@ -355,8 +355,14 @@ impl Store for SqliteStore {
     }
 
     fn apply(&self, run: RunId, changes: &[Change]) -> PortResult<()> {
-        let redacted = self.redactor().changes(changes);
-        let changes = redacted.as_slice();
+        let redactor = self.redactor();
+        let redacted;
+        let changes = if redactor.is_empty() {
+            changes
+        } else {
+            redacted = redactor.changes(changes);
+            redacted.as_slice()
+        };
         self.transaction(TransactionBehavior::Immediate, |tx| {
             ensure_run(tx, run)?;
             for change in changes {
@@ -749,8 +755,14 @@ impl Store for SqliteStore {
     }
 
     fn record_alarm(&self, changes: &[Change]) -> PortResult<()> {
-        let redacted = self.redactor().changes(changes);
-        let changes = redacted.as_slice();
+        let redactor = self.redactor();
+        let redacted;
+        let changes = if redactor.is_empty() {
+            changes
+        } else {
+            redacted = redactor.changes(changes);
+            redacted.as_slice()
+        };
         self.transaction(TransactionBehavior::Immediate, |tx| {
             for change in changes {
                 match change {

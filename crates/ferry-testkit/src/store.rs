@@ -593,8 +593,14 @@ impl Store for MemoryStore {
     }
 
     fn apply(&self, run: RunId, changes: &[Change]) -> PortResult<()> {
-        let redacted = self.redactor().changes(changes);
-        let changes = redacted.as_slice();
+        let redactor = self.redactor();
+        let redacted;
+        let changes = if redactor.is_empty() {
+            changes
+        } else {
+            redacted = redactor.changes(changes);
+            redacted.as_slice()
+        };
         let mut guard = self.lock();
         let st = &mut *guard;
         let tick = self.ticks.next();
@@ -919,8 +925,14 @@ impl Store for MemoryStore {
     }
 
     fn record_alarm(&self, changes: &[Change]) -> PortResult<()> {
-        let redacted = self.redactor().changes(changes);
-        let changes = redacted.as_slice();
+        let redactor = self.redactor();
+        let redacted;
+        let changes = if redactor.is_empty() {
+            changes
+        } else {
+            redacted = redactor.changes(changes);
+            redacted.as_slice()
+        };
         let mut st = self.lock();
         let mut pending = Pending::of(&st, self.ticks.next());
         for change in changes {
