@@ -680,6 +680,14 @@ fn json_logs_carry_context_and_secrets_never_appear() {
     );
     let err = server.stop();
     assert!(!err.contains(STEP_SECRET) && !err.contains(DECLARED_SECRET) && !err.contains(TOKEN));
+    for line in err.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("server log line not JSON ({e}): {line:?}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+    }
 }
 
 #[test]
