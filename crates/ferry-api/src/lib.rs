@@ -42,6 +42,23 @@ pub struct Status {
     pub environments: Vec<EnvironmentStatus>,
     /// Runs not yet finished.
     pub runs: Vec<RunSummary>,
+    /// The alarms on the pipeline itself (seed §9.3): `ferry.failed_runs` (more than 3
+    /// failed runs in an hour) and `ferry.rollbacks` (more than 2 rollbacks in an hour).
+    #[serde(default)]
+    pub pipeline_alarms: Vec<PipelineAlarm>,
+}
+
+/// One alarm on the pipeline itself, as last evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineAlarm {
+    pub name: String,
+    /// `OK` or `ALARM`.
+    pub state: String,
+    /// What was counted (`4 failed runs in the last 60 minutes (threshold: more than 3)`);
+    /// `null` before the first evaluation.
+    pub reason: Option<String>,
+    /// When it last changed state (ms since the epoch).
+    pub since: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

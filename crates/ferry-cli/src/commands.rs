@@ -569,10 +569,21 @@ pub fn build_status_with(
         r.findings = crate::findings::gate_counts(store, &v)?;
         runs.push(r);
     }
+    let mut pipeline_alarms = Vec::new();
+    for rule in ferry_core::pipeline_alarm::RULES {
+        let st = store.alarm_state(rule.name)?;
+        pipeline_alarms.push(ferry_api::PipelineAlarm {
+            name: rule.name.to_string(),
+            state: st.as_ref().map_or("OK", |s| s.0.as_str()).to_string(),
+            reason: st.as_ref().map(|s| s.1.clone()),
+            since: st.as_ref().map(|s| s.2.millis()),
+        });
+    }
     Ok(ferry_api::Status {
         pipeline: pipeline.name.clone(),
         environments: envs,
         runs,
+        pipeline_alarms,
     })
 }
 
@@ -642,6 +653,14 @@ pub(crate) fn print_status(st: &ferry_api::Status) {
                 e.name, i.id, i.reason, e.name
             ));
         }
+    }
+    for a in st.pipeline_alarms.iter().filter(|a| a.state == "ALARM") {
+        line(format!(
+            "\nPIPELINE ALARM {}: {} (since {})",
+            a.name,
+            a.reason.as_deref().unwrap_or("-"),
+            a.since.map(when).unwrap_or_else(|| "-".into())
+        ));
     }
     if st.runs.is_empty() {
         line("\nno run in progress");

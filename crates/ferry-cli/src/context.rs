@@ -68,6 +68,9 @@ impl Project {
                 if n == 1 { "it" } else { "them" }
             ))
         })?;
+        if !crate::log::installed() {
+            crate::log::install(&parsed);
+        }
         Ok((parsed, text))
     }
 
@@ -114,10 +117,14 @@ impl Project {
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_millis)
             .unwrap_or(Duration::from_secs(5));
-        Ok(SqliteStore::open_with_busy_timeout(
-            &self.db_path(),
-            timeout,
-        )?)
+        let store = SqliteStore::open_with_busy_timeout(&self.db_path(), timeout)?;
+        // Secrets are redacted from what the store writes (DESIGN invariant 8); they come
+        // from the pipeline file, read here if the command has not read it yet.
+        if !crate::log::installed() {
+            let _ = self.load();
+        }
+        store.set_redactor(crate::log::redactor());
+        Ok(store)
     }
 
     /// The local deployer factory of this project.

@@ -56,10 +56,11 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
         .map_err(|e| CliError::environment(format!("cannot find the ferry binary itself: {e}")))?;
     let ports = [free_port()?, free_port()?, free_port()?];
     let say = |s: &str| {
+        let ctx = crate::log::Ctx::default();
         if as_json {
-            eprintln!("{s}");
+            crate::log::stderr(crate::log::Level::Info, &ctx, s);
         } else {
-            line(s);
+            crate::log::stdout(crate::log::Level::Info, &ctx, s);
         }
     };
 

@@ -189,7 +189,7 @@ pub async fn serve_connections(
                 Ok(s) => s,
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little, go on.
-                    eprintln!("ferry serve: accepting a connection: {e}");
+                    crate::elog!(Warn, "ferry serve: accepting a connection: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

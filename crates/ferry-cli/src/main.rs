@@ -8,6 +8,7 @@ mod diff;
 mod error;
 mod findings;
 mod guard;
+mod log;
 mod output;
 mod progress;
 mod recovery;
@@ -62,6 +63,11 @@ struct Cli {
     /// Where ferry keeps its state (default: `.ferry/` next to the pipeline file).
     #[arg(long, global = true, env = "FERRY_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// How log lines (progress, server logs, warnings) are written: `text` for people,
+    /// `json` for one JSON object per line (timestamp, level, message, run,
+    /// environment, step). A command's `--json` output is not affected.
+    #[arg(long, global = true, env = "FERRY_LOG_FORMAT", value_enum, default_value_t = log::LogFormat::Text)]
+    log_format: log::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -282,6 +288,7 @@ fn main() {
             std::process::exit(code);
         }
     };
+    log::set_format(cli.log_format);
     let as_json = cli.json;
     let code = match run(cli) {
         Ok(code) => code,
@@ -292,7 +299,11 @@ fn main() {
                     exit_code: e.code,
                 });
             }
-            eprintln!("error: {}", e.message);
+            log::stderr(
+                log::Level::Error,
+                &log::Ctx::default(),
+                &format!("error: {}", e.message),
+            );
             e.code
         }
     };

@@ -2,6 +2,7 @@
 //! elapsed time and the step's last log line; otherwise (CI logs, pipes) plain
 //! timestamped lines. Under `--json` the lines go to stderr so stdout stays parseable.
 
+use crate::log::{Ctx, Level};
 use ferry_core::events::EventKind;
 use ferry_core::run::RunView;
 use ferry_core::{Change, StepStatus, time::human};
@@ -32,11 +33,13 @@ impl Progress {
     /// A spinner when stdout (or stderr under `--json`) is a terminal, plain lines
     /// otherwise.
     pub fn new(json: bool) -> Arc<Progress> {
-        let terminal = if json {
-            std::io::stderr().is_terminal()
-        } else {
-            std::io::stdout().is_terminal()
-        };
+        // JSON log lines are for machines: no spinner between them.
+        let terminal = !crate::log::json()
+            && if json {
+                std::io::stderr().is_terminal()
+            } else {
+                std::io::stdout().is_terminal()
+            };
         let current = Arc::new(Mutex::new(Current::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let bar = terminal.then(|| {
@@ -82,10 +85,16 @@ impl Progress {
 
     /// Prints a line above the spinner (or plainly).
     pub fn say(&self, text: &str) {
+        self.say_ctx(Level::Info, &Ctx::default(), text);
+    }
+
+    /// Prints a log line about a run, environment or step (redacted; JSON under
+    /// `--log-format json`).
+    pub fn say_ctx(&self, level: Level, ctx: &Ctx, text: &str) {
         match &self.bar {
-            Some(b) => b.println(text),
-            None if self.to_stderr => eprintln!("{text}"),
-            None => crate::output::line(text),
+            Some(b) => b.println(crate::log::format(level, ctx, text)),
+            None if self.to_stderr => crate::log::stderr(level, ctx, text),
+            None => crate::log::stdout(level, ctx, text),
         }
     }
 
@@ -122,6 +131,11 @@ impl Observer for Progress {
                         continue;
                     };
                     let label = format!("{}/{}", sv.name, tv.name);
+                    let ctx = Ctx {
+                        run: Some(run.id.0),
+                        environment: (sv.name != "build").then(|| sv.name.clone()),
+                        step: Some(tv.name.clone()),
+                    };
                     match status {
                         StepStatus::Running => {
                             if let Ok(mut s) = self.starts.lock() {
@@ -135,7 +149,7 @@ impl Observer for Progress {
                                 };
                             }
                             if self.bar.is_none() {
-                                self.say(&format!("  … {label}"));
+                                self.say_ctx(Level::Info, &ctx, &format!("  … {label}"));
                             }
                         }
                         StepStatus::Succeeded | StepStatus::Failed | StepStatus::Cancelled => {
@@ -159,13 +173,20 @@ impl Observer for Progress {
                             {
                                 l.push_str(&format!("\n      log: {log}"));
                             }
-                            self.say(&l);
+                            let level = if *status == StepStatus::Failed {
+                                Level::Warn
+                            } else {
+                                Level::Info
+                            };
+                            self.say_ctx(level, &ctx, &l);
                         }
                         _ => {}
                     }
                 }
                 Change::Event(e) => match e.kind {
-                    EventKind::StageStarted => self.say(&format!("▸ {}", e.message)),
+                    EventKind::StageStarted => {
+                        self.say_ctx(Level::Info, &event_ctx(e), &format!("▸ {}", e.message))
+                    }
                     EventKind::ApprovalRequested
                     | EventKind::ApprovalGranted
                     | EventKind::ApprovalRejected
@@ -177,7 +198,16 @@ impl Observer for Progress {
                     | EventKind::GateFailed
                     | EventKind::ArtifactBuilt
                     | EventKind::DeploymentSucceeded
-                    | EventKind::DeploymentFailed => self.say(&format!("    {}", e.message)),
+                    | EventKind::DeploymentFailed => {
+                        let level = match e.kind {
+                            EventKind::GateFailed
+                            | EventKind::DeploymentFailed
+                            | EventKind::ApprovalRejected
+                            | EventKind::ApprovalTimedOut => Level::Warn,
+                            _ => Level::Info,
+                        };
+                        self.say_ctx(level, &event_ctx(e), &format!("    {}", e.message))
+                    }
                     _ => {}
                 },
                 _ => {}
@@ -185,8 +215,8 @@ impl Observer for Progress {
         }
     }
 
-    fn note(&self, _run: &RunView, message: &str) {
-        self.say(&format!("    {message}"));
+    fn note(&self, run: &RunView, message: &str) {
+        self.say_ctx(Level::Info, &Ctx::run(run.id.0), &format!("    {message}"));
     }
 
     fn notice(&self, message: &str) {
@@ -201,9 +231,22 @@ impl Observer for Progress {
                     EventKind::RollbackFailed | EventKind::IncidentOpened => "  ✗",
                     _ => "  ↺",
                 };
-                self.say(&format!("{mark} {}", e.message));
+                let level = match e.kind {
+                    EventKind::RollbackFailed | EventKind::IncidentOpened => Level::Error,
+                    _ => Level::Warn,
+                };
+                self.say_ctx(level, &event_ctx(e), &format!("{mark} {}", e.message));
             }
         }
+    }
+}
+
+/// The run and environment an event is about.
+fn event_ctx(e: &ferry_core::Event) -> Ctx {
+    Ctx {
+        run: e.run.map(|r| r.0),
+        environment: e.environment.clone(),
+        step: None,
     }
 }
 

@@ -300,7 +300,8 @@ pub fn alarm(
         serde_json::Value::Null,
     )?;
     if !pushed.known {
-        eprintln!(
+        crate::elog!(
+            Warn,
             "warning: no alarm `{name}` in the pipeline; the state was recorded and nothing else happens"
         );
     }

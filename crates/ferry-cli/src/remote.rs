@@ -61,7 +61,8 @@ fn warn_if_readable_by_others(path: &std::path::Path) {
     if let Ok(m) = std::fs::metadata(path)
         && m.permissions().mode() & 0o004 != 0
     {
-        eprintln!(
+        crate::elog!(
+            Warn,
             "warning: the secret file {} can be read by every user of this machine; `chmod 600` it",
             path.display()
         );
@@ -124,7 +125,8 @@ impl Remote {
         ) {
             Ok(r) => r,
             Err(e) if ferry_local::http::unreachable(&e) => {
-                eprintln!(
+                crate::elog!(
+                    Warn,
                     "note: no ferry serve answers at {} ({e}); using the state database directly",
                     self.base
                 );

@@ -35,6 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+mod metrics;
 mod windows;
 
 use crate::guard::{self, BODY_LIMIT};
@@ -188,6 +189,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/hooks/github", post(github))
         .route("/hooks/alarms", post(alarms))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/health", get(health))
         .route("/api/status", get(status))
         .route("/api/runs", get(runs))
@@ -243,7 +245,7 @@ impl ApiError {
     }
     /// A failure that is ours: logged in full, answered without the details.
     pub(crate) fn internal(detail: &str) -> ApiError {
-        eprintln!("ferry serve: error: {detail}");
+        crate::elog!(Error, "ferry serve: error: {detail}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal error; the server's log has the details",
@@ -258,7 +260,7 @@ impl From<CliError> for ApiError {
             exit::CONFLICT => ApiError::new(StatusCode::CONFLICT, e.message),
             exit::USAGE => ApiError::bad_request(e.message),
             exit::STATE => {
-                eprintln!("ferry serve: the state database: {}", e.message);
+                crate::elog!(Warn, "ferry serve: the state database: {}", e.message);
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the state database cannot be used right now; try again",
@@ -587,7 +589,7 @@ fn start_run(
             if source.resolve(sha).is_err() && source.has_remote(REMOTE) {
                 let branch = &state.pipeline.source.branch;
                 if let Err(e) = source.fetch(REMOTE, branch, FETCH_TIMEOUT) {
-                    eprintln!("ferry serve: {e}");
+                    crate::elog!(Warn, "ferry serve: {e}");
                 }
             }
             let run = engine.queue(sha, trigger, by).map_err(|e| {
@@ -603,7 +605,7 @@ fn start_run(
             if let Some(d) = delivery
                 && let Err(e) = store.record_delivery(d, Some(run.id()), SystemClock.now())
             {
-                eprintln!("ferry serve: delivery {d} of run {}: {e}", run.id());
+                crate::elog!(Warn, "ferry serve: delivery {d} of run {}: {e}", run.id());
             }
             Ok(Ok(run))
         })()
@@ -620,7 +622,7 @@ fn start_run(
         }
     };
     let id = run.id();
-    eprintln!(
+    crate::elog!(Info, run = id.0;
         "ferry serve: run {id} of {} queued ({trigger} by {})",
         ferry_core::short_sha(sha),
         commands::printable(by)
@@ -635,14 +637,14 @@ fn drive_to_end(state: &AppState, engine: &ferry_engine::Engine<'_>, run: ferry_
     let id = run.id();
     match engine.drive(run) {
         Ok(view) => {
-            eprintln!("ferry serve: run {id} {}", view.status);
+            crate::elog!(Info, run = id.0; "ferry serve: run {id} {}", view.status);
             if !state.stopping()
                 && let Err(e) = engine.watch(&view)
             {
-                eprintln!("ferry serve: run {id}: watching its environments: {e}");
+                crate::elog!(Warn, run = id.0; "ferry serve: run {id}: watching its environments: {e}");
             }
         }
-        Err(e) => eprintln!("ferry serve: run {id}: {e}"),
+        Err(e) => crate::elog!(Warn, run = id.0; "ferry serve: run {id}: {e}"),
     }
     let _ = std::fs::remove_dir_all(engine.layout.checkout(id));
 }
@@ -674,21 +676,23 @@ fn poll_loop(state: Arc<AppState>, every: Duration) {
         let source = match ferry_local::GitSource::open(&state.project.root) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("ferry serve: poll: {e}");
+                crate::elog!(Warn, "ferry serve: poll: {e}");
                 continue;
             }
         };
         if source.has_remote(REMOTE)
             && let Err(e) = source.fetch(REMOTE, &branch, FETCH_TIMEOUT)
         {
-            eprintln!(
+            crate::elog!(
+                Warn,
                 "ferry serve: poll: {e}; trying again in {}",
                 ferry_config::format_duration(every)
             );
             continue;
         }
         let Some(tip) = source.branch_tip(REMOTE, &branch) else {
-            eprintln!(
+            crate::elog!(
+                Info,
                 "ferry serve: poll: no branch `{branch}` in the repository (nor `{REMOTE}/{branch}`)"
             );
             continue;
@@ -723,7 +727,7 @@ fn poll_loop(state: Arc<AppState>, every: Duration) {
             }
             Ok(false) => {}
             Err(e) => {
-                eprintln!("ferry serve: poll: {e}");
+                crate::elog!(Warn, "ferry serve: poll: {e}");
                 continue;
             }
         }
@@ -782,11 +786,13 @@ fn resume_rollbacks(state: &Arc<AppState>) -> CliResult<()> {
                 Ok(engine.roll_back(&d, &reason, trigger, None, None)?)
             });
             match r {
-                Ok(rec) => eprintln!(
+                Ok(rec) => crate::elog!(
+                    Info,
                     "ferry serve: {}: rollback taken up: {}",
-                    rec.environment, rec.status
+                    rec.environment,
+                    rec.status
                 ),
-                Err(e) => eprintln!("ferry serve: rollback taken up: {}", e.message),
+                Err(e) => crate::elog!(Warn, "ferry serve: rollback taken up: {}", e.message),
             }
         });
     }
@@ -858,7 +864,7 @@ fn restart_watches(state: &Arc<AppState>) -> CliResult<()> {
                 Ok(engine.watch(&view)?)
             });
             if let Err(e) = r {
-                eprintln!(
+                crate::elog!(Warn, run = id.0;
                     "ferry serve: run {id}: watching its environments again: {}",
                     e.message
                 );
@@ -902,7 +908,7 @@ fn resume_run(state: &AppState, id: RunId) {
     let project = &state.project;
     let store: &SqliteStore = &state.store;
     let Ok(source) = ferry_local::GitSource::open(&project.root) else {
-        eprintln!("ferry serve: run {id}: cannot open the repository");
+        crate::elog!(Warn, run = id.0; "ferry serve: run {id}: cannot open the repository");
         return;
     };
     let local = Local::new(project, state.cancel).parking(state.park);
@@ -919,11 +925,11 @@ fn resume_run(state: &AppState, id: RunId) {
         Ok(Some(run)) => run,
         Ok(None) => return,
         Err(e) => {
-            eprintln!("ferry serve: run {id}: cannot take it up again: {e}");
+            crate::elog!(Warn, run = id.0; "ferry serve: run {id}: cannot take it up again: {e}");
             return;
         }
     };
-    eprintln!("ferry serve: run {id} taken up again (the ferry process that drove it stopped)");
+    crate::elog!(Info, run = id.0; "ferry serve: run {id} taken up again (the ferry process that drove it stopped)");
     drive_to_end(state, &engine, run);
 }
 
@@ -1117,11 +1123,17 @@ fn alarm_rollback(
         recovery::alarm_rollback(engine, deployment, name, reason)
     });
     match result {
-        Ok(rec) => eprintln!(
+        Ok(rec) => crate::elog!(
+            Info,
             "ferry serve: alarm {name}: rollback of {} {:?}",
-            rec.environment, rec.status
+            rec.environment,
+            rec.status
         ),
-        Err(e) => eprintln!("ferry serve: alarm {name}: rollback failed: {}", e.message),
+        Err(e) => crate::elog!(
+            Warn,
+            "ferry serve: alarm {name}: rollback failed: {}",
+            e.message
+        ),
     }
 }
 
@@ -1425,6 +1437,8 @@ pub fn serve(project: &Project, listen: Option<&str>) -> CliResult<i32> {
         "api_token_file",
     )?;
     forget_secrets();
+    // Secrets read from files are redacted too (the environment's were, on load).
+    crate::log::add_secrets([webhook_secret.as_str(), api_token.as_str()]);
     let listen = listen
         .or(pipeline.server.listen.as_deref())
         .unwrap_or("127.0.0.1:8080");
@@ -1443,6 +1457,8 @@ pub fn serve(project: &Project, listen: Option<&str>) -> CliResult<i32> {
         Some(f) => crate::remote::personal_tokens(project, f)?,
         None => Vec::new(),
     };
+    crate::log::add_secrets(people.iter().map(|p| p.token.as_str()));
+    store.set_redactor(crate::log::redactor());
     let mut state = AppState::new(
         project.clone(),
         pipeline,
@@ -1474,7 +1490,11 @@ pub fn serve(project: &Project, listen: Option<&str>) -> CliResult<i32> {
         let bound = listener
             .local_addr()
             .map_err(|e| CliError::environment(format!("cannot listen on {addr}: {e}")))?;
-        crate::output::line(format!("ferry serve: listening on http://{bound}"));
+        crate::log::stdout(
+            crate::log::Level::Info,
+            &crate::log::Ctx::default(),
+            &format!("ferry serve: listening on http://{bound}"),
+        );
         guard::serve_connections(
             listener,
             app(Arc::clone(&state)),
@@ -1488,7 +1508,8 @@ pub fn serve(project: &Project, listen: Option<&str>) -> CliResult<i32> {
     // a waiting run stops waiting unchanged, and the next start takes them up.
     state.park.store(true, Ordering::SeqCst);
     if !state.wait_idle(DRAIN) {
-        eprintln!(
+        crate::elog!(
+            Warn,
             "ferry serve: some steps or rollbacks did not end within {DRAIN:?}; the next start takes their runs up"
         );
     }
@@ -1510,7 +1531,8 @@ async fn shutdown(park: &'static AtomicBool) {
         _ = tokio::signal::ctrl_c() => {},
         () = term => {},
     }
-    eprintln!(
+    crate::elog!(
+        Info,
         "ferry serve: stopping: no new work; running steps finish, waiting runs are parked for the next start"
     );
     park.store(true, Ordering::SeqCst);

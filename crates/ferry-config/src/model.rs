@@ -30,6 +30,42 @@ pub struct Pipeline {
     /// and which changes are migrations (`ferry diff`). `None`: no infrastructure
     /// detection runs at all.
     pub infrastructure: Option<Infrastructure>,
+    /// Key `secrets`: names of environment variables (of the `ferry` process) whose
+    /// values are secrets, redacted as `***` from step logs, events, notifications and
+    /// terminal output, in addition to those found on their own (see
+    /// [`Pipeline::secret_env_names`]). Names only: never the secret itself.
+    pub secrets: Vec<String>,
+}
+
+impl Pipeline {
+    /// Every environment variable whose value ferry must redact: the `secrets` list, then
+    /// the names ferry itself reads secrets from (`FERRY_WEBHOOK_SECRET`,
+    /// `FERRY_API_TOKEN`). Step `env` values whose names look secret are added by
+    /// [`Pipeline::secret_step_values`]. Notification channels that read credentials
+    /// from the environment add the names they read here.
+    pub fn secret_env_names(&self) -> Vec<String> {
+        let mut names = self.secrets.clone();
+        for n in ["FERRY_WEBHOOK_SECRET", "FERRY_API_TOKEN"] {
+            if !names.iter().any(|x| x == n) {
+                names.push(n.to_string());
+            }
+        }
+        names
+    }
+
+    /// Every step's `env` value (build steps and environment tests) whose name is in
+    /// `secrets` or passes `looks_secret` (the caller's rule: names containing TOKEN,
+    /// SECRET, PASSWORD, KEY, CREDENTIAL …).
+    pub fn secret_step_values(&self, looks_secret: impl Fn(&str) -> bool) -> Vec<String> {
+        self.build
+            .steps
+            .iter()
+            .chain(self.environments.iter().flat_map(|e| e.tests.iter()))
+            .flat_map(|s| s.env.iter())
+            .filter(|(k, _)| looks_secret(k) || self.secrets.iter().any(|n| n == *k))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
 }
 
 /// Top-level key `infrastructure`: infrastructure change detection (`ferry diff`).

@@ -37,6 +37,7 @@ const TOP_KEYS: &[&str] = &[
     "hotfix",
     "server",
     "infrastructure",
+    "secrets",
 ];
 const INFRASTRUCTURE_KEYS: &[&str] = &["paths", "synth", "templates", "migrations"];
 const ENV_INFRASTRUCTURE_KEYS: &[&str] = &["deploy"];
@@ -934,6 +935,7 @@ impl Checker<'_> {
         let hotfix = self.hotfix(&m, environments.as_deref());
         let server = self.server(&m);
         let infrastructure = self.infrastructure(&m);
+        let secrets = self.secrets(&m);
         if m.get("infrastructure").is_none() {
             self.env_infrastructure_without_section(&env_refs);
         }
@@ -956,7 +958,39 @@ impl Checker<'_> {
             hotfix,
             server,
             infrastructure,
+            secrets,
         })
+    }
+
+    /// Top-level `secrets: [NAME, …]`: environment variables whose values are secrets.
+    fn secrets(&mut self, top: &Map<'_>) -> Vec<String> {
+        let Some(e) = top.get("secrets") else {
+            return Vec::new();
+        };
+        let example = "secrets: [DEPLOY_KEY, SENTRY_DSN]";
+        let mut out: Vec<String> = Vec::new();
+        for (i, (name, pos)) in self.texts(e, "", example, true).into_iter().enumerate() {
+            if !valid_env_var(&name) {
+                // Not echoed: it may be the secret itself, written here by mistake.
+                self.report(
+                    pos,
+                    format!(
+                        "item #{} of `secrets` is not an environment variable name",
+                        i + 1
+                    ),
+                    "name the variable that holds the secret, like `DEPLOY_KEY` (letters, digits and `_`, not starting with a digit); never write the secret itself here",
+                );
+            } else if out.contains(&name) {
+                self.report(
+                    pos,
+                    format!("`{name}` is listed twice in `secrets`"),
+                    "list each variable once",
+                );
+            } else {
+                out.push(name);
+            }
+        }
+        out
     }
 
     /// Top-level `infrastructure: { paths, synth, templates, migrations }`.
@@ -1979,6 +2013,18 @@ impl Checker<'_> {
             })
             .collect();
         self.duplicates(&names, "alarm", "");
+        for n in &names {
+            if n.name.starts_with("ferry.") {
+                self.report(
+                    n.pos,
+                    format!(
+                        "alarm name `{}` starts with `ferry.`, which is kept for the alarms on the pipeline itself (`ferry.failed_runs`, `ferry.rollbacks`)",
+                        ellipsize(&n.name)
+                    ),
+                    "choose another name, like `staging-health`",
+                );
+            }
+        }
         (alarms, refs)
     }
 

@@ -56,7 +56,7 @@ environments:
 "##,
         r##"
 ferry.yml:2:1: unknown key `colour` at the top level
-  help: allowed keys here: pipeline, source, build, environments, alarms, rollback, notifications, execution_mode, hotfix, server, infrastructure
+  help: allowed keys here: pipeline, source, build, environments, alarms, rollback, notifications, execution_mode, hotfix, server, infrastructure, secrets
 "##,
     );
 }
@@ -1841,4 +1841,47 @@ fn a_complete_infrastructure_section_parses() {
             .map(|i| i.deploy.as_str()),
         Some("npx cdk deploy --all")
     );
+}
+
+#[test]
+fn secrets_name_environment_variables_once_and_pipeline_alarm_names_are_kept() {
+    check(
+        r##"
+pipeline: shop
+secrets: [DEPLOY_KEY, "s3cr3t value", DEPLOY_KEY, 9LIVES]
+alarms:
+  - name: ferry.failed_runs
+    http: {url: "http://127.0.0.1:8080/health"}
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+"##,
+        r##"
+ferry.yml:2:23: item #2 of `secrets` is not an environment variable name
+  help: name the variable that holds the secret, like `DEPLOY_KEY` (letters, digits and `_`, not starting with a digit); never write the secret itself here
+ferry.yml:2:39: `DEPLOY_KEY` is listed twice in `secrets`
+  help: list each variable once
+ferry.yml:2:51: item #4 of `secrets` is not an environment variable name
+  help: name the variable that holds the secret, like `DEPLOY_KEY` (letters, digits and `_`, not starting with a digit); never write the secret itself here
+ferry.yml:4:11: alarm name `ferry.failed_runs` starts with `ferry.`, which is kept for the alarms on the pipeline itself (`ferry.failed_runs`, `ferry.rollbacks`)
+  help: choose another name, like `staging-health`
+"##,
+    );
+}
+
+#[test]
+fn secrets_parse_into_the_model() {
+    let p = parse(
+        "pipeline: shop\nsecrets: SENTRY_DSN\nbuild:\n  steps:\n    - name: unit\n      run: ./ci/unit.sh\n      env: {DB_PASSWORD: hunter22, MODE: fast, SENTRY_DSN: https://k@sentry}\nenvironments:\n  - name: test\n    deploy: {command: {run: ./deploy.sh}}\n",
+        "ferry.yml",
+    )
+    .unwrap_or_else(|d| panic!("{d:?}"));
+    assert_eq!(p.secrets, ["SENTRY_DSN"]);
+    assert_eq!(
+        p.secret_env_names(),
+        ["SENTRY_DSN", "FERRY_WEBHOOK_SECRET", "FERRY_API_TOKEN"]
+    );
+    let mut values = p.secret_step_values(|n| n.contains("PASSWORD"));
+    values.sort();
+    assert_eq!(values, ["https://k@sentry", "hunter22"]);
 }

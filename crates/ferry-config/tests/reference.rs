@@ -165,6 +165,7 @@ fn reference_file_parses_into_the_expected_model() {
         server: ferry_config::Server::default(),
         execution_mode: ExecutionMode::Superseded,
         infrastructure: None,
+        secrets: Vec::new(),
     };
     assert_eq!(p, expected);
 }

@@ -68,6 +68,9 @@ event_kinds! {
     WindowOpened => "window_opened",
     BreakGlassRequested => "break_glass_requested",
     BreakGlassConfirmed => "break_glass_confirmed",
+    // An alarm on the pipeline itself crossed into ALARM (`pipeline_alarm.rs`, seed §9.3):
+    // more than 3 failed runs or more than 2 rollbacks in an hour. Once per crossing.
+    PipelineAlarm => "pipeline_alarm",
 }
 
 /// One state change. `data` holds the kind's payload: for the seed's notification kinds

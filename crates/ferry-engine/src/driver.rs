@@ -281,6 +281,9 @@ impl<'a> Engine<'a> {
             }
             ended.push(id);
         }
+        if !ended.is_empty() {
+            self.check_pipeline_alarms();
+        }
         Ok(ended)
     }
 
@@ -410,6 +413,9 @@ impl<'a> Engine<'a> {
         let held = lease.lock().ok().and_then(|mut l| l.lease.take());
         if let Some(l) = held {
             let _ = self.ports.store.release_lease(&l.environment, l.run);
+        }
+        if run.status().is_terminal() {
+            self.check_pipeline_alarms();
         }
         result?;
         Ok(run.view)

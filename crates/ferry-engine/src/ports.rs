@@ -252,6 +252,60 @@ pub trait Store: Send + Sync {
     /// How many findings of each severity a run's gate recorded, allowlisted ones
     /// counted apart. NotFound when the run does not exist.
     fn finding_counts(&self, run: RunId) -> PortResult<FindingCounts>;
+
+    // ----- metrics (`GET /metrics`) ---------------------------------------------------
+
+    /// The counts behind `/metrics`, over the whole store, without reading every
+    /// deployment: finished deployments' durations per environment as a histogram over
+    /// [`DURATION_BOUNDS_MS`], rollbacks per environment and level, runs per status.
+    fn metric_counts(&self) -> PortResult<MetricCounts>;
+}
+
+/// The upper bounds (milliseconds) of the deployment duration histogram: 1 s … 1 h. The
+/// SQLite store keeps its histogram table with exactly these (migration 9).
+pub const DURATION_BOUNDS_MS: &[i64] = &[
+    1_000, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000, 1_200_000, 1_800_000,
+    3_600_000,
+];
+
+/// What [`Store::metric_counts`] counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricCounts {
+    /// Per environment, the deployments that ended (any status but `in_progress`).
+    pub durations: BTreeMap<String, DurationHistogram>,
+    /// `(environment, level)` → rollbacks. The level is the one the rollback reached
+    /// (`stage`, `full`); one still in progress counts as `stage`, where every
+    /// rollback starts.
+    pub rollbacks: BTreeMap<(String, String), u64>,
+    /// Run status (`succeeded`, `failed`, …) → runs.
+    pub runs: BTreeMap<String, u64>,
+}
+
+/// A histogram of deployment durations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DurationHistogram {
+    /// For each bound of [`DURATION_BOUNDS_MS`], how many took at most that long
+    /// (cumulative).
+    pub buckets: Vec<u64>,
+    pub count: u64,
+    /// The sum of the durations, in milliseconds.
+    pub sum_ms: i64,
+}
+
+impl DurationHistogram {
+    /// Adds one duration.
+    pub fn observe(&mut self, ms: i64) {
+        if self.buckets.len() != DURATION_BOUNDS_MS.len() {
+            self.buckets.resize(DURATION_BOUNDS_MS.len(), 0);
+        }
+        for (b, bound) in self.buckets.iter_mut().zip(DURATION_BOUNDS_MS) {
+            if ms <= *bound {
+                *b += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+    }
 }
 
 /// An environment held for a person after both rollback levels failed.

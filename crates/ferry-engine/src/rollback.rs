@@ -69,6 +69,7 @@ impl Engine<'_> {
         if in_run.is_none() {
             let _ = self.ports.store.release_lease(&bad.environment, lease_as);
         }
+        self.check_pipeline_alarms();
         result
     }
 

@@ -15,6 +15,7 @@ mod git;
 pub mod http;
 pub mod probe;
 mod process;
+mod redaction;
 mod release;
 pub mod report_files;
 mod sys;
@@ -24,6 +25,7 @@ pub use command::{CommandDeployer, DEFAULT_COMMAND_TIMEOUT};
 pub use git::GitSource;
 pub use http::{http_get, http_get_status, http_request};
 pub use process::{KILL_GRACE, ProcessExecutor, explain_exit};
+pub use redaction::{redactor, set_redactor};
 pub use release::{ReleaseDeployer, STOP_GRACE};
 
 /// The local [`DeployerFactory`](ferry_engine::ports::DeployerFactory): `release`

@@ -100,12 +100,36 @@ fn run_step(req: &StepRequest, cancel: Option<&AtomicBool>) -> ExitObservation {
     };
     let mut cmd = shell(&req.command, &req.cwd, &req.env);
     sys::die_with_parent(&mut cmd);
-    cmd.stdout(log).stderr(log2);
-    let child = match cmd.spawn() {
+    let redactor = crate::redaction::redactor();
+    let mut copier = None;
+    if redactor.is_empty() {
+        cmd.stdout(log).stderr(log2);
+    } else {
+        // Secrets to hide: the output goes through a pipe and is redacted on its way
+        // into the log file (DESIGN invariant 8), a secret split across reads included.
+        drop(log2);
+        match crate::redaction::pipe_into(&mut cmd, log, redactor) {
+            Ok(c) => copier = Some(c),
+            Err(e) => {
+                return ExitObservation::NotStarted(format!(
+                    "cannot make a pipe for the step's output: {e}"
+                ));
+            }
+        }
+    }
+    let child = cmd.spawn();
+    // The parent's copies of the pipe's write end go with the command, so the copier
+    // sees the end of the output when the step's processes are gone.
+    drop(cmd);
+    let child = match child {
         Ok(c) => c,
         Err(e) => return ExitObservation::NotStarted(format!("cannot start /bin/sh: {e}")),
     };
-    match wait_group(child, req.timeout, cancel) {
+    let waited = wait_group(child, req.timeout, cancel);
+    if let Some(c) = copier {
+        c.finish();
+    }
+    match waited {
         Waited::Exited(status) => observe(status),
         Waited::TimedOut => ExitObservation::TimedOut {
             after_secs: req.timeout.as_secs(),

@@ -17,9 +17,11 @@
 
 mod error;
 mod findings;
+mod metrics;
 mod schema;
 mod windows;
 
+pub use metrics::metric_queries;
 pub use schema::MIGRATIONS;
 
 use error::{Failure, Fallible, bad, to_port};
@@ -57,6 +59,8 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
     busy: Duration,
+    /// Secrets replaced by `***` in what is written (DESIGN invariant 8).
+    redactor: std::sync::RwLock<ferry_core::Redactor>,
 }
 
 /// The test results recorded for one step (the `TestResults` change, read back).
@@ -132,7 +136,25 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
             busy,
+            redactor: Default::default(),
         })
+    }
+
+    /// Makes every later write replace these secrets by `***`: events (message and
+    /// payload), run and step reasons, rollback reasons, alarm reasons (DESIGN
+    /// invariant 8). Redacting where the store writes covers every writer.
+    pub fn set_redactor(&self, redactor: ferry_core::Redactor) {
+        *self
+            .redactor
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = redactor;
+    }
+
+    fn redactor(&self) -> ferry_core::Redactor {
+        self.redactor
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The database file.
@@ -335,6 +357,14 @@ impl Store for SqliteStore {
     }
 
     fn apply(&self, run: RunId, changes: &[Change]) -> PortResult<()> {
+        let redactor = self.redactor();
+        let redacted;
+        let changes = if redactor.is_empty() {
+            changes
+        } else {
+            redacted = redactor.changes(changes);
+            redacted.as_slice()
+        };
         self.transaction(TransactionBehavior::Immediate, |tx| {
             ensure_run(tx, run)?;
             for change in changes {
@@ -614,6 +644,7 @@ impl Store for SqliteStore {
     }
 
     fn claim_rollback(&self, rec: &RollbackRecord) -> PortResult<Result<(), RollbackRecord>> {
+        let rec = &self.redactor().rollback(rec);
         // `BEGIN IMMEDIATE` takes the write lock before the read, so of several claimers
         // (threads or processes) exactly one sees no record and inserts it.
         self.transaction(TransactionBehavior::Immediate, |tx| {
@@ -626,6 +657,7 @@ impl Store for SqliteStore {
     }
 
     fn update_rollback(&self, rec: &RollbackRecord) -> PortResult<()> {
+        let rec = &self.redactor().rollback(rec);
         self.transaction(TransactionBehavior::Immediate, |tx| {
             if rollback_of(tx, &rec.deployment_id)?.is_none() {
                 return Err(PortError::not_found(format!(
@@ -725,6 +757,14 @@ impl Store for SqliteStore {
     }
 
     fn record_alarm(&self, changes: &[Change]) -> PortResult<()> {
+        let redactor = self.redactor();
+        let redacted;
+        let changes = if redactor.is_empty() {
+            changes
+        } else {
+            redacted = redactor.changes(changes);
+            redacted.as_slice()
+        };
         self.transaction(TransactionBehavior::Immediate, |tx| {
             for change in changes {
                 match change {
@@ -827,6 +867,10 @@ impl Store for SqliteStore {
         self.transaction(TransactionBehavior::Deferred, |tx| {
             findings::counts(tx, run)
         })
+    }
+
+    fn metric_counts(&self) -> PortResult<ferry_engine::ports::MetricCounts> {
+        self.transaction(TransactionBehavior::Deferred, metrics::metric_counts)
     }
 
     fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>> {

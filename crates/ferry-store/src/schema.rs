@@ -284,6 +284,46 @@ CREATE TABLE findings (
 ) STRICT;
 CREATE INDEX findings_run ON findings(run_id, severity);
 "#,
+    // 9: metrics and the alarms on the pipeline itself. `/metrics` reads deployment
+    // durations per environment from `deployment_durations`, a histogram kept by triggers
+    // as deployments finish (so a scrape reads a few rows, not every deployment; the
+    // bucket bounds are `ferry_engine::ports::DURATION_BOUNDS_MS`, non-cumulative, -1 for
+    // longer), and rollbacks per environment and level from a covering index; the
+    // pipeline alarms read the newest events of one kind (`run_failed`).
+    r#"
+CREATE TABLE deployment_durations (
+    environment TEXT    NOT NULL,
+    bucket      INTEGER NOT NULL,
+    count       INTEGER NOT NULL,
+    sum_ms      INTEGER NOT NULL,
+    PRIMARY KEY (environment, bucket)
+) STRICT, WITHOUT ROWID;
+INSERT INTO deployment_durations (environment, bucket, count, sum_ms)
+    SELECT environment, CASE WHEN (end_time - start_time) <= 1000 THEN 1000 WHEN (end_time - start_time) <= 5000 THEN 5000 WHEN (end_time - start_time) <= 10000 THEN 10000 WHEN (end_time - start_time) <= 30000 THEN 30000 WHEN (end_time - start_time) <= 60000 THEN 60000 WHEN (end_time - start_time) <= 120000 THEN 120000 WHEN (end_time - start_time) <= 300000 THEN 300000 WHEN (end_time - start_time) <= 600000 THEN 600000 WHEN (end_time - start_time) <= 1200000 THEN 1200000 WHEN (end_time - start_time) <= 1800000 THEN 1800000 WHEN (end_time - start_time) <= 3600000 THEN 3600000 ELSE -1 END, COUNT(*), SUM(end_time - start_time)
+    FROM deployments WHERE end_time IS NOT NULL GROUP BY 1, 2;
+CREATE TRIGGER deployment_durations_insert AFTER INSERT ON deployments
+WHEN NEW.end_time IS NOT NULL BEGIN
+    INSERT INTO deployment_durations (environment, bucket, count, sum_ms)
+    VALUES (NEW.environment, CASE WHEN (NEW.end_time - NEW.start_time) <= 1000 THEN 1000 WHEN (NEW.end_time - NEW.start_time) <= 5000 THEN 5000 WHEN (NEW.end_time - NEW.start_time) <= 10000 THEN 10000 WHEN (NEW.end_time - NEW.start_time) <= 30000 THEN 30000 WHEN (NEW.end_time - NEW.start_time) <= 60000 THEN 60000 WHEN (NEW.end_time - NEW.start_time) <= 120000 THEN 120000 WHEN (NEW.end_time - NEW.start_time) <= 300000 THEN 300000 WHEN (NEW.end_time - NEW.start_time) <= 600000 THEN 600000 WHEN (NEW.end_time - NEW.start_time) <= 1200000 THEN 1200000 WHEN (NEW.end_time - NEW.start_time) <= 1800000 THEN 1800000 WHEN (NEW.end_time - NEW.start_time) <= 3600000 THEN 3600000 ELSE -1 END, 1, NEW.end_time - NEW.start_time)
+    ON CONFLICT (environment, bucket) DO UPDATE SET count = count + 1, sum_ms = sum_ms + excluded.sum_ms;
+END;
+CREATE TRIGGER deployment_durations_update AFTER UPDATE OF environment, start_time, end_time ON deployments
+BEGIN
+    UPDATE deployment_durations SET count = count - 1, sum_ms = sum_ms - (OLD.end_time - OLD.start_time)
+    WHERE OLD.end_time IS NOT NULL AND environment = OLD.environment AND bucket = CASE WHEN (OLD.end_time - OLD.start_time) <= 1000 THEN 1000 WHEN (OLD.end_time - OLD.start_time) <= 5000 THEN 5000 WHEN (OLD.end_time - OLD.start_time) <= 10000 THEN 10000 WHEN (OLD.end_time - OLD.start_time) <= 30000 THEN 30000 WHEN (OLD.end_time - OLD.start_time) <= 60000 THEN 60000 WHEN (OLD.end_time - OLD.start_time) <= 120000 THEN 120000 WHEN (OLD.end_time - OLD.start_time) <= 300000 THEN 300000 WHEN (OLD.end_time - OLD.start_time) <= 600000 THEN 600000 WHEN (OLD.end_time - OLD.start_time) <= 1200000 THEN 1200000 WHEN (OLD.end_time - OLD.start_time) <= 1800000 THEN 1800000 WHEN (OLD.end_time - OLD.start_time) <= 3600000 THEN 3600000 ELSE -1 END;
+    INSERT INTO deployment_durations (environment, bucket, count, sum_ms)
+    SELECT NEW.environment, CASE WHEN (NEW.end_time - NEW.start_time) <= 1000 THEN 1000 WHEN (NEW.end_time - NEW.start_time) <= 5000 THEN 5000 WHEN (NEW.end_time - NEW.start_time) <= 10000 THEN 10000 WHEN (NEW.end_time - NEW.start_time) <= 30000 THEN 30000 WHEN (NEW.end_time - NEW.start_time) <= 60000 THEN 60000 WHEN (NEW.end_time - NEW.start_time) <= 120000 THEN 120000 WHEN (NEW.end_time - NEW.start_time) <= 300000 THEN 300000 WHEN (NEW.end_time - NEW.start_time) <= 600000 THEN 600000 WHEN (NEW.end_time - NEW.start_time) <= 1200000 THEN 1200000 WHEN (NEW.end_time - NEW.start_time) <= 1800000 THEN 1800000 WHEN (NEW.end_time - NEW.start_time) <= 3600000 THEN 3600000 ELSE -1 END, 1, NEW.end_time - NEW.start_time
+    WHERE NEW.end_time IS NOT NULL
+    ON CONFLICT (environment, bucket) DO UPDATE SET count = count + 1, sum_ms = sum_ms + excluded.sum_ms;
+END;
+CREATE TRIGGER deployment_durations_delete AFTER DELETE ON deployments
+WHEN OLD.end_time IS NOT NULL BEGIN
+    UPDATE deployment_durations SET count = count - 1, sum_ms = sum_ms - (OLD.end_time - OLD.start_time)
+    WHERE environment = OLD.environment AND bucket = CASE WHEN (OLD.end_time - OLD.start_time) <= 1000 THEN 1000 WHEN (OLD.end_time - OLD.start_time) <= 5000 THEN 5000 WHEN (OLD.end_time - OLD.start_time) <= 10000 THEN 10000 WHEN (OLD.end_time - OLD.start_time) <= 30000 THEN 30000 WHEN (OLD.end_time - OLD.start_time) <= 60000 THEN 60000 WHEN (OLD.end_time - OLD.start_time) <= 120000 THEN 120000 WHEN (OLD.end_time - OLD.start_time) <= 300000 THEN 300000 WHEN (OLD.end_time - OLD.start_time) <= 600000 THEN 600000 WHEN (OLD.end_time - OLD.start_time) <= 1200000 THEN 1200000 WHEN (OLD.end_time - OLD.start_time) <= 1800000 THEN 1800000 WHEN (OLD.end_time - OLD.start_time) <= 3600000 THEN 3600000 ELSE -1 END;
+END;
+CREATE INDEX rollbacks_env_level ON rollbacks(environment, level);
+CREATE INDEX events_kind ON events(kind, id);
+"#,
 ];
 
 /// The schema version this code writes.

@@ -1075,8 +1075,8 @@ pub fn events_delivered(sim: &Sim) -> Vec<String> {
             ));
         }
     }
-    // The log holds exactly what was committed (plus what `resolve` and pushed alarms
-    // append outside any batch).
+    // The log holds exactly what was committed (plus what `resolve`, pushed alarms and
+    // the alarms on the pipeline itself append outside any batch).
     let stored: Vec<String> = sim
         .store
         .all_events()
@@ -1085,7 +1085,9 @@ pub fn events_delivered(sim: &Sim) -> Vec<String> {
             !(e.event.run.is_none()
                 && matches!(
                     e.event.kind,
-                    EventKind::IncidentResolved | EventKind::AlarmStateChanged
+                    EventKind::IncidentResolved
+                        | EventKind::AlarmStateChanged
+                        | EventKind::PipelineAlarm
                 ))
         })
         .map(|e| key(&e.event))

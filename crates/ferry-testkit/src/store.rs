@@ -13,8 +13,8 @@ use ferry_core::{
     Suite, Timestamp,
 };
 use ferry_engine::ports::{
-    EventFilter, FindingCounts, FindingRecord, Incident, Lease, NewRun, PortError, PortResult,
-    Store,
+    EventFilter, FindingCounts, FindingRecord, Incident, Lease, MetricCounts, NewRun, PortError,
+    PortResult, Store,
 };
 use ferry_reports::TestReport;
 use std::collections::BTreeMap;
@@ -188,6 +188,8 @@ impl Pending {
 pub struct MemoryStore {
     state: Mutex<State>,
     ticks: Arc<Ticks>,
+    /// Secrets replaced by `***` in what is written, as `SqliteStore::set_redactor`.
+    redactor: std::sync::RwLock<ferry_core::Redactor>,
 }
 
 impl Default for MemoryStore {
@@ -211,7 +213,25 @@ impl MemoryStore {
                 ..State::default()
             }),
             ticks,
+            redactor: Default::default(),
         }
+    }
+
+    /// Makes every later write replace these secrets by `***`, exactly as
+    /// `SqliteStore::set_redactor`: events, run and step reasons, rollback and alarm
+    /// reasons.
+    pub fn set_redactor(&self, redactor: ferry_core::Redactor) {
+        *self
+            .redactor
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = redactor;
+    }
+
+    fn redactor(&self) -> ferry_core::Redactor {
+        self.redactor
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -577,6 +597,14 @@ impl Store for MemoryStore {
     }
 
     fn apply(&self, run: RunId, changes: &[Change]) -> PortResult<()> {
+        let redactor = self.redactor();
+        let redacted;
+        let changes = if redactor.is_empty() {
+            changes
+        } else {
+            redacted = redactor.changes(changes);
+            redacted.as_slice()
+        };
         let mut guard = self.lock();
         let st = &mut *guard;
         let tick = self.ticks.next();
@@ -817,6 +845,7 @@ impl Store for MemoryStore {
     }
 
     fn claim_rollback(&self, rec: &RollbackRecord) -> PortResult<Result<(), RollbackRecord>> {
+        let rec = &self.redactor().rollback(rec);
         let mut st = self.lock();
         if let Some(existing) = st.rollbacks.get(&rec.deployment_id) {
             return Ok(Err(existing.clone()));
@@ -826,6 +855,7 @@ impl Store for MemoryStore {
     }
 
     fn update_rollback(&self, rec: &RollbackRecord) -> PortResult<()> {
+        let rec = &self.redactor().rollback(rec);
         let mut st = self.lock();
         match st.rollbacks.get_mut(&rec.deployment_id) {
             Some(stored) => {
@@ -900,6 +930,14 @@ impl Store for MemoryStore {
     }
 
     fn record_alarm(&self, changes: &[Change]) -> PortResult<()> {
+        let redactor = self.redactor();
+        let redacted;
+        let changes = if redactor.is_empty() {
+            changes
+        } else {
+            redacted = redactor.changes(changes);
+            redacted.as_slice()
+        };
         let mut st = self.lock();
         let mut pending = Pending::of(&st, self.ticks.next());
         for change in changes {
@@ -1071,6 +1109,32 @@ impl Store for MemoryStore {
             Some(r) => Ok(FindingCounts::of(&r.findings)),
             None => Err(not_found_run(run)),
         }
+    }
+
+    fn metric_counts(&self) -> PortResult<MetricCounts> {
+        let st = self.lock();
+        let mut out = MetricCounts::default();
+        for d in &st.deployments {
+            let r = &d.record;
+            if let Some(end) = r.end_time {
+                out.durations
+                    .entry(r.environment.clone())
+                    .or_default()
+                    .observe(end - r.start_time);
+            }
+        }
+        for r in st.rollbacks.values() {
+            let level = r.level.map_or("stage", |l| l.as_str()).to_string();
+            *out.rollbacks
+                .entry((r.environment.clone(), level))
+                .or_default() += 1;
+        }
+        for r in st.runs.values() {
+            *out.runs
+                .entry(r.view.status.as_str().to_string())
+                .or_default() += 1;
+        }
+        Ok(out)
     }
 }
 

@@ -52,6 +52,7 @@ fn open_creates_the_folder_the_file_and_the_schema_in_wal_mode() {
             "break_glass",
             "configs",
             "deliveries",
+            "deployment_durations",
             "deployments",
             "events",
             "findings",
