@@ -70,6 +70,14 @@ pub struct EnvironmentStatus {
     /// Whether a run could deploy here now (windows and freezes; overrides are per run),
     /// when the environment has `windows` or a freeze; `null` otherwise.
     pub gate: Option<ferry_core::window::Gate>,
+    /// The running version's deployment deployed infrastructure (its infrastructure
+    /// step ran `infrastructure.deploy`).
+    #[serde(default)]
+    pub infrastructure_changed: bool,
+    /// Why the running version's deployment is rollback-unsafe (never rolled back
+    /// automatically), when it is.
+    #[serde(default)]
+    pub rollback_unsafe: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
