@@ -1072,11 +1072,9 @@ impl<'a> Engine<'a> {
             Err(why) => {
                 text.push_str(&format!("ferry: {why}\n"));
                 let _ = write_log(&log, &text);
-                // Fail closed: nothing is deployed on a comparison that did not happen.
-                let ch = match opened {
-                    Some((at, previous)) => run.start_deploy(r, at, log_text, previous),
-                    None => run.start_step(r, clock.now(), log_text),
-                };
+                // Fail closed: nothing is deployed on a comparison that did not happen (and
+                // no deployment is opened when none was).
+                let ch = run.start_step(r, clock.now(), log_text);
                 self.commit(run, ch)?;
                 let ch = run.finish_step(r, StepOutcome::failed(why), clock.now());
                 return self.commit(run, ch);
@@ -1093,18 +1091,9 @@ impl<'a> Engine<'a> {
         if decision.deploy {
             text.push_str(&format!("ferry: running `{command}`\n"));
         }
-        if let Err(e) = write_log(&log, &text) {
-            let mut ch = match opened {
-                Some((at, previous)) => run.start_deploy(r, at, log_text, previous),
-                None => run.start_step(r, clock.now(), log_text),
-            };
-            ch.extend(run.finish_step(
-                r,
-                StepOutcome::failed(format!("cannot write the step's log: {e}")),
-                clock.now(),
-            ));
-            return self.commit(run, ch);
-        }
+        // Best effort: the verdict and its summary are in the `infrastructure_assessed`
+        // event and on the deployment whatever happens to the log.
+        let _ = write_log(&log, &text);
         // The intent, with the verdict on the deployment, before the command runs.
         let mut ch = match opened {
             Some((at, previous)) => run.start_deploy(r, at, log_text, previous),

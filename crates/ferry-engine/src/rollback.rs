@@ -554,9 +554,12 @@ impl Engine<'_> {
             }
         }
         for env in envs {
-            self.ports
+            let f = self
+                .ports
                 .store
                 .freeze(&rollback::unsafe_freeze(env, &why, now))?;
+            // The store appended its `freeze_set` event: the notifier hears of it too.
+            self.ports.observer.rolled(&[Change::Event(f.set_event())]);
         }
         self.record(
             bad.run_id,
