@@ -45,7 +45,10 @@ pub enum Recovery {
     /// The build was interrupted: it starts again from its first step, in a fresh
     /// checkout (each step that had started is recorded as a retry).
     Rebuild,
-    /// A test command of an environment was interrupted: it runs again (a retry).
+    /// A test command of an environment, or its infrastructure step, was interrupted: it
+    /// runs again (a retry) under the deployment it opened. The infrastructure deploy
+    /// command must therefore be idempotent, as `cdk deploy` and `aws cloudformation
+    /// deploy` are.
     Rerun(StepRef),
     /// The approval wait goes on; a decision recorded meanwhile is read from the store.
     AwaitApproval(StepRef),
