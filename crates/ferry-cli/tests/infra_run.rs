@@ -127,7 +127,7 @@ fn infrastructure_is_deployed_only_when_it_changed_and_unsafe_deployments_are_he
         .filter_map(|s| s["kind"].as_str())
         .collect();
     assert_eq!(kinds, ["infrastructure", "deploy", "command"]);
-    assert_eq!(lines(&repo, "marks/infra"), [a.clone()]);
+    assert_eq!(lines(&repo, "marks/infra"), std::slice::from_ref(&a));
     assert_eq!(
         deployment(&repo.history(), &a)["infrastructureChanged"],
         true
@@ -140,7 +140,7 @@ fn infrastructure_is_deployed_only_when_it_changed_and_unsafe_deployments_are_he
     assert_code(&o, 0, "application-only run");
     assert_eq!(
         lines(&repo, "marks/infra"),
-        [a.clone()],
+        std::slice::from_ref(&a),
         "infra not redeployed"
     );
     assert_eq!(lines(&repo, "marks/app").last(), Some(&b));

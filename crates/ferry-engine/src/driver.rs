@@ -644,10 +644,7 @@ impl<'a> Engine<'a> {
                 self.approval_gate(run, r, &rule)
             }
             StepKind::Deploy => self.deploy(run, r, checkout, log, lease),
-            StepKind::Infrastructure {
-                deploy: command,
-                timeout,
-            } => self.infrastructure(run, r, checkout, log, lease, command, timeout),
+            StepKind::Infrastructure { .. } => self.infrastructure(run, r, checkout, log, lease),
             StepKind::Monitor { .. } => {
                 // A window writes no log: its decisions are events (`ferry logs` shows
                 // them with their datapoints).
@@ -1016,9 +1013,14 @@ impl<'a> Engine<'a> {
         checkout: &Path,
         log: PathBuf,
         lease: &Mutex<Held>,
-        command: String,
-        timeout: Duration,
     ) -> PortResult<()> {
+        let StepKind::Infrastructure {
+            deploy: command,
+            timeout,
+        } = run.step_kind(r).clone()
+        else {
+            return Ok(());
+        };
         let clock = self.ports.clock;
         let env = run.stage_name(r.stage).to_string();
         let log_text = Some(log.display().to_string());
