@@ -413,3 +413,79 @@ fn full_level_refuses_to_take_back_a_rollback_unsafe_deployment_elsewhere() {
 fn sim_now(sim: &Sim) -> ferry_core::Timestamp {
     ferry_engine::ports::Clock::now(&*sim.clock)
 }
+
+/// DESIGN invariant 1: a ferry process dies while `test`'s infrastructure step runs (its
+/// deployment open, the verdict recorded). The next process takes the run up: the step
+/// runs again (the comparison and the idempotent deploy command), under the same
+/// deployment, and the run goes on to the end.
+#[test]
+fn an_infrastructure_step_interrupted_by_a_crash_runs_again_when_the_run_is_taken_up() {
+    use ferry_engine::ports::{Clock, Observer};
+    let logs = tempfile::tempdir().unwrap();
+    let sim = world(&logs);
+    succeeds(&sim, A);
+    sim.infra.verdict(B, Infra::Meaningful, &[]);
+    sim.source.ensure(B);
+    const DEAD: &str = "dead-host:1";
+    let mut dead = sim.engine();
+    dead.settings.holder = DEAD.to_string();
+    let mut run = dead.queue(B, "sim", "sim").unwrap();
+    loop {
+        let now = sim.clock.now();
+        let ferry_core::Next::Step(r) = run.next() else {
+            panic!("ended before the infrastructure step")
+        };
+        let label = run.step_kind(r).label();
+        let mut ch = match label {
+            "deploy" | "infrastructure" => run.start_deploy(r, now, None, Some(A.to_string())),
+            _ => run.start_step(r, now, None),
+        };
+        if label == "infrastructure" {
+            ch.extend(run.record_infrastructure(
+                r.stage,
+                "meaningful",
+                true,
+                &[],
+                "meaningful",
+                now,
+            ));
+        }
+        sim.store.apply(run.id(), &ch).unwrap();
+        sim.observer.changed(&run.view, &ch);
+        if label == "infrastructure" {
+            break;
+        }
+        let ch = run.finish_step(r, ferry_core::StepOutcome::passed(), now);
+        sim.store.apply(run.id(), &ch).unwrap();
+        sim.observer.changed(&run.view, &ch);
+    }
+    sim.liveness.kill(DEAD);
+    let id = run.id();
+    let before = infra_runs(&sim).len();
+    let engine = sim.engine();
+    let run = engine.resume(id).unwrap().expect("taken up");
+    let view = engine.drive(run).unwrap();
+    assert_eq!(view.status, RunStatus::Succeeded, "{:?}", view.reason);
+    // Test's infrastructure deploy ran (again), then staging's and production's.
+    assert_eq!(infra_runs(&sim).len(), before + 3);
+    let kinds: Vec<EventKind> = sim.events(id).into_iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&EventKind::RunResumed) && kinds.contains(&EventKind::StepRetried));
+    let resumed = sim
+        .events(id)
+        .into_iter()
+        .find(|e| e.kind == EventKind::RunResumed)
+        .unwrap();
+    assert_eq!(resumed.data["action"], "rerun_step");
+    // One deployment into test, the one the interrupted step opened.
+    let into_test: Vec<_> = sim
+        .deployments_of(id)
+        .into_iter()
+        .filter(|d| d.environment == "test")
+        .collect();
+    assert_eq!(into_test.len(), 1);
+    assert_eq!(into_test[0].status, DeploymentStatus::Succeeded);
+    assert!(into_test[0].infrastructure_changed);
+    let mut bad = invariants::events_delivered(&sim);
+    bad.extend(invariants::consistency(&sim, &view));
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
