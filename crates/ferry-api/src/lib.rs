@@ -19,7 +19,8 @@ pub mod exit {
     /// The thing named does not exist (a run, a step, a commit, an environment).
     pub const NOT_FOUND: i32 = 5;
     /// The request conflicts with the current state (approving a run that is not
-    /// waiting for approval or whose approval timed out, a decision already taken).
+    /// waiting for approval or whose approval timed out, a decision already taken,
+    /// rolling back a rollback-unsafe deployment without `--accept-data-loss`).
     pub const CONFLICT: i32 = 6;
     /// The machine refused something ferry needs (no git repository, a folder that
     /// cannot be written).
