@@ -19,7 +19,8 @@ pub mod exit {
     /// The thing named does not exist (a run, a step, a commit, an environment).
     pub const NOT_FOUND: i32 = 5;
     /// The request conflicts with the current state (approving a run that is not
-    /// waiting for approval or whose approval timed out, a decision already taken).
+    /// waiting for approval or whose approval timed out, a decision already taken,
+    /// rolling back a rollback-unsafe deployment without `--accept-data-loss`).
     pub const CONFLICT: i32 = 6;
     /// The machine refused something ferry needs (no git repository, a folder that
     /// cannot be written).
@@ -87,6 +88,14 @@ pub struct EnvironmentStatus {
     /// Whether a run could deploy here now (windows and freezes; overrides are per run),
     /// when the environment has `windows` or a freeze; `null` otherwise.
     pub gate: Option<ferry_core::window::Gate>,
+    /// The running version's deployment deployed infrastructure (its infrastructure
+    /// step ran `infrastructure.deploy`).
+    #[serde(default)]
+    pub infrastructure_changed: bool,
+    /// Why the running version's deployment is rollback-unsafe (never rolled back
+    /// automatically), when it is.
+    #[serde(default)]
+    pub rollback_unsafe: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

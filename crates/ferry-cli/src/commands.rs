@@ -156,6 +156,8 @@ pub struct Local {
     pub clock: SystemClock,
     pub factory: ferry_local::LocalDeployers,
     pub liveness: ferry_local::LocalLiveness,
+    /// Compares a deployed version's infrastructure with a run's (infrastructure steps).
+    pub infra: ferry_local::LocalInfraInspector,
     /// See [`Local::parking`].
     pub park: Option<&'static AtomicBool>,
 }
@@ -170,6 +172,9 @@ impl Local {
             clock: SystemClock,
             factory: project.factory(),
             liveness: ferry_local::LocalLiveness::here(),
+            infra: ferry_local::LocalInfraInspector {
+                repository: project.root.clone(),
+            },
             park: None,
         }
     }
@@ -207,6 +212,7 @@ impl Local {
                 deployers: &self.factory,
                 liveness: &self.liveness,
                 scanner: &crate::scan::LocalScanner,
+                infra: &self.infra,
             },
             layout: Layout {
                 project: project.root.clone(),
@@ -550,6 +556,17 @@ pub fn build_status_with(
             }),
             freezes,
             gate,
+            infrastructure_changed: running_deployment
+                .as_ref()
+                .is_some_and(|d| d.infrastructure_changed),
+            rollback_unsafe: running_deployment
+                .as_ref()
+                .filter(|d| d.rollback_unsafe)
+                .map(|d| {
+                    d.rollback_unsafe_reason
+                        .clone()
+                        .unwrap_or_else(|| "rollback-unsafe".to_string())
+                }),
         });
     }
     let mut runs = Vec::new();
@@ -645,6 +662,17 @@ pub(crate) fn print_status(st: &ferry_api::Status) {
                 opens_at
                     .map(|t| format!(", opens {}", ferry_core::events::iso8601(t)))
                     .unwrap_or_default()
+            ));
+        }
+        if let Some(why) = &e.rollback_unsafe {
+            line(format!(
+                "\n{}: the running deployment is ROLLBACK-UNSAFE ({why}); it is never rolled back automatically (`ferry rollback {} --accept-data-loss` to force it)",
+                e.name, e.name
+            ));
+        } else if e.infrastructure_changed {
+            line(format!(
+                "\n{}: the running deployment deployed infrastructure",
+                e.name
             ));
         }
         if let Some(i) = &e.incident {
@@ -775,6 +803,7 @@ pub fn history(
         "RUN".into(),
         "TESTS u/i/e".into(),
         "COVERAGE".into(),
+        "INFRA".into(),
         "NOTE".into(),
     ]];
     let flag = |b: bool| if b { "✓" } else { "·" };
@@ -791,7 +820,21 @@ pub fn history(
                 flag(d.e2e_tests_passed)
             ),
             ferry_core::gates::percent(d.coverage_percentage),
-            d.rollback_reason.clone().unwrap_or_default(),
+            match (d.infrastructure_changed, d.rollback_unsafe) {
+                (_, true) => "unsafe".to_string(),
+                (true, false) => "deployed".to_string(),
+                (false, false) => "-".to_string(),
+            },
+            [
+                d.rollback_reason.clone(),
+                d.rollback_unsafe_reason
+                    .as_ref()
+                    .map(|r| format!("rollback-unsafe: {r}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; "),
         ]);
     }
     line("deployments:");

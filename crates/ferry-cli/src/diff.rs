@@ -1,24 +1,16 @@
 //! `ferry diff [FROM] [TO]`: the infrastructure files changed between two commits, the
 //! semantic difference of their synthesized CloudFormation templates, and the verdict
-//! (no change / meaningful / rollback-unsafe). The comparison itself is pure
-//! (`ferry_core::infra`); this module lists the changed files (git trees, never the
-//! working tree), runs `infrastructure.synth` in a checkout of each commit and reads the
-//! templates.
-
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
+//! (no change / meaningful / rollback-unsafe). The judgement is pure
+//! (`ferry_core::infra`); the comparison — changed files from git trees, never the
+//! working tree, `infrastructure.synth` in a checkout of each commit, the templates — is
+//! `ferry_local::infra`, shared with the engine's infrastructure steps.
 
 use ferry_api::exit;
 use ferry_config::{Infrastructure, Pipeline};
-use ferry_core::infra::{
-    Assessment, ChangeKind, ChangedFile, TemplateDiff, Verdict, assess, diff_templates, matching,
-};
-use ferry_engine::ports::{ReportFiles, Source, Store};
+use ferry_core::infra::{Assessment, ChangedFile, TemplateDiff};
+use ferry_engine::ports::Store;
 use ferry_local::GitSource;
-use ferry_local::report_files::LocalReportFiles;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::context::Project;
 use crate::error::{CliError, CliResult};
@@ -122,214 +114,39 @@ fn deployed_version(
     }
 }
 
-/// Compares two commits: changed files, then (when infrastructure files changed) the
-/// templates of both.
+/// Compares two commits (the comparison the engine's infrastructure steps make too,
+/// `ferry_local::infra::compare`).
 pub fn compare(
     git: &GitSource,
     infra: &Infrastructure,
     from: &str,
     to: &str,
 ) -> CliResult<DiffReport> {
-    let a = git.resolve(from)?.sha;
-    let b = git.resolve(to)?.sha;
-    let changed = git.changed_files(&a, &b)?;
-    let infra_files: Vec<ChangedFile> = matching(&changed, &infra.paths)
-        .into_iter()
-        .cloned()
-        .collect();
-    let migrations: Vec<ChangedFile> = matching(&changed, &infra.migrations)
-        .into_iter()
-        .cloned()
-        .collect();
-    let compared = !infra_files.is_empty() && !infra.templates.is_empty();
-    let diff = if compared {
-        let old = templates(git, infra, &a)?;
-        let new = templates(git, infra, &b)?;
-        diff_templates(&old, &new)
-    } else {
-        TemplateDiff::default()
-    };
-    let migration_refs: Vec<&ChangedFile> = migrations.iter().collect();
-    let assessment = assess(&diff, &migration_refs);
+    let c = ferry_local::infra::compare(git, infra, from, to)?;
     Ok(DiffReport {
-        from: a,
-        to: b,
-        changed_files: changed.len(),
-        infrastructure_files: infra_files,
-        migration_files: migrations,
-        compared,
-        diff,
-        assessment,
+        from: c.from,
+        to: c.to,
+        changed_files: c.changed_files,
+        infrastructure_files: c.infrastructure_files,
+        migration_files: c.migration_files,
+        compared: c.compared,
+        diff: c.diff,
+        assessment: c.assessment,
     })
 }
 
-/// The templates of commit `sha`: synthesized in a fresh checkout when `synth` is set,
-/// else read from the commit itself.
-fn templates(
-    git: &GitSource,
-    infra: &Infrastructure,
-    sha: &str,
-) -> CliResult<BTreeMap<String, Value>> {
-    let short = &sha[..sha.len().min(12)];
-    let files: Vec<(String, Vec<u8>)> = match &infra.synth {
-        None => git.files_matching(sha, &infra.templates)?,
-        Some(synth) => {
-            let dir = tempfile::tempdir().map_err(|e| {
-                CliError::environment(format!(
-                    "cannot make a temporary folder for the checkout: {e}"
-                ))
-            })?;
-            let root = dir.path().join("checkout");
-            git.checkout(sha, &root)?;
-            run_synth(synth, &root, sha)?;
-            let mut out = Vec::new();
-            for glob in &infra.templates {
-                for (path, bytes) in LocalReportFiles.read(&root, glob)? {
-                    let rel = path
-                        .strip_prefix(&root)
-                        .unwrap_or(&path)
-                        .to_string_lossy()
-                        .into_owned();
-                    out.push((rel, bytes));
-                }
-            }
-            out
-        }
-    };
-    let mut map = BTreeMap::new();
-    for (path, bytes) in files {
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            CliError::environment(format!(
-                "template `{path}` of commit {short} is not valid JSON ({e}); `infrastructure.templates` must name synthesized CloudFormation JSON templates"
-            ))
-        })?;
-        map.insert(path, value);
-    }
-    Ok(map)
-}
-
-/// Runs `synth` at the root of the checkout, with `FERRY_COMMIT` set to the commit, its
-/// stdin closed.
-fn run_synth(synth: &str, root: &Path, sha: &str) -> CliResult<()> {
-    let short = &sha[..sha.len().min(12)];
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(synth)
-        .current_dir(root)
-        .env("FERRY_COMMIT", sha)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| {
-            CliError::environment(format!(
-                "cannot run `infrastructure.synth` (`{synth}`): {e}"
-            ))
-        })?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = stderr.lines().rev().take(10).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
-    Err(CliError::environment(format!(
-        "`infrastructure.synth` (`{synth}`) failed for commit {short} ({}):\n{}",
-        out.status,
-        tail.join("\n")
-    )))
-}
-
 fn print(r: &DiffReport, infra: &Infrastructure) {
-    line(format!(
-        "ferry diff {} → {}",
-        &r.from[..12.min(r.from.len())],
-        &r.to[..12.min(r.to.len())]
-    ));
-    if r.infrastructure_files.is_empty() {
-        line(format!(
-            "No infrastructure files changed ({} file{} changed, none matching `infrastructure.paths`).",
-            r.changed_files,
-            if r.changed_files == 1 { "" } else { "s" }
-        ));
-    } else {
-        line(format!(
-            "Infrastructure files changed ({} of {}):",
-            r.infrastructure_files.len(),
-            r.changed_files
-        ));
-        for f in &r.infrastructure_files {
-            match &f.old_path {
-                Some(old) => line(format!("  {} {old} -> {}", f.status.letter(), f.path)),
-                None => line(format!("  {} {}", f.status.letter(), f.path)),
-            }
-        }
-    }
-    for f in &r.migration_files {
-        line(format!(
-            "Migration changed: {} {}",
-            f.status.letter(),
-            f.path
-        ));
-    }
-    if r.compared {
-        match &infra.synth {
-            Some(s) => line(format!("Templates (synthesized with `{s}`):")),
-            None => line("Templates (as committed):"),
-        }
-        if r.diff.is_empty() {
-            line("  identical after ignoring metadata, asset hashes and key order");
-        }
-        for c in &r.diff.resources {
-            let sign = sign(c.kind);
-            let why = c
-                .replaced_because
-                .as_ref()
-                .map(|w| format!(" ({w})"))
-                .unwrap_or_default();
-            let stateful = if c.stateful { ", stateful" } else { "" };
-            line(format!(
-                "  {sign} resource {} ({}{stateful}) in {}: {}{why}",
-                c.logical_id,
-                c.resource_type,
-                c.template,
-                c.kind.as_str()
-            ));
-            for p in &c.paths {
-                line(format!("      {p}"));
-            }
-        }
-        for (what, list) in [
-            ("parameter", &r.diff.parameters),
-            ("output", &r.diff.outputs),
-        ] {
-            for c in list {
-                line(format!(
-                    "  {} {what} {} in {}: {}",
-                    sign(c.kind),
-                    c.name,
-                    c.template,
-                    c.kind.as_str()
-                ));
-                for p in &c.paths {
-                    line(format!("      {p}"));
-                }
-            }
-        }
-    }
-    let verdict = match r.assessment.verdict {
-        Verdict::NoChange => "no change (the infrastructure deploy is skipped)".to_string(),
-        Verdict::Meaningful => "meaningful change (the infrastructure deploy runs)".to_string(),
-        Verdict::RollbackUnsafe => format!(
-            "rollback-unsafe (not rolled back automatically): {}",
-            r.assessment.unsafe_reasons.join("; ")
-        ),
+    let c = ferry_local::infra::InfraComparison {
+        from: r.from.clone(),
+        to: r.to.clone(),
+        changed_files: r.changed_files,
+        infrastructure_files: r.infrastructure_files.clone(),
+        migration_files: r.migration_files.clone(),
+        compared: r.compared,
+        diff: r.diff.clone(),
+        assessment: r.assessment.clone(),
     };
-    line(format!("Verdict: {verdict}"));
-}
-
-fn sign(kind: ChangeKind) -> char {
-    match kind {
-        ChangeKind::Added => '+',
-        ChangeKind::Removed => '-',
-        ChangeKind::Replaced => '!',
-        ChangeKind::Modified => '~',
+    for l in ferry_local::infra::describe(&c, infra) {
+        line(l);
     }
 }

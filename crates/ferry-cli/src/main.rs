@@ -157,6 +157,11 @@ enum Command {
         to: Option<String>,
         #[arg(long)]
         reason: Option<String>,
+        /// Roll back even a rollback-unsafe deployment (its infrastructure change replaced
+        /// or removed a stateful resource, or changed a migration): the data it holds may
+        /// be lost or the schema incompatible. Without it such a rollback is refused.
+        #[arg(long)]
+        accept_data_loss: bool,
     },
     /// Pushes an alarm state (as CloudWatch or Alertmanager would). ALARM rolls back a
     /// deployment still in its environment's `watch` period.
@@ -362,11 +367,23 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             }
             commands::decide(&p, *run, env.as_deref(), by.as_deref(), Some(reason), j)
         }
-        Command::Rollback { env, to, reason } => {
+        Command::Rollback {
+            env,
+            to,
+            reason,
+            accept_data_loss,
+        } => {
             let p = project()?;
             if let Some(r) = remote::configured(&p)?
-                && let Some(code) =
-                    remote::rollback(&r, env, to.as_deref(), reason.as_deref(), None, j)?
+                && let Some(code) = remote::rollback(
+                    &r,
+                    env,
+                    to.as_deref(),
+                    reason.as_deref(),
+                    None,
+                    *accept_data_loss,
+                    j,
+                )?
             {
                 return Ok(code);
             }
@@ -376,6 +393,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 env,
                 to.as_deref(),
                 reason.as_deref(),
+                *accept_data_loss,
                 j,
                 cancel,
             )

@@ -36,6 +36,7 @@ pub fn rollback(
     env: &str,
     to: Option<&str>,
     reason: Option<&str>,
+    accept_data_loss: bool,
     as_json: bool,
     cancel: &'static AtomicBool,
 ) -> CliResult<i32> {
@@ -55,7 +56,7 @@ pub fn rollback(
         progress.as_ref(),
         cancel,
     );
-    let rec = roll_back_env(&engine, env, to, reason, &user(None))?;
+    let rec = roll_back_env(&engine, env, to, reason, &user(None), accept_data_loss)?;
     progress.finish();
     report(&rec, as_json);
     Ok(rollback_exit(&rec))
@@ -70,13 +71,16 @@ pub(crate) fn rollback_exit(rec: &RollbackRecord) -> i32 {
 }
 
 /// Rolls `env` back through the orchestrator (to its last known good version, or to
-/// `to`): `ferry rollback` and `POST /api/environments/{env}/rollback`.
+/// `to`): `ferry rollback` and `POST /api/environments/{env}/rollback`. A rollback that
+/// would take back a rollback-unsafe deployment is refused (conflict) unless
+/// `accept_data_loss` (`--accept-data-loss`, `"acceptDataLoss": true`).
 pub fn roll_back_env(
     engine: &Engine<'_>,
     env: &str,
     to: Option<&str>,
     reason: Option<&str>,
     by: &str,
+    accept_data_loss: bool,
 ) -> CliResult<RollbackRecord> {
     known_environment(engine.pipeline, env)?;
     let Some(bad) = current_deployment(engine.ports.store, env)? else {
@@ -90,7 +94,10 @@ pub fn roll_back_env(
     Ok(engine.roll_back(
         &bad,
         &reason,
-        Trigger::Manual { by: by.to_string() },
+        Trigger::Manual {
+            by: by.to_string(),
+            accept_data_loss,
+        },
         to,
         None,
     )?)
@@ -121,6 +128,21 @@ pub(crate) fn report(rec: &RollbackRecord, as_json: bool) {
             "the rollback of {} is in progress ({})",
             rec.environment, rec.holder
         )),
+        RollbackStatus::NotPerformed => {
+            line(format!(
+                "{} was not rolled back (a person decides):",
+                rec.environment
+            ));
+            for d in &rec.detail {
+                line(format!("  {d}"));
+            }
+            if let Some(i) = rec.incident {
+                line(format!(
+                    "incident #{i} is open and {} is frozen: `ferry resolve {}` and `ferry unfreeze {}` once decided",
+                    rec.environment, rec.environment, rec.environment
+                ));
+            }
+        }
         RollbackStatus::Failed => {
             line(format!("the rollback of {} failed:", rec.environment));
             for d in &rec.detail {

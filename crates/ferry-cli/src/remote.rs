@@ -255,11 +255,15 @@ pub fn rollback(
     to: Option<&str>,
     reason: Option<&str>,
     by: Option<&str>,
+    accept_data_loss: bool,
     as_json: bool,
 ) -> CliResult<Option<i32>> {
     let mut body = who(by);
     if let Some(t) = to {
         body["to"] = t.into();
+    }
+    if accept_data_loss {
+        body["acceptDataLoss"] = true.into();
     }
     if let Some(why) = reason {
         body["reason"] = why.into();

@@ -1386,13 +1386,31 @@ async fn rollback(
     let by = acting_as(&state, &caller, &m, false)?;
     let to = text_field(&m, "to", false)?;
     let reason = text_field(&m, "reason", false)?;
+    // Rolling back a rollback-unsafe deployment loses data: only when asked in so many
+    // words.
+    let accept_data_loss = match m.get("acceptDataLoss") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`acceptDataLoss` must be true or false",
+            ));
+        }
+    };
     recovery::known_environment(&state.pipeline, &env)?;
     let st = Arc::clone(&state);
     let work = state.work();
     let rec = blocking(move || {
         let _work = work;
         Ok(with_engine(&st, |engine| {
-            recovery::roll_back_env(engine, &env, to.as_deref(), reason.as_deref(), &by)
+            recovery::roll_back_env(
+                engine,
+                &env,
+                to.as_deref(),
+                reason.as_deref(),
+                &by,
+                accept_data_loss,
+            )
         })?)
     })
     .await?;

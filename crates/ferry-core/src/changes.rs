@@ -55,6 +55,15 @@ pub enum Change {
         e2e_tests_passed: bool,
         coverage_percentage: f64,
     },
+    /// What the environment's infrastructure step decided for an open deployment,
+    /// recorded before its deploy command runs: whether the infrastructure is deployed
+    /// (`infrastructureChanged`) and whether the change is rollback-unsafe, with why.
+    DeploymentInfrastructure {
+        deployment_id: String,
+        infrastructure_changed: bool,
+        rollback_unsafe: bool,
+        rollback_unsafe_reason: Option<String>,
+    },
     /// A deployment taken back: status `rolled_back`, with the seed's rollback fields.
     DeploymentRolledBack {
         deployment_id: String,
@@ -98,6 +107,7 @@ impl Change {
             Change::Artifact(_) => "artifact",
             Change::DeploymentStarted(_) => "deployment_started",
             Change::DeploymentFinished { .. } => "deployment_finished",
+            Change::DeploymentInfrastructure { .. } => "deployment_infrastructure",
             Change::DeploymentRolledBack { .. } => "deployment_rolled_back",
             Change::IncidentOpened { .. } => "incident_opened",
             Change::AlarmState { .. } => "alarm_state",

@@ -47,6 +47,14 @@ pub struct DeploymentRecord {
     /// Infrastructure template path → `sha256:<hex>` (part of its release set).
     #[serde(default)]
     pub template_digests: std::collections::BTreeMap<String, String>,
+    /// The infrastructure change this deployment carries is rollback-unsafe (seed §13.1
+    /// question 3): it replaces or removes a stateful resource, or changes a migration.
+    /// The rollback orchestrator never takes such a deployment back by itself.
+    #[serde(default)]
+    pub rollback_unsafe: bool,
+    /// Why it is rollback-unsafe: the stateful resources and migration files, `; `-joined.
+    #[serde(default)]
+    pub rollback_unsafe_reason: Option<String>,
 }
 
 /// The seed's deployment id: `{environment}#{timestamp}`.

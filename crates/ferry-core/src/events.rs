@@ -45,6 +45,9 @@ event_kinds! {
     DeploymentStarted => "deployment_started",
     DeploymentSucceeded => "deployment_succeeded",
     DeploymentFailed => "deployment_failed",
+    // The infrastructure step's verdict (no change / meaningful / rollback-unsafe) and
+    // whether it deploys the infrastructure.
+    InfrastructureAssessed => "infrastructure_assessed",
     ApprovalRequested => "approval_requested",
     ApprovalGranted => "approval_granted",
     ApprovalRejected => "approval_rejected",

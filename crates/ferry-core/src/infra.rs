@@ -562,6 +562,52 @@ pub fn assess(diff: &TemplateDiff, migrations: &[&ChangedFile]) -> Assessment {
     }
 }
 
+/// What an environment's infrastructure step does with a comparison (issue 5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepDecision {
+    /// Run the environment's `infrastructure.deploy` command.
+    pub deploy: bool,
+    /// `no-change`, `meaningful`, `rollback-unsafe`, or `first-deployment`.
+    pub verdict: &'static str,
+    /// Why the deployment is rollback-unsafe (empty when it is safe).
+    pub unsafe_reasons: Vec<String>,
+    /// One line for the log and the event.
+    pub summary: String,
+}
+
+/// The infrastructure step's decision: `assessment` is the comparison of the
+/// environment's deployed version with the run's commit, `None` when nothing is deployed
+/// there yet (the first deployment deploys the infrastructure). The deploy command runs
+/// exactly when the verdict is not `no-change`.
+pub fn step_decision(assessment: Option<&Assessment>) -> StepDecision {
+    match assessment {
+        None => StepDecision {
+            deploy: true,
+            verdict: "first-deployment",
+            unsafe_reasons: Vec::new(),
+            summary: "nothing is deployed here yet: the infrastructure is deployed".to_string(),
+        },
+        Some(a) => {
+            let deploy = a.verdict != Verdict::NoChange;
+            let summary = match a.verdict {
+                Verdict::NoChange => "no meaningful change since the deployed version: nothing deployed (the infrastructure deploy is skipped)".to_string(),
+                Verdict::Meaningful => "meaningful change: the infrastructure is deployed".to_string(),
+                Verdict::RollbackUnsafe => format!(
+                    "rollback-unsafe change ({}): the infrastructure is deployed, and this deployment will not be rolled back automatically",
+                    a.unsafe_reasons.join("; ")
+                ),
+            };
+            StepDecision {
+                deploy,
+                verdict: a.verdict.as_str(),
+                unsafe_reasons: a.unsafe_reasons.clone(),
+                summary,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

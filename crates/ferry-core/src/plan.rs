@@ -75,6 +75,12 @@ pub enum StepKind {
     /// Waits for `ferry approve` / `ferry reject` under the environment's rule (N of M
     /// approvers, separation of duties), or times out.
     Approval { rule: crate::approval::Rule },
+    /// The environment's infrastructure (issue 5, seed §3.2), before `deploy`: opens the
+    /// deployment, compares the environment's deployed version with the run's commit
+    /// (the `ferry diff` comparison), records the verdict on the deployment, and runs
+    /// `deploy` (the environment's `infrastructure.deploy`) in the checkout only when the
+    /// change is meaningful or rollback-unsafe — or when nothing is deployed there yet.
+    Infrastructure { deploy: String, timeout: Duration },
     /// Puts the run's artifact into the environment through its deployer.
     Deploy,
     /// Watches the listed alarms for a while; any ALARM fails the stage.
@@ -97,6 +103,7 @@ impl StepKind {
             StepKind::SecurityGate => "security",
             StepKind::Package { .. } => "package",
             StepKind::Approval { .. } => "approval",
+            StepKind::Infrastructure { .. } => "infrastructure",
             StepKind::Deploy => "deploy",
             StepKind::Monitor { .. } => "monitor",
         }
@@ -112,6 +119,7 @@ pub const STEP_APPROVAL: &str = "approval";
 /// The name of the build stage (the first of every plan).
 pub const STAGE_BUILD: &str = "build";
 pub const STEP_DEPLOY: &str = "deploy";
+pub const STEP_INFRASTRUCTURE: &str = "infrastructure";
 pub const STEP_MONITOR: &str = "monitor";
 
 impl RunPlan {
@@ -145,8 +153,9 @@ impl RunPlan {
             steps: build,
         });
 
+        let infra = p.infrastructure.is_some();
         for env in &p.environments {
-            stages.push(environment_stage(env, false));
+            stages.push(environment_stage(env, infra, false));
         }
         RunPlan {
             stages,
@@ -171,7 +180,8 @@ impl RunPlan {
         };
         let mut plan = RunPlan::new(p);
         plan.stages.truncate(1);
-        plan.stages.push(environment_stage(last, true));
+        plan.stages
+            .push(environment_stage(last, p.infrastructure.is_some(), true));
         plan.hotfix = true;
         Ok(plan)
     }
@@ -197,6 +207,10 @@ impl RunPlan {
                         name: st.name.clone(),
                         kind: match st.kind.as_str() {
                             "deploy" => StepKind::Deploy,
+                            "infrastructure" => StepKind::Infrastructure {
+                                deploy: String::new(),
+                                timeout: DEFAULT_STEP_TIMEOUT,
+                            },
                             "approval" => StepKind::Approval {
                                 rule: crate::approval::Rule {
                                     timeout: Duration::ZERO,
@@ -244,7 +258,9 @@ impl RunPlan {
 
 /// An environment's stage; a hotfix's needs at least two approvals (with the
 /// environment's rule, or the default one when it has none) and doubles the monitor window.
-fn environment_stage(env: &Environment, hotfix: bool) -> StagePlan {
+/// `infra`: the pipeline has an `infrastructure` section, so an environment with
+/// `infrastructure.deploy` gets its infrastructure step before `deploy`.
+fn environment_stage(env: &Environment, infra: bool, hotfix: bool) -> StagePlan {
     let mut steps = Vec::new();
     let approval = match (&env.approval, hotfix) {
         (Some(a), false) => Some(crate::approval::Rule::from_config(a)),
@@ -258,6 +274,13 @@ fn environment_stage(env: &Environment, hotfix: bool) -> StagePlan {
             name: STEP_APPROVAL.to_string(),
             kind: StepKind::Approval { rule },
         });
+    }
+    if let (true, Some(i)) = (infra, &env.infrastructure) {
+        let kind = StepKind::Infrastructure {
+            deploy: i.deploy.clone(),
+            timeout: DEFAULT_STEP_TIMEOUT,
+        };
+        steps.push(ferry_step(&steps, STEP_INFRASTRUCTURE, kind));
     }
     steps.push(ferry_step(&steps, STEP_DEPLOY, StepKind::Deploy));
     for t in &env.tests {

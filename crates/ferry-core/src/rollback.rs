@@ -49,8 +49,16 @@ pub enum Trigger {
     DeployFailed,
     TestsFailed,
     MonitorFailed,
-    Alarm { name: String },
-    Manual { by: String },
+    Alarm {
+        name: String,
+    },
+    /// `ferry rollback ENV` by a person; `accept_data_loss`: they passed
+    /// `--accept-data-loss`, so a rollback-unsafe deployment may be taken back.
+    Manual {
+        by: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        accept_data_loss: bool,
+    },
 }
 
 impl Trigger {
@@ -60,7 +68,7 @@ impl Trigger {
             Trigger::TestsFailed => "tests failed".into(),
             Trigger::MonitorFailed => "monitor window failed".into(),
             Trigger::Alarm { name } => format!("alarm {name}"),
-            Trigger::Manual { by } => format!("manual, by {by}"),
+            Trigger::Manual { by, .. } => format!("manual, by {by}"),
         }
     }
 }
@@ -213,9 +221,13 @@ rollback_statuses! {
     Succeeded => "succeeded",
     Failed => "failed",
     NothingToDo => "nothing_to_do",
+    // Refused: it would take back a rollback-unsafe deployment; a person decides.
+    NotPerformed => "not_performed",
 }
 
-/// (`nothing_to_do`: the environment never had an earlier successful deployment.)
+/// (`nothing_to_do`: the environment never had an earlier successful deployment;
+/// `not_performed`: it would have taken back a rollback-unsafe deployment, see
+/// [`unsafe_to_restore`].)
 ///
 /// The one record of rolling back one deployment (the idempotency key is the
 /// deployment id).
@@ -444,6 +456,154 @@ pub fn escalate(
     ]
 }
 
+/// How long the freeze set on a refused rollback-unsafe rollback lasts unless a person
+/// lifts it (`ferry unfreeze ENV`): long enough to mean "until someone decides".
+pub const UNSAFE_FREEZE: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 60 * 60);
+
+/// A rollback-unsafe deployment a rollback would take back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnsafeDeployment {
+    pub environment: String,
+    pub deployment_id: String,
+    pub version: String,
+    /// Its `rollback_unsafe_reason`.
+    pub reason: String,
+}
+
+impl std::fmt::Display for UnsafeDeployment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} ({}): {}",
+            self.environment,
+            self.deployment_id,
+            short_sha(&self.version),
+            self.reason
+        )
+    }
+}
+
+/// The rollback-unsafe deployments (seed §13.1 question 3) that restoring `targets` would
+/// take back — `bad` itself when it is in a target's environment, and every later
+/// deployment a restore supersedes. Empty: the level is safe to perform.
+pub fn unsafe_to_restore(
+    bad: &DeploymentRecord,
+    targets: &[Target],
+    history: &[DeploymentRecord],
+) -> Vec<UnsafeDeployment> {
+    let mut out: Vec<UnsafeDeployment> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for t in targets {
+        let mut taken = superseded_by_restore(t, history, &bad.deployment_id);
+        // `bad` may not be in `history` yet (a caller's fresh record).
+        if t.environment == bad.environment
+            && !taken.iter().any(|d| d.deployment_id == bad.deployment_id)
+        {
+            taken.push(bad);
+        }
+        for d in taken {
+            if d.rollback_unsafe && !seen.contains(&d.deployment_id.as_str()) {
+                seen.push(&d.deployment_id);
+                out.push(UnsafeDeployment {
+                    environment: d.environment.clone(),
+                    deployment_id: d.deployment_id.clone(),
+                    version: d.version.clone(),
+                    reason: d
+                        .rollback_unsafe_reason
+                        .clone()
+                        .unwrap_or_else(|| "its infrastructure change is rollback-unsafe".into()),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Whether a rollback that would take back the rollback-unsafe deployments `unsafe_found`
+/// may go ahead: only when there are none, or a person accepted the data loss
+/// (`ferry rollback ENV --accept-data-loss`). Automatic triggers never may.
+pub fn may_restore(trigger: &Trigger, unsafe_found: &[UnsafeDeployment]) -> bool {
+    unsafe_found.is_empty()
+        || matches!(
+            trigger,
+            Trigger::Manual {
+                accept_data_loss: true,
+                ..
+            }
+        )
+}
+
+/// The reason recorded (rollback detail, freeze, incident) when a rollback is not
+/// performed because it would take back rollback-unsafe deployments.
+pub fn unsafe_reason(level: RollbackLevel, unsafe_found: &[UnsafeDeployment]) -> String {
+    let found: Vec<String> = unsafe_found.iter().map(ToString::to_string).collect();
+    format!(
+        "{level} level rollback not performed: it would take back a rollback-unsafe deployment ({}); the data would be lost or the schema incompatible, so a person decides (`ferry rollback ENV --accept-data-loss`, or fix forward, then `ferry resolve ENV` and `ferry unfreeze ENV`)",
+        found.join("; ")
+    )
+}
+
+/// The freeze that stops new deployments of `environment` while a person decides about
+/// a rollback-unsafe deployment (lifted by `ferry unfreeze`).
+pub fn unsafe_freeze(environment: &str, reason: &str, now: Timestamp) -> crate::window::Freeze {
+    crate::window::Freeze {
+        id: 0,
+        environment: environment.to_string(),
+        from: now,
+        until: now.plus(UNSAFE_FREEZE),
+        reason: reason.to_string(),
+        by: "ferry (rollback-unsafe)".to_string(),
+        lifted_at: None,
+        lifted_by: None,
+    }
+}
+
+/// The changes of a rollback not performed because it is rollback-unsafe: an incident
+/// holding `bad`'s environment for a person and its `incident_opened` event with the
+/// reason (`rollbackUnsafe: true`).
+pub fn not_performed(
+    rec: &RollbackRecord,
+    bad: &DeploymentRecord,
+    level: RollbackLevel,
+    unsafe_found: &[UnsafeDeployment],
+    now: Timestamp,
+) -> Vec<Change> {
+    let why = unsafe_reason(level, unsafe_found);
+    vec![
+        Change::IncidentOpened {
+            environment: bad.environment.clone(),
+            deployment_id: bad.deployment_id.clone(),
+            reason: why.clone(),
+            at: now,
+        },
+        Change::Event(Event {
+            at: now,
+            kind: EventKind::IncidentOpened,
+            run: Some(bad.run_id),
+            environment: Some(bad.environment.clone()),
+            message: format!(
+                "CRITICAL: {} was not rolled back automatically: {why}",
+                bad.environment
+            ),
+            data: json!({
+                "event": "incident_opened",
+                "severity": "critical",
+                "title": "Rollback-unsafe deployment not rolled back",
+                "environment": bad.environment,
+                "version": bad.version,
+                "deploymentId": bad.deployment_id,
+                "reason": why,
+                "rollbackUnsafe": true,
+                "unsafeDeployments": unsafe_found,
+                "level": level,
+                "rollbackReason": rec.reason,
+                "timestamp": iso8601(now),
+            }),
+        }),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,6 +635,8 @@ mod tests {
             previous_version: None,
             config_digest: None,
             template_digests: Default::default(),
+            rollback_unsafe: false,
+            rollback_unsafe_reason: None,
         }
     }
 

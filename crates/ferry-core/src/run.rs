@@ -45,7 +45,10 @@ pub enum Recovery {
     /// The build was interrupted: it starts again from its first step, in a fresh
     /// checkout (each step that had started is recorded as a retry).
     Rebuild,
-    /// A test command of an environment was interrupted: it runs again (a retry).
+    /// A test command of an environment, or its infrastructure step, was interrupted: it
+    /// runs again (a retry) under the deployment it opened. The infrastructure deploy
+    /// command must therefore be idempotent, as `cdk deploy` and `aws cloudformation
+    /// deploy` are.
     Rerun(StepRef),
     /// The approval wait goes on; a decision recorded meanwhile is read from the store.
     AwaitApproval(StepRef),
@@ -564,7 +567,9 @@ impl Run {
 
     /// Records that the deploy step of an environment starts: the step's intent plus the
     /// deployment record (`in_progress`). `previous_version` is what the environment ran
-    /// before (its last known good deployment).
+    /// before (its last known good deployment). The first of the environment's
+    /// infrastructure and deploy steps opens the record; the deploy step after an
+    /// infrastructure step finds it open and only starts.
     pub fn start_deploy(
         &mut self,
         r: StepRef,
@@ -574,6 +579,9 @@ impl Run {
     ) -> Vec<Change> {
         let now = self.tick(now);
         let mut out = self.start_step(r, now, log);
+        if self.deployments[r.stage].is_some() {
+            return out;
+        }
         let env = self.stage_name(r.stage).to_string();
         let c = self.view.commit.clone();
         let (location, digest) = match &self.view.artifact {
@@ -605,6 +613,8 @@ impl Run {
             previous_version,
             config_digest: self.config_digest.clone(),
             template_digests: Default::default(),
+            rollback_unsafe: false,
+            rollback_unsafe_reason: None,
         };
         self.deployments[r.stage] = Some(record.clone());
         out.push(Change::DeploymentStarted(Box::new(record)));
@@ -624,6 +634,59 @@ impl Run {
             }),
         ));
         out
+    }
+
+    /// Records the infrastructure step's verdict on the stage's open deployment, before
+    /// its deploy command runs (DESIGN invariant 1: a crash during the command leaves the
+    /// record saying what was being deployed): `deploy` — the infrastructure deploy runs
+    /// (`infrastructureChanged`); `unsafe_reasons` — non-empty when the change is
+    /// rollback-unsafe. `verdict` is the word (`no-change`, `meaningful`,
+    /// `rollback-unsafe`, `first-deployment`), `summary` one line for people.
+    pub fn record_infrastructure(
+        &mut self,
+        stage: usize,
+        verdict: &str,
+        deploy: bool,
+        unsafe_reasons: &[String],
+        summary: &str,
+        now: Timestamp,
+    ) -> Vec<Change> {
+        let now = self.tick(now);
+        let run = self.id();
+        let Some(d) = self.deployments.get_mut(stage).and_then(|d| d.as_mut()) else {
+            return Vec::new();
+        };
+        d.infrastructure_changed = deploy;
+        d.rollback_unsafe = !unsafe_reasons.is_empty();
+        d.rollback_unsafe_reason = (!unsafe_reasons.is_empty()).then(|| unsafe_reasons.join("; "));
+        let d = d.clone();
+        let env = d.environment.clone();
+        vec![
+            Change::DeploymentInfrastructure {
+                deployment_id: d.deployment_id.clone(),
+                infrastructure_changed: d.infrastructure_changed,
+                rollback_unsafe: d.rollback_unsafe,
+                rollback_unsafe_reason: d.rollback_unsafe_reason.clone(),
+            },
+            Change::Event(Event {
+                at: now,
+                kind: EventKind::InfrastructureAssessed,
+                run: Some(run),
+                environment: Some(env.clone()),
+                message: format!("infrastructure of {env}: {summary}"),
+                data: json!({
+                    "event": "infrastructure_assessed",
+                    "environment": env,
+                    "version": d.version,
+                    "deploymentId": d.deployment_id,
+                    "verdict": verdict,
+                    "infrastructureChanged": d.infrastructure_changed,
+                    "rollbackUnsafe": d.rollback_unsafe,
+                    "rollbackUnsafeReason": d.rollback_unsafe_reason,
+                    "timestamp": iso8601(now),
+                }),
+            }),
+        ]
     }
 
     /// Records the security gate's verdict, as the scan of the checkout found it:
@@ -1346,6 +1409,9 @@ impl Run {
                     "environment": d.environment,
                     "version": d.version,
                     "duration": took,
+                    "infrastructureChanged": d.infrastructure_changed,
+                    "rollbackUnsafe": d.rollback_unsafe,
+                    "rollbackUnsafeReason": d.rollback_unsafe_reason,
                     "testResults": {
                         "unitTests": verdict(self.ledger.unit),
                         "integrationTests": verdict(self.ledger.integration),
@@ -1368,6 +1434,9 @@ impl Run {
                     "environment": d.environment,
                     "version": d.version,
                     "reason": why,
+                    "infrastructureChanged": d.infrastructure_changed,
+                    "rollbackUnsafe": d.rollback_unsafe,
+                    "rollbackUnsafeReason": d.rollback_unsafe_reason,
                     "duration": took,
                     "timestamp": iso8601(now),
                 }),

@@ -38,6 +38,9 @@ pub struct Ports<'a> {
     pub liveness: &'a dyn Liveness,
     /// Scans the checkout for the build's security gate.
     pub scanner: &'a dyn SecurityScanner,
+    /// Compares the deployed version's infrastructure with the run's (infrastructure
+    /// steps).
+    pub infra: &'a dyn InfraInspector,
 }
 
 /// Where a run's files go.
@@ -543,7 +546,7 @@ impl<'a> Engine<'a> {
             return Ok(());
         };
         let trigger = match run.step_kind(r) {
-            StepKind::Deploy => Trigger::DeployFailed,
+            StepKind::Deploy | StepKind::Infrastructure { .. } => Trigger::DeployFailed,
             StepKind::Monitor { .. } => Trigger::MonitorFailed,
             _ => Trigger::TestsFailed,
         };
@@ -678,6 +681,7 @@ impl<'a> Engine<'a> {
                 self.approval_gate(run, r, &rule)
             }
             StepKind::Deploy => self.deploy(run, r, checkout, log, lease),
+            StepKind::Infrastructure { .. } => self.infrastructure(run, r, checkout, log, lease),
             StepKind::Monitor { .. } => {
                 // A window writes no log: its decisions are events (`ferry logs` shows
                 // them with their datapoints).
@@ -1002,6 +1006,187 @@ impl<'a> Engine<'a> {
     ) -> PortResult<()> {
         let clock = self.ports.clock;
         let env = run.stage_name(r.stage).to_string();
+        let deployer = if run.open_deployment(r.stage).is_some() {
+            // The environment's infrastructure step opened the deployment, under the
+            // lease this run still holds.
+            let deployer = match self.pipeline.environment(&env) {
+                Some(e) => self.ports.deployers.deployer(&env, &e.deploy),
+                None => Err(PortError::permanent(format!(
+                    "environment `{env}` is not in the pipeline"
+                ))),
+            };
+            let ch = run.start_deploy(r, clock.now(), Some(log.display().to_string()), None);
+            self.commit(run, ch)?;
+            match deployer {
+                Ok(d) => d,
+                Err(e) => {
+                    let ch = run.finish_step(r, StepOutcome::failed(e.message), clock.now());
+                    return self.commit(run, ch);
+                }
+            }
+        } else {
+            let Some((deployer, at, previous)) = self.enter_environment(run, r, &log, lease)?
+            else {
+                return Ok(());
+            };
+            let ch = run.start_deploy(r, at, Some(log.display().to_string()), previous);
+            self.commit(run, ch)?;
+            deployer
+        };
+        self.deploy_artifact(run, r, checkout, log, &*deployer)
+    }
+
+    /// The environment's infrastructure step (issue 5): enters the environment as a
+    /// deploy does (window, lease, refusals), compares the version the environment runs
+    /// with the run's commit (`InfraInspector`, the `ferry diff` comparison), opens the
+    /// deployment with the verdict recorded on it (before anything runs), then runs the
+    /// environment's `infrastructure.deploy` command in the checkout only when the
+    /// verdict is not `no-change` (or nothing is deployed there yet). A comparison that
+    /// fails (synth, templates) fails the step before any deployment is opened.
+    fn infrastructure(
+        &self,
+        run: &mut Run,
+        r: StepRef,
+        checkout: &Path,
+        log: PathBuf,
+        lease: &Mutex<Held>,
+    ) -> PortResult<()> {
+        let StepKind::Infrastructure {
+            deploy: command,
+            timeout,
+        } = run.step_kind(r).clone()
+        else {
+            return Ok(());
+        };
+        let clock = self.ports.clock;
+        let env = run.stage_name(r.stage).to_string();
+        let log_text = Some(log.display().to_string());
+        // Taken up again after a crash (its deployment open): the step runs again under
+        // the lease `drive_steps` took back; the deploy command is idempotent.
+        let opened = if run.open_deployment(r.stage).is_some() {
+            None
+        } else {
+            match self.enter_environment(run, r, &log, lease)? {
+                Some((_, at, previous)) => Some((at, previous)),
+                None => return Ok(()),
+            }
+        };
+        let to = run.view.commit.sha.clone();
+        let from = self
+            .ports
+            .store
+            .deployments(Some(&env), 10_000)?
+            .into_iter()
+            .find(|d| d.status != ferry_core::DeploymentStatus::RolledBack && d.run_id != run.id())
+            .map(|d| d.version);
+        let assessed = match (&from, self.pipeline.infrastructure.as_ref()) {
+            (None, _) => Ok(None),
+            (Some(_), None) => Err(
+                "ferry.yml no longer has an `infrastructure` section; add it back or remove the environment's `infrastructure.deploy`".to_string(),
+            ),
+            (Some(from), Some(infra)) => self
+                .ports
+                .infra
+                .assess(checkout, from, &to, infra)
+                .map(Some)
+                .map_err(|e| {
+                    format!(
+                        "could not compare the infrastructure of {} (deployed) with {}: {}",
+                        ferry_core::short_sha(from),
+                        ferry_core::short_sha(&to),
+                        e.message
+                    )
+                }),
+        };
+        let mut text = String::new();
+        if let Some(from) = &from {
+            text.push_str(&format!(
+                "ferry: comparing the infrastructure of {} (deployed in {env}) with {}\n",
+                ferry_core::short_sha(from),
+                ferry_core::short_sha(&to)
+            ));
+        }
+        let report = match assessed {
+            Ok(report) => report,
+            Err(why) => {
+                text.push_str(&format!("ferry: {why}\n"));
+                let _ = write_log(&log, &text);
+                // Fail closed: nothing is deployed on a comparison that did not happen (and
+                // no deployment is opened when none was).
+                let ch = run.start_step(r, clock.now(), log_text);
+                self.commit(run, ch)?;
+                let ch = run.finish_step(r, StepOutcome::failed(why), clock.now());
+                return self.commit(run, ch);
+            }
+        };
+        if let Some(rep) = &report {
+            for l in &rep.lines {
+                text.push_str(l);
+                text.push('\n');
+            }
+        }
+        let decision = ferry_core::infra::step_decision(report.as_ref().map(|r| &r.assessment));
+        text.push_str(&format!("ferry: {}\n", decision.summary));
+        if decision.deploy {
+            text.push_str(&format!("ferry: running `{command}`\n"));
+        }
+        // Best effort: the verdict and its summary are in the `infrastructure_assessed`
+        // event and on the deployment whatever happens to the log.
+        let _ = write_log(&log, &text);
+        // The intent, with the verdict on the deployment, before the command runs.
+        let mut ch = match opened {
+            Some((at, previous)) => run.start_deploy(r, at, log_text, previous),
+            None => run.start_step(r, clock.now(), log_text),
+        };
+        ch.extend(run.record_infrastructure(
+            r.stage,
+            decision.verdict,
+            decision.deploy,
+            &decision.unsafe_reasons,
+            &decision.summary,
+            clock.now(),
+        ));
+        self.commit(run, ch)?;
+        if !decision.deploy {
+            self.ports.observer.note(
+                &run.view,
+                &format!("{env}: infrastructure not deployed: {}", decision.summary),
+            );
+            let ch = run.finish_step(r, StepOutcome::passed(), clock.now());
+            return self.commit(run, ch);
+        }
+        let exit = self.ports.executor.run(&StepRequest {
+            command,
+            cwd: checkout.to_path_buf(),
+            env: self.variables(run, r),
+            timeout,
+            log,
+        });
+        if self.cancel.load(Ordering::SeqCst) {
+            let ch = run.cancel("cancelled by the user", clock.now());
+            return self.commit(run, ch);
+        }
+        let outcome = self.command_outcome(run.step_name(r), &exit.how, checkout, &[], None);
+        let ch = run.finish_step(r, outcome, clock.now());
+        self.commit(run, ch)
+    }
+
+    /// Enters the environment of a deploy or infrastructure step: waits for its window,
+    /// takes its lease, checks that no newer run deployed there, builds its deployer and
+    /// checks the refusals (incident, changed artifact). `None` when the run ended or must
+    /// stop (superseded, cancelled, refused: the step is recorded failed without a
+    /// deployment record); otherwise the deployer, the deployment's start time and the
+    /// version the environment ran before.
+    #[allow(clippy::type_complexity)]
+    fn enter_environment(
+        &self,
+        run: &mut Run,
+        r: StepRef,
+        log: &Path,
+        lease: &Mutex<Held>,
+    ) -> PortResult<Option<(Box<dyn Deployer + '_>, Timestamp, Option<String>)>> {
+        let clock = self.ports.clock;
+        let env = run.stage_name(r.stage).to_string();
         // Windows and freezes are checked after the approval, right before the deploy,
         // and without the environment's lease: a held run blocks no rollback. Once the
         // lease is ours the gate is asked again (it may have closed while another run
@@ -1009,17 +1194,18 @@ impl<'a> Engine<'a> {
         loop {
             self.hold_for_window(run, &env)?;
             if self.cancel.load(Ordering::SeqCst) || self.parking() {
-                return Ok(());
+                return Ok(None);
             }
             match self.enter(run, &env, lease, true)? {
                 Entered::In => {}
-                Entered::Cancelled => return Ok(()),
+                Entered::Cancelled => return Ok(None),
                 Entered::Superseded(by) => {
                     let why = format!(
                         "run {by} (a newer commit) is waiting for or has reached {env}: the newest commit goes on (execution mode superseded)"
                     );
                     let ch = run.supersede_by(by, &why, clock.now());
-                    return self.commit(run, ch);
+                    self.commit(run, ch)?;
+                    return Ok(None);
                 }
             }
             if self.cancel.load(Ordering::SeqCst) || self.gate_open(run, &env)? {
@@ -1031,7 +1217,7 @@ impl<'a> Engine<'a> {
             }
         }
         if self.cancel.load(Ordering::SeqCst) {
-            return Ok(());
+            return Ok(None);
         }
         // A newer run already put its version here: deploying this older one would take
         // the environment backwards (CodePipeline V2's SUPERSEDED mode).
@@ -1048,7 +1234,8 @@ impl<'a> Engine<'a> {
                 ferry_core::short_sha(&latest.version)
             );
             let ch = run.supersede_by(latest.run_id, &why, clock.now());
-            return self.commit(run, ch);
+            self.commit(run, ch)?;
+            return Ok(None);
         }
         // Refusals before anything reaches the environment fail the step without opening
         // a deployment record: nothing was deployed.
@@ -1090,7 +1277,8 @@ impl<'a> Engine<'a> {
                 ch.extend(run.void_approvals(r.stage, &why, clock.now()));
             }
             ch.extend(run.finish_step(r, StepOutcome::failed(why), clock.now()));
-            return self.commit(run, ch);
+            self.commit(run, ch)?;
+            return Ok(None);
         };
         let previous = self.ports.store.last_known_good(&env)?.map(|d| d.version);
         // Deployment ids are `{env}#{millis}` (the seed's format): under the lease,
@@ -1101,9 +1289,21 @@ impl<'a> Engine<'a> {
         {
             at = Timestamp(latest.start_time + 1);
         }
-        let ch = run.start_deploy(r, at, Some(log.display().to_string()), previous);
-        self.commit(run, ch)?;
+        Ok(Some((deployer, at, previous)))
+    }
 
+    /// Puts the run's artifact into the environment (the deploy step, started, with its
+    /// deployment open) and checks the version it then runs.
+    fn deploy_artifact(
+        &self,
+        run: &mut Run,
+        r: StepRef,
+        checkout: &Path,
+        log: PathBuf,
+        deployer: &dyn Deployer,
+    ) -> PortResult<()> {
+        let clock = self.ports.clock;
+        let env = run.stage_name(r.stage).to_string();
         let artifact = run.view.artifact.clone().unwrap_or(Artifact {
             digest: String::new(),
             location: String::new(),
@@ -1599,6 +1799,14 @@ impl<'a> Engine<'a> {
         self.ports.observer.changed(&run.view, &changes);
         Ok(())
     }
+}
+
+/// Writes a step's log (its folder made first); the command's output is appended after.
+fn write_log(log: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(log, text)
 }
 
 /// `sha256:<hex>` of some bytes.

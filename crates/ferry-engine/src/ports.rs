@@ -446,6 +446,30 @@ pub trait SecurityScanner: Send + Sync {
     fn scan(&self, checkout: &Path, security: &ferry_config::Security) -> ScanReport;
 }
 
+/// The infrastructure comparison of two commits (issue 5, seed §3.2) — the one `ferry
+/// diff` makes: the files changed between them matched against `infrastructure.paths`,
+/// then (when some match) the semantic diff of both commits' templates, and the verdict.
+/// `checkout` is the run's checkout of `to` (where `synth` may run). A synth that fails
+/// or a template that does not parse is an error (the infrastructure step fails closed).
+pub trait InfraInspector: Send + Sync {
+    fn assess(
+        &self,
+        checkout: &Path,
+        from: &str,
+        to: &str,
+        infra: &ferry_config::Infrastructure,
+    ) -> PortResult<InfraReport>;
+}
+
+/// What [`InfraInspector::assess`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InfraReport {
+    /// The verdict (no change / meaningful / rollback-unsafe) and its reasons.
+    pub assessment: ferry_core::infra::Assessment,
+    /// The comparison for people (changed files, resources, verdict), for the step's log.
+    pub lines: Vec<String>,
+}
+
 /// What a security scan found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScanReport {

@@ -61,6 +61,30 @@ impl Engine<'_> {
             rec.ended_at = Some(now);
             return Ok(rec);
         }
+        // A person's rollback of a rollback-unsafe deployment is refused before anything
+        // is recorded, unless they accepted the data loss (seed §13.1 question 3).
+        if let Trigger::Manual {
+            accept_data_loss: false,
+            ..
+        } = &trigger
+        {
+            let history = self.ports.store.deployments(None, 100_000)?;
+            let target = manual
+                .clone()
+                .or_else(|| rollback::stage_target(bad, &history));
+            let found = match &target {
+                Some(t) => rollback::unsafe_to_restore(bad, std::slice::from_ref(t), &history),
+                None => Vec::new(),
+            };
+            if !found.is_empty() {
+                let list: Vec<String> = found.iter().map(ToString::to_string).collect();
+                return Err(PortError::conflict(format!(
+                    "refusing to roll back {}: it would take back a rollback-unsafe deployment ({}); the data would be lost or the schema incompatible. Fix forward, or pass --accept-data-loss to roll back anyway",
+                    bad.environment,
+                    list.join("; ")
+                )));
+            }
+        }
         let lease_as = in_run.unwrap_or(self.settings.outside_run);
         if in_run.is_none() {
             self.wait_for_lease(&bad.environment, lease_as)?;
@@ -88,7 +112,7 @@ impl Engine<'_> {
         if let Err(existing) = store.claim_rollback(&rec)? {
             let retry = matches!(
                 existing.status,
-                RollbackStatus::Failed | RollbackStatus::NothingToDo
+                RollbackStatus::Failed | RollbackStatus::NothingToDo | RollbackStatus::NotPerformed
             ) && matches!(rec.trigger, Trigger::Manual { .. });
             if retry {
                 // A person asks again after a failed (or empty) attempt, e.g. after
@@ -153,6 +177,10 @@ impl Engine<'_> {
             return Ok(rec);
         };
         let one = std::slice::from_ref(&stage);
+        let found = rollback::unsafe_to_restore(bad, one, &history);
+        if !rollback::may_restore(&rec.trigger, &found) {
+            return self.refuse_unsafe(rec, bad, RollbackLevel::Stage, &found);
+        }
         let ch = rollback::initiated(&rec, bad, RollbackLevel::Stage, one, clock.now());
         self.record(bad.run_id, ch)?;
         // The failing environment itself: its lease is already held, so `Held` never
@@ -200,6 +228,10 @@ impl Engine<'_> {
                 return self.escalate(rec, bad, &why);
             }
         };
+        let found = rollback::unsafe_to_restore(bad, &targets, &history);
+        if !rollback::may_restore(&rec.trigger, &found) {
+            return self.refuse_unsafe(rec, bad, RollbackLevel::Full, &found);
+        }
         let ch = rollback::initiated(&rec, bad, RollbackLevel::Full, &targets, clock.now());
         self.record(bad.run_id, ch)?;
         let mut taken_back: Vec<DeploymentRecord> = Vec::new();
@@ -499,6 +531,47 @@ impl Engine<'_> {
         rec.to_version = Some(to.to_string());
         rec.ended_at = Some(self.ports.clock.now());
         self.ports.store.update_rollback(&rec)?;
+        Ok(rec)
+    }
+
+    /// A level that would take back a rollback-unsafe deployment (seed §13.1 question
+    /// 3): nothing is redeployed; every environment concerned is frozen (a `Freeze` with
+    /// the reason, lifted by `ferry unfreeze`), an incident holds `bad`'s environment
+    /// (`incident_opened` with the reason), and the rollback is recorded `not_performed`,
+    /// so a person decides.
+    fn refuse_unsafe(
+        &self,
+        mut rec: RollbackRecord,
+        bad: &DeploymentRecord,
+        level: RollbackLevel,
+        found: &[rollback::UnsafeDeployment],
+    ) -> PortResult<RollbackRecord> {
+        let now = self.ports.clock.now();
+        let why = rollback::unsafe_reason(level, found);
+        let mut envs: Vec<&str> = vec![bad.environment.as_str()];
+        for f in found {
+            if !envs.contains(&f.environment.as_str()) {
+                envs.push(&f.environment);
+            }
+        }
+        for env in envs {
+            let f = self
+                .ports
+                .store
+                .freeze(&rollback::unsafe_freeze(env, &why, now))?;
+            // The store appended its `freeze_set` event: the notifier hears of it too.
+            self.ports.observer.rolled(&[Change::Event(f.set_event())]);
+        }
+        self.record(
+            bad.run_id,
+            rollback::not_performed(&rec, bad, level, found, now),
+        )?;
+        rec.incident = self.ports.store.hold(&bad.environment)?.map(|i| i.id);
+        rec.status = RollbackStatus::NotPerformed;
+        rec.detail.push(why.clone());
+        rec.ended_at = Some(now);
+        self.ports.store.update_rollback(&rec)?;
+        self.note(&format!("{} not rolled back: {why}", bad.environment));
         Ok(rec)
     }
 

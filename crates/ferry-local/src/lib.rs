@@ -8,11 +8,14 @@
 //! - [`ReleaseDeployer`] and [`CommandDeployer`] are the `release` and `command` deploy
 //!   kinds.
 //! - [`http_get_status`] is the plain-HTTP client used by health checks and probes.
+//! - [`LocalInfraInspector`] compares two commits' infrastructure (`ferry diff`, the
+//!   infrastructure steps).
 
 mod artifact;
 mod command;
 mod git;
 pub mod http;
+pub mod infra;
 pub mod probe;
 mod process;
 mod redaction;
@@ -24,6 +27,7 @@ pub use artifact::{TarArtifactStore, file_digest};
 pub use command::{CommandDeployer, DEFAULT_COMMAND_TIMEOUT};
 pub use git::GitSource;
 pub use http::{http_get, http_get_status, http_request};
+pub use infra::LocalInfraInspector;
 pub use process::{KILL_GRACE, ProcessExecutor, explain_exit};
 pub use redaction::{redactor, set_redactor};
 pub use release::{ReleaseDeployer, STOP_GRACE};

@@ -1057,6 +1057,30 @@ fn apply_change(tx: &Transaction<'_>, run: RunId, change: &Change) -> Fallible<(
                 .into());
             }
         }
+        Change::DeploymentInfrastructure {
+            deployment_id,
+            infrastructure_changed,
+            rollback_unsafe,
+            rollback_unsafe_reason,
+        } => {
+            let n = tx.execute(
+                "UPDATE deployments SET infrastructure_changed = ?2, rollback_unsafe = ?3,
+                    rollback_unsafe_reason = ?4
+                 WHERE deployment_id = ?1",
+                params![
+                    deployment_id,
+                    infrastructure_changed,
+                    rollback_unsafe,
+                    rollback_unsafe_reason,
+                ],
+            )?;
+            if n == 0 {
+                return Err(PortError::not_found(format!(
+                    "deployment {deployment_id} does not exist"
+                ))
+                .into());
+            }
+        }
         Change::DeploymentRolledBack {
             deployment_id,
             reason,
@@ -1372,7 +1396,7 @@ macro_rules! deployment_columns {
          commit_message, commit_author, pipeline_execution_id, unit_tests_passed, integration_tests_passed, \
          e2e_tests_passed, coverage_percentage, rollback_reason, rollback_level, rollback_time, \
          artifact_location, expires_at, run_id, artifact_digest, previous_version, config_digest, \
-         template_digests"
+         template_digests, rollback_unsafe, rollback_unsafe_reason"
     };
 }
 const DEPLOYMENT_COLUMNS: &str = deployment_columns!();
@@ -1435,6 +1459,8 @@ fn deployment(r: &Row<'_>) -> Fallible<DeploymentRecord> {
             serde_json::from_str::<BTreeMap<String, String>>(&json)
                 .map_err(|_| bad("deployments", "template_digests", json.clone()))?
         },
+        rollback_unsafe: r.get(24)?,
+        rollback_unsafe_reason: r.get(25)?,
     })
 }
 
@@ -1449,7 +1475,7 @@ fn insert_deployment(tx: &Transaction<'_>, d: &DeploymentRecord) -> Fallible<()>
         &format!(
             "INSERT INTO deployments ({DEPLOYMENT_COLUMNS}) VALUES
              (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-              ?23, ?24)"
+              ?23, ?24, ?25, ?26)"
         ),
         params![
             d.deployment_id,
@@ -1476,6 +1502,8 @@ fn insert_deployment(tx: &Transaction<'_>, d: &DeploymentRecord) -> Fallible<()>
             d.previous_version,
             d.config_digest,
             templates,
+            d.rollback_unsafe,
+            d.rollback_unsafe_reason,
         ],
     )?;
     Ok(())

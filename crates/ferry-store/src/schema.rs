@@ -324,6 +324,14 @@ END;
 CREATE INDEX rollbacks_env_level ON rollbacks(environment, level);
 CREATE INDEX events_kind ON events(kind, id);
 "#,
+    // 10: infrastructure deployed by the environment's infrastructure step (issue 5):
+    // whether the deployment's change is rollback-unsafe (a stateful resource replaced or
+    // removed, a migration), and why; such a deployment is never rolled back
+    // automatically.
+    r#"
+ALTER TABLE deployments ADD COLUMN rollback_unsafe INTEGER NOT NULL DEFAULT 0 CHECK (rollback_unsafe IN (0, 1));
+ALTER TABLE deployments ADD COLUMN rollback_unsafe_reason TEXT;
+"#,
 ];
 
 /// The schema version this code writes.

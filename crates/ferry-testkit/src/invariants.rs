@@ -762,6 +762,47 @@ pub fn rollbacks_recorded_once(sim: &Sim, automatic: bool, known: KnownBugs) -> 
                     ));
                 }
             }
+            (RollbackStatus::NotPerformed, _) => {
+                // Refused because it would take back a rollback-unsafe deployment: an
+                // incident, a freeze, nothing redeployed at the refused level.
+                let refused_at_full = (i_stage, f_stage) == (1, 1);
+                if incidents != 1 || succeeded != 0 || i_full != 0 || f_full != 0 {
+                    bad.push(format!(
+                        "the rollback of {id} not performed has events (stage initiated, stage failed, full initiated, full failed, succeeded, incident) = {counts:?}"
+                    ));
+                }
+                if !refused_at_full && !mine.is_empty() {
+                    bad.push(format!(
+                        "the rollback of {id} was not performed but called a deployer"
+                    ));
+                }
+                let frozen = r.ended_at.is_some_and(|at| {
+                    sim.store
+                        .freezes(Some(&r.environment), at)
+                        .is_ok_and(|f| !f.is_empty())
+                });
+                let lifted = events.iter().any(|e| {
+                    e.event.kind == EventKind::FreezeLifted
+                        && e.event.environment.as_deref() == Some(r.environment.as_str())
+                });
+                if !frozen && !lifted {
+                    bad.push(format!(
+                        "the rollback of {id} was not performed, but {} was not frozen",
+                        r.environment
+                    ));
+                }
+                if matches!(
+                    r.trigger,
+                    Trigger::Manual {
+                        accept_data_loss: true,
+                        ..
+                    }
+                ) {
+                    bad.push(format!(
+                        "the rollback of {id} was not performed although a person accepted the data loss"
+                    ));
+                }
+            }
             (status, level) => bad.push(format!(
                 "the rollback of {id} ended {status} at level {level:?}"
             )),
@@ -1076,7 +1117,8 @@ pub fn events_delivered(sim: &Sim) -> Vec<String> {
         }
     }
     // The log holds exactly what was committed (plus what `resolve`, pushed alarms and
-    // the alarms on the pipeline itself append outside any batch).
+    // the alarms on the pipeline itself append outside any batch, as do freezes —
+    // `Store::freeze`, also by a refused rollback-unsafe rollback).
     let stored: Vec<String> = sim
         .store
         .all_events()
@@ -1088,11 +1130,21 @@ pub fn events_delivered(sim: &Sim) -> Vec<String> {
                     EventKind::IncidentResolved
                         | EventKind::AlarmStateChanged
                         | EventKind::PipelineAlarm
+                        | EventKind::FreezeSet
+                        | EventKind::FreezeLifted
                 ))
         })
         .map(|e| key(&e.event))
         .collect();
-    let told: Vec<String> = sim.observer.events().iter().map(key).collect();
+    let told: Vec<String> = sim
+        .observer
+        .events()
+        .iter()
+        .filter(|e| {
+            !(e.run.is_none() && matches!(e.kind, EventKind::FreezeSet | EventKind::FreezeLifted))
+        })
+        .map(key)
+        .collect();
     let sorted = |mut v: Vec<String>| {
         v.sort();
         v
@@ -1125,9 +1177,46 @@ pub fn events_delivered(sim: &Sim) -> Vec<String> {
     bad
 }
 
+/// Seed §13.1 question 3: no rollback other than one a person forced
+/// (`--accept-data-loss`) took back a rollback-unsafe deployment.
+pub fn unsafe_never_rolled_back_automatically(sim: &Sim) -> Vec<String> {
+    let mut bad = Vec::new();
+    let records = sim.store.rollbacks(usize::MAX).unwrap_or_default();
+    let forced = |r: &ferry_core::rollback::RollbackRecord| {
+        r.status == RollbackStatus::Succeeded
+            && matches!(
+                r.trigger,
+                Trigger::Manual {
+                    accept_data_loss: true,
+                    ..
+                }
+            )
+    };
+    for d in sim.store.all_deployments().into_iter().map(|d| d.record) {
+        if !d.rollback_unsafe || d.status != DeploymentStatus::RolledBack {
+            continue;
+        }
+        let level = d.rollback_level;
+        let by_person = records.iter().any(|r| {
+            forced(r)
+                && r.level == level
+                && (level == Some(RollbackLevel::Full) || r.environment == d.environment)
+        });
+        if !by_person {
+            bad.push(format!(
+                "rollback-unsafe deployment {} ({}) was rolled back without a person accepting the data loss",
+                d.deployment_id,
+                d.rollback_unsafe_reason.as_deref().unwrap_or("-")
+            ));
+        }
+    }
+    bad
+}
+
 /// Every check of the rollback world: [`no_overlap`], [`promoted_only_after_previous`],
 /// [`rollbacks_recorded_once`], [`rolled_back_to_last_known_good`],
-/// [`held_environments_take_no_deployments`] and [`events_delivered`]. `automatic` is
+/// [`held_environments_take_no_deployments`], [`events_delivered`] and
+/// [`unsafe_never_rolled_back_automatically`]. `automatic` is
 /// the pipeline's `rollback.automatic`.
 pub fn after_rollbacks(sim: &Sim, automatic: bool, known: KnownBugs) -> Vec<String> {
     let mut bad = no_overlap(sim);
@@ -1136,5 +1225,6 @@ pub fn after_rollbacks(sim: &Sim, automatic: bool, known: KnownBugs) -> Vec<Stri
     bad.extend(rolled_back_to_last_known_good(sim, known));
     bad.extend(held_environments_take_no_deployments(sim, known));
     bad.extend(events_delivered(sim));
+    bad.extend(unsafe_never_rolled_back_automatically(sim));
     bad
 }

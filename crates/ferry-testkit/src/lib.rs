@@ -36,6 +36,6 @@ pub use files::{FakeFiles, junit, lcov, lcov_lines};
 pub use liveness::FakeLiveness;
 pub use observer::RecordingObserver;
 pub use probe::FakeProbe;
-pub use sim::{Sim, Verdict};
+pub use sim::{FakeInfra, FakeScanner, Sim, Verdict};
 pub use source::FakeSource;
 pub use store::MemoryStore;

@@ -66,6 +66,8 @@ pub struct Sim {
     pub liveness: Arc<FakeLiveness>,
     /// The security gate's scanner: what it reports is scripted.
     pub scanner: Arc<FakeScanner>,
+    /// The infrastructure comparison: its verdicts are scripted per commit.
+    pub infra: Arc<FakeInfra>,
     /// The engine's cancel flag (what Ctrl-C sets).
     pub cancel: Arc<AtomicBool>,
     /// The engine's knobs: production defaults, holder `sim`.
@@ -134,6 +136,7 @@ impl Sim {
             observer: Arc::new(RecordingObserver::new()),
             liveness: Arc::new(FakeLiveness::new()),
             scanner: Arc::new(FakeScanner::default()),
+            infra: Arc::new(FakeInfra::default()),
             cancel: Arc::new(AtomicBool::new(false)),
             settings: Settings {
                 holder: "sim".to_string(),
@@ -191,6 +194,7 @@ impl Sim {
                 deployers: &self.factory,
                 liveness: &*self.liveness,
                 scanner: &*self.scanner,
+                infra: &*self.infra,
             },
             layout: self.layout.clone(),
             settings,
@@ -464,5 +468,67 @@ impl ferry_engine::ports::SecurityScanner for FakeScanner {
                 findings: Vec::new(),
                 sarif: None,
             })
+    }
+}
+
+/// An infrastructure inspector whose verdicts the test chooses, per commit compared to
+/// (default: no change). Records every comparison asked.
+#[derive(Debug, Default)]
+pub struct FakeInfra {
+    verdicts: std::sync::Mutex<BTreeMap<String, Result<ferry_core::infra::Assessment, String>>>,
+    /// `(from, to)` of every comparison, in order.
+    pub asked: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl FakeInfra {
+    /// A comparison ending at commit `to` finds `verdict` (with `unsafe_reasons` for a
+    /// rollback-unsafe one).
+    pub fn verdict(&self, to: &str, verdict: ferry_core::infra::Verdict, unsafe_reasons: &[&str]) {
+        let a = ferry_core::infra::Assessment {
+            verdict,
+            meaningful: verdict != ferry_core::infra::Verdict::NoChange,
+            unsafe_reasons: unsafe_reasons.iter().map(|s| s.to_string()).collect(),
+        };
+        if let Ok(mut v) = self.verdicts.lock() {
+            v.insert(to.to_string(), Ok(a));
+        }
+    }
+
+    /// A comparison ending at commit `to` fails (a synth that fails, a template that does
+    /// not parse).
+    pub fn fails(&self, to: &str, why: &str) {
+        if let Ok(mut v) = self.verdicts.lock() {
+            v.insert(to.to_string(), Err(why.to_string()));
+        }
+    }
+}
+
+impl ferry_engine::ports::InfraInspector for FakeInfra {
+    fn assess(
+        &self,
+        _checkout: &std::path::Path,
+        from: &str,
+        to: &str,
+        _: &ferry_config::Infrastructure,
+    ) -> PortResult<ferry_engine::ports::InfraReport> {
+        if let Ok(mut a) = self.asked.lock() {
+            a.push((from.to_string(), to.to_string()));
+        }
+        let found = self.verdicts.lock().ok().and_then(|v| v.get(to).cloned());
+        match found {
+            Some(Err(why)) => Err(ferry_engine::ports::PortError::permanent(why)),
+            Some(Ok(a)) => Ok(ferry_engine::ports::InfraReport {
+                lines: vec![format!("Verdict: {}", a.verdict.as_str())],
+                assessment: a,
+            }),
+            None => Ok(ferry_engine::ports::InfraReport {
+                lines: vec!["Verdict: no-change".to_string()],
+                assessment: ferry_core::infra::Assessment {
+                    verdict: ferry_core::infra::Verdict::NoChange,
+                    meaningful: false,
+                    unsafe_reasons: Vec::new(),
+                },
+            }),
+        }
     }
 }

@@ -461,6 +461,24 @@ fn apply_change(
             d.record.coverage_percentage = *coverage_percentage;
             d.finished_tick = Some(tick);
         }
+        Change::DeploymentInfrastructure {
+            deployment_id,
+            infrastructure_changed,
+            rollback_unsafe,
+            rollback_unsafe_reason,
+        } => {
+            let Some(d) = deployments
+                .iter_mut()
+                .find(|x| &x.record.deployment_id == deployment_id)
+            else {
+                return Err(PortError::not_found(format!(
+                    "deployment {deployment_id} does not exist"
+                )));
+            };
+            d.record.infrastructure_changed = *infrastructure_changed;
+            d.record.rollback_unsafe = *rollback_unsafe;
+            d.record.rollback_unsafe_reason = rollback_unsafe_reason.clone();
+        }
         Change::DeploymentRolledBack {
             deployment_id,
             reason,
@@ -1202,6 +1220,8 @@ mod tests {
             previous_version: None,
             config_digest: Some("sha256:cc".into()),
             template_digests: [("infra/app.yml".to_string(), "sha256:tt".to_string())].into(),
+            rollback_unsafe: false,
+            rollback_unsafe_reason: None,
         }
     }
 
@@ -1331,7 +1351,10 @@ mod tests {
         assert_eq!(store.claim_rollback(&first).unwrap(), Ok(()));
         let second = RollbackRecord {
             holder: "host:2".into(),
-            trigger: Trigger::Manual { by: "bob".into() },
+            trigger: Trigger::Manual {
+                by: "bob".into(),
+                accept_data_loss: false,
+            },
             ..first.clone()
         };
         assert_eq!(store.claim_rollback(&second).unwrap(), Err(first.clone()));

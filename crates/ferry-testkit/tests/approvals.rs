@@ -342,6 +342,8 @@ fn a_newer_run_deploying_first_supersedes_a_waiting_run_and_voids_its_approvals(
             previous_version: None,
             config_digest: None,
             template_digests: Default::default(),
+            rollback_unsafe: false,
+            rollback_unsafe_reason: None,
         };
         store
             .apply(id, &[ferry_core::Change::DeploymentStarted(Box::new(rec))])

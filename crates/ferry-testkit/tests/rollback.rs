@@ -474,7 +474,10 @@ fn without_automatic_rollback_a_failure_is_left_in_place() {
 }
 
 fn manual(by: &str) -> Trigger {
-    Trigger::Manual { by: by.into() }
+    Trigger::Manual {
+        by: by.into(),
+        accept_data_loss: false,
+    }
 }
 
 #[test]

@@ -357,7 +357,10 @@ fn a_rollback_during_a_freeze_goes_ahead() {
         .roll_back(
             &current,
             "bad release",
-            Trigger::Manual { by: "alice".into() },
+            Trigger::Manual {
+                by: "alice".into(),
+                accept_data_loss: false,
+            },
             None,
             None,
         )

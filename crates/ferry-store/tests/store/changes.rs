@@ -77,7 +77,8 @@ fn a_run_that_passes_everything_is_stored_step_by_step() {
         [
             (0, 1, Suite::Unit),
             (1, 1, Suite::Integration),
-            (2, 1, Suite::E2e)
+            // Staging's infrastructure step comes before its deploy.
+            (2, 2, Suite::E2e)
         ]
     );
     assert_eq!(results[0].coverage, Some(91.5));
@@ -228,6 +229,8 @@ fn each_change_kind_lands_in_its_columns() {
             ("infra/db 'main'.yml".to_string(), "sha256:bb".to_string()),
         ]
         .into(),
+        rollback_unsafe: true,
+        rollback_unsafe_reason: Some("table Orders (AWS::DynamoDB::Table) replaced".into()),
     };
     let report = TestReport {
         total: 3,
@@ -604,6 +607,8 @@ fn deployments_are_newest_first_and_last_known_good_skips_failures() {
         previous_version: None,
         config_digest: None,
         template_digests: Default::default(),
+        rollback_unsafe: false,
+        rollback_unsafe_reason: None,
     };
     let records = [
         rec("test", 10, DeploymentStatus::Succeeded),

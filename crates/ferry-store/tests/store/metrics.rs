@@ -26,6 +26,8 @@ fn rec(
         start_time: t,
         end_time: took.map(|d| t + d),
         infrastructure_changed: false,
+        rollback_unsafe: false,
+        rollback_unsafe_reason: None,
         commit_message: String::new(),
         commit_author: String::new(),
         pipeline_execution_id: run.execution_id(),
@@ -91,7 +93,14 @@ fn fill(store: &dyn Store, run: RunId) {
         .map(|d| Change::DeploymentStarted(Box::new(d)))
         .collect();
     store.apply(run, &changes).unwrap();
-    let mut a = record("production#40", 1_000, Trigger::Manual { by: "ann".into() });
+    let mut a = record(
+        "production#40",
+        1_000,
+        Trigger::Manual {
+            by: "ann".into(),
+            accept_data_loss: false,
+        },
+    );
     store.claim_rollback(&a).unwrap().unwrap();
     a.level = Some(RollbackLevel::Full);
     store.update_rollback(&a).unwrap();
@@ -99,7 +108,10 @@ fn fill(store: &dyn Store, run: RunId) {
         .claim_rollback(&record(
             "test#30",
             2_000,
-            Trigger::Manual { by: "ann".into() },
+            Trigger::Manual {
+                by: "ann".into(),
+                accept_data_loss: false,
+            },
         ))
         .unwrap()
         .unwrap();

@@ -100,6 +100,8 @@ fn open_creates_the_folder_the_file_and_the_schema_in_wal_mode() {
             "previous_version",
             "config_digest",
             "template_digests",
+            "rollback_unsafe",
+            "rollback_unsafe_reason",
         ]
     );
 }

@@ -42,7 +42,10 @@ fn a_claim_round_trips_and_a_second_claim_gets_the_first_record() {
 
     let second = RollbackRecord {
         holder: "host-b:7".into(),
-        trigger: Trigger::Manual { by: "bob".into() },
+        trigger: Trigger::Manual {
+            by: "bob".into(),
+            accept_data_loss: false,
+        },
         started_at: Timestamp(2_000),
         ..first.clone()
     };
@@ -64,6 +67,7 @@ fn every_trigger_and_every_field_round_trips() {
         },
         Trigger::Manual {
             by: "Zoë <z@example.com>".into(),
+            accept_data_loss: true,
         },
     ];
     for (i, trigger) in triggers.into_iter().enumerate() {

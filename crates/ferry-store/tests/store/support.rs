@@ -41,6 +41,8 @@ environments:
         reports:
           junit: reports/integration.xml
   - name: staging
+    infrastructure:
+      deploy: ./infra.sh
     deploy:
       command:
         run: ./deploy.sh
@@ -63,6 +65,9 @@ alarms:
   - name: staging-health
     http:
       url: http://127.0.0.1:18182/health
+infrastructure:
+  paths: [infrastructure/**]
+  templates: [infrastructure/*.json]
 "#;
 
 /// The smallest pipeline with an approval: build, test, production.
@@ -277,6 +282,17 @@ impl<'a> Tracker<'a> {
                     d.e2e_tests_passed = *e2e_tests_passed;
                     d.coverage_percentage = *coverage_percentage;
                 }
+                Change::DeploymentInfrastructure {
+                    deployment_id,
+                    infrastructure_changed,
+                    rollback_unsafe,
+                    rollback_unsafe_reason,
+                } => {
+                    let d = self.deployments.get_mut(deployment_id).unwrap();
+                    d.infrastructure_changed = *infrastructure_changed;
+                    d.rollback_unsafe = *rollback_unsafe;
+                    d.rollback_unsafe_reason = rollback_unsafe_reason.clone();
+                }
                 _ => {}
             }
         }
@@ -322,10 +338,9 @@ impl<'a> Tracker<'a> {
                 .iter()
                 .filter(|d| d.environment == stage.name)
                 .collect();
-            let deploy_started = stage
-                .steps
-                .iter()
-                .any(|s| s.kind == "deploy" && s.started_at.is_some());
+            let deploy_started = stage.steps.iter().any(|s| {
+                (s.kind == "deploy" || s.kind == "infrastructure") && s.started_at.is_some()
+            });
             assert_eq!(
                 here.len(),
                 usize::from(deploy_started),
@@ -512,6 +527,25 @@ pub fn drive_from(store: &SqliteStore, yaml: &str, choices: &[Choice], at: Times
                 let previous = store.last_known_good(&env).unwrap().map(|d| d.version);
                 run.start_deploy(r, now, log, previous)
             }
+            StepKind::Infrastructure { .. } => {
+                let env = run.stage_name(r.stage).to_string();
+                let previous = store.last_known_good(&env).unwrap().map(|d| d.version);
+                let mut ch = run.start_deploy(r, now, log, previous);
+                let reasons = if c.pass {
+                    Vec::new()
+                } else {
+                    vec!["stateful resource T (AWS::DynamoDB::Table) is replaced".to_string()]
+                };
+                ch.extend(run.record_infrastructure(
+                    r.stage,
+                    "meaningful",
+                    true,
+                    &reasons,
+                    "deployed",
+                    now,
+                ));
+                ch
+            }
             _ => run.start_step(r, now, log),
         };
         t.apply(&run, &changes);
@@ -551,10 +585,12 @@ pub fn drive_from(store: &SqliteStore, yaml: &str, choices: &[Choice], at: Times
                 StepOutcome::failed("cannot pack `dist`: no such folder"),
                 now,
             ),
-            StepKind::Deploy | StepKind::Monitor { .. } if c.pass => {
+            StepKind::Deploy | StepKind::Infrastructure { .. } | StepKind::Monitor { .. }
+                if c.pass =>
+            {
                 run.finish_step(r, StepOutcome::passed(), now)
             }
-            StepKind::Deploy => run.finish_step(
+            StepKind::Deploy | StepKind::Infrastructure { .. } => run.finish_step(
                 r,
                 StepOutcome::failed("deploy command exited with status 1"),
                 now,

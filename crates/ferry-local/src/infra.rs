@@ -1,0 +1,285 @@
+//! The infrastructure comparison of two commits (issue 5, seed §3.2), shared by `ferry
+//! diff` and the engine's infrastructure steps ([`LocalInfraInspector`]): the files
+//! changed between the commits (git trees, never a working tree) matched against
+//! `infrastructure.paths`; when some match, `infrastructure.synth` run in a fresh
+//! checkout of each commit (or the committed templates read), the templates compared
+//! semantically and judged (`ferry_core::infra`: no change / meaningful /
+//! rollback-unsafe). A synth that fails or a template that is not JSON is an error: the
+//! callers fail closed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use ferry_config::Infrastructure;
+use ferry_core::infra::{
+    Assessment, ChangeKind, ChangedFile, TemplateDiff, Verdict, assess, diff_templates, matching,
+};
+use ferry_engine::ports::{
+    InfraInspector, InfraReport, PortError, PortResult, ReportFiles, Source,
+};
+use serde_json::Value;
+
+use crate::GitSource;
+use crate::report_files::LocalReportFiles;
+
+/// What comparing two commits found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InfraComparison {
+    /// The commit compared from (full SHA).
+    pub from: String,
+    /// The commit compared to (full SHA).
+    pub to: String,
+    /// How many files changed between them.
+    pub changed_files: usize,
+    /// The changed files matching `infrastructure.paths`.
+    pub infrastructure_files: Vec<ChangedFile>,
+    /// The changed files matching `infrastructure.migrations`.
+    pub migration_files: Vec<ChangedFile>,
+    /// Whether the templates were synthesized and compared (only when infrastructure
+    /// files changed).
+    pub compared: bool,
+    pub diff: TemplateDiff,
+    pub assessment: Assessment,
+}
+
+/// Compares two commits: changed files, then (when infrastructure files changed) the
+/// templates of both.
+pub fn compare(
+    git: &GitSource,
+    infra: &Infrastructure,
+    from: &str,
+    to: &str,
+) -> PortResult<InfraComparison> {
+    let a = git.resolve(from)?.sha;
+    let b = git.resolve(to)?.sha;
+    let changed = git.changed_files(&a, &b)?;
+    let infra_files: Vec<ChangedFile> = matching(&changed, &infra.paths)
+        .into_iter()
+        .cloned()
+        .collect();
+    let migrations: Vec<ChangedFile> = matching(&changed, &infra.migrations)
+        .into_iter()
+        .cloned()
+        .collect();
+    let compared = !infra_files.is_empty() && !infra.templates.is_empty();
+    let diff = if compared {
+        let old = templates(git, infra, &a)?;
+        let new = templates(git, infra, &b)?;
+        diff_templates(&old, &new)
+    } else {
+        TemplateDiff::default()
+    };
+    let migration_refs: Vec<&ChangedFile> = migrations.iter().collect();
+    let assessment = assess(&diff, &migration_refs);
+    Ok(InfraComparison {
+        from: a,
+        to: b,
+        changed_files: changed.len(),
+        infrastructure_files: infra_files,
+        migration_files: migrations,
+        compared,
+        diff,
+        assessment,
+    })
+}
+
+/// The templates of commit `sha`: synthesized in a fresh checkout when `synth` is set,
+/// else read from the commit itself.
+fn templates(
+    git: &GitSource,
+    infra: &Infrastructure,
+    sha: &str,
+) -> PortResult<BTreeMap<String, Value>> {
+    let short = &sha[..sha.len().min(12)];
+    let files: Vec<(String, Vec<u8>)> = match &infra.synth {
+        None => git.files_matching(sha, &infra.templates)?,
+        Some(synth) => {
+            let dir = tempfile::tempdir().map_err(|e| {
+                PortError::permanent(format!(
+                    "cannot make a temporary folder for the checkout: {e}"
+                ))
+            })?;
+            let root = dir.path().join("checkout");
+            git.checkout(sha, &root)?;
+            run_synth(synth, &root, sha)?;
+            let mut out = Vec::new();
+            for glob in &infra.templates {
+                for (path, bytes) in LocalReportFiles.read(&root, glob)? {
+                    let rel = path
+                        .strip_prefix(&root)
+                        .unwrap_or(&path)
+                        .to_string_lossy()
+                        .into_owned();
+                    out.push((rel, bytes));
+                }
+            }
+            out
+        }
+    };
+    let mut map = BTreeMap::new();
+    for (path, bytes) in files {
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            PortError::permanent(format!(
+                "template `{path}` of commit {short} is not valid JSON ({e}); `infrastructure.templates` must name synthesized CloudFormation JSON templates"
+            ))
+        })?;
+        map.insert(path, value);
+    }
+    Ok(map)
+}
+
+/// Runs `synth` at the root of the checkout, with `FERRY_COMMIT` set to the commit, its
+/// stdin closed.
+fn run_synth(synth: &str, root: &Path, sha: &str) -> PortResult<()> {
+    let short = &sha[..sha.len().min(12)];
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(synth)
+        .current_dir(root)
+        .env("FERRY_COMMIT", sha)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            PortError::permanent(format!(
+                "cannot run `infrastructure.synth` (`{synth}`): {e}"
+            ))
+        })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = stderr.lines().rev().take(10).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(PortError::permanent(format!(
+        "`infrastructure.synth` (`{synth}`) failed for commit {short} ({}):\n{}",
+        out.status,
+        tail.join("\n")
+    )))
+}
+
+/// The comparison for people: changed files, template changes, verdict (what `ferry
+/// diff` prints and the infrastructure step logs).
+pub fn describe(r: &InfraComparison, infra: &Infrastructure) -> Vec<String> {
+    let mut out = Vec::new();
+    out.push(format!(
+        "ferry diff {} → {}",
+        &r.from[..12.min(r.from.len())],
+        &r.to[..12.min(r.to.len())]
+    ));
+    if r.infrastructure_files.is_empty() {
+        out.push(format!(
+            "No infrastructure files changed ({} file{} changed, none matching `infrastructure.paths`).",
+            r.changed_files,
+            if r.changed_files == 1 { "" } else { "s" }
+        ));
+    } else {
+        out.push(format!(
+            "Infrastructure files changed ({} of {}):",
+            r.infrastructure_files.len(),
+            r.changed_files
+        ));
+        for f in &r.infrastructure_files {
+            match &f.old_path {
+                Some(old) => out.push(format!("  {} {old} -> {}", f.status.letter(), f.path)),
+                None => out.push(format!("  {} {}", f.status.letter(), f.path)),
+            }
+        }
+    }
+    for f in &r.migration_files {
+        out.push(format!(
+            "Migration changed: {} {}",
+            f.status.letter(),
+            f.path
+        ));
+    }
+    if r.compared {
+        match &infra.synth {
+            Some(s) => out.push(format!("Templates (synthesized with `{s}`):")),
+            None => out.push("Templates (as committed):".to_string()),
+        }
+        if r.diff.is_empty() {
+            out.push("  identical after ignoring metadata, asset hashes and key order".into());
+        }
+        for c in &r.diff.resources {
+            let sign = sign(c.kind);
+            let why = c
+                .replaced_because
+                .as_ref()
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default();
+            let stateful = if c.stateful { ", stateful" } else { "" };
+            out.push(format!(
+                "  {sign} resource {} ({}{stateful}) in {}: {}{why}",
+                c.logical_id,
+                c.resource_type,
+                c.template,
+                c.kind.as_str()
+            ));
+            for p in &c.paths {
+                out.push(format!("      {p}"));
+            }
+        }
+        for (what, list) in [
+            ("parameter", &r.diff.parameters),
+            ("output", &r.diff.outputs),
+        ] {
+            for c in list {
+                out.push(format!(
+                    "  {} {what} {} in {}: {}",
+                    sign(c.kind),
+                    c.name,
+                    c.template,
+                    c.kind.as_str()
+                ));
+                for p in &c.paths {
+                    out.push(format!("      {p}"));
+                }
+            }
+        }
+    }
+    let verdict = match r.assessment.verdict {
+        Verdict::NoChange => "no change (the infrastructure deploy is skipped)".to_string(),
+        Verdict::Meaningful => "meaningful change (the infrastructure deploy runs)".to_string(),
+        Verdict::RollbackUnsafe => format!(
+            "rollback-unsafe (not rolled back automatically): {}",
+            r.assessment.unsafe_reasons.join("; ")
+        ),
+    };
+    out.push(format!("Verdict: {verdict}"));
+    out
+}
+
+fn sign(kind: ChangeKind) -> char {
+    match kind {
+        ChangeKind::Added => '+',
+        ChangeKind::Removed => '-',
+        ChangeKind::Replaced => '!',
+        ChangeKind::Modified => '~',
+    }
+}
+
+/// The local [`InfraInspector`]: [`compare`] on the project's git repository. Each commit
+/// is synthesized in a fresh checkout of its own (as `ferry diff` does), so the run's
+/// checkout is left as the build made it.
+pub struct LocalInfraInspector {
+    /// The repository (the project folder or one above it).
+    pub repository: std::path::PathBuf,
+}
+
+impl InfraInspector for LocalInfraInspector {
+    fn assess(
+        &self,
+        _checkout: &Path,
+        from: &str,
+        to: &str,
+        infra: &Infrastructure,
+    ) -> PortResult<InfraReport> {
+        let git = GitSource::open(&self.repository)?;
+        let r = compare(&git, infra, from, to)?;
+        Ok(InfraReport {
+            lines: describe(&r, infra),
+            assessment: r.assessment,
+        })
+    }
+}
