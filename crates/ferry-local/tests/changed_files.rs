@@ -53,7 +53,11 @@ fn git_no_renames(dir: &Path, from: Oid, to: Oid) -> BTreeSet<(char, String)> {
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -128,7 +132,9 @@ fn exact_and_edited_renames_are_reported_with_both_paths() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let repo = init(d);
-    let body: String = (0..40).map(|i| format!("line {i} of the module\n")).collect();
+    let body: String = (0..40)
+        .map(|i| format!("line {i} of the module\n"))
+        .collect();
     write(d, "old/exact.rs", "the exact same content\n");
     write(d, "old/edited.rs", &body);
     write(d, "keep.txt", "keep\n");
@@ -208,8 +214,23 @@ enum Edit {
 }
 
 /// A small space of paths so that edits collide: folders nest, names repeat.
+/// `x.txt`, `x-y` and the folder `x` test git's order (a folder sorts as `x/`).
 const PATHS: &[&str] = &[
-    "a", "b.txt", "c/a", "c/b.txt", "c/d/e", "c/d/f.txt", "d.txt", "e/c", "e/c2/x", "z/z/z/z",
+    "a",
+    "b.txt",
+    "c/a",
+    "c/b.txt",
+    "c/d/e",
+    "c/d/f.txt",
+    "d.txt",
+    "e/c",
+    "e/c2/x",
+    "z/z/z/z",
+    "x.txt",
+    "x-y",
+    "x/y",
+    "x/y.txt/z",
+    "x0",
 ];
 
 fn edit() -> impl Strategy<Value = Edit> {
