@@ -262,10 +262,17 @@ pub fn run(args: Vec<String>, ferry: PathBuf) -> Result<(), String> {
         medians.push(Some((w, r)));
     }
     if let (Some(Some((fw, fr))), Some(Some((cw, cr)))) = (medians.first(), medians.get(1)) {
+        let stopped = default_once.as_ref().is_some_and(|r| r.timed_out);
         println!(
-            "ratio ferry / cfn-guard (default output): time {:.2}x, peak memory {:.2}x",
+            "ratio ferry / cfn-guard (default output): time {}{:.3}x, peak memory {:.2}x{}",
+            if stopped { "< " } else { "" },
             fw.as_secs_f64() / cw.as_secs_f64(),
-            *fr as f64 / *cr as f64
+            *fr as f64 / *cr as f64,
+            if stopped {
+                " (the command line was stopped at --timeout; its memory is what it had reached)"
+            } else {
+                ""
+            }
         );
     }
     if let (Some(Some((fw, fr))), Some(Some((cw, cr)))) = (medians.first(), medians.get(2)) {
