@@ -11,11 +11,16 @@
 //! wrk (see `load.rs`); `ferry-bench diff [--iterations N] [--files N] [--changed N]`
 //! times `ferry diff`'s changed-file listing against `git diff --name-only` on a
 //! synthetic 100,000-file repository (see `diff.rs`; the ferry binary next to
-//! ferry-bench, or `$FERRY_BIN`).
+//! ferry-bench, or `$FERRY_BIN`); `ferry-bench guard [--iterations N] [--mb 10]
+//! [--cfn-guard PATH]` times `ferry scan` with the built-in policy pack on a generated
+//! 10 MB CloudFormation template against the `cfn-guard` command line, wall time and
+//! peak memory (see `guard.rs`).
 
 mod diff;
+mod guard;
 mod load;
 mod mttr;
+mod sys;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,6 +43,13 @@ fn run() -> Result<(), String> {
             .with_file_name("ferry");
         let ferry = std::env::var_os("FERRY_BIN").map_or(ferry, PathBuf::from);
         return diff::run(std::env::args().skip(2).collect(), ferry);
+    }
+    if std::env::args().nth(1).as_deref() == Some("guard") {
+        let ferry = std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("ferry");
+        let ferry = std::env::var_os("FERRY_BIN").map_or(ferry, PathBuf::from);
+        return guard::run(std::env::args().skip(2).collect(), ferry);
     }
     if std::env::args().nth(1).as_deref() == Some("serve") {
         return load::run(std::env::args().skip(2).collect());

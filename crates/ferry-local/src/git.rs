@@ -162,13 +162,30 @@ impl GitSource {
         let tree_error = |e: git2::Error| {
             PortError::permanent(format!("cannot read a commit's tree: {}", e.message()))
         };
-        let ta = a.tree().map_err(tree_error)?;
-        let tb = b.tree().map_err(tree_error)?;
         // libgit2 re-hashes every object it reads (SHA-1 with collision detection) unless
         // told not to; git does not. Reading ~2,000 trees that way costs twice git's time.
         git2::opts::strict_hash_verification(false);
+        // libgit2 keeps every small object it reads in a process-wide cache (each tree of
+        // up to 4 KiB); a tree diff reads each tree once, so caching only costs memory and
+        // page faults (twice git's on a 100,000-file repository). Process-wide, like the
+        // line above; nothing in ferry reads the same object often enough to miss it.
+        git2::opts::enable_caching(false);
+        let trees = Trees {
+            odb: repo.odb().map_err(|e| {
+                PortError::permanent(format!(
+                    "cannot open the repository's objects: {}",
+                    e.message()
+                ))
+            })?,
+        };
         let mut raw = Vec::new();
-        diff_trees(&repo, Some(&ta), Some(&tb), "", &mut raw)?;
+        diff_trees(
+            &trees,
+            Some(a.tree_id().as_bytes()),
+            Some(b.tree_id().as_bytes()),
+            "",
+            &mut raw,
+        )?;
 
         // Exact renames: the same blob deleted at one path and added at another.
         let mut deleted: std::collections::HashMap<git2::Oid, Vec<usize>> =
@@ -207,6 +224,8 @@ impl GitSource {
             for &i in left_added.iter().chain(&left_deleted) {
                 opts.pathspec(raw[i].path.as_str());
             }
+            let ta = a.tree().map_err(tree_error)?;
+            let tb = b.tree().map_err(tree_error)?;
             let mut diff = repo
                 .diff_tree_to_tree(Some(&ta), Some(&tb), Some(&mut opts))
                 .map_err(|e| {
@@ -402,123 +421,230 @@ struct RawChange {
     oid: git2::Oid,
 }
 
+/// One entry of a tree object as stored: its mode (canonical, as git compares them), its
+/// name and its object id, borrowed from the object's bytes.
+#[derive(Clone, Copy)]
+struct Entry<'a> {
+    mode: u32,
+    name: &'a [u8],
+    id: &'a [u8],
+}
+
+const MODE_TREE: u32 = 0o040000;
+const MODE_LINK: u32 = 0o120000;
+const MODE_SUBMODULE: u32 = 0o160000;
+/// Bytes of a (SHA-1) object id in a tree entry.
+const ID_BYTES: usize = 20;
+
+/// Git's canonical form of a mode (`canon_mode`): a regular file is 644 or 755 by its
+/// owner's execute bit, whatever else an old tree recorded.
+fn canon_mode(mode: u32) -> u32 {
+    match mode & 0o170000 {
+        0o100000 => 0o100000 | if mode & 0o100 != 0 { 0o755 } else { 0o644 },
+        0o040000 => MODE_TREE,
+        0o120000 => MODE_LINK,
+        _ => MODE_SUBMODULE,
+    }
+}
+
+/// The entries of a raw tree object (`<octal mode> <name>\0<20-byte id>`…), one at a
+/// time in the order stored (git's order), without copying; an entry that is not
+/// well-formed ends the walk with `Err`.
+struct Entries<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Entries<'a> {
+    fn next(&mut self) -> Option<Result<Entry<'a>, ()>> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let parsed = Self::parse(self.rest);
+        match parsed {
+            Some((entry, rest)) => {
+                self.rest = rest;
+                Some(Ok(entry))
+            }
+            None => {
+                self.rest = &[];
+                Some(Err(()))
+            }
+        }
+    }
+
+    fn parse(data: &'a [u8]) -> Option<(Entry<'a>, &'a [u8])> {
+        let mut mode: u32 = 0;
+        let mut at = 0;
+        // At most 7 octal digits, then a space.
+        loop {
+            let b = *data.get(at)?;
+            if b == b' ' && at > 0 {
+                break;
+            }
+            if !(b'0'..=b'7').contains(&b) || at == 7 {
+                return None;
+            }
+            mode = mode * 8 + u32::from(b - b'0');
+            at += 1;
+        }
+        let rest = &data[at + 1..];
+        let nul = rest.iter().position(|&b| b == 0)?;
+        if nul == 0 {
+            return None;
+        }
+        let id = rest.get(nul + 1..nul + 1 + ID_BYTES)?;
+        let entry = Entry {
+            mode: canon_mode(mode),
+            name: &rest[..nul],
+            id,
+        };
+        Some((entry, &rest[nul + 1 + ID_BYTES..]))
+    }
+}
+
 /// Git's order of tree entries: by name bytes, a folder's name compared as if it ended
 /// with `/`.
-fn git_order(x: &git2::TreeEntry<'_>, y: &git2::TreeEntry<'_>) -> std::cmp::Ordering {
-    let key = |e: &git2::TreeEntry<'_>| {
-        let slash: &[u8] = if is_tree(e.filemode()) { b"/" } else { b"" };
-        e.name_bytes()
-            .iter()
-            .chain(slash)
-            .copied()
-            .collect::<Vec<u8>>()
-    };
-    let (nx, ny) = (x.name_bytes(), y.name_bytes());
-    if nx == ny {
+fn git_order(x: &Entry<'_>, y: &Entry<'_>) -> std::cmp::Ordering {
+    if x.name == y.name {
         return std::cmp::Ordering::Equal;
     }
-    key(x).cmp(&key(y))
+    let end = |e: &Entry<'_>| {
+        if e.mode == MODE_TREE {
+            Some(b'/')
+        } else {
+            None
+        }
+    };
+    let common = x.name.len().min(y.name.len());
+    match x.name[..common].cmp(&y.name[..common]) {
+        std::cmp::Ordering::Equal => {}
+        other => return other,
+    }
+    // One name is a prefix of the other: compare the next byte, the implied `/` (or
+    // nothing) of the shorter.
+    let next = |e: &Entry<'_>| e.name.get(common).copied().or_else(|| end(e));
+    next(x).cmp(&next(y))
 }
 
-/// Whether a tree entry's mode is a folder.
-fn is_tree(mode: i32) -> bool {
-    mode == 0o040000
+/// Reads tree objects straight from the object database, without libgit2's parsed-tree
+/// objects and object cache: a tree is read, compared and dropped.
+struct Trees<'r> {
+    odb: git2::Odb<'r>,
 }
 
-/// Compares two trees (either may be absent: all added or all deleted), descending only
-/// into sub-trees whose ids differ.
+impl Trees<'_> {
+    fn read(&self, id: &[u8]) -> PortResult<git2::OdbObject<'_>> {
+        let error =
+            |m: &str| PortError::permanent(format!("cannot read a tree of the repository: {m}"));
+        let oid = git2::Oid::from_bytes(id).map_err(|e| error(e.message()))?;
+        let object = self.odb.read(oid).map_err(|e| error(e.message()))?;
+        if object.kind() != ObjectType::Tree {
+            return Err(error(&format!("object {oid} is not a tree")));
+        }
+        Ok(object)
+    }
+}
+
+fn next_entry<'a>(e: &mut Entries<'a>, prefix: &str) -> PortResult<Option<Entry<'a>>> {
+    e.next().transpose().map_err(|()| malformed(prefix))
+}
+
+fn malformed(prefix: &str) -> PortError {
+    PortError::permanent(format!(
+        "the repository's tree for `{}` is malformed; run `git fsck`",
+        if prefix.is_empty() { "/" } else { prefix }
+    ))
+}
+
+/// Compares two trees by id (either may be absent: all added or all deleted), descending
+/// only into sub-trees whose ids differ.
 fn diff_trees(
-    repo: &Repository,
-    a: Option<&Tree<'_>>,
-    b: Option<&Tree<'_>>,
+    trees: &Trees<'_>,
+    a: Option<&[u8]>,
+    b: Option<&[u8]>,
     prefix: &str,
     out: &mut Vec<RawChange>,
 ) -> PortResult<()> {
-    // Both trees' entries are in git's order (names compared as bytes, a folder's name
-    // with a `/` after it): one merge pass, no copies.
-    let ea: Vec<git2::TreeEntry<'_>> = a.map(|t| t.iter().collect()).unwrap_or_default();
-    let eb: Vec<git2::TreeEntry<'_>> = b.map(|t| t.iter().collect()).unwrap_or_default();
-    let find_tree = |oid: git2::Oid| {
-        repo.find_tree(oid).map_err(|e| {
-            PortError::permanent(format!(
-                "cannot read a tree of the repository: {}",
-                e.message()
-            ))
-        })
+    let oa = a.map(|id| trees.read(id)).transpose()?;
+    let ob = b.map(|id| trees.read(id)).transpose()?;
+    let mut ea = Entries {
+        rest: oa.as_ref().map(|o| o.data()).unwrap_or_default(),
     };
-    let (mut i, mut j) = (0, 0);
-    while i < ea.len() || j < eb.len() {
-        let order = match (ea.get(i), eb.get(j)) {
+    let mut eb = Entries {
+        rest: ob.as_ref().map(|o| o.data()).unwrap_or_default(),
+    };
+    // Both trees are in git's order: one merge pass.
+    let (mut x, mut y) = (next_entry(&mut ea, prefix)?, next_entry(&mut eb, prefix)?);
+    loop {
+        let order = match (&x, &y) {
             (Some(x), Some(y)) => git_order(x, y),
             (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => break,
         };
-        let (x, y, name) = match order {
-            std::cmp::Ordering::Less => {
-                i += 1;
-                (Some(&ea[i - 1]), None, ea[i - 1].name_bytes())
-            }
-            std::cmp::Ordering::Greater => {
-                j += 1;
-                (None, Some(&eb[j - 1]), eb[j - 1].name_bytes())
-            }
-            std::cmp::Ordering::Equal => {
-                i += 1;
-                j += 1;
-                (Some(&ea[i - 1]), Some(&eb[j - 1]), ea[i - 1].name_bytes())
-            }
+        let (x, y) = match order {
+            std::cmp::Ordering::Less => (
+                std::mem::replace(&mut x, next_entry(&mut ea, prefix)?),
+                None,
+            ),
+            std::cmp::Ordering::Greater => (
+                None,
+                std::mem::replace(&mut y, next_entry(&mut eb, prefix)?),
+            ),
+            std::cmp::Ordering::Equal => (
+                std::mem::replace(&mut x, next_entry(&mut ea, prefix)?),
+                std::mem::replace(&mut y, next_entry(&mut eb, prefix)?),
+            ),
         };
-        let x = x.map(|e| (e.id(), e.filemode()));
-        let y = y.map(|e| (e.id(), e.filemode()));
-        if x == y {
+        if let (Some(x), Some(y)) = (x, y)
+            && x.mode == y.mode
+            && x.id == y.id
+        {
             continue;
         }
+        let name = x.or(y).map(|e| e.name).unwrap_or_default();
         let path = format!("{prefix}{}", String::from_utf8_lossy(name));
-        let sub = format!("{path}/");
+        let oid = |e: Entry<'_>| git2::Oid::from_bytes(e.id).map_err(|_| malformed(prefix));
         match (x, y) {
-            (Some((ox, mx)), Some((oy, my))) if is_tree(mx) && is_tree(my) => {
-                let (tx, ty) = (find_tree(ox)?, find_tree(oy)?);
-                diff_trees(repo, Some(&tx), Some(&ty), &sub, out)?;
+            (Some(x), Some(y)) if x.mode == MODE_TREE && y.mode == MODE_TREE => {
+                diff_trees(trees, Some(x.id), Some(y.id), &format!("{path}/"), out)?;
             }
-            (Some((ox, mx)), Some((oy, my))) if !is_tree(mx) && !is_tree(my) => {
-                let status = if (mx == 0o120000) != (my == 0o120000)
-                    || (mx == 0o160000) != (my == 0o160000)
+            (Some(x), Some(y)) if x.mode != MODE_TREE && y.mode != MODE_TREE => {
+                let status = if (x.mode == MODE_LINK) != (y.mode == MODE_LINK)
+                    || (x.mode == MODE_SUBMODULE) != (y.mode == MODE_SUBMODULE)
                 {
                     FileStatus::Typechange
                 } else {
-                    let _ = ox;
                     FileStatus::Modified
                 };
                 out.push(RawChange {
                     path,
                     status,
-                    oid: oy,
+                    oid: oid(y)?,
                 });
             }
             _ => {
                 // Gone, new, or a folder replaced by a file (or the reverse): the old side
                 // is deleted and the new side added, file by file.
-                if let Some((ox, mx)) = x {
-                    if is_tree(mx) {
-                        let t = find_tree(ox)?;
-                        diff_trees(repo, Some(&t), None, &sub, out)?;
+                if let Some(x) = x {
+                    if x.mode == MODE_TREE {
+                        diff_trees(trees, Some(x.id), None, &format!("{path}/"), out)?;
                     } else {
                         out.push(RawChange {
                             path: path.clone(),
                             status: FileStatus::Deleted,
-                            oid: ox,
+                            oid: oid(x)?,
                         });
                     }
                 }
-                if let Some((oy, my)) = y {
-                    if is_tree(my) {
-                        let t = find_tree(oy)?;
-                        diff_trees(repo, None, Some(&t), &sub, out)?;
+                if let Some(y) = y {
+                    if y.mode == MODE_TREE {
+                        diff_trees(trees, None, Some(y.id), &format!("{path}/"), out)?;
                     } else {
                         out.push(RawChange {
                             path,
                             status: FileStatus::Added,
-                            oid: oy,
+                            oid: oid(y)?,
                         });
                     }
                 }
@@ -592,4 +718,89 @@ fn write_tree(repo: &Repository, tree: &Tree<'_>, dir: &Path) -> PortResult<()> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn raw(entries: &[(&str, &str, u8)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (mode, name, id) in entries {
+            out.extend_from_slice(mode.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(name.as_bytes());
+            out.push(0);
+            out.extend_from_slice(&[*id; ID_BYTES]);
+        }
+        out
+    }
+
+    fn all(data: &[u8]) -> Result<Vec<(u32, String)>, ()> {
+        let mut e = Entries { rest: data };
+        let mut out = Vec::new();
+        while let Some(x) = e.next() {
+            let x = x?;
+            out.push((x.mode, String::from_utf8_lossy(x.name).into_owned()));
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn tree_entries_are_read_with_canonical_modes() {
+        let data = raw(&[
+            ("100644", "a.txt", 1),
+            ("100664", "old-mode", 2),
+            ("100755", "run.sh", 3),
+            ("40000", "src", 4),
+            ("120000", "link", 5),
+            ("160000", "vendor", 6),
+        ]);
+        assert_eq!(
+            all(&data).unwrap(),
+            vec![
+                (0o100644, "a.txt".into()),
+                (0o100644, "old-mode".into()),
+                (0o100755, "run.sh".into()),
+                (MODE_TREE, "src".into()),
+                (MODE_LINK, "link".into()),
+                (MODE_SUBMODULE, "vendor".into()),
+            ]
+        );
+        assert_eq!(all(&[]).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn malformed_trees_are_errors_not_panics() {
+        let good = raw(&[("100644", "a", 1)]);
+        for bad in [
+            &good[..good.len() - 1], // id cut short
+            b"100644 name-without-nul".as_slice(),
+            b"10x644 a\0aaaaaaaaaaaaaaaaaaaa",      // not octal
+            b" a\0aaaaaaaaaaaaaaaaaaaa",            // no mode
+            b"100644 \0aaaaaaaaaaaaaaaaaaaa",       // no name
+            b"10000000644 a\0aaaaaaaaaaaaaaaaaaaa", // mode too long
+            b"100644",
+        ] {
+            assert!(all(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn a_folder_sorts_as_if_its_name_ended_with_a_slash() {
+        let e = |mode, name: &'static str| Entry {
+            mode,
+            name: name.as_bytes(),
+            id: &[0; ID_BYTES],
+        };
+        use std::cmp::Ordering::*;
+        // `x.txt` < `x/` < `x0`; a file `x` sorts before `x-y`, a folder `x` after it.
+        assert_eq!(git_order(&e(0o100644, "x.txt"), &e(MODE_TREE, "x")), Less);
+        assert_eq!(git_order(&e(MODE_TREE, "x"), &e(0o100644, "x0")), Less);
+        assert_eq!(git_order(&e(0o100644, "x"), &e(0o100644, "x-y")), Less);
+        assert_eq!(git_order(&e(MODE_TREE, "x"), &e(0o100644, "x-y")), Greater);
+        assert_eq!(git_order(&e(MODE_TREE, "x"), &e(0o100644, "x")), Equal);
+        assert_eq!(git_order(&e(0o100644, "b"), &e(0o100644, "a")), Greater);
+    }
 }

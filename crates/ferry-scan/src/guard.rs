@@ -41,7 +41,11 @@ pub const DEFAULT_RULES_NAME: &str = "ferry:security-rules.guard";
 /// How much of a template the scanners accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest template in bytes (default 50 MiB).
+    /// Largest template in bytes (default 16 MiB). The cfn-guard crate needs about 80
+    /// times a template's size while it evaluates (each value carries its full path, and
+    /// the document is cloned per evaluation): 890 MiB for 10.9 MB, 3.9 GiB for 48.8 MB
+    /// (BENCHMARKS.md), so 16 MiB bounds a scan near 1.3 GiB. CloudFormation itself
+    /// accepts at most 1 MB per template.
     pub max_bytes: usize,
     /// Deepest nesting of mappings and sequences (default 64).
     pub max_depth: usize,
@@ -50,7 +54,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_bytes: 50 * 1024 * 1024,
+            max_bytes: 16 * 1024 * 1024,
             max_depth: 64,
         }
     }
@@ -87,7 +91,7 @@ pub enum GuardError {
     },
     /// A template over the size limit.
     #[error(
-        "{file}: template is {size} bytes, over the limit of {limit} bytes; split the stack (nested stacks) or raise the limit"
+        "{file}: template is {size} bytes, over the limit of {limit} bytes; split the stack into nested stacks (CloudFormation itself accepts at most 1 MB per template)"
     )]
     TooLarge {
         /// The template's name.
