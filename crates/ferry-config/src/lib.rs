@@ -22,6 +22,7 @@ pub use model::{
     Alarm, AlarmSource, Allow, Approval, AuditSource, Build, CommandDeploy, Comparison, Deploy,
     Environment, EnvironmentInfrastructure, ExecutionMode, Gates, HOTFIX_APPROVALS, Hotfix,
     Infrastructure, InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy,
+    SmtpTls, DEFAULT_NOTIFY_EVENTS, EVENT_KINDS, smtp_endpoint, short_hash,
     Reports, Rollback, RollbackValidate, Security, Server, Source, Step, Suite,
 };
 pub use windows::{WeekRange, WeekTime, Windows};

@@ -159,6 +159,7 @@ fn reference_file_parses_into_the_expected_model() {
         },
         hotfix: Hotfix::default(),
         notifications: vec![Notification::Webhook {
+            name: None,
             url: "http://127.0.0.1:18199/events".into(),
             events: vec![],
         }],

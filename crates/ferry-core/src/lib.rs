@@ -15,6 +15,7 @@ pub mod events;
 pub mod gates;
 pub mod infra;
 pub mod model;
+pub mod notify;
 pub mod monitor;
 pub mod plan;
 pub mod retry;
