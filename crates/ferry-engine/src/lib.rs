@@ -7,6 +7,7 @@
 //! a process directly; adapters do.
 
 pub mod driver;
+pub mod notify;
 pub mod ports;
 pub mod rollback;
 pub mod watch;

@@ -7,6 +7,7 @@ use ferry_core::alarm::AlarmState;
 use ferry_core::approval::Decision;
 use ferry_core::events::{EventKind, iso8601};
 use ferry_core::gates::ExitObservation;
+pub use ferry_core::notify::{Attempt, OutboxChannel, OutboxCounts, OutboxFilter, OutboxItem, Settle};
 use ferry_core::rollback::RollbackRecord;
 use ferry_core::run::RunView;
 pub use ferry_core::window::{BreakGlass, Freeze};
@@ -238,6 +239,53 @@ pub trait Store: Send + Sync {
     ) -> PortResult<BreakGlass>;
     /// A run's break-glass overrides, every environment, oldest first.
     fn overrides(&self, run: RunId) -> PortResult<Vec<BreakGlass>>;
+
+    // ----- the notification outbox (DESIGN invariant 4; ferry_core::notify) -----------
+
+    /// Enqueues, in one transaction per channel, every event recorded since the
+    /// channel's cursor whose kind it wants, and moves the cursor past them: each event
+    /// reaches each channel's outbox exactly once. A channel seen for the first time
+    /// starts at the newest event (it gets no old history). Returns how many deliveries
+    /// were enqueued.
+    fn outbox_fill(&self, channels: &[OutboxChannel], now: Timestamp) -> PortResult<usize>;
+    /// The deliveries of `channels` due at `now` (pending, or dead with an automatic
+    /// retry due), oldest first, at most `limit`; each is reserved until `until` (its
+    /// `next_at` moves there) so no other process sends it meanwhile.
+    fn outbox_claim(
+        &self,
+        channels: &[String],
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> PortResult<Vec<OutboxItem>>;
+    /// Records an attempt's outcome. A delivery that succeeded also makes the channel's
+    /// dead letters that wait for an automatic retry due at once (the channel is back).
+    fn outbox_settle(&self, id: i64, settle: &Settle, now: Timestamp) -> PortResult<()>;
+    /// Deliveries, newest first.
+    fn outbox(&self, filter: &OutboxFilter) -> PortResult<Vec<OutboxItem>>;
+    /// Makes undelivered deliveries due at `now` as a fresh round (attempts back to 0,
+    /// status pending): those of `ids` if any are given, else every dead letter (of
+    /// `channel` if given). Returns how many.
+    fn outbox_retry(
+        &self,
+        channel: Option<&str>,
+        ids: &[i64],
+        now: Timestamp,
+    ) -> PortResult<usize>;
+    /// Pending, dead and delivered counts per channel, by channel id.
+    fn outbox_counts(&self) -> PortResult<Vec<OutboxCounts>>;
+}
+
+/// One notification channel (a webhook, Slack, email, GitHub commit statuses): sends one
+/// event, with its id so the receiver can drop a duplicate. Implementations put a
+/// timeout on every call and never panic on what a receiver answers.
+pub trait Notifier: Send + Sync {
+    /// The channel's id (`ferry_config::Notification::id`).
+    fn id(&self) -> &str;
+    /// The event kinds it wants.
+    fn kinds(&self) -> &[String];
+    /// Sends one event; `Attempt::Delivered` with the receiver's answer, or why not.
+    fn deliver(&self, event_id: i64, event: &Event) -> Attempt;
 }
 
 /// An environment held for a person after both rollback levels failed.

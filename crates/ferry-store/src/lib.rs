@@ -16,6 +16,7 @@
 //! database sees every process.
 
 mod error;
+mod outbox;
 mod schema;
 mod windows;
 
@@ -32,7 +33,8 @@ use ferry_core::{
     RunId, RunStatus, StageStatus, StepStatus, Suite, Timestamp,
 };
 use ferry_engine::ports::{
-    BreakGlass, EventFilter, Freeze, Incident, Lease, NewRun, PortError, PortResult, Store,
+    BreakGlass, EventFilter, Freeze, Incident, Lease, NewRun, OutboxChannel, OutboxCounts,
+    OutboxFilter, OutboxItem, PortError, PortResult, Settle, Store,
 };
 use ferry_reports::TestReport;
 use rusqlite::types::Value;
@@ -809,6 +811,49 @@ impl Store for SqliteStore {
         self.transaction(TransactionBehavior::Deferred, |tx| {
             windows::overrides(tx, run)
         })
+    }
+
+    fn outbox_fill(&self, channels: &[OutboxChannel], now: Timestamp) -> PortResult<usize> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            outbox::fill(tx, channels, now)
+        })
+    }
+
+    fn outbox_claim(
+        &self,
+        channels: &[String],
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> PortResult<Vec<OutboxItem>> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            outbox::claim(tx, channels, now, until, limit)
+        })
+    }
+
+    fn outbox_settle(&self, id: i64, settle: &Settle, now: Timestamp) -> PortResult<()> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            outbox::settle(tx, id, settle, now)
+        })
+    }
+
+    fn outbox(&self, filter: &OutboxFilter) -> PortResult<Vec<OutboxItem>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| outbox::list(tx, filter))
+    }
+
+    fn outbox_retry(
+        &self,
+        channel: Option<&str>,
+        ids: &[i64],
+        now: Timestamp,
+    ) -> PortResult<usize> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            outbox::retry(tx, channel, ids, now)
+        })
+    }
+
+    fn outbox_counts(&self) -> PortResult<Vec<OutboxCounts>> {
+        self.transaction(TransactionBehavior::Deferred, outbox::counts)
     }
 
     fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>> {

@@ -10,6 +10,7 @@ mod incidents;
 mod leases;
 mod migration;
 mod open;
+mod outbox;
 mod property;
 mod rollbacks;
 mod support;
