@@ -42,6 +42,21 @@ pub struct Status {
     pub environments: Vec<EnvironmentStatus>,
     /// Runs not yet finished.
     pub runs: Vec<RunSummary>,
+    /// The notification outbox per channel (deliveries pending, dead letters).
+    #[serde(default)]
+    pub notifications: Vec<ChannelOutbox>,
+}
+
+/// One notification channel's outbox: `ferry status`, `GET /api/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelOutbox {
+    /// The channel's id (`name:` in ferry.yml, or `<kind>-<hash>`).
+    pub channel: String,
+    /// Not delivered yet, being retried.
+    pub pending: u64,
+    /// Dead letters: every attempt of a round failed (`ferry notify retry`).
+    pub dead: u64,
+    pub delivered: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

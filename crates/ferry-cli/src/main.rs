@@ -7,6 +7,7 @@ mod demo;
 mod diff;
 mod error;
 mod guard;
+mod notify;
 mod output;
 mod progress;
 mod recovery;
@@ -98,6 +99,12 @@ enum Command {
     },
     /// What is deployed where, and the runs in progress.
     Status,
+    /// The notification outbox: deliveries pending and dead letters, and sending them
+    /// again.
+    Notify {
+        #[command(subcommand)]
+        action: NotifyAction,
+    },
     /// Past runs and deployments.
     History {
         /// Only deployments of this environment.
@@ -259,6 +266,30 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum NotifyAction {
+    /// Counts per channel, then the deliveries not yet delivered (dead letters first).
+    List {
+        /// Only dead letters.
+        #[arg(long)]
+        dead: bool,
+        /// Only this channel (its id: `name:` in ferry.yml, or as `ferry notify list` shows).
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Sends dead letters again now (all, a channel's, or the deliveries with these ids),
+    /// as a fresh round of attempts. Exit 1 if some are still not delivered.
+    Retry {
+        /// Only this channel.
+        #[arg(long)]
+        channel: Option<String>,
+        /// Delivery ids (`ferry notify list`); also pending ones, sent at once.
+        ids: Vec<i64>,
+    },
+}
+
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -309,6 +340,16 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             }
             commands::status(&p, j)
         }
+        Command::Notify { action } => match action {
+            NotifyAction::List {
+                dead,
+                channel,
+                limit,
+            } => notify::list(&project()?, *dead, channel.as_deref(), *limit, j),
+            NotifyAction::Retry { channel, ids } => {
+                notify::retry(&project()?, channel.as_deref(), ids, j)
+            }
+        },
         Command::History { env, limit } => {
             commands::history(&project()?, env.as_deref(), *limit, j)
         }
