@@ -298,3 +298,49 @@ fn killed_while_sending_then_restarted_loses_nothing() {
         assert_eq!((&d.0, d.1), (&first[0].0, first[0].1));
     }
 }
+
+#[test]
+fn serve_shows_the_outbox_and_retries_dead_letters_through_the_api() {
+    use support::serve::{Server, TOKEN, get, request};
+    let port = free_port();
+    let r = repo(port);
+    // Dead letters from a run while the receiver was down.
+    assert_code(&r.ferry(&["run"]), 0, "ferry run");
+    let server = Server::start(&r);
+    let (code, v) = get(server.port, "/api/notifications?dead=true");
+    assert_eq!(code, 200, "{v}");
+    let dead = v["deliveries"].as_array().unwrap().len();
+    assert_eq!(dead, 9, "{v}");
+    let (code, v) = get(server.port, "/api/notifications?dead=maybe");
+    assert_eq!(code, 400, "{v}");
+
+    let rx = Receiver::start(port);
+    let body = br#"{"channel": "a"}"#;
+    let (code, v) = request(server.port, "POST", "/api/notifications/retry", &[], body);
+    assert_eq!(code, 401, "a token is needed: {v}");
+    let auth = format!("Bearer {TOKEN}");
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    let (code, v) = request(server.port, "POST", "/api/notifications/retry", &headers, br#"{"channel": "zzz"}"#);
+    assert_eq!(code, 404, "{v}");
+    let (code, v) = request(server.port, "POST", "/api/notifications/retry", &headers, br#"{"ids": ["x"]}"#);
+    assert_eq!(code, 400, "{v}");
+    let (code, v) = request(server.port, "POST", "/api/notifications/retry", &headers, body);
+    assert_eq!((code, v["requeued"].as_u64()), (200, Some(4)), "{v}");
+    // The server's dispatcher delivers them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rx.got().len() < 4 {
+        assert!(Instant::now() < deadline, "not delivered: {:?}", rx.got());
+        thread::sleep(Duration::from_millis(50));
+    }
+    let (_, v) = get(server.port, "/api/status");
+    let a = v["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "a")
+        .cloned()
+        .unwrap();
+    assert_eq!((a["dead"].as_u64(), a["delivered"].as_u64()), (Some(0), Some(4)), "{v}");
+    assert!(rx.got().iter().all(|g| g.0 == "/a"));
+    server.kill();
+}
