@@ -722,7 +722,10 @@ notifications: {pending} pending, {dead} dead letter(s){}",
         }
     ));
     for c in channels.iter().filter(|c| c.pending > 0 || c.dead > 0) {
-        line(format!("  {}: {} pending, {} dead", c.channel, c.pending, c.dead));
+        line(format!(
+            "  {}: {} pending, {} dead",
+            c.channel, c.pending, c.dead
+        ));
     }
 }
 

@@ -55,7 +55,10 @@ pub fn start(project: &Project, pipeline: &Pipeline) -> Option<Running> {
     match dispatcher(project, pipeline) {
         Ok(d) => d.map(|d| d.spawn(EVERY)),
         Err(e) => {
-            eprintln!("ferry: notifications are not sent by this process: {}", e.message);
+            eprintln!(
+                "ferry: notifications are not sent by this process: {}",
+                e.message
+            );
             None
         }
     }
@@ -103,7 +106,12 @@ pub fn item_json(i: &OutboxItem) -> serde_json::Value {
 
 /// The outbox summary: counts per channel, and the undelivered deliveries (dead
 /// letters first), at most `limit`.
-pub fn summary(store: &dyn Store, dead_only: bool, channel: Option<&str>, limit: usize) -> CliResult<serde_json::Value> {
+pub fn summary(
+    store: &dyn Store,
+    dead_only: bool,
+    channel: Option<&str>,
+    limit: usize,
+) -> CliResult<serde_json::Value> {
     let counts = store.outbox_counts()?;
     let mut items: Vec<OutboxItem> = Vec::new();
     let statuses: &[DeliveryStatus] = if dead_only {
@@ -126,7 +134,13 @@ pub fn summary(store: &dyn Store, dead_only: bool, channel: Option<&str>, limit:
 }
 
 /// `ferry notify list [--dead] [--channel ID]`.
-pub fn list(project: &Project, dead: bool, channel: Option<&str>, limit: usize, as_json: bool) -> CliResult<i32> {
+pub fn list(
+    project: &Project,
+    dead: bool,
+    channel: Option<&str>,
+    limit: usize,
+    as_json: bool,
+) -> CliResult<i32> {
     let (pipeline, _) = project.load()?;
     if let Some(c) = channel {
         known_channel(&pipeline, c)?;
@@ -174,7 +188,11 @@ pub fn list(project: &Project, dead: bool, channel: Option<&str>, limit: usize, 
         "LAST ERROR".into(),
     ]];
     let mut items = Vec::new();
-    for s in if dead { vec![DeliveryStatus::Dead] } else { vec![DeliveryStatus::Dead, DeliveryStatus::Pending] } {
+    for s in if dead {
+        vec![DeliveryStatus::Dead]
+    } else {
+        vec![DeliveryStatus::Dead, DeliveryStatus::Pending]
+    } {
         items.extend(store.outbox(&OutboxFilter {
             status: Some(s),
             channel: channel.map(str::to_string),
@@ -183,7 +201,11 @@ pub fn list(project: &Project, dead: bool, channel: Option<&str>, limit: usize, 
     }
     items.truncate(limit);
     if items.is_empty() {
-        line(if dead { "\nno dead letters" } else { "\nnothing waiting: every notification was delivered" });
+        line(if dead {
+            "\nno dead letters"
+        } else {
+            "\nnothing waiting: every notification was delivered"
+        });
         return Ok(exit::OK);
     }
     for i in &items {
@@ -193,8 +215,14 @@ pub fn list(project: &Project, dead: bool, channel: Option<&str>, limit: usize, 
             format!("{} #{}", i.event.kind, i.event_id),
             i.status.as_str().to_string(),
             i.attempts.to_string(),
-            i.next_at.map_or_else(|| "`ferry notify retry`".to_string(), |t| when(t.millis())),
-            i.last_error.clone().unwrap_or_default().chars().take(100).collect(),
+            i.next_at
+                .map_or_else(|| "`ferry notify retry`".to_string(), |t| when(t.millis())),
+            i.last_error
+                .clone()
+                .unwrap_or_default()
+                .chars()
+                .take(100)
+                .collect(),
         ]);
     }
     line("");
@@ -211,7 +239,13 @@ fn known_channel(pipeline: &Pipeline, id: &str) -> CliResult<()> {
     let shown = if ids.is_empty() {
         "ferry.yml has no `notifications:`".to_string()
     } else {
-        format!("the channels are {}", ids.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", "))
+        format!(
+            "the channels are {}",
+            ids.iter()
+                .map(|i| format!("`{i}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     };
     Err(crate::error::CliError::new(
         exit::NOT_FOUND,
@@ -221,7 +255,12 @@ fn known_channel(pipeline: &Pipeline, id: &str) -> CliResult<()> {
 
 /// Makes dead letters (or the deliveries `ids`) due now, as a fresh round. Returns how
 /// many.
-pub fn requeue(pipeline: &Pipeline, store: &dyn Store, channel: Option<&str>, ids: &[i64]) -> CliResult<usize> {
+pub fn requeue(
+    pipeline: &Pipeline,
+    store: &dyn Store,
+    channel: Option<&str>,
+    ids: &[i64],
+) -> CliResult<usize> {
     if let Some(c) = channel {
         known_channel(pipeline, c)?;
     }
@@ -230,7 +269,12 @@ pub fn requeue(pipeline: &Pipeline, store: &dyn Store, channel: Option<&str>, id
 
 /// `ferry notify retry [--channel ID] [ID…]`: dead letters due again now, then sent
 /// at once by this process (for at most [`FLUSH`]).
-pub fn retry(project: &Project, channel: Option<&str>, ids: &[i64], as_json: bool) -> CliResult<i32> {
+pub fn retry(
+    project: &Project,
+    channel: Option<&str>,
+    ids: &[i64],
+    as_json: bool,
+) -> CliResult<i32> {
     let (pipeline, _) = project.load()?;
     let store = project.open_store()?;
     let n = requeue(&pipeline, &store, channel, ids)?;
@@ -245,9 +289,17 @@ pub fn retry(project: &Project, channel: Option<&str>, ids: &[i64], as_json: boo
     let counts = store.outbox_counts()?;
     let delivered: u64 = counts.iter().map(|c| c.delivered).sum();
     if as_json {
-        json(&json!({"requeued": n, "pending": left, "dead": dead, "delivered": delivered, "channels": counts}));
+        json(
+            &json!({"requeued": n, "pending": left, "dead": dead, "delivered": delivered, "channels": counts}),
+        );
     } else {
-        line(format!("{n} notification(s) sent again; {left} still pending, {dead} dead letter(s)"));
+        line(format!(
+            "{n} notification(s) sent again; {left} still pending, {dead} dead letter(s)"
+        ));
     }
-    Ok(if dead > 0 || left > 0 { exit::RUN_FAILED } else { exit::OK })
+    Ok(if dead > 0 || left > 0 {
+        exit::RUN_FAILED
+    } else {
+        exit::OK
+    })
 }

@@ -169,7 +169,11 @@ const A_KINDS: &[&str] = &[
     "incident_opened",
     "pipeline_alarm",
 ];
-const B_KINDS: &[&str] = &["deployment_started", "deployment_succeeded", "run_succeeded"];
+const B_KINDS: &[&str] = &[
+    "deployment_started",
+    "deployment_succeeded",
+    "run_succeeded",
+];
 
 fn per_channel(got: &[Got]) -> BTreeMap<String, Vec<i64>> {
     let mut m: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -207,15 +211,20 @@ fn a_receiver_down_for_a_whole_run_gets_every_event_exactly_once_when_back() {
         assert_eq!(c["delivered"], 0);
     }
     let text = r.ferry(&["status"]);
-    assert!(support::stdout(&text).contains("dead letter"), "{}", describe(&text));
+    assert!(
+        support::stdout(&text).contains("dead letter"),
+        "{}",
+        describe(&text)
+    );
     let dead = r.ferry(&["notify", "list", "--dead", "--json"]);
     assert_code(&dead, 0, "ferry notify list --dead");
     let dead = json(&dead);
     let deliveries = dead["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), a_ids.len() + b_ids.len());
     assert!(
-        deliveries.iter().all(|d| d["attempts"] == 3
-            && d["lastError"].as_str().unwrap().contains("webhook")),
+        deliveries
+            .iter()
+            .all(|d| d["attempts"] == 3 && d["lastError"].as_str().unwrap().contains("webhook")),
         "{dead}"
     );
 
@@ -224,15 +233,27 @@ fn a_receiver_down_for_a_whole_run_gets_every_event_exactly_once_when_back() {
     let retry = r.ferry(&["notify", "retry"]);
     assert_code(&retry, 0, "ferry notify retry");
     let got = per_channel(&rx.got());
-    assert_eq!(got["/a"], a_ids.iter().copied().collect::<Vec<_>>(), "exactly once each on a");
-    assert_eq!(got["/b"], b_ids.iter().copied().collect::<Vec<_>>(), "exactly once each on b");
+    assert_eq!(
+        got["/a"],
+        a_ids.iter().copied().collect::<Vec<_>>(),
+        "exactly once each on a"
+    );
+    assert_eq!(
+        got["/b"],
+        b_ids.iter().copied().collect::<Vec<_>>(),
+        "exactly once each on b"
+    );
     // Nothing is left and nothing is sent twice by later passes.
     let again = r.ferry(&["notify", "retry"]);
     assert_code(&again, 0, "a second retry");
     assert_eq!(rx.got().len(), a_ids.len() + b_ids.len());
     let st = r.status();
     for c in st["notifications"].as_array().unwrap() {
-        assert_eq!((c["pending"].as_u64(), c["dead"].as_u64()), (Some(0), Some(0)), "{st}");
+        assert_eq!(
+            (c["pending"].as_u64(), c["dead"].as_u64()),
+            (Some(0), Some(0)),
+            "{st}"
+        );
     }
     // A channel id that does not exist is refused with the list of channels.
     let bad = r.ferry(&["notify", "retry", "--channel", "c"]);
@@ -293,7 +314,11 @@ fn killed_while_sending_then_restarted_loses_nothing() {
         .iter()
         .filter(|g| !seen.insert((g.0.clone(), g.1)))
         .collect();
-    assert_eq!(dups.len(), 1, "the interrupted delivery is sent again: {got:?}");
+    assert_eq!(
+        dups.len(),
+        1,
+        "the interrupted delivery is sent again: {got:?}"
+    );
     for d in dups {
         assert_eq!((&d.0, d.1), (&first[0].0, first[0].1));
     }
@@ -319,12 +344,33 @@ fn serve_shows_the_outbox_and_retries_dead_letters_through_the_api() {
     let (code, v) = request(server.port, "POST", "/api/notifications/retry", &[], body);
     assert_eq!(code, 401, "a token is needed: {v}");
     let auth = format!("Bearer {TOKEN}");
-    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
-    let (code, v) = request(server.port, "POST", "/api/notifications/retry", &headers, br#"{"channel": "zzz"}"#);
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (code, v) = request(
+        server.port,
+        "POST",
+        "/api/notifications/retry",
+        &headers,
+        br#"{"channel": "zzz"}"#,
+    );
     assert_eq!(code, 404, "{v}");
-    let (code, v) = request(server.port, "POST", "/api/notifications/retry", &headers, br#"{"ids": ["x"]}"#);
+    let (code, v) = request(
+        server.port,
+        "POST",
+        "/api/notifications/retry",
+        &headers,
+        br#"{"ids": ["x"]}"#,
+    );
     assert_eq!(code, 400, "{v}");
-    let (code, v) = request(server.port, "POST", "/api/notifications/retry", &headers, body);
+    let (code, v) = request(
+        server.port,
+        "POST",
+        "/api/notifications/retry",
+        &headers,
+        body,
+    );
     assert_eq!((code, v["requeued"].as_u64()), (200, Some(4)), "{v}");
     // The server's dispatcher delivers them.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -340,7 +386,11 @@ fn serve_shows_the_outbox_and_retries_dead_letters_through_the_api() {
         .find(|c| c["channel"] == "a")
         .cloned()
         .unwrap();
-    assert_eq!((a["dead"].as_u64(), a["delivered"].as_u64()), (Some(0), Some(4)), "{v}");
+    assert_eq!(
+        (a["dead"].as_u64(), a["delivered"].as_u64()),
+        (Some(0), Some(4)),
+        "{v}"
+    );
     assert!(rx.got().iter().all(|g| g.0 == "/a"));
     server.kill();
 }

@@ -761,7 +761,10 @@ impl Notification {
     pub fn wanted(&self) -> Vec<String> {
         let events = self.events();
         if events.is_empty() {
-            DEFAULT_NOTIFY_EVENTS.iter().map(|k| (*k).to_string()).collect()
+            DEFAULT_NOTIFY_EVENTS
+                .iter()
+                .map(|k| (*k).to_string())
+                .collect()
         } else {
             events.to_vec()
         }
@@ -785,9 +788,14 @@ impl Notification {
             Notification::Webhook { name, url, .. } | Notification::Slack { name, url, .. } => {
                 (name, url.clone())
             }
-            Notification::Email { name, smtp, to, .. } => (name, format!("{smtp} {}", to.join(","))),
+            Notification::Email { name, smtp, to, .. } => {
+                (name, format!("{smtp} {}", to.join(",")))
+            }
             Notification::Github {
-                name, repo, api_url, ..
+                name,
+                repo,
+                api_url,
+                ..
             } => (name, format!("{api_url} {repo}")),
         };
         match name {

@@ -2292,7 +2292,9 @@ impl Checker<'_> {
                     let line = first.line;
                     self.report(
                         item.pos,
-                        format!("{label} is the same channel as the one on line {line} (id `{id}`)"),
+                        format!(
+                            "{label} is the same channel as the one on line {line} (id `{id}`)"
+                        ),
                         "remove one, or give each its own `name:` if both are meant",
                     );
                 }
@@ -2427,7 +2429,12 @@ impl Checker<'_> {
                     }
                 });
                 let username = self.text(&c, "username", &loc, "username: ferry");
-                let password_env = match self.text(&c, "password_env", &loc, "password_env: SMTP_PASSWORD") {
+                let password_env = match self.text(
+                    &c,
+                    "password_env",
+                    &loc,
+                    "password_env: SMTP_PASSWORD",
+                ) {
                     Some(t) if valid_env_var(&t) => Some(t),
                     Some(t) => {
                         let pos = c.get("password_env").map_or(c.pos, |e| e.pos());
@@ -2499,7 +2506,13 @@ impl Checker<'_> {
                 };
                 let api_url = match c.get("api_url") {
                     Some(_) => self
-                        .url(&c, "api_url", &loc, "api_url: https://github.example.com/api/v3", false)
+                        .url(
+                            &c,
+                            "api_url",
+                            &loc,
+                            "api_url: https://github.example.com/api/v3",
+                            false,
+                        )
                         .map(|u| u.trim_end_matches('/').to_string()),
                     None => Some("https://api.github.com".to_string()),
                 };

@@ -1862,7 +1862,11 @@ notifications:
     };
     assert_eq!(
         ferry_config::smtp_endpoint(smtp, *tls),
-        Ok(("mail.example.com".to_string(), 465, ferry_config::SmtpTls::Tls))
+        Ok((
+            "mail.example.com".to_string(),
+            465,
+            ferry_config::SmtpTls::Tls
+        ))
     );
     let ferry_config::Notification::Github { api_url, .. } = &p.notifications[2] else {
         panic!("github expected");

@@ -186,27 +186,29 @@ impl DeliveryPolicy {
                 last_error: Some(error.clone()),
                 delivered_at: None,
             },
-            Attempt::Transient(error) => match self.round.delay_before(attempts.saturating_add(1)) {
-                Some(wait) if item.status != DeliveryStatus::Dead => Settle {
-                    status: DeliveryStatus::Pending,
-                    attempts,
-                    rounds: item.rounds,
-                    next_at: Some(now.plus(wait)),
-                    last_error: Some(error.clone()),
-                    delivered_at: None,
-                },
-                _ => {
-                    let rounds = item.rounds.saturating_add(1);
-                    Settle {
-                        status: DeliveryStatus::Dead,
+            Attempt::Transient(error) => {
+                match self.round.delay_before(attempts.saturating_add(1)) {
+                    Some(wait) if item.status != DeliveryStatus::Dead => Settle {
+                        status: DeliveryStatus::Pending,
                         attempts,
-                        rounds,
-                        next_at: Some(now.plus(self.dead_delay(rounds))),
+                        rounds: item.rounds,
+                        next_at: Some(now.plus(wait)),
                         last_error: Some(error.clone()),
                         delivered_at: None,
+                    },
+                    _ => {
+                        let rounds = item.rounds.saturating_add(1);
+                        Settle {
+                            status: DeliveryStatus::Dead,
+                            attempts,
+                            rounds,
+                            next_at: Some(now.plus(self.dead_delay(rounds))),
+                            last_error: Some(error.clone()),
+                            delivered_at: None,
+                        }
                     }
                 }
-            },
+            }
         }
     }
 }

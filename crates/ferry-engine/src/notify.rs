@@ -91,9 +91,9 @@ impl Dispatcher {
             let ids = [channel.id().to_string()];
             loop {
                 let now = self.clock.now();
-                let claimed =
-                    self.store
-                        .outbox_claim(&ids, now, now.plus(self.policy.claim), 1)?;
+                let claimed = self
+                    .store
+                    .outbox_claim(&ids, now, now.plus(self.policy.claim), 1)?;
                 let Some(item) = claimed.into_iter().next() else {
                     break;
                 };

@@ -7,7 +7,9 @@ use ferry_core::alarm::AlarmState;
 use ferry_core::approval::Decision;
 use ferry_core::events::{EventKind, iso8601};
 use ferry_core::gates::ExitObservation;
-pub use ferry_core::notify::{Attempt, OutboxChannel, OutboxCounts, OutboxFilter, OutboxItem, Settle};
+pub use ferry_core::notify::{
+    Attempt, OutboxChannel, OutboxCounts, OutboxFilter, OutboxItem, Settle,
+};
 use ferry_core::rollback::RollbackRecord;
 use ferry_core::run::RunView;
 pub use ferry_core::window::{BreakGlass, Freeze};
@@ -266,12 +268,8 @@ pub trait Store: Send + Sync {
     /// Makes undelivered deliveries due at `now` as a fresh round (attempts back to 0,
     /// status pending): those of `ids` if any are given, else every dead letter (of
     /// `channel` if given). Returns how many.
-    fn outbox_retry(
-        &self,
-        channel: Option<&str>,
-        ids: &[i64],
-        now: Timestamp,
-    ) -> PortResult<usize>;
+    fn outbox_retry(&self, channel: Option<&str>, ids: &[i64], now: Timestamp)
+    -> PortResult<usize>;
     /// Pending, dead and delivered counts per channel, by channel id.
     fn outbox_counts(&self) -> PortResult<Vec<OutboxCounts>>;
 }

@@ -94,15 +94,19 @@ impl Email {
 
     fn message(&self, event_id: i64, event: &Event) -> Result<Message, String> {
         let (subject, body) = payload::email(event_id, event, &self.pipeline);
-        let from: Mailbox = self
-            .settings
-            .from
-            .parse()
-            .map_err(|e| format!("`from: {}` is not an email address ({e})", self.settings.from))?;
+        let from: Mailbox = self.settings.from.parse().map_err(|e| {
+            format!(
+                "`from: {}` is not an email address ({e})",
+                self.settings.from
+            )
+        })?;
         let mut b = Message::builder()
             .from(from)
             .subject(subject)
-            .message_id(Some(format!("<ferry-event-{event_id}@{}>", domain(&self.pipeline))))
+            .message_id(Some(format!(
+                "<ferry-event-{event_id}@{}>",
+                domain(&self.pipeline)
+            )))
             .header(ContentType::TEXT_PLAIN);
         for to in &self.settings.to {
             let mb: Mailbox = to
@@ -110,7 +114,8 @@ impl Email {
                 .map_err(|e| format!("`to: {to}` is not an email address ({e})"))?;
             b = b.to(mb);
         }
-        b.body(body).map_err(|e| format!("cannot build the message: {e}"))
+        b.body(body)
+            .map_err(|e| format!("cannot build the message: {e}"))
     }
 }
 
@@ -118,7 +123,13 @@ impl Email {
 fn domain(pipeline: &str) -> String {
     let d: String = pipeline
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("{d}.ferry")
 }

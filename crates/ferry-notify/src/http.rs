@@ -115,7 +115,13 @@ impl Notifier for Webhook {
     fn deliver(&self, event_id: i64, event: &Event) -> Attempt {
         let body = payload::document(event_id, event);
         let shown = format!("webhook `{}`", self.id);
-        post_json(&self.agent, &self.url, &id_headers(event_id, event), &body, &shown)
+        post_json(
+            &self.agent,
+            &self.url,
+            &id_headers(event_id, event),
+            &body,
+            &shown,
+        )
     }
 }
 
@@ -154,6 +160,12 @@ impl Notifier for Slack {
     fn deliver(&self, event_id: i64, event: &Event) -> Attempt {
         let body = payload::slack(event_id, event, &self.pipeline, self.repository.as_deref());
         let shown = format!("slack `{}`", self.id);
-        post_json(&self.agent, &self.url, &id_headers(event_id, event), &body, &shown)
+        post_json(
+            &self.agent,
+            &self.url,
+            &id_headers(event_id, event),
+            &body,
+            &shown,
+        )
     }
 }

@@ -106,13 +106,18 @@ pub fn slack(event_id: i64, event: &Event, pipeline: &str, repository: Option<&s
         })
         .collect();
         if !parts.is_empty() {
-            fields.push(json!({"type": "mrkdwn", "text": format!("*Tests*\n{}", parts.join(", "))}));
+            fields
+                .push(json!({"type": "mrkdwn", "text": format!("*Tests*\n{}", parts.join(", "))}));
         }
     }
     if let Some(r) = text(event, "reason") {
         fields.push(json!({"type": "mrkdwn", "text": format!("*Reason*\n{r}")}));
     }
-    let title = format!("{} {pipeline}: {}", icon(event.kind), event.kind.as_str().replace('_', " "));
+    let title = format!(
+        "{} {pipeline}: {}",
+        icon(event.kind),
+        event.kind.as_str().replace('_', " ")
+    );
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": title.chars().take(150).collect::<String>(), "emoji": true}}),
         json!({"type": "section", "text": {"type": "mrkdwn", "text": event.message}}),
@@ -204,7 +209,10 @@ mod tests {
         e.data["testResults"] = json!({"unitTests": "passed", "coverage": "85%"});
         let s = slack(1, &e, "shop", Some("https://github.com/acme/shop"));
         let all = s.to_string();
-        assert!(all.contains("<https://github.com/acme/shop/commit/abc123def|abc123def>"), "{all}");
+        assert!(
+            all.contains("<https://github.com/acme/shop/commit/abc123def|abc123def>"),
+            "{all}"
+        );
         assert!(all.contains("*Duration*\\n45m 30s"), "{all}");
         assert!(all.contains("unit: passed, coverage: 85%"), "{all}");
         assert!(all.contains("*Environment*\\nproduction"), "{all}");
@@ -213,7 +221,10 @@ mod tests {
     #[test]
     fn github_states_per_environment() {
         let (sha, state, ctx, _) = github_status(&started()).expect("status");
-        assert_eq!((sha.as_str(), state, ctx.as_str()), ("abc123def", "pending", "ferry/production"));
+        assert_eq!(
+            (sha.as_str(), state, ctx.as_str()),
+            ("abc123def", "pending", "ferry/production")
+        );
         let mut e = started();
         e.kind = EventKind::StepStarted;
         assert!(github_status(&e).is_none());

@@ -73,7 +73,10 @@ fn serve(stream: TcpStream, answer: Option<u16>, seen: &Mutex<Vec<Request>>) {
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
-    let len: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0; len];
     r.read_exact(&mut body).unwrap();
     seen.lock().unwrap().push(Request {
@@ -132,7 +135,10 @@ fn webhook_posts_the_seed_document_with_the_event_id() {
     let rx = Receiver::start(vec![Some(200)]);
     let hook = Webhook::new("hook".into(), kinds(), &rx.url("/events"), &options());
     let a = hook.deliver(17, &succeeded());
-    assert!(matches!(&a, Attempt::Delivered(s) if s.contains("200")), "{a:?}");
+    assert!(
+        matches!(&a, Attempt::Delivered(s) if s.contains("200")),
+        "{a:?}"
+    );
     let got = rx.requests();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].path, "/events");
@@ -152,7 +158,10 @@ fn a_refusing_failing_or_silent_receiver_is_transient_and_a_4xx_permanent() {
     let rx = Receiver::start(vec![Some(500)]);
     let hook = Webhook::new("hook".into(), kinds(), &rx.url("/e"), &options());
     let a = hook.deliver(1, &succeeded());
-    assert!(matches!(&a, Attempt::Transient(s) if s.contains("500") && s.contains("answer 500")), "{a:?}");
+    assert!(
+        matches!(&a, Attempt::Transient(s) if s.contains("500") && s.contains("answer 500")),
+        "{a:?}"
+    );
 
     let rx = Receiver::start(vec![Some(404)]);
     let hook = Webhook::new("hook".into(), kinds(), &rx.url("/e"), &options());
@@ -160,28 +169,59 @@ fn a_refusing_failing_or_silent_receiver_is_transient_and_a_4xx_permanent() {
 
     let rx = Receiver::start(vec![Some(429)]);
     let hook = Webhook::new("hook".into(), kinds(), &rx.url("/e"), &options());
-    assert!(matches!(hook.deliver(1, &succeeded()), Attempt::Transient(_)));
+    assert!(matches!(
+        hook.deliver(1, &succeeded()),
+        Attempt::Transient(_)
+    ));
 
     // Nobody listens.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let hook = Webhook::new("hook".into(), kinds(), &format!("http://127.0.0.1:{port}/e"), &options());
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hook = Webhook::new(
+        "hook".into(),
+        kinds(),
+        &format!("http://127.0.0.1:{port}/e"),
+        &options(),
+    );
     let a = hook.deliver(1, &succeeded());
-    assert!(matches!(&a, Attempt::Transient(s) if s.contains("webhook `hook`")), "{a:?}");
+    assert!(
+        matches!(&a, Attempt::Transient(s) if s.contains("webhook `hook`")),
+        "{a:?}"
+    );
 
     // Accepts and never answers: the call's timeout ends it.
     let rx = Receiver::start(vec![None]);
     let hook = Webhook::new("hook".into(), kinds(), &rx.url("/e"), &options());
     let a = hook.deliver(1, &succeeded());
-    assert!(matches!(&a, Attempt::Transient(s) if s.contains("timed out")), "{a:?}");
+    assert!(
+        matches!(&a, Attempt::Transient(s) if s.contains("timed out")),
+        "{a:?}"
+    );
 }
 
 #[test]
 fn slack_gets_blocks_with_commit_link_environment_version_duration_and_tests() {
     let rx = Receiver::start(vec![Some(200)]);
-    let slack = Slack::new("team".into(), kinds(), &rx.url("/services/T/B/X"), &options());
-    assert!(matches!(slack.deliver(5, &succeeded()), Attempt::Delivered(_)));
+    let slack = Slack::new(
+        "team".into(),
+        kinds(),
+        &rx.url("/services/T/B/X"),
+        &options(),
+    );
+    assert!(matches!(
+        slack.deliver(5, &succeeded()),
+        Attempt::Delivered(_)
+    ));
     let body = rx.requests()[0].body.clone();
-    assert!(body["text"].as_str().unwrap().contains("deployed abc123def"));
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .contains("deployed abc123def")
+    );
     let blocks = body["blocks"].as_array().unwrap();
     assert_eq!(blocks[0]["type"], "header");
     let fields: Vec<String> = blocks[2]["fields"]
@@ -204,7 +244,14 @@ fn slack_gets_blocks_with_commit_link_environment_version_duration_and_tests() {
 #[test]
 fn github_sets_a_commit_status_per_environment() {
     let rx = Receiver::start(vec![Some(201)]);
-    let gh = Github::new("gh".into(), kinds(), &rx.url("/api/v3/"), "acme/shop", "GH_TOKEN", &options());
+    let gh = Github::new(
+        "gh".into(),
+        kinds(),
+        &rx.url("/api/v3/"),
+        "acme/shop",
+        "GH_TOKEN",
+        &options(),
+    );
     assert!(matches!(gh.deliver(9, &succeeded()), Attempt::Delivered(_)));
     let got = rx.requests();
     assert_eq!(got[0].path, "/api/v3/repos/acme/shop/statuses/abc123def");
@@ -214,11 +261,22 @@ fn github_sets_a_commit_status_per_environment() {
     // An event that sets no status is done without a call.
     let mut step = succeeded();
     step.kind = EventKind::StepStarted;
-    assert!(matches!(gh.deliver(10, &step), Attempt::Delivered(s) if s.contains("no commit status")));
+    assert!(
+        matches!(gh.deliver(10, &step), Attempt::Delivered(s) if s.contains("no commit status"))
+    );
     assert_eq!(rx.requests().len(), 1);
     // No token: a dead letter that says where to put it.
-    let gh = Github::new("gh".into(), kinds(), &rx.url("/api/v3"), "acme/shop", "MISSING_TOKEN", &options());
-    assert!(matches!(gh.deliver(9, &succeeded()), Attempt::Permanent(s) if s.contains("`MISSING_TOKEN` is not set")));
+    let gh = Github::new(
+        "gh".into(),
+        kinds(),
+        &rx.url("/api/v3"),
+        "acme/shop",
+        "MISSING_TOKEN",
+        &options(),
+    );
+    assert!(
+        matches!(gh.deliver(9, &succeeded()), Attempt::Permanent(s) if s.contains("`MISSING_TOKEN` is not set"))
+    );
 }
 
 /// What the SMTP server received in one session.
@@ -266,7 +324,10 @@ fn smtp_session(stream: TcpStream, refuse: &[&str], mails: &Mutex<Vec<Mail>>) {
         } else if upper.starts_with("RCPT TO:") {
             let to = cmd[8..].trim().trim_matches(['<', '>']).to_string();
             if refuse.contains(&to.as_str()) {
-                let _ = write!(w, "550 5.1.1 <{to}>: Recipient address rejected: no such user\r\n");
+                let _ = write!(
+                    w,
+                    "550 5.1.1 <{to}>: Recipient address rejected: no such user\r\n"
+                );
             } else {
                 mail.to.push(to);
                 let _ = write!(w, "250 2.1.5 Ok\r\n");
@@ -317,14 +378,33 @@ fn email_goes_to_every_recipient_with_the_event_id_in_its_message_id() {
     let (port, mails) = smtp_server(&[]);
     let e = email(port, &["a@example.com", "b@example.com"], SmtpTls::None);
     let a = e.deliver(23, &succeeded());
-    assert!(matches!(&a, Attempt::Delivered(s) if s.contains("250")), "{a:?}");
+    assert!(
+        matches!(&a, Attempt::Delivered(s) if s.contains("250")),
+        "{a:?}"
+    );
     let got = mails.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].from, "<ferry@example.com>");
     assert_eq!(got[0].to, ["a@example.com", "b@example.com"]);
-    assert!(got[0].data.contains("Message-ID: <ferry-event-23@shop.ferry>"), "{}", got[0].data);
-    assert!(got[0].data.contains("Subject: [ferry] shop: deployed abc123def to production"), "{}", got[0].data);
-    assert!(got[0].data.contains("\"version\": \"abc123def\""), "{}", got[0].data);
+    assert!(
+        got[0]
+            .data
+            .contains("Message-ID: <ferry-event-23@shop.ferry>"),
+        "{}",
+        got[0].data
+    );
+    assert!(
+        got[0]
+            .data
+            .contains("Subject: [ferry] shop: deployed abc123def to production"),
+        "{}",
+        got[0].data
+    );
+    assert!(
+        got[0].data.contains("\"version\": \"abc123def\""),
+        "{}",
+        got[0].data
+    );
 }
 
 #[test]
@@ -335,7 +415,10 @@ fn a_refused_recipient_is_a_dead_letter_with_the_servers_answer() {
     match a {
         Attempt::Permanent(s) => {
             assert!(s.contains("550"), "{s}");
-            assert!(s.contains("Recipient address rejected: no such user"), "{s}");
+            assert!(
+                s.contains("Recipient address rejected: no such user"),
+                "{s}"
+            );
         }
         other => panic!("expected a permanent failure, got {other:?}"),
     }
@@ -348,13 +431,23 @@ fn starttls_is_required_when_the_server_does_not_offer_it() {
     let (port, mails) = smtp_server(&[]);
     let e = email(port, &["a@example.com"], SmtpTls::Starttls);
     let a = e.deliver(1, &succeeded());
-    assert!(matches!(&a, Attempt::Transient(_) | Attempt::Permanent(_)), "{a:?}");
-    assert!(mails.lock().unwrap().is_empty(), "nothing sent in the clear");
+    assert!(
+        matches!(&a, Attempt::Transient(_) | Attempt::Permanent(_)),
+        "{a:?}"
+    );
+    assert!(
+        mails.lock().unwrap().is_empty(),
+        "nothing sent in the clear"
+    );
 }
 
 #[test]
 fn nobody_listening_for_smtp_is_transient() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let e = email(port, &["a@example.com"], SmtpTls::None);
     assert!(matches!(e.deliver(1, &succeeded()), Attempt::Transient(_)));
 }

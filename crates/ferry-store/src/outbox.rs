@@ -55,7 +55,11 @@ fn items(tx: &Transaction<'_>, sql: &str, args: Vec<Value>) -> Fallible<Vec<Outb
     Ok(out)
 }
 
-pub(crate) fn fill(tx: &Transaction<'_>, channels: &[OutboxChannel], now: Timestamp) -> Fallible<usize> {
+pub(crate) fn fill(
+    tx: &Transaction<'_>,
+    channels: &[OutboxChannel],
+    now: Timestamp,
+) -> Fallible<usize> {
     let newest: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
     let mut added = 0;
     for c in channels {
@@ -77,12 +81,13 @@ pub(crate) fn fill(tx: &Transaction<'_>, channels: &[OutboxChannel], now: Timest
         if cursor >= newest {
             continue;
         }
-        let mut stmt = tx.prepare("SELECT id, kind FROM events WHERE id > ?1 AND id <= ?2 ORDER BY id")?;
+        let mut stmt =
+            tx.prepare("SELECT id, kind FROM events WHERE id > ?1 AND id <= ?2 ORDER BY id")?;
         let mut rows = stmt.query(params![cursor, newest])?;
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
             let kind: String = r.get(1)?;
-            if c.kinds.iter().any(|k| *k == kind) {
+            if c.kinds.contains(&kind) {
                 added += tx.execute(
                     "INSERT OR IGNORE INTO outbox (channel, event_id, status, next_at, created_at)
                      VALUES (?1, ?2, 'pending', ?3, ?3)",
@@ -211,7 +216,8 @@ pub(crate) fn counts(tx: &Transaction<'_>) -> Fallible<Vec<OutboxCounts>> {
             },
         );
     }
-    let mut stmt = tx.prepare("SELECT channel, status, COUNT(*) FROM outbox GROUP BY channel, status")?;
+    let mut stmt =
+        tx.prepare("SELECT channel, status, COUNT(*) FROM outbox GROUP BY channel, status")?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let channel: String = r.get(0)?;

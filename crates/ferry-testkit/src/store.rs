@@ -5,6 +5,7 @@
 use crate::clock::Ticks;
 use ferry_core::alarm::AlarmState;
 use ferry_core::approval::Decision;
+use ferry_core::notify::DeliveryStatus;
 use ferry_core::rollback::RollbackRecord;
 use ferry_core::run::{RunView, StageView, StepView};
 use ferry_core::window::{self, BreakGlass, Freeze};
@@ -12,7 +13,6 @@ use ferry_core::{
     Change, DeploymentRecord, DeploymentStatus, Event, RunId, RunStatus, StageStatus, StepStatus,
     Suite, Timestamp,
 };
-use ferry_core::notify::DeliveryStatus;
 use ferry_engine::ports::{
     EventFilter, Incident, Lease, NewRun, OutboxChannel, OutboxCounts, OutboxFilter, OutboxItem,
     PortError, PortResult, Settle, Store,
@@ -1196,10 +1196,12 @@ impl Store for MemoryStore {
             })
             .collect();
         for i in &st.outbox {
-            let c = out.entry(i.channel.clone()).or_insert_with(|| OutboxCounts {
-                channel: i.channel.clone(),
-                ..OutboxCounts::default()
-            });
+            let c = out
+                .entry(i.channel.clone())
+                .or_insert_with(|| OutboxCounts {
+                    channel: i.channel.clone(),
+                    ..OutboxCounts::default()
+                });
             match i.status {
                 DeliveryStatus::Pending => c.pending += 1,
                 DeliveryStatus::Dead => c.dead += 1,

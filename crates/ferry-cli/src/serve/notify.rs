@@ -7,12 +7,15 @@
 //! - `POST /api/notifications/retry` `{"channel"?, "ids"?: [N]}` (bearer token, like
 //!   every `POST /api/…`) → 200, `{"requeued": N}`
 
-use super::{ApiError, ApiResult, AppState, Params, answer, authorize, blocking, body_object, limit, params, text_field};
+use super::{
+    ApiError, ApiResult, AppState, Params, answer, authorize, blocking, body_object, limit, params,
+    text_field,
+};
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use axum::Router;
 use serde_json::{Value, json};
 use std::sync::Arc;
 

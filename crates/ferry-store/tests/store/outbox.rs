@@ -41,16 +41,34 @@ fn contract(store: &dyn Store) {
     let hook = channel("hook", &["freeze_set"]);
     let other = channel("other", &["deployment_started"]);
     // First sight: the cursor starts at the newest event, nothing old is owed.
-    assert_eq!(store.outbox_fill(&[hook.clone(), other.clone()], T0).unwrap(), 0);
+    assert_eq!(
+        store
+            .outbox_fill(&[hook.clone(), other.clone()], T0)
+            .unwrap(),
+        0
+    );
     event(store, "a", T0);
     event(store, "b", T0);
-    assert_eq!(store.outbox_fill(&[hook.clone(), other.clone()], T0).unwrap(), 2);
+    assert_eq!(
+        store
+            .outbox_fill(&[hook.clone(), other.clone()], T0)
+            .unwrap(),
+        2
+    );
     // Exactly once: filling again adds nothing.
-    assert_eq!(store.outbox_fill(&[hook.clone(), other.clone()], T0).unwrap(), 0);
+    assert_eq!(
+        store
+            .outbox_fill(&[hook.clone(), other.clone()], T0)
+            .unwrap(),
+        0
+    );
     let counts = store.outbox_counts().unwrap();
     assert_eq!(counts.len(), 2);
     assert_eq!((counts[0].channel.as_str(), counts[0].pending), ("hook", 2));
-    assert_eq!((counts[1].channel.as_str(), counts[1].pending), ("other", 0));
+    assert_eq!(
+        (counts[1].channel.as_str(), counts[1].pending),
+        ("other", 0)
+    );
 
     // A claim reserves: a second claim at the same time gets nothing.
     let until = Timestamp(T0.0 + 60_000);
@@ -60,9 +78,20 @@ fn contract(store: &dyn Store) {
     assert_eq!(first[0].status, DeliveryStatus::Pending);
     let second = store.outbox_claim(&["hook".into()], T0, until, 5).unwrap();
     assert_eq!(second.len(), 1, "only the other one is left");
-    assert!(store.outbox_claim(&["hook".into()], T0, until, 5).unwrap().is_empty());
+    assert!(
+        store
+            .outbox_claim(&["hook".into()], T0, until, 5)
+            .unwrap()
+            .is_empty()
+    );
     // A claim that ran out (the sender died) is due again: at least once.
-    assert_eq!(store.outbox_claim(&["hook".into()], until, until, 5).unwrap().len(), 2);
+    assert_eq!(
+        store
+            .outbox_claim(&["hook".into()], until, until, 5)
+            .unwrap()
+            .len(),
+        2
+    );
 
     // Three transient failures: a dead letter, retried automatically later.
     let policy = DeliveryPolicy::default();
@@ -91,22 +120,37 @@ fn contract(store: &dyn Store) {
     let later = Timestamp(T0.0 + 1_000);
     let ok = policy.settle(&second[0], &Attempt::Delivered("200".into()), later);
     store.outbox_settle(second[0].id, &ok, later).unwrap();
-    let again = store.outbox_claim(&["hook".into()], later, until, 5).unwrap();
+    let again = store
+        .outbox_claim(&["hook".into()], later, until, 5)
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, item.id);
     assert_eq!(again[0].status, DeliveryStatus::Dead);
     // A permanent failure waits for a person; `retry` makes it a fresh round.
     let s = policy.settle(&again[0], &Attempt::Permanent("550 no".into()), later);
     store.outbox_settle(item.id, &s, later).unwrap();
-    assert!(store.outbox_claim(&["hook".into()], Timestamp(i64::MAX / 2), until, 5).unwrap().is_empty());
+    assert!(
+        store
+            .outbox_claim(&["hook".into()], Timestamp(i64::MAX / 2), until, 5)
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.outbox_retry(Some("other"), &[], later).unwrap(), 0);
     assert_eq!(store.outbox_retry(None, &[], later).unwrap(), 1);
-    let fresh = store.outbox_claim(&["hook".into()], later, until, 5).unwrap();
-    assert_eq!((fresh[0].status, fresh[0].attempts), (DeliveryStatus::Pending, 0));
+    let fresh = store
+        .outbox_claim(&["hook".into()], later, until, 5)
+        .unwrap();
+    assert_eq!(
+        (fresh[0].status, fresh[0].attempts),
+        (DeliveryStatus::Pending, 0)
+    );
     // Delivered ones are never retried.
     assert_eq!(store.outbox_retry(None, &[second[0].id], later).unwrap(), 0);
     let counts = store.outbox_counts().unwrap();
-    assert_eq!((counts[0].pending, counts[0].dead, counts[0].delivered), (1, 0, 1));
+    assert_eq!(
+        (counts[0].pending, counts[0].dead, counts[0].delivered),
+        (1, 0, 1)
+    );
 }
 
 #[test]
