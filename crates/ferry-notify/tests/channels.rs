@@ -1,5 +1,7 @@
 //! The channels against real receivers on loopback: an HTTP receiver (webhook, Slack,
-//! GitHub's statuses API) and an SMTP server written here.
+//! GitHub's statuses API) and an SMTP server written here, with STARTTLS over rustls and
+//! a test CA (`tests/fixtures`: a CA certificate and a `localhost` server certificate
+//! with its key, made with openssl for these tests only, valid for 100 years).
 
 #![allow(clippy::unwrap_used)]
 
@@ -282,6 +284,7 @@ fn github_sets_a_commit_status_per_environment() {
 /// What the SMTP server received in one session.
 #[derive(Debug, Clone, Default)]
 struct Mail {
+    secure: bool,
     from: String,
     to: Vec<String>,
     data: String,
@@ -304,11 +307,101 @@ fn smtp_server(refuse: &'static [&'static str]) -> (u16, Arc<Mutex<Vec<Mail>>>) 
     (port, mails)
 }
 
+/// Speaks SMTP on `stream`; with `tls`, offers STARTTLS and carries on over TLS after
+/// it (the whole session after STARTTLS is encrypted).
 fn smtp_session(stream: TcpStream, refuse: &[&str], mails: &Mutex<Vec<Mail>>) {
+    smtp_over(stream, refuse, mails, None);
+}
+
+fn smtp_over(
+    stream: TcpStream,
+    refuse: &[&str],
+    mails: &Mutex<Vec<Mail>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let mut w = stream.try_clone().unwrap();
-    let mut r = BufReader::new(stream);
-    let mut mail = Mail::default();
     let _ = write!(w, "220 test.local ESMTP ready\r\n");
+    let mut r = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let upper = line.trim_end().to_ascii_uppercase();
+        if upper.starts_with("EHLO") {
+            if tls.is_some() {
+                let _ = write!(w, "250-test.local\r\n250 STARTTLS\r\n");
+            } else {
+                let _ = write!(w, "250-test.local\r\n250 8BITMIME\r\n");
+            }
+        } else if upper == "STARTTLS" && tls.is_some() {
+            let _ = write!(w, "220 2.0.0 Ready to start TLS\r\n");
+            let conn = rustls::ServerConnection::new(tls.clone().unwrap()).unwrap();
+            let tls_stream = rustls::StreamOwned::new(conn, w);
+            // After STARTTLS the client starts over with EHLO, now encrypted.
+            commands(BufReader::new(tls_stream), refuse, mails, true);
+            return;
+        } else if upper == "QUIT" {
+            let _ = write!(w, "221 2.0.0 Bye\r\n");
+            return;
+        } else {
+            // Without STARTTLS, the plain session goes on as the encrypted one would.
+            let rest = line;
+            let stream = ReplayFirst {
+                first: Some(rest.into_bytes()),
+                inner: r,
+                out: w,
+            };
+            commands(BufReader::new(stream), refuse, mails, false);
+            return;
+        }
+    }
+}
+
+/// A stream that gives back one line already read before the rest.
+struct ReplayFirst {
+    first: Option<Vec<u8>>,
+    inner: BufReader<TcpStream>,
+    out: TcpStream,
+}
+
+impl Read for ReplayFirst {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(f) = self.first.take() {
+            let n = f.len().min(buf.len());
+            buf[..n].copy_from_slice(&f[..n]);
+            if n < f.len() {
+                self.first = Some(f[n..].to_vec());
+            }
+            return Ok(n);
+        }
+        self.inner.read(buf)
+    }
+}
+
+impl Write for ReplayFirst {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// The SMTP commands after the greeting (and, with TLS, after STARTTLS).
+fn commands<S: Read + Write>(
+    mut r: BufReader<S>,
+    refuse: &[&str],
+    mails: &Mutex<Vec<Mail>>,
+    secure: bool,
+) {
+    let mut mail = Mail::default();
+    macro_rules! say {
+        ($($t:tt)*) => {{
+            let _ = write!(r.get_mut(), $($t)*);
+            let _ = r.get_mut().flush();
+        }};
+    }
     loop {
         let mut line = String::new();
         if r.read_line(&mut line).unwrap_or(0) == 0 {
@@ -317,23 +410,21 @@ fn smtp_session(stream: TcpStream, refuse: &[&str], mails: &Mutex<Vec<Mail>>) {
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-            let _ = write!(w, "250-test.local\r\n250 8BITMIME\r\n");
+            say!("250-test.local\r\n250 8BITMIME\r\n");
         } else if upper.starts_with("MAIL FROM:") {
             mail.from = cmd[10..].trim().to_string();
-            let _ = write!(w, "250 2.1.0 Ok\r\n");
+            mail.secure = secure;
+            say!("250 2.1.0 Ok\r\n");
         } else if upper.starts_with("RCPT TO:") {
             let to = cmd[8..].trim().trim_matches(['<', '>']).to_string();
             if refuse.contains(&to.as_str()) {
-                let _ = write!(
-                    w,
-                    "550 5.1.1 <{to}>: Recipient address rejected: no such user\r\n"
-                );
+                say!("550 5.1.1 <{to}>: Recipient address rejected: no such user\r\n");
             } else {
                 mail.to.push(to);
-                let _ = write!(w, "250 2.1.5 Ok\r\n");
+                say!("250 2.1.5 Ok\r\n");
             }
         } else if upper == "DATA" {
-            let _ = write!(w, "354 End data with <CR><LF>.<CR><LF>\r\n");
+            say!("354 End data with <CR><LF>.<CR><LF>\r\n");
             loop {
                 let mut l = String::new();
                 if r.read_line(&mut l).unwrap_or(0) == 0 {
@@ -345,14 +436,14 @@ fn smtp_session(stream: TcpStream, refuse: &[&str], mails: &Mutex<Vec<Mail>>) {
                 mail.data.push_str(&l);
             }
             mails.lock().unwrap().push(std::mem::take(&mut mail));
-            let _ = write!(w, "250 2.0.0 Ok: queued as 42\r\n");
+            say!("250 2.0.0 Ok: queued as 42\r\n");
         } else if upper == "QUIT" {
-            let _ = write!(w, "221 2.0.0 Bye\r\n");
+            say!("221 2.0.0 Bye\r\n");
             return;
         } else if upper == "RSET" || upper == "NOOP" {
-            let _ = write!(w, "250 Ok\r\n");
+            say!("250 Ok\r\n");
         } else {
-            let _ = write!(w, "502 5.5.2 Error: command not recognized\r\n");
+            say!("502 5.5.2 Error: command not recognized\r\n");
         }
     }
 }
@@ -450,4 +541,93 @@ fn nobody_listening_for_smtp_is_transient() {
         .port();
     let e = email(port, &["a@example.com"], SmtpTls::None);
     assert!(matches!(e.deliver(1, &succeeded()), Attempt::Transient(_)));
+}
+
+/// A server offering STARTTLS with a certificate for `localhost` from a test CA
+/// (`tests/fixtures`); ferry trusts that CA through `SSL_CERT_FILE`.
+fn starttls_server() -> (u16, Arc<Mutex<Vec<Mail>>>) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(format!("{dir}/server.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(format!("{dir}/server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mails = Arc::new(Mutex::new(Vec::new()));
+    let out = Arc::clone(&mails);
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let (mails, config) = (Arc::clone(&out), Arc::clone(&config));
+            thread::spawn(move || smtp_over(stream, &[], &mails, Some(config)));
+        }
+    });
+    (port, mails)
+}
+
+#[test]
+fn email_over_starttls_with_a_private_ca() {
+    let (port, mails) = starttls_server();
+    let mut o = options();
+    o.env = |name| match name {
+        "SSL_CERT_FILE" => {
+            Some(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ca.pem").to_string())
+        }
+        _ => None,
+    };
+    let e = Email::new(
+        "mail".into(),
+        kinds(),
+        Settings {
+            smtp: format!("localhost:{port}"),
+            tls: SmtpTls::Starttls,
+            from: "ferry@example.com".into(),
+            to: vec!["a@example.com".into()],
+            username: None,
+            password_env: None,
+        },
+        &o,
+    );
+    let a = e.deliver(31, &succeeded());
+    assert!(matches!(&a, Attempt::Delivered(_)), "{a:?}");
+    let got = mails.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].secure, "the message went after STARTTLS, encrypted");
+    assert!(
+        got[0]
+            .data
+            .contains("Message-ID: <ferry-event-31@shop.ferry>")
+    );
+
+    // Without the CA the server's certificate is not trusted: nothing is sent.
+    let (port, mails) = starttls_server();
+    let e = Email::new(
+        "mail".into(),
+        kinds(),
+        Settings {
+            smtp: format!("localhost:{port}"),
+            tls: SmtpTls::Starttls,
+            from: "ferry@example.com".into(),
+            to: vec!["a@example.com".into()],
+            username: None,
+            password_env: None,
+        },
+        &options(),
+    );
+    let a = e.deliver(32, &succeeded());
+    assert!(!matches!(&a, Attempt::Delivered(_)), "{a:?}");
+    assert!(mails.lock().unwrap().is_empty());
 }
