@@ -388,14 +388,11 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 return Ok(code);
             }
             let cancel = signals::cancel_on_interrupt();
-            recovery::rollback(
-                &project()?,
-                env,
-                to.as_deref(),
-                reason.as_deref(),
-                j,
-                cancel,
-            )
+            // The rollback's events go out while it works (the outbox keeps the rest).
+            let notifier = notify::start_for(&p);
+            let done = recovery::rollback(&p, env, to.as_deref(), reason.as_deref(), j, cancel);
+            notify::finish(notifier);
+            done
         }
         Command::Alarm {
             name,
@@ -403,7 +400,11 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             reason,
         } => {
             let cancel = signals::cancel_on_interrupt();
-            recovery::alarm(&project()?, name, state, reason, j, cancel)
+            let p = project()?;
+            let notifier = notify::start_for(&p);
+            let done = recovery::alarm(&p, name, state, reason, j, cancel);
+            notify::finish(notifier);
+            done
         }
         Command::Resolve { env, by } => recovery::resolve(&project()?, env, by.as_deref(), j),
         Command::Freeze {

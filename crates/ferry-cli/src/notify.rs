@@ -64,6 +64,13 @@ pub fn start(project: &Project, pipeline: &Pipeline) -> Option<Running> {
     }
 }
 
+/// [`start`] for a command that loads the pipeline itself (`ferry rollback`, `ferry
+/// alarm`): nothing when the file cannot be read (the command reports that).
+pub fn start_for(project: &Project) -> Option<Running> {
+    let (pipeline, _) = project.load().ok()?;
+    start(project, &pipeline)
+}
+
 /// Stops the background dispatcher after flushing for at most [`FLUSH`]; says on
 /// stderr what is left (it stays in the outbox).
 pub fn finish(running: Option<Running>) {

@@ -394,3 +394,114 @@ fn serve_shows_the_outbox_and_retries_dead_letters_through_the_api() {
     assert!(rx.got().iter().all(|g| g.0 == "/a"));
     server.kill();
 }
+
+/// A plain SMTP server that refuses every recipient, as a mail server refuses an
+/// unknown mailbox.
+fn refusing_smtp() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            thread::spawn(move || {
+                let mut w = stream.try_clone().unwrap();
+                let mut r = BufReader::new(stream);
+                let _ = w.write_all(b"220 mail.test ESMTP\r\n");
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let up = line.trim_end().to_ascii_uppercase();
+                    let reply: &[u8] = if up.starts_with("EHLO") || up.starts_with("HELO") {
+                        b"250 mail.test\r\n"
+                    } else if up.starts_with("MAIL FROM") || up == "RSET" || up == "NOOP" {
+                        b"250 2.1.0 Ok\r\n"
+                    } else if up.starts_with("RCPT TO") {
+                        b"550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown\r\n"
+                    } else if up == "QUIT" {
+                        let _ = w.write_all(b"221 Bye\r\n");
+                        return;
+                    } else {
+                        b"503 5.5.1 Error: need RCPT command\r\n"
+                    };
+                    let _ = w.write_all(reply);
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_refused_recipient_is_a_dead_letter_with_the_servers_answer() {
+    let smtp = refusing_smtp();
+    let r = Repo::new();
+    r.write(
+        "ferry.yml",
+        &format!(
+            r#"pipeline: mail-it
+build:
+  steps:
+    - name: unit
+      run: "true"
+environments:
+  - name: test
+    deploy:
+      command:
+        run: "true"
+notifications:
+  - email:
+      name: ops-mail
+      smtp: 127.0.0.1:{smtp}
+      tls: none
+      from: ferry@example.com
+      to: [nobody@example.com]
+"#
+        ),
+    );
+    r.write("README", "mail\n");
+    r.commit("first");
+    let run = r.ferry(&["run"]);
+    assert_code(
+        &run,
+        0,
+        "ferry run: a refused notification does not fail the run",
+    );
+    let dead = r.ferry(&["notify", "list", "--dead", "--json"]);
+    assert_code(&dead, 0, "ferry notify list --dead");
+    let v = json(&dead);
+    let d = v["deliveries"].as_array().unwrap();
+    assert_eq!(
+        d.len(),
+        2,
+        "deployment_started and deployment_succeeded: {v}"
+    );
+    for item in d {
+        assert_eq!(item["channel"], "ops-mail");
+        assert_eq!(
+            item["attempts"], 1,
+            "a permanent refusal is not retried: {item}"
+        );
+        assert!(
+            item["nextAttemptAt"].is_null(),
+            "it waits for `ferry notify retry`: {item}"
+        );
+        let e = item["lastError"].as_str().unwrap();
+        assert!(
+            e.contains("550") && e.contains("Recipient address rejected: User unknown"),
+            "the server's answer: {e}"
+        );
+    }
+    let text = r.ferry(&["notify", "list"]);
+    assert!(
+        support::stdout(&text).contains("ops-mail"),
+        "{}",
+        describe(&text)
+    );
+    // Retrying asks the server again; still refused, exit 1, still dead.
+    let retry = r.ferry(&["notify", "retry", "--channel", "ops-mail"]);
+    assert_code(&retry, 1, "the server still refuses");
+    let st = r.status();
+    assert_eq!(st["notifications"][0]["dead"], 2, "{st}");
+}
