@@ -48,8 +48,9 @@ pub(crate) fn post_json(
             };
             classify(status, said)
         }
-        Err(ureq::Error::BadUri(why)) => Attempt::Permanent(format!(
-            "{shown}: the URL is not usable ({why}); correct it in ferry.yml"
+        // The URL is not repeated: a Slack or webhook URL may hold a secret.
+        Err(ureq::Error::BadUri(_)) => Attempt::Permanent(format!(
+            "{shown}: the URL is not usable; correct it in ferry.yml"
         )),
         Err(e) => Attempt::Transient(format!("{shown}: {}", transport(&e))),
     }

@@ -814,6 +814,12 @@ impl Store for SqliteStore {
     }
 
     fn outbox_fill(&self, channels: &[OutboxChannel], now: Timestamp) -> PortResult<usize> {
+        // Most passes find nothing new: a read answers that without the write lock.
+        if !self.transaction(TransactionBehavior::Deferred, |tx| {
+            outbox::fill_needed(tx, channels)
+        })? {
+            return Ok(0);
+        }
         self.transaction(TransactionBehavior::Immediate, |tx| {
             outbox::fill(tx, channels, now)
         })
@@ -826,6 +832,11 @@ impl Store for SqliteStore {
         until: Timestamp,
         limit: usize,
     ) -> PortResult<Vec<OutboxItem>> {
+        if !self.transaction(TransactionBehavior::Deferred, |tx| {
+            outbox::any_due(tx, channels, now)
+        })? {
+            return Ok(Vec::new());
+        }
         self.transaction(TransactionBehavior::Immediate, |tx| {
             outbox::claim(tx, channels, now, until, limit)
         })

@@ -103,6 +103,41 @@ pub(crate) fn fill(
     Ok(added)
 }
 
+/// Whether [`fill`] has anything to do: a channel without a cursor, or one behind the
+/// newest event.
+pub(crate) fn fill_needed(tx: &Transaction<'_>, channels: &[OutboxChannel]) -> Fallible<bool> {
+    let newest: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?;
+    for c in channels {
+        let cursor: Option<i64> = tx
+            .query_row(
+                "SELECT event_id FROM outbox_cursors WHERE channel = ?1",
+                [&c.id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if cursor.is_none_or(|cur| cur < newest) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether any delivery of `channels` is due at `now` ([`claim`] would find one).
+pub(crate) fn any_due(tx: &Transaction<'_>, channels: &[String], now: Timestamp) -> Fallible<bool> {
+    for c in channels {
+        let due: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE channel = ?1 AND status IN ('pending', 'dead')
+                 AND next_at IS NOT NULL AND next_at <= ?2)",
+            params![c, now.0],
+            |r| r.get(0),
+        )?;
+        if due {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 pub(crate) fn claim(
     tx: &Transaction<'_>,
     channels: &[String],
