@@ -250,9 +250,11 @@ pub trait Store: Send + Sync {
     /// starts at the newest event (it gets no old history). Returns how many deliveries
     /// were enqueued.
     fn outbox_fill(&self, channels: &[OutboxChannel], now: Timestamp) -> PortResult<usize>;
-    /// The deliveries of `channels` due at `now` (pending, or dead with an automatic
-    /// retry due), oldest first, at most `limit`; each is reserved until `until` (its
-    /// `next_at` moves there) so no other process sends it meanwhile.
+    /// The deliveries of `channels` due at `now`, at most `limit`: per channel, its
+    /// oldest pending delivery if that is due (the ones behind it wait: a channel gets
+    /// its events in order), then its dead letters whose automatic retry is due, oldest
+    /// first. Each is reserved until `until` (its `next_at` moves there) so no other
+    /// process sends it meanwhile.
     fn outbox_claim(
         &self,
         channels: &[String],

@@ -145,20 +145,40 @@ pub(crate) fn claim(
     until: Timestamp,
     limit: usize,
 ) -> Fallible<Vec<OutboxItem>> {
-    if channels.is_empty() {
-        return Ok(Vec::new());
+    let mut found = Vec::new();
+    for c in channels {
+        if found.len() >= limit {
+            break;
+        }
+        // In order: only the channel's oldest pending delivery may go, and only when due;
+        // the ones behind it wait for it (a status sent late never overwrites a newer one).
+        let head = items(
+            tx,
+            &format!(
+                "SELECT {ITEM_COLUMNS} FROM outbox o JOIN events e ON e.id = o.event_id
+                 WHERE o.channel = ? AND o.status = 'pending' ORDER BY o.id LIMIT 1"
+            ),
+            vec![Value::Text(c.clone())],
+        )?;
+        found.extend(
+            head.into_iter()
+                .filter(|i| i.next_at.is_some_and(|t| t <= now)),
+        );
+        if found.len() >= limit {
+            break;
+        }
+        // Dead letters whose automatic retry is due do not wait for anything.
+        let left = i64::try_from(limit - found.len()).unwrap_or(i64::MAX);
+        found.extend(items(
+            tx,
+            &format!(
+                "SELECT {ITEM_COLUMNS} FROM outbox o JOIN events e ON e.id = o.event_id
+                 WHERE o.channel = ? AND o.status = 'dead' AND o.next_at IS NOT NULL AND o.next_at <= ?
+                 ORDER BY o.id LIMIT ?"
+            ),
+            vec![Value::Text(c.clone()), Value::Integer(now.0), Value::Integer(left)],
+        )?);
     }
-    let marks = vec!["?"; channels.len()].join(", ");
-    let sql = format!(
-        "SELECT {ITEM_COLUMNS} FROM outbox o JOIN events e ON e.id = o.event_id
-         WHERE o.channel IN ({marks}) AND o.status IN ('pending', 'dead')
-           AND o.next_at IS NOT NULL AND o.next_at <= ?
-         ORDER BY o.id LIMIT ?"
-    );
-    let mut args: Vec<Value> = channels.iter().map(|c| Value::Text(c.clone())).collect();
-    args.push(Value::Integer(now.0));
-    args.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-    let found = items(tx, &sql, args)?;
     for i in &found {
         tx.execute(
             "UPDATE outbox SET next_at = ?2 WHERE id = ?1",

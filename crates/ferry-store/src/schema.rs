@@ -286,7 +286,7 @@ CREATE TABLE outbox (
     delivered_at INTEGER,
     UNIQUE (channel, event_id)
 ) STRICT;
-CREATE INDEX outbox_due ON outbox(channel, status, next_at, id);
+CREATE INDEX outbox_channel ON outbox(channel, status, id);
 "#,
 ];
 

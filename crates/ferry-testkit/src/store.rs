@@ -1102,15 +1102,36 @@ impl Store for MemoryStore {
         limit: usize,
     ) -> PortResult<Vec<OutboxItem>> {
         let mut st = self.lock();
-        let mut out = Vec::new();
-        for i in st.outbox.iter_mut() {
-            if out.len() >= limit {
+        let mut ids: Vec<i64> = Vec::new();
+        for c in channels {
+            if ids.len() >= limit {
                 break;
             }
-            let due = channels.contains(&i.channel)
-                && i.status != DeliveryStatus::Delivered
-                && i.next_at.is_some_and(|t| t <= now);
-            if due {
+            // In order: only the channel's oldest pending delivery, when due.
+            if let Some(head) = st
+                .outbox
+                .iter()
+                .find(|i| i.channel == *c && i.status == DeliveryStatus::Pending)
+                && head.next_at.is_some_and(|t| t <= now)
+            {
+                ids.push(head.id);
+            }
+            // Dead letters whose automatic retry is due.
+            for i in &st.outbox {
+                if ids.len() >= limit {
+                    break;
+                }
+                if i.channel == *c
+                    && i.status == DeliveryStatus::Dead
+                    && i.next_at.is_some_and(|t| t <= now)
+                {
+                    ids.push(i.id);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(i) = st.outbox.iter_mut().find(|i| i.id == id) {
                 i.next_at = Some(until);
                 out.push(i.clone());
             }

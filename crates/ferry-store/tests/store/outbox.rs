@@ -70,30 +70,27 @@ fn contract(store: &dyn Store) {
         ("other", 0)
     );
 
-    // A claim reserves: a second claim at the same time gets nothing.
+    // A claim reserves the channel's oldest delivery; the next one waits behind it
+    // (in order), so a second claim at the same time gets nothing.
     let until = Timestamp(T0.0 + 60_000);
-    let first = store.outbox_claim(&["hook".into()], T0, until, 1).unwrap();
+    let hook_ids = ["hook".to_string()];
+    let first = store.outbox_claim(&hook_ids, T0, until, 5).unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].event.environment.as_deref(), Some("a"));
     assert_eq!(first[0].status, DeliveryStatus::Pending);
-    let second = store.outbox_claim(&["hook".into()], T0, until, 5).unwrap();
-    assert_eq!(second.len(), 1, "only the other one is left");
     assert!(
         store
-            .outbox_claim(&["hook".into()], T0, until, 5)
+            .outbox_claim(&hook_ids, T0, until, 5)
             .unwrap()
             .is_empty()
     );
     // A claim that ran out (the sender died) is due again: at least once.
-    assert_eq!(
-        store
-            .outbox_claim(&["hook".into()], until, until, 5)
-            .unwrap()
-            .len(),
-        2
-    );
+    let again = store.outbox_claim(&hook_ids, until, until, 5).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, first[0].id);
 
-    // Three transient failures: a dead letter, retried automatically later.
+    // Three transient failures: a dead letter, retried automatically later; the next
+    // delivery of the channel is then the head.
     let policy = DeliveryPolicy::default();
     let mut item = first[0].clone();
     for _ in 0..3 {
@@ -116,13 +113,14 @@ fn contract(store: &dyn Store) {
         })
         .unwrap();
     assert_eq!(dead.len(), 1);
-    // Delivering the other one makes the channel's dead letter due at once.
     let later = Timestamp(T0.0 + 1_000);
+    let second = store.outbox_claim(&hook_ids, later, until, 5).unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].event.environment.as_deref(), Some("b"));
+    // Delivering it makes the channel's dead letter due at once (the channel is back).
     let ok = policy.settle(&second[0], &Attempt::Delivered("200".into()), later);
     store.outbox_settle(second[0].id, &ok, later).unwrap();
-    let again = store
-        .outbox_claim(&["hook".into()], later, until, 5)
-        .unwrap();
+    let again = store.outbox_claim(&hook_ids, later, until, 5).unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, item.id);
     assert_eq!(again[0].status, DeliveryStatus::Dead);
@@ -131,15 +129,13 @@ fn contract(store: &dyn Store) {
     store.outbox_settle(item.id, &s, later).unwrap();
     assert!(
         store
-            .outbox_claim(&["hook".into()], Timestamp(i64::MAX / 2), until, 5)
+            .outbox_claim(&hook_ids, Timestamp(i64::MAX / 2), until, 5)
             .unwrap()
             .is_empty()
     );
     assert_eq!(store.outbox_retry(Some("other"), &[], later).unwrap(), 0);
     assert_eq!(store.outbox_retry(None, &[], later).unwrap(), 1);
-    let fresh = store
-        .outbox_claim(&["hook".into()], later, until, 5)
-        .unwrap();
+    let fresh = store.outbox_claim(&hook_ids, later, until, 5).unwrap();
     assert_eq!(
         (fresh[0].status, fresh[0].attempts),
         (DeliveryStatus::Pending, 0)
@@ -238,4 +234,63 @@ fn a_receiver_down_for_an_hour_loses_nothing_sqlite() {
 #[test]
 fn a_receiver_down_for_an_hour_loses_nothing_memory() {
     down_for_an_hour(Arc::new(MemoryStore::new()));
+}
+
+/// A receiver that refuses its first `fail` calls.
+struct Blip {
+    fail: Mutex<u32>,
+    got: Mutex<Vec<i64>>,
+    kinds: Vec<String>,
+}
+
+impl Notifier for Blip {
+    fn id(&self) -> &str {
+        "gh"
+    }
+    fn kinds(&self) -> &[String] {
+        &self.kinds
+    }
+    fn deliver(&self, event_id: i64, _: &Event) -> Attempt {
+        let mut f = self.fail.lock().unwrap();
+        if *f > 0 {
+            *f -= 1;
+            return Attempt::Transient("503".into());
+        }
+        self.got.lock().unwrap().push(event_id);
+        Attempt::Delivered("201".into())
+    }
+}
+
+fn in_order_after_a_blip(store: Arc<dyn Store>) {
+    let clock = Arc::new(FakeClock::starting_at(T0));
+    let rx = Arc::new(Blip {
+        fail: Mutex::new(2),
+        got: Mutex::new(Vec::new()),
+        kinds: vec!["freeze_set".into()],
+    });
+    let d = Dispatcher::new(store.clone(), clock.clone(), vec![rx.clone()]);
+    d.fill().unwrap();
+    for i in 0..4 {
+        event(store.as_ref(), &format!("e{i}"), T0);
+    }
+    assert_eq!(d.flush(Duration::from_secs(60)).unwrap(), 0);
+    let got = rx.got.lock().unwrap().clone();
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    assert_eq!(got.len(), 4);
+    assert_eq!(
+        got, sorted,
+        "a channel gets its events in order, even after a blip"
+    );
+}
+
+#[test]
+fn a_blip_keeps_the_order_sqlite() {
+    let (_dir, s) = store();
+    in_order_after_a_blip(Arc::new(s));
+}
+
+#[test]
+fn a_blip_keeps_the_order_memory() {
+    in_order_after_a_blip(Arc::new(MemoryStore::new()));
 }
