@@ -205,33 +205,38 @@ fn a_receiver_down_for_a_whole_run_gets_every_event_exactly_once_when_back() {
     let b_ids = event_ids(&r, B_KINDS);
     assert_eq!(a_ids.len(), 4, "two environments, started and succeeded");
     assert_eq!(b_ids.len(), 5);
-    // Each channel's deliveries go in order, so with the receiver down they become
-    // dead letters one after the other; the end-of-run flush is bounded, and what it
-    // did not get to stays pending. Nothing is delivered, nothing is missing.
+    // Each channel's deliveries go in order; with the receiver down, the end-of-run
+    // flush gives up at the first refusal and what is owed stays in the outbox (some
+    // may already be dead letters after the seed's 3 attempts). Nothing is delivered,
+    // nothing is missing.
     for c in channels {
         let want = if c["channel"] == "a" { &a_ids } else { &b_ids };
         let owed = c["dead"].as_u64().unwrap() + c["pending"].as_u64().unwrap();
         assert_eq!(owed, want.len() as u64, "{st}");
-        assert!(c["dead"].as_u64().unwrap() >= 1, "{st}");
         assert_eq!(c["delivered"], 0);
     }
     let text = r.ferry(&["status"]);
     assert!(
-        support::stdout(&text).contains("dead letter"),
+        support::stdout(&text).contains("notifications: "),
         "{}",
         describe(&text)
     );
     let dead = r.ferry(&["notify", "list", "--dead", "--json"]);
     assert_code(&dead, 0, "ferry notify list --dead");
     let dead = json(&dead);
-    let deliveries = dead["deliveries"].as_array().unwrap();
-    assert!(!deliveries.is_empty());
     assert!(
-        deliveries.iter().all(|d| d["status"] == "dead"
-            && d["attempts"] == 3
-            && d["lastError"].as_str().unwrap().contains("webhook")),
+        dead["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["status"] == "dead"
+                && d["attempts"] == 3
+                && d["lastError"].as_str().unwrap().contains("webhook")),
         "{dead}"
     );
+    // Still down: `ferry notify retry` tries, says so (exit 1), and loses nothing.
+    let retry = r.ferry(&["notify", "retry"]);
+    assert_code(&retry, 1, "ferry notify retry while the receiver is down");
     let all = json(&r.ferry(&["notify", "list", "--json"]));
     assert_eq!(
         all["deliveries"].as_array().unwrap().len(),

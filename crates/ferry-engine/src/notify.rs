@@ -9,7 +9,9 @@
 //! recording leaves the delivery reserved until its claim ends (`DeliveryPolicy::claim`)
 //! and then sends it again: at least once, with the same event id.
 
-use crate::ports::{Attempt, Clock, Notifier, OutboxChannel, OutboxFilter, PortResult, Store};
+use crate::ports::{
+    Attempt, Clock, Notifier, OutboxChannel, OutboxCounts, OutboxFilter, PortResult, Store,
+};
 use ferry_core::notify::{DeliveryPolicy, DeliveryStatus};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,12 +19,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// What one pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pass {
     /// Deliveries newly enqueued from the events.
     pub enqueued: usize,
     pub delivered: usize,
     pub failed: usize,
+    /// Channels whose receiver failed transiently in this pass (down, refusing, 5xx).
+    pub down: Vec<String>,
 }
 
 /// Sends what the outbox holds for a set of channels.
@@ -101,11 +105,17 @@ impl Dispatcher {
                 let now = self.clock.now();
                 let settle = self.policy.settle(&item, &attempt, now);
                 self.store.outbox_settle(item.id, &settle, now)?;
-                if matches!(attempt, Attempt::Delivered(_)) {
-                    pass.delivered += 1;
-                } else {
-                    pass.failed += 1;
-                    break;
+                match attempt {
+                    Attempt::Delivered(_) => pass.delivered += 1,
+                    Attempt::Transient(_) => {
+                        pass.failed += 1;
+                        pass.down.push(ids[0].clone());
+                        break;
+                    }
+                    Attempt::Permanent(_) => {
+                        pass.failed += 1;
+                        break;
+                    }
                 }
             }
         }
@@ -125,14 +135,26 @@ impl Dispatcher {
     }
 
     /// Passes until nothing of these channels is pending (delivered, or dead letters
-    /// left for later) or `within` has passed. Returns what is still pending: it stays
-    /// in the store for the next ferry process.
+    /// left for later), until every channel still owed something has failed
+    /// transiently during the flush (its receiver is down: waiting for it would only
+    /// hold the command up), or until `within` has passed. Returns what is still
+    /// pending: it stays in the store for the next ferry process.
     pub fn flush(&self, within: Duration) -> PortResult<u64> {
         let deadline = self.clock.now().plus(within);
+        let mut down: Vec<String> = Vec::new();
         loop {
-            self.pass()?;
-            let left = self.pending()?;
-            if left == 0 || self.clock.now() >= deadline {
+            let pass = self.pass()?;
+            down.extend(pass.down);
+            let ids = self.channel_ids();
+            let owed: Vec<OutboxCounts> = self
+                .store
+                .outbox_counts()?
+                .into_iter()
+                .filter(|c| ids.contains(&c.channel) && c.pending > 0)
+                .collect();
+            let left: u64 = owed.iter().map(|c| c.pending).sum();
+            let all_down = owed.iter().all(|c| down.contains(&c.channel));
+            if left == 0 || all_down || self.clock.now() >= deadline {
                 return Ok(left);
             }
             self.clock.sleep(Duration::from_millis(100));

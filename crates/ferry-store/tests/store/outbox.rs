@@ -197,15 +197,18 @@ fn down_for_an_hour(store: Arc<dyn Store>) {
     for i in 0..5 {
         event(store.as_ref(), &format!("e{i}"), clock_now(&clock));
     }
-    // Flushing while the receiver is down: every event ends a dead letter, none lost.
-    assert_eq!(d.flush(Duration::from_secs(30)).unwrap(), 0);
-    assert_eq!(d.dead().unwrap(), 5);
+    // Flushing while the receiver is down gives up at once: nothing is delivered,
+    // everything is still owed.
+    assert_eq!(d.flush(Duration::from_secs(30)).unwrap(), 5);
     // An hour passes with the receiver down; the dispatcher keeps trying.
     for _ in 0..120 {
         clock.advance(Duration::from_secs(30));
         d.pass().unwrap();
     }
     assert!(rx.got.lock().unwrap().is_empty());
+    // Each went dead in turn (in order, 3 attempts each), none lost.
+    assert_eq!(d.dead().unwrap(), 5);
+    assert_eq!(d.pending().unwrap(), 0);
     rx.down.store(false, Ordering::SeqCst);
     for _ in 0..40 {
         clock.advance(Duration::from_secs(30));
@@ -273,7 +276,13 @@ fn in_order_after_a_blip(store: Arc<dyn Store>) {
     for i in 0..4 {
         event(store.as_ref(), &format!("e{i}"), T0);
     }
-    assert_eq!(d.flush(Duration::from_secs(60)).unwrap(), 0);
+    // A flush stops at the failure (the receiver looks down) and leaves all four owed.
+    assert_eq!(d.flush(Duration::from_secs(60)).unwrap(), 4);
+    for _ in 0..20 {
+        clock.advance(Duration::from_secs(1));
+        d.pass().unwrap();
+    }
+    assert_eq!(d.pending().unwrap(), 0);
     let got = rx.got.lock().unwrap().clone();
     let mut sorted = got.clone();
     sorted.sort_unstable();
