@@ -47,6 +47,9 @@ pub struct Status {
     /// failed runs in an hour) and `ferry.rollbacks` (more than 2 rollbacks in an hour).
     #[serde(default)]
     pub pipeline_alarms: Vec<PipelineAlarm>,
+    /// The notification outbox per channel (deliveries pending, dead letters).
+    #[serde(default)]
+    pub notifications: Vec<ChannelOutbox>,
 }
 
 /// One alarm on the pipeline itself, as last evaluated.
@@ -60,6 +63,18 @@ pub struct PipelineAlarm {
     pub reason: Option<String>,
     /// When it last changed state (ms since the epoch).
     pub since: Option<i64>,
+}
+
+/// One notification channel's outbox: `ferry status`, `GET /api/status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelOutbox {
+    /// The channel's id (`name:` in ferry.yml, or `<kind>-<hash>`).
+    pub channel: String,
+    /// Not delivered yet, being retried.
+    pub pending: u64,
+    /// Dead letters: every attempt of a round failed (`ferry notify retry`).
+    pub dead: u64,
+    pub delivered: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -121,6 +121,9 @@ pub fn run(
         None => format!("refs/heads/{}", pipeline.source.branch),
     };
     let progress = Progress::new(as_json);
+    // Notifications go out while the run goes; what is left at its end is flushed for a
+    // bounded time and otherwise stays in the outbox.
+    let notifier = crate::notify::start(project, &pipeline);
     let view = drive_run(
         project,
         &pipeline,
@@ -134,8 +137,10 @@ pub fn run(
         cancel,
         None,
         hotfix,
-    )?;
+    );
     progress.finish();
+    crate::notify::finish(notifier);
+    let view = view?;
     if as_json {
         json(&view);
     } else {
@@ -596,11 +601,22 @@ pub fn build_status_with(
             since: st.as_ref().map(|s| s.2.millis()),
         });
     }
+    let notifications = store
+        .outbox_counts()?
+        .into_iter()
+        .map(|c| ferry_api::ChannelOutbox {
+            channel: c.channel,
+            pending: c.pending,
+            dead: c.dead,
+            delivered: c.delivered,
+        })
+        .collect();
     Ok(ferry_api::Status {
         pipeline: pipeline.name.clone(),
         environments: envs,
         runs,
         pipeline_alarms,
+        notifications,
     })
 }
 
@@ -745,6 +761,31 @@ pub(crate) fn print_status(st: &ferry_api::Status) {
                 }
             }
         }
+    }
+    print_outbox(&st.notifications);
+}
+
+/// The notification outbox's line in `ferry status`: only when something waits.
+fn print_outbox(channels: &[ferry_api::ChannelOutbox]) {
+    let pending: u64 = channels.iter().map(|c| c.pending).sum();
+    let dead: u64 = channels.iter().map(|c| c.dead).sum();
+    if pending == 0 && dead == 0 {
+        return;
+    }
+    line(format!(
+        "
+notifications: {pending} pending, {dead} dead letter(s){}",
+        if dead > 0 {
+            " — `ferry notify list --dead` shows them, `ferry notify retry` sends them again"
+        } else {
+            ""
+        }
+    ));
+    for c in channels.iter().filter(|c| c.pending > 0 || c.dead > 0) {
+        line(format!(
+            "  {}: {} pending, {} dead",
+            c.channel, c.pending, c.dead
+        ));
     }
 }
 

@@ -78,6 +78,9 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
     let source = ferry_local::GitSource::open(&root)?;
     let cancel: &'static AtomicBool = crate::signals::cancel_on_interrupt();
     let progress = Progress::new(as_json);
+    // The sample's file has no `notifications:` unless it is edited; when it has, they go
+    // out while the demo runs.
+    let notifier = crate::notify::start(&project, &pipeline);
 
     say("① commit 1 goes through build, test and staging; production waits for an approval\n");
     let first = std::thread::scope(|s| -> CliResult<_> {
@@ -293,6 +296,7 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
             say("\nThe sample services were stopped (keep them running with --keep).");
         }
     }
+    crate::notify::finish(notifier);
     Ok(if ok { exit::OK } else { exit::RUN_FAILED })
 }
 

@@ -63,6 +63,7 @@ pub fn install(p: &ferry_config::Pipeline) {
         .filter_map(|n| std::env::var(n).ok())
         .collect();
     values.extend(p.secret_step_values(ferry_core::redact::looks_secret));
+    values.extend(p.secret_config_values());
     add_secrets(values);
     INSTALLED.store(true, Ordering::SeqCst);
 }

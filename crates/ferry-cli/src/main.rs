@@ -9,6 +9,7 @@ mod error;
 mod findings;
 mod guard;
 mod log;
+mod notify;
 mod output;
 mod progress;
 mod recovery;
@@ -105,6 +106,12 @@ enum Command {
     },
     /// What is deployed where, and the runs in progress.
     Status,
+    /// The notification outbox: deliveries pending and dead letters, and sending them
+    /// again.
+    Notify {
+        #[command(subcommand)]
+        action: NotifyAction,
+    },
     /// Past runs and deployments.
     History {
         /// Only deployments of this environment.
@@ -280,6 +287,30 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum NotifyAction {
+    /// Counts per channel, then the deliveries not yet delivered (dead letters first).
+    List {
+        /// Only dead letters.
+        #[arg(long)]
+        dead: bool,
+        /// Only this channel (its id: `name:` in ferry.yml, or as `ferry notify list` shows).
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Sends dead letters again now (all, a channel's, or the deliveries with these ids),
+    /// as a fresh round of attempts. Exit 1 if some are still not delivered.
+    Retry {
+        /// Only this channel.
+        #[arg(long)]
+        channel: Option<String>,
+        /// Delivery ids (`ferry notify list`); also pending ones, sent at once.
+        ids: Vec<i64>,
+    },
+}
+
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -335,6 +366,16 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             }
             commands::status(&p, j)
         }
+        Command::Notify { action } => match action {
+            NotifyAction::List {
+                dead,
+                channel,
+                limit,
+            } => notify::list(&project()?, *dead, channel.as_deref(), *limit, j),
+            NotifyAction::Retry { channel, ids } => {
+                notify::retry(&project()?, channel.as_deref(), ids, j)
+            }
+        },
         Command::History { env, limit } => {
             commands::history(&project()?, env.as_deref(), *limit, j)
         }
@@ -388,15 +429,19 @@ fn run(cli: Cli) -> Result<i32, CliError> {
                 return Ok(code);
             }
             let cancel = signals::cancel_on_interrupt();
-            recovery::rollback(
-                &project()?,
+            // The rollback's events go out while it works (the outbox keeps the rest).
+            let notifier = notify::start_for(&p);
+            let done = recovery::rollback(
+                &p,
                 env,
                 to.as_deref(),
                 reason.as_deref(),
                 *accept_data_loss,
                 j,
                 cancel,
-            )
+            );
+            notify::finish(notifier);
+            done
         }
         Command::Alarm {
             name,
@@ -404,7 +449,11 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             reason,
         } => {
             let cancel = signals::cancel_on_interrupt();
-            recovery::alarm(&project()?, name, state, reason, j, cancel)
+            let p = project()?;
+            let notifier = notify::start_for(&p);
+            let done = recovery::alarm(&p, name, state, reason, j, cancel);
+            notify::finish(notifier);
+            done
         }
         Command::Resolve { env, by } => recovery::resolve(&project()?, env, by.as_deref(), j),
         Command::Freeze {

@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 mod metrics;
+mod notify;
 mod windows;
 
 use crate::guard::{self, BODY_LIMIT};
@@ -212,6 +213,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/api/environments/{env}/rollback", post(rollback))
         // Deployment windows: freezes and break-glass overrides (serve/windows.rs).
         .merge(windows::routes())
+        // Notifications: the outbox and dead-letter retries (serve/notify.rs).
+        .merge(notify::routes())
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(guard::guard))
@@ -1493,6 +1496,8 @@ pub fn serve(project: &Project, listen: Option<&str>) -> CliResult<i32> {
     resume_runs(&state)?;
     resume_rollbacks(&state)?;
     restart_watches(&state)?;
+    // The notification dispatcher: delivers the outbox on its own thread (notify.rs).
+    let notifier = crate::notify::start(project, &state.pipeline);
     if let Some(every) = state.pipeline.source.poll {
         let st = Arc::clone(&state);
         std::thread::spawn(move || poll_loop(st, every));
@@ -1532,6 +1537,7 @@ pub fn serve(project: &Project, listen: Option<&str>) -> CliResult<i32> {
         );
     }
     rt.shutdown_timeout(Duration::from_secs(1));
+    crate::notify::finish(notifier);
     served.map(|()| exit::OK)
 }
 

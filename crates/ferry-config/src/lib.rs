@@ -19,10 +19,11 @@ mod yaml;
 pub use diagnostic::Diagnostic;
 pub use duration::{format_duration, parse_duration};
 pub use model::{
-    Alarm, AlarmSource, Allow, Approval, AuditSource, Build, CommandDeploy, Comparison, Deploy,
-    Environment, EnvironmentInfrastructure, ExecutionMode, Gates, HOTFIX_APPROVALS, Hotfix,
-    Infrastructure, InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy,
-    Reports, Rollback, RollbackValidate, Security, Server, Source, Step, Suite,
+    Alarm, AlarmSource, Allow, Approval, AuditSource, Build, CommandDeploy, Comparison,
+    DEFAULT_NOTIFY_EVENTS, Deploy, EVENT_KINDS, Environment, EnvironmentInfrastructure,
+    ExecutionMode, Gates, HOTFIX_APPROVALS, Hotfix, Infrastructure, InsufficientData, MissingData,
+    Monitor, Notification, Pipeline, ReleaseDeploy, Reports, Rollback, RollbackValidate, Security,
+    Server, SmtpTls, Source, Step, Suite, short_hash, smtp_endpoint,
 };
 pub use windows::{WeekRange, WeekTime, Windows};
 

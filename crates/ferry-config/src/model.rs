@@ -45,12 +45,38 @@ impl Pipeline {
     /// from the environment add the names they read here.
     pub fn secret_env_names(&self) -> Vec<String> {
         let mut names = self.secrets.clone();
-        for n in ["FERRY_WEBHOOK_SECRET", "FERRY_API_TOKEN"] {
+        let mut add = |n: &str| {
             if !names.iter().any(|x| x == n) {
                 names.push(n.to_string());
             }
+        };
+        for n in ["FERRY_WEBHOOK_SECRET", "FERRY_API_TOKEN"] {
+            add(n);
+        }
+        // The credentials notification channels read from the environment.
+        for channel in &self.notifications {
+            match channel {
+                Notification::Github { token_env, .. } => add(token_env),
+                Notification::Email {
+                    password_env: Some(v),
+                    ..
+                } => add(v),
+                _ => {}
+            }
         }
         names
+    }
+
+    /// Secret values written in the file itself: a Slack incoming-webhook URL is the
+    /// channel's credential (anyone holding it can post), so it is redacted like one.
+    pub fn secret_config_values(&self) -> Vec<String> {
+        self.notifications
+            .iter()
+            .filter_map(|n| match n {
+                Notification::Slack { url, .. } => Some(url.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Every step's `env` value (build steps and environment tests) whose name is in
@@ -653,30 +679,127 @@ impl Default for RollbackValidate {
     }
 }
 
-/// A channel every event (or the listed `events`) is sent to; `events` empty = all.
+/// The event kinds a notification channel gets when its `events:` list is empty: the
+/// seed's notification messages (§3.6.2) and the alarms on the pipeline itself (§9.3).
+pub const DEFAULT_NOTIFY_EVENTS: &[&str] = &[
+    "deployment_started",
+    "deployment_succeeded",
+    "deployment_failed",
+    "approval_requested",
+    "rollback_initiated",
+    "rollback_succeeded",
+    "rollback_failed",
+    "incident_opened",
+    "pipeline_alarm",
+];
+
+/// Every event kind a channel's `events:` may name (the core's `EventKind`s, checked by a
+/// test in `ferry-core`, plus `pipeline_alarm`).
+pub const EVENT_KINDS: &[&str] = &[
+    "run_queued",
+    "run_started",
+    "run_succeeded",
+    "run_failed",
+    "run_cancelled",
+    "run_superseded",
+    "run_resumed",
+    "stage_started",
+    "stage_succeeded",
+    "stage_failed",
+    "stage_cancelled",
+    "step_started",
+    "step_succeeded",
+    "step_failed",
+    "step_retried",
+    "gate_passed",
+    "gate_failed",
+    "artifact_built",
+    "deployment_started",
+    "deployment_succeeded",
+    "deployment_failed",
+    "approval_requested",
+    "approval_granted",
+    "approval_rejected",
+    "approval_timed_out",
+    "approval_reminder",
+    "approval_voided",
+    "approval_refused",
+    "rollback_initiated",
+    "rollback_succeeded",
+    "rollback_failed",
+    "incident_opened",
+    "incident_resolved",
+    "infrastructure_assessed",
+    "alarm_state_changed",
+    "subscription_confirmation_required",
+    "freeze_set",
+    "freeze_lifted",
+    "run_held",
+    "window_opened",
+    "break_glass_requested",
+    "break_glass_confirmed",
+    "pipeline_alarm",
+];
+
+/// How ferry talks TLS to an SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which the server must offer (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Tls,
+    /// No TLS at all: only for a relay on this machine (port 25).
+    None,
+}
+
+/// A channel the events it wants are sent to, through the durable outbox.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Notification {
     Webhook {
+        /// The channel's id in `ferry notify` and the outbox (default `webhook-<hash>`).
+        name: Option<String>,
         url: String,
+        /// Event kinds sent; empty = [`DEFAULT_NOTIFY_EVENTS`].
         events: Vec<String>,
     },
     Slack {
+        /// The channel's id (default `slack-<hash>`).
+        name: Option<String>,
+        /// The incoming webhook's URL (a secret: never printed).
         url: String,
+        /// Event kinds sent; empty = [`DEFAULT_NOTIFY_EVENTS`].
         events: Vec<String>,
     },
     Email {
+        /// The channel's id (default `email-<hash>`).
+        name: Option<String>,
         /// `host:port` of the SMTP server (or a `smtp://` / `smtps://` URL).
         smtp: String,
         from: String,
         to: Vec<String>,
+        /// `starttls` (default), `tls` (`smtps://`) or `none`.
+        tls: SmtpTls,
+        /// The SMTP user name, if the server wants one.
+        username: Option<String>,
+        /// The environment variable holding the SMTP password (with `username`).
+        password_env: Option<String>,
+        /// Event kinds sent; empty = [`DEFAULT_NOTIFY_EVENTS`].
         events: Vec<String>,
     },
     Github {
+        /// The channel's id (default `github-<hash>`).
+        name: Option<String>,
         /// `owner/name`.
         repo: String,
         /// The environment variable holding the token. Default `GITHUB_TOKEN`.
         token_env: String,
+        /// The API's base URL. Default `https://api.github.com` (GitHub Enterprise:
+        /// `https://HOST/api/v3`).
+        api_url: String,
+        /// Event kinds sent; empty = [`DEFAULT_NOTIFY_EVENTS`].
         events: Vec<String>,
     },
 }
@@ -692,7 +815,7 @@ impl Notification {
         }
     }
 
-    /// The event kinds this channel wants; empty means all.
+    /// The event kinds listed in `events:` (empty: the defaults).
     pub fn events(&self) -> &[String] {
         match self {
             Notification::Webhook { events, .. }
@@ -702,9 +825,92 @@ impl Notification {
         }
     }
 
+    /// The event kinds this channel gets: its `events:`, or [`DEFAULT_NOTIFY_EVENTS`].
+    pub fn wanted(&self) -> Vec<String> {
+        let events = self.events();
+        if events.is_empty() {
+            DEFAULT_NOTIFY_EVENTS
+                .iter()
+                .map(|k| (*k).to_string())
+                .collect()
+        } else {
+            events.to_vec()
+        }
+    }
+
     /// Whether an event of kind `kind` goes to this channel.
     pub fn wants(&self, kind: &str) -> bool {
         let events = self.events();
-        events.is_empty() || events.iter().any(|e| e == kind)
+        if events.is_empty() {
+            DEFAULT_NOTIFY_EVENTS.contains(&kind)
+        } else {
+            events.iter().any(|e| e == kind)
+        }
     }
+
+    /// The channel's stable id: its `name:`, or `<kind>-<hash of its target>` (the
+    /// target itself may hold a secret, so it is not shown). Its outbox cursor and
+    /// deliveries are kept under this id.
+    pub fn id(&self) -> String {
+        let (name, target) = match self {
+            Notification::Webhook { name, url, .. } | Notification::Slack { name, url, .. } => {
+                (name, url.clone())
+            }
+            Notification::Email { name, smtp, to, .. } => {
+                (name, format!("{smtp} {}", to.join(",")))
+            }
+            Notification::Github {
+                name,
+                repo,
+                api_url,
+                ..
+            } => (name, format!("{api_url} {repo}")),
+        };
+        match name {
+            Some(n) => n.clone(),
+            None => format!("{}-{}", self.kind(), short_hash(&target)),
+        }
+    }
+}
+
+/// A short stable hash (FNV-1a, 64 bits, the high 32 in hex) of a text.
+pub fn short_hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:08x}", h >> 32)
+}
+
+/// Where an email channel connects: `(host, port, tls)` from its `smtp:` text and `tls:`
+/// key. `smtps://HOST` means TLS from the first byte whatever `tls:` says; a missing port
+/// is 465 with TLS, 587 with STARTTLS, 25 without TLS. The error says what is wrong.
+pub fn smtp_endpoint(smtp: &str, tls: SmtpTls) -> Result<(String, u16, SmtpTls), String> {
+    let (rest, tls) = if let Some(r) = smtp.strip_prefix("smtps://") {
+        (r, SmtpTls::Tls)
+    } else if let Some(r) = smtp.strip_prefix("smtp://") {
+        (r, tls)
+    } else if smtp.contains("://") {
+        return Err("its scheme is not `smtp://` or `smtps://`".into());
+    } else {
+        (smtp, tls)
+    };
+    let rest = rest.trim_end_matches('/');
+    let default_port = match tls {
+        SmtpTls::Tls => 465,
+        SmtpTls::Starttls => 587,
+        SmtpTls::None => 25,
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => match p.parse::<u16>() {
+            Ok(port) if port > 0 => (h, port),
+            _ => return Err(format!("`{p}` is not a port number (1-65535)")),
+        },
+        None => (rest, default_port),
+    };
+    if host.is_empty() || host.contains(['/', '@', ' ']) {
+        return Err("it names no host".into());
+    }
+    Ok((host.to_string(), port, tls))
 }

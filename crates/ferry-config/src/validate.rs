@@ -16,6 +16,7 @@ use crate::model::{
     Infrastructure, InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy,
     Reports, Rollback, RollbackValidate, Security, Server, Source, Step, Suite,
 };
+use crate::model::{DEFAULT_NOTIFY_EVENTS, EVENT_KINDS, SmtpTls, smtp_endpoint};
 use crate::yaml::{Kind, Node, Pos, Value, ellipsize};
 
 mod windows;
@@ -113,9 +114,18 @@ const COMMAND_ALARM_KEYS: &[&str] = &["run", "threshold", "comparison"];
 const ROLLBACK_KEYS: &[&str] = &["validate", "automatic"];
 const VALIDATE_KEYS: &[&str] = &["stabilize", "health_timeout"];
 const CHANNELS: &[&str] = &["webhook", "slack", "email", "github"];
-const URL_CHANNEL_KEYS: &[&str] = &["url", "events"];
-const EMAIL_KEYS: &[&str] = &["smtp", "from", "to", "events"];
-const GITHUB_KEYS: &[&str] = &["repo", "token_env", "events"];
+const URL_CHANNEL_KEYS: &[&str] = &["name", "url", "events"];
+const EMAIL_KEYS: &[&str] = &[
+    "name",
+    "smtp",
+    "from",
+    "to",
+    "tls",
+    "username",
+    "password_env",
+    "events",
+];
+const GITHUB_KEYS: &[&str] = &["name", "repo", "token_env", "api_url", "events"];
 
 /// Names of the steps ferry adds to the build stage itself (the coverage gate, packing the
 /// artifact), and to every environment stage.
@@ -2349,9 +2359,22 @@ impl Checker<'_> {
         let Some(items) = self.list(e, "") else {
             return out;
         };
+        let mut seen: Vec<(String, Pos)> = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let label = format!("notification #{}", i + 1);
             if let Some(n) = self.notification(item, &label) {
+                let id = n.id();
+                if let Some((_, first)) = seen.iter().find(|(s, _)| *s == id) {
+                    let line = first.line;
+                    self.report(
+                        item.pos,
+                        format!(
+                            "{label} is the same channel as the one on line {line} (id `{id}`)"
+                        ),
+                        "remove one, or give each its own `name:` if both are meant",
+                    );
+                }
+                seen.push((id, item.pos));
                 out.push(n);
             }
         }
@@ -2395,12 +2418,37 @@ impl Checker<'_> {
         };
         let c = self.map(e.value, e.pos(), &what, &loc, allowed)?;
         let events: Vec<String> = match c.get("events") {
-            Some(ev) => self
-                .texts(ev, &loc, "events: [deployment_failed]", true)
-                .into_iter()
-                .map(|(t, _)| t)
-                .collect(),
+            Some(ev) => {
+                let mut out = Vec::new();
+                for (t, pos) in self.texts(ev, &loc, "events: [deployment_failed]", true) {
+                    if EVENT_KINDS.contains(&t.as_str()) {
+                        out.push(t);
+                        continue;
+                    }
+                    let help = match closest(&t, EVENT_KINDS) {
+                        Some(k) => format!("did you mean `{k}`?"),
+                        None => format!(
+                            "write event kinds like {}, or leave `events` out for the defaults",
+                            one_of(DEFAULT_NOTIFY_EVENTS)
+                        ),
+                    };
+                    self.report(
+                        pos,
+                        format!("unknown event kind `{}` {loc}", ellipsize(&t)),
+                        help,
+                    );
+                }
+                out
+            }
             None => Vec::new(),
+        };
+        let name = match self.text(&c, "name", &loc, "name: team-webhook") {
+            Some(n) => {
+                let pos = c.get("name").map_or(c.pos, |e| e.pos());
+                self.check_name(&n, pos, "channel", "team-webhook")
+                    .then_some(n)
+            }
+            None => None,
         };
         match e.key {
             "email" => {
@@ -2429,10 +2477,75 @@ impl Checker<'_> {
                         None
                     }
                 };
+                let tls = match c.get("tls") {
+                    Some(_) => self.choice(
+                        &c,
+                        "tls",
+                        &loc,
+                        &[
+                            ("starttls", SmtpTls::Starttls),
+                            ("tls", SmtpTls::Tls),
+                            ("none", SmtpTls::None),
+                        ],
+                        &["starttls", "tls", "none"],
+                        " (`starttls`: port 587; `tls`: port 465; `none`: a relay on this machine)",
+                    ),
+                    None => Some(SmtpTls::Starttls),
+                };
+                let smtp = smtp.filter(|s| match smtp_endpoint(s, tls.unwrap_or_default()) {
+                    Ok(_) => true,
+                    Err(why) => {
+                        let pos = c.get("smtp").map_or(c.pos, |e| e.pos());
+                        self.report(
+                            pos,
+                            format!("`smtp` {loc} `{}` is not a server: {why}", ellipsize(s)),
+                            "write `HOST:PORT` or a URL, like `smtp: smtp.example.com:587` or `smtp: smtps://smtp.example.com`",
+                        );
+                        false
+                    }
+                });
+                let username = self.text(&c, "username", &loc, "username: ferry");
+                let password_env = match self.text(
+                    &c,
+                    "password_env",
+                    &loc,
+                    "password_env: SMTP_PASSWORD",
+                ) {
+                    Some(t) if valid_env_var(&t) => Some(t),
+                    Some(t) => {
+                        let pos = c.get("password_env").map_or(c.pos, |e| e.pos());
+                        self.report(
+                            pos,
+                            format!("`password_env` {loc} must name an environment variable, found `{}`", ellipsize(&t)),
+                            "write the variable's name, not the password, like `password_env: SMTP_PASSWORD`",
+                        );
+                        None
+                    }
+                    None => None,
+                };
+                if username.is_some() != password_env.is_some()
+                    && c.get("username").is_some() != c.get("password_env").is_some()
+                {
+                    let (has, lacks, example) = if username.is_some() {
+                        ("username", "password_env", "password_env: SMTP_PASSWORD")
+                    } else {
+                        ("password_env", "username", "username: ferry")
+                    };
+                    let pos = c.get(has).map_or(c.pos, |e| e.pos());
+                    self.report(
+                        pos,
+                        format!("`{has}` {loc} needs `{lacks}` too"),
+                        format!("add `{example}`, or remove `{has}` for a server without login"),
+                    );
+                }
                 Some(Notification::Email {
+                    name,
                     smtp: smtp?,
                     from: from?,
                     to: to?,
+                    tls: tls?,
+                    username,
+                    password_env,
                     events,
                 })
             }
@@ -2467,9 +2580,23 @@ impl Checker<'_> {
                     None if c.get("token_env").is_some() => None,
                     None => Some("GITHUB_TOKEN".to_string()),
                 };
+                let api_url = match c.get("api_url") {
+                    Some(_) => self
+                        .url(
+                            &c,
+                            "api_url",
+                            &loc,
+                            "api_url: https://github.example.com/api/v3",
+                            false,
+                        )
+                        .map(|u| u.trim_end_matches('/').to_string()),
+                    None => Some("https://api.github.com".to_string()),
+                };
                 Some(Notification::Github {
+                    name,
                     repo: repo?,
                     token_env: token_env?,
+                    api_url: api_url?,
                     events,
                 })
             }
@@ -2481,11 +2608,19 @@ impl Checker<'_> {
                     "url: https://hooks.slack.com/services/...",
                     false,
                 );
-                Some(Notification::Slack { url: url?, events })
+                Some(Notification::Slack {
+                    name,
+                    url: url?,
+                    events,
+                })
             }
             _ => {
                 let url = self.req_url(&c, "url", &loc, "url: http://127.0.0.1:9000/events", false);
-                Some(Notification::Webhook { url: url?, events })
+                Some(Notification::Webhook {
+                    name,
+                    url: url?,
+                    events,
+                })
             }
         }
     }

@@ -1885,3 +1885,80 @@ fn secrets_parse_into_the_model() {
     values.sort();
     assert_eq!(values, ["https://k@sentry", "hunter22"]);
 }
+
+#[test]
+fn notification_channels_events_names_and_email_settings() {
+    check(
+        r##"
+pipeline: shop
+build: {steps: [{name: unit, run: ./ci/unit.sh}]}
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+notifications:
+  - webhook: {name: team, url: http://127.0.0.1:9000/e, events: [deployment_failes, bogus_thing_here]}
+  - webhook: {name: team, url: http://127.0.0.1:9001/e}
+  - email: {smtp: "smtp.example.com:99999", from: a@example.com, to: [b@example.com], tls: startls, username: ferry}
+  - email: {smtp: "ftp://x", from: a@example.com, to: [b@example.com], password_env: not a var}
+  - github: {repo: acme/shop, api_url: github.example.com/api/v3}
+"##,
+        r##"
+ferry.yml:7:66: unknown event kind `deployment_failes` in `webhook` of notification #1
+  help: did you mean `deployment_failed`?
+ferry.yml:7:85: unknown event kind `bogus_thing_here` in `webhook` of notification #1
+  help: write event kinds like `deployment_started`, `deployment_succeeded`, `deployment_failed`, `approval_requested`, `rollback_initiated`, `rollback_succeeded`, `rollback_failed`, `incident_opened` or `pipeline_alarm`, or leave `events` out for the defaults
+ferry.yml:8:5: notification #2 is the same channel as the one on line 7 (id `team`)
+  help: remove one, or give each its own `name:` if both are meant
+ferry.yml:9:19: `smtp` in `email` of notification #3 `smtp.example.com:99999` is not a server: `99999` is not a port number (1-65535)
+  help: write `HOST:PORT` or a URL, like `smtp: smtp.example.com:587` or `smtp: smtps://smtp.example.com`
+ferry.yml:9:92: unknown value `startls` for `tls` in `email` of notification #3
+  help: did you mean `starttls`?
+ferry.yml:9:111: `username` in `email` of notification #3 needs `password_env` too
+  help: add `password_env: SMTP_PASSWORD`, or remove `username` for a server without login
+ferry.yml:10:19: `smtp` in `email` of notification #4 `ftp://x` is not a server: its scheme is not `smtp://` or `smtps://`
+  help: write `HOST:PORT` or a URL, like `smtp: smtp.example.com:587` or `smtp: smtps://smtp.example.com`
+ferry.yml:10:86: `password_env` in `email` of notification #4 must name an environment variable, found `not a var`
+  help: write the variable's name, not the password, like `password_env: SMTP_PASSWORD`
+ferry.yml:11:40: `api_url` in `github` of notification #5 must be an http:// or https:// url, found `github.example.com/api/v3`
+  help: write it like `api_url: https://github.example.com/api/v3`
+"##,
+    );
+}
+
+#[test]
+fn notification_defaults_and_ids() {
+    let yaml = r##"
+pipeline: shop
+build: {steps: [{name: unit, run: ./ci/unit.sh}]}
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+notifications:
+  - webhook: {url: http://127.0.0.1:9000/e}
+  - email: {name: ops-mail, smtp: "smtps://mail.example.com", from: a@example.com, to: [b@example.com, c@example.com], username: ferry, password_env: SMTP_PASSWORD}
+  - github: {repo: acme/shop, events: [deployment_started, pipeline_alarm]}
+"##;
+    let p = parse(yaml.trim_start(), "ferry.yml").expect("valid");
+    let hook = &p.notifications[0];
+    assert!(hook.id().starts_with("webhook-"));
+    assert_eq!(hook.id(), hook.id());
+    assert!(hook.wants("deployment_started") && hook.wants("pipeline_alarm"));
+    assert!(!hook.wants("step_started"));
+    assert_eq!(p.notifications[1].id(), "ops-mail");
+    let ferry_config::Notification::Email { smtp, tls, .. } = &p.notifications[1] else {
+        panic!("email expected");
+    };
+    assert_eq!(
+        ferry_config::smtp_endpoint(smtp, *tls),
+        Ok((
+            "mail.example.com".to_string(),
+            465,
+            ferry_config::SmtpTls::Tls
+        ))
+    );
+    let ferry_config::Notification::Github { api_url, .. } = &p.notifications[2] else {
+        panic!("github expected");
+    };
+    assert_eq!(api_url, "https://api.github.com");
+    assert!(!p.notifications[2].wants("deployment_failed"));
+}

@@ -159,6 +159,7 @@ fn reference_file_parses_into_the_expected_model() {
         },
         hotfix: Hotfix::default(),
         notifications: vec![Notification::Webhook {
+            name: None,
             url: "http://127.0.0.1:18199/events".into(),
             events: vec![],
         }],
@@ -277,7 +278,7 @@ fn starter_file_parses_with_every_option_uncommented() {
     }
     let p = parse_clean(&out);
     assert_eq!(p.alarms.len(), 1);
-    assert_eq!(p.notifications.len(), 2);
+    assert_eq!(p.notifications.len(), 4);
     let staging = p.environment("staging").unwrap();
     let monitor = staging.monitor.as_ref().unwrap();
     assert!(!monitor.advisory);

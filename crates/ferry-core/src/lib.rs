@@ -17,6 +17,7 @@ pub mod gates;
 pub mod infra;
 pub mod model;
 pub mod monitor;
+pub mod notify;
 pub mod pipeline_alarm;
 pub mod plan;
 pub mod redact;

@@ -7,6 +7,7 @@
 //! a process directly; adapters do.
 
 pub mod driver;
+pub mod notify;
 pub mod pipeline_alarms;
 pub mod ports;
 pub mod rollback;

@@ -8,6 +8,9 @@ use ferry_core::approval::Decision;
 use ferry_core::events::{EventKind, iso8601};
 pub use ferry_core::findings::{FindingCounts, FindingRecord};
 use ferry_core::gates::ExitObservation;
+pub use ferry_core::notify::{
+    Attempt, OutboxChannel, OutboxCounts, OutboxFilter, OutboxItem, Settle,
+};
 use ferry_core::rollback::RollbackRecord;
 use ferry_core::run::RunView;
 pub use ferry_core::window::{BreakGlass, Freeze};
@@ -259,6 +262,38 @@ pub trait Store: Send + Sync {
     /// deployment: finished deployments' durations per environment as a histogram over
     /// [`DURATION_BOUNDS_MS`], rollbacks per environment and level, runs per status.
     fn metric_counts(&self) -> PortResult<MetricCounts>;
+    // ----- the notification outbox (DESIGN invariant 4; ferry_core::notify) -----------
+
+    /// Enqueues, in one transaction per channel, every event recorded since the
+    /// channel's cursor whose kind it wants, and moves the cursor past them: each event
+    /// reaches each channel's outbox exactly once. A channel seen for the first time
+    /// starts at the newest event (it gets no old history). Returns how many deliveries
+    /// were enqueued.
+    fn outbox_fill(&self, channels: &[OutboxChannel], now: Timestamp) -> PortResult<usize>;
+    /// The deliveries of `channels` due at `now`, at most `limit`: per channel, its
+    /// oldest pending delivery if that is due (the ones behind it wait: a channel gets
+    /// its events in order), then its dead letters whose automatic retry is due, oldest
+    /// first. Each is reserved until `until` (its `next_at` moves there) so no other
+    /// process sends it meanwhile.
+    fn outbox_claim(
+        &self,
+        channels: &[String],
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> PortResult<Vec<OutboxItem>>;
+    /// Records an attempt's outcome. A delivery that succeeded also makes the channel's
+    /// dead letters that wait for an automatic retry due at once (the channel is back).
+    fn outbox_settle(&self, id: i64, settle: &Settle, now: Timestamp) -> PortResult<()>;
+    /// Deliveries, newest first.
+    fn outbox(&self, filter: &OutboxFilter) -> PortResult<Vec<OutboxItem>>;
+    /// Makes undelivered deliveries due at `now` as a fresh round (attempts back to 0,
+    /// status pending): those of `ids` if any are given, else every dead letter (of
+    /// `channel` if given). Returns how many.
+    fn outbox_retry(&self, channel: Option<&str>, ids: &[i64], now: Timestamp)
+    -> PortResult<usize>;
+    /// Pending, dead and delivered counts per channel, by channel id.
+    fn outbox_counts(&self) -> PortResult<Vec<OutboxCounts>>;
 }
 
 /// The upper bounds (milliseconds) of the deployment duration histogram: 1 s … 1 h. The
@@ -306,6 +341,18 @@ impl DurationHistogram {
         self.count += 1;
         self.sum_ms = self.sum_ms.saturating_add(ms);
     }
+}
+
+/// One notification channel (a webhook, Slack, email, GitHub commit statuses): sends one
+/// event, with its id so the receiver can drop a duplicate. Implementations put a
+/// timeout on every call and never panic on what a receiver answers.
+pub trait Notifier: Send + Sync {
+    /// The channel's id (`ferry_config::Notification::id`).
+    fn id(&self) -> &str;
+    /// The event kinds it wants.
+    fn kinds(&self) -> &[String];
+    /// Sends one event; `Attempt::Delivered` with the receiver's answer, or why not.
+    fn deliver(&self, event_id: i64, event: &Event) -> Attempt;
 }
 
 /// An environment held for a person after both rollback levels failed.

@@ -18,6 +18,7 @@
 mod error;
 mod findings;
 mod metrics;
+mod outbox;
 mod schema;
 mod windows;
 
@@ -36,7 +37,7 @@ use ferry_core::{
 };
 use ferry_engine::ports::{
     BreakGlass, EventFilter, FindingCounts, FindingRecord, Freeze, Incident, Lease, NewRun,
-    PortError, PortResult, Store,
+    OutboxChannel, OutboxCounts, OutboxFilter, OutboxItem, PortError, PortResult, Settle, Store,
 };
 use ferry_reports::TestReport;
 use rusqlite::types::Value;
@@ -871,6 +872,60 @@ impl Store for SqliteStore {
 
     fn metric_counts(&self) -> PortResult<ferry_engine::ports::MetricCounts> {
         self.transaction(TransactionBehavior::Deferred, metrics::metric_counts)
+    }
+
+    fn outbox_fill(&self, channels: &[OutboxChannel], now: Timestamp) -> PortResult<usize> {
+        // Most passes find nothing new: a read answers that without the write lock.
+        if !self.transaction(TransactionBehavior::Deferred, |tx| {
+            outbox::fill_needed(tx, channels)
+        })? {
+            return Ok(0);
+        }
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            outbox::fill(tx, channels, now)
+        })
+    }
+
+    fn outbox_claim(
+        &self,
+        channels: &[String],
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> PortResult<Vec<OutboxItem>> {
+        if !self.transaction(TransactionBehavior::Deferred, |tx| {
+            outbox::any_due(tx, channels, now)
+        })? {
+            return Ok(Vec::new());
+        }
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            outbox::claim(tx, channels, now, until, limit)
+        })
+    }
+
+    fn outbox_settle(&self, id: i64, settle: &Settle, now: Timestamp) -> PortResult<()> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            outbox::settle(tx, id, settle, now)
+        })
+    }
+
+    fn outbox(&self, filter: &OutboxFilter) -> PortResult<Vec<OutboxItem>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| outbox::list(tx, filter))
+    }
+
+    fn outbox_retry(
+        &self,
+        channel: Option<&str>,
+        ids: &[i64],
+        now: Timestamp,
+    ) -> PortResult<usize> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            outbox::retry(tx, channel, ids, now)
+        })
+    }
+
+    fn outbox_counts(&self) -> PortResult<Vec<OutboxCounts>> {
+        self.transaction(TransactionBehavior::Deferred, outbox::counts)
     }
 
     fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>> {

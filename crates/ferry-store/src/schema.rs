@@ -332,6 +332,32 @@ CREATE INDEX events_kind ON events(kind, id);
 ALTER TABLE deployments ADD COLUMN rollback_unsafe INTEGER NOT NULL DEFAULT 0 CHECK (rollback_unsafe IN (0, 1));
 ALTER TABLE deployments ADD COLUMN rollback_unsafe_reason TEXT;
 "#,
+    // 11: the notification outbox (DESIGN invariant 4). `outbox_cursors` holds, per
+    // channel id, the last event id already considered; `outbox` one row per event owed
+    // to a channel, filled in the same transaction as the cursor moves, so each event
+    // reaches each channel exactly once. `next_at` NULL: a dead letter that waits for
+    // `ferry notify retry`.
+    r#"
+CREATE TABLE outbox_cursors (
+    channel  TEXT    PRIMARY KEY NOT NULL,
+    event_id INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE outbox (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel      TEXT    NOT NULL,
+    event_id     INTEGER NOT NULL REFERENCES events(id),
+    status       TEXT    NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    rounds       INTEGER NOT NULL DEFAULT 0,
+    next_at      INTEGER,
+    last_error   TEXT,
+    created_at   INTEGER NOT NULL,
+    delivered_at INTEGER,
+    UNIQUE (channel, event_id)
+) STRICT;
+CREATE INDEX outbox_channel ON outbox(channel, status, id);
+"#,
 ];
 
 /// The schema version this code writes.

@@ -5,6 +5,7 @@
 use crate::clock::Ticks;
 use ferry_core::alarm::AlarmState;
 use ferry_core::approval::Decision;
+use ferry_core::notify::DeliveryStatus;
 use ferry_core::rollback::RollbackRecord;
 use ferry_core::run::{RunView, StageView, StepView};
 use ferry_core::window::{self, BreakGlass, Freeze};
@@ -13,8 +14,8 @@ use ferry_core::{
     Suite, Timestamp,
 };
 use ferry_engine::ports::{
-    EventFilter, FindingCounts, FindingRecord, Incident, Lease, MetricCounts, NewRun, PortError,
-    PortResult, Store,
+    EventFilter, FindingCounts, FindingRecord, Incident, Lease, MetricCounts, NewRun,
+    OutboxChannel, OutboxCounts, OutboxFilter, OutboxItem, PortError, PortResult, Settle, Store,
 };
 use ferry_reports::TestReport;
 use std::collections::BTreeMap;
@@ -109,6 +110,10 @@ struct State {
     freezes: Vec<Freeze>,
     /// Every break-glass override ever requested, in id order (ids count from 1).
     overrides: Vec<BreakGlass>,
+    /// The notification outbox's cursor per channel: the last event id considered.
+    cursors: BTreeMap<String, i64>,
+    /// The outbox, in id order (ids count from 1); the item's `event` is filled on read.
+    outbox: Vec<OutboxItem>,
 }
 
 /// What one batch changes outside its run, worked on as a copy and committed only when
@@ -1153,6 +1158,189 @@ impl Store for MemoryStore {
                 .or_default() += 1;
         }
         Ok(out)
+    }
+
+    fn outbox_fill(&self, channels: &[OutboxChannel], now: Timestamp) -> PortResult<usize> {
+        let mut st = self.lock();
+        let newest = st.events.last().map_or(0, |e| e.id);
+        let mut added = 0;
+        for c in channels {
+            let Some(cursor) = st.cursors.get(&c.id).copied() else {
+                // A new channel starts at the newest event: no old history.
+                st.cursors.insert(c.id.clone(), newest);
+                continue;
+            };
+            let owed: Vec<(i64, Event)> = st
+                .events
+                .iter()
+                .filter(|e| e.id > cursor && e.id <= newest)
+                .filter(|e| c.kinds.iter().any(|k| k == e.event.kind.as_str()))
+                .map(|e| (e.id, e.event.clone()))
+                .collect();
+            for (event_id, event) in owed {
+                if st
+                    .outbox
+                    .iter()
+                    .any(|i| i.channel == c.id && i.event_id == event_id)
+                {
+                    continue;
+                }
+                let id = st.outbox.last().map_or(1, |i| i.id + 1);
+                st.outbox.push(OutboxItem {
+                    id,
+                    channel: c.id.clone(),
+                    event_id,
+                    event,
+                    status: DeliveryStatus::Pending,
+                    attempts: 0,
+                    rounds: 0,
+                    next_at: Some(now),
+                    last_error: None,
+                    delivered_at: None,
+                });
+                added += 1;
+            }
+            st.cursors.insert(c.id.clone(), newest.max(cursor));
+        }
+        Ok(added)
+    }
+
+    fn outbox_claim(
+        &self,
+        channels: &[String],
+        now: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> PortResult<Vec<OutboxItem>> {
+        let mut st = self.lock();
+        let mut ids: Vec<i64> = Vec::new();
+        for c in channels {
+            if ids.len() >= limit {
+                break;
+            }
+            // In order: only the channel's oldest pending delivery, when due.
+            if let Some(head) = st
+                .outbox
+                .iter()
+                .find(|i| i.channel == *c && i.status == DeliveryStatus::Pending)
+                && head.next_at.is_some_and(|t| t <= now)
+            {
+                ids.push(head.id);
+            }
+            // Dead letters whose automatic retry is due.
+            for i in &st.outbox {
+                if ids.len() >= limit {
+                    break;
+                }
+                if i.channel == *c
+                    && i.status == DeliveryStatus::Dead
+                    && i.next_at.is_some_and(|t| t <= now)
+                {
+                    ids.push(i.id);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(i) = st.outbox.iter_mut().find(|i| i.id == id) {
+                i.next_at = Some(until);
+                out.push(i.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    fn outbox_settle(&self, id: i64, settle: &Settle, now: Timestamp) -> PortResult<()> {
+        let mut st = self.lock();
+        let Some(i) = st.outbox.iter_mut().find(|i| i.id == id) else {
+            return Ok(());
+        };
+        i.status = settle.status;
+        i.attempts = settle.attempts;
+        i.rounds = settle.rounds;
+        i.next_at = settle.next_at;
+        i.last_error = settle.last_error.clone();
+        i.delivered_at = settle.delivered_at;
+        let channel = i.channel.clone();
+        if settle.status == DeliveryStatus::Delivered {
+            for d in st.outbox.iter_mut() {
+                if d.channel == channel
+                    && d.status == DeliveryStatus::Dead
+                    && d.next_at.is_some_and(|t| t > now)
+                {
+                    d.next_at = Some(now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn outbox(&self, filter: &OutboxFilter) -> PortResult<Vec<OutboxItem>> {
+        let st = self.lock();
+        Ok(st
+            .outbox
+            .iter()
+            .rev()
+            .filter(|i| filter.status.is_none_or(|s| i.status == s))
+            .filter(|i| filter.channel.as_ref().is_none_or(|c| i.channel == *c))
+            .take(filter.limit.unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+
+    fn outbox_retry(
+        &self,
+        channel: Option<&str>,
+        ids: &[i64],
+        now: Timestamp,
+    ) -> PortResult<usize> {
+        let mut st = self.lock();
+        let mut n = 0;
+        for i in st.outbox.iter_mut() {
+            let chosen = if ids.is_empty() {
+                i.status == DeliveryStatus::Dead
+            } else {
+                ids.contains(&i.id) && i.status != DeliveryStatus::Delivered
+            };
+            if chosen && channel.is_none_or(|c| i.channel == c) {
+                i.status = DeliveryStatus::Pending;
+                i.attempts = 0;
+                i.next_at = Some(now);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn outbox_counts(&self) -> PortResult<Vec<OutboxCounts>> {
+        let st = self.lock();
+        let mut out: BTreeMap<String, OutboxCounts> = st
+            .cursors
+            .keys()
+            .map(|c| {
+                (
+                    c.clone(),
+                    OutboxCounts {
+                        channel: c.clone(),
+                        ..OutboxCounts::default()
+                    },
+                )
+            })
+            .collect();
+        for i in &st.outbox {
+            let c = out
+                .entry(i.channel.clone())
+                .or_insert_with(|| OutboxCounts {
+                    channel: i.channel.clone(),
+                    ..OutboxCounts::default()
+                });
+            match i.status {
+                DeliveryStatus::Pending => c.pending += 1,
+                DeliveryStatus::Dead => c.dead += 1,
+                DeliveryStatus::Delivered => c.delivered += 1,
+            }
+        }
+        Ok(out.into_values().collect())
     }
 }
 

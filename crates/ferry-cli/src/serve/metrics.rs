@@ -96,13 +96,14 @@ pub fn gather(pipeline: &Pipeline, store: &SqliteStore) -> PortResult<MetricsInp
         let state = store.alarm_state(rule.name)?.map(|s| s.0);
         alarms.push((rule.name.to_string(), Some(state.unwrap_or(AlarmState::Ok))));
     }
+    let outbox_pending = Some(store.outbox_counts()?.iter().map(|c| c.pending).sum());
     Ok(MetricsInput {
         counts,
         bounds_ms,
         versions,
         tests,
         alarms,
-        outbox_pending: None,
+        outbox_pending,
     })
 }
 

@@ -12,6 +12,7 @@ mod leases;
 mod metrics;
 mod migration;
 mod open;
+mod outbox;
 mod property;
 mod rollbacks;
 mod support;

@@ -59,6 +59,8 @@ fn open_creates_the_folder_the_file_and_the_schema_in_wal_mode() {
             "freezes",
             "incidents",
             "leases",
+            "outbox",
+            "outbox_cursors",
             "rollbacks",
             "runs",
             "stages",
