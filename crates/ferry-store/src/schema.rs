@@ -262,6 +262,13 @@ CREATE TABLE break_glass (
     UNIQUE (run_id, environment)
 ) STRICT;
 "#,
+    // The dashboard (issue 6): pages of the deployment history walk these in order
+    // (`deployments_before`: the `(start_time, deployment_id)` cursor), and the DORA
+    // samples join each deployment to its run and its rollback.
+    r#"
+CREATE INDEX deployments_env_page ON deployments(environment, start_time DESC, deployment_id DESC);
+CREATE INDEX deployments_page ON deployments(start_time DESC, deployment_id DESC);
+"#,
 ];
 
 /// The schema version this code writes.
