@@ -11,8 +11,11 @@
 //! wrk (see `load.rs`); `ferry-bench diff [--iterations N] [--files N] [--changed N]`
 //! times `ferry diff`'s changed-file listing against `git diff --name-only` on a
 //! synthetic 100,000-file repository (see `diff.rs`; the ferry binary next to
-//! ferry-bench, or `$FERRY_BIN`).
+//! ferry-bench, or `$FERRY_BIN`); `ferry-bench dashboard [--deployments N] [--runs N]
+//! [--requests N]` times the dashboard's pages and the main API endpoints of `ferry
+//! serve` with 100 k deployments and 10 k runs in the store (see `dashboard.rs`).
 
+mod dashboard;
 mod diff;
 mod load;
 mod mttr;
@@ -38,6 +41,13 @@ fn run() -> Result<(), String> {
             .with_file_name("ferry");
         let ferry = std::env::var_os("FERRY_BIN").map_or(ferry, PathBuf::from);
         return diff::run(std::env::args().skip(2).collect(), ferry);
+    }
+    if std::env::args().nth(1).as_deref() == Some("dashboard") {
+        let ferry = std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("ferry");
+        let ferry = std::env::var_os("FERRY_BIN").map_or(ferry, PathBuf::from);
+        return dashboard::run(std::env::args().skip(2).collect(), &ferry);
     }
     if std::env::args().nth(1).as_deref() == Some("serve") {
         return load::run(std::env::args().skip(2).collect());

@@ -6,7 +6,7 @@ use crate::context::Project;
 use crate::error::{CliError, CliResult};
 use ferry_api::exit;
 use ferry_config::Pipeline;
-use ferry_core::dora::{self, DAY_MS, Day, Measures, Window};
+use ferry_core::dora::{self, Day, Measures, Window};
 use ferry_core::time::human;
 use ferry_core::{Timestamp, events::iso8601};
 use ferry_engine::ports::Store;
@@ -104,12 +104,7 @@ pub fn build(
 }
 
 /// `ferry report`.
-pub fn command(
-    project: &Project,
-    since: &str,
-    env: Option<&str>,
-    as_json: bool,
-) -> CliResult<i32> {
+pub fn command(project: &Project, since: &str, env: Option<&str>, as_json: bool) -> CliResult<i32> {
     let now = ferry_engine::ports::Clock::now(&crate::context::SystemClock);
     let window = parse_since(since, now).map_err(|m| CliError::new(exit::USAGE, m))?;
     let (pipeline, _) = project.load()?;
@@ -152,9 +147,8 @@ pub fn table(r: &Report, since: &str) -> String {
         ),
         (
             "deployment frequency",
-            m.per_day.map_or_else(no, |d| {
-                format!("{d:.2} per day ({:.2} per week)", d * 7.0)
-            }),
+            m.per_day
+                .map_or_else(no, |d| format!("{d:.2} per day ({:.2} per week)", d * 7.0)),
         ),
         (
             "lead time for changes",
@@ -170,7 +164,9 @@ pub fn table(r: &Report, since: &str) -> String {
                     format!("median {} ({} not restored)", human(t), m.unrestored)
                 }
                 Some(t) => format!("median {}", human(t)),
-                None if m.unrestored > 0 => format!("no restore yet ({} not restored)", m.unrestored),
+                None if m.unrestored > 0 => {
+                    format!("no restore yet ({} not restored)", m.unrestored)
+                }
                 None => no(),
             },
         ),
@@ -187,13 +183,13 @@ pub fn table(r: &Report, since: &str) -> String {
             r.environment
         ));
     }
-    let _ = DAY_MS;
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_core::dora::DAY_MS;
 
     #[test]
     fn since_reads_durations_and_dates_and_refuses_the_rest() {
@@ -210,7 +206,7 @@ mod tests {
             Ok(Timestamp(DAY_MS))
         );
         for bad in ["", "thirty days", "-3d", "0d", "2999-01-01", "30x"] {
-            let e = parse_since(bad, now).unwrap_err();
+            let e = parse_since(bad, now).expect_err("refused");
             assert!(e.contains("--since"), "{bad}: {e}");
         }
     }

@@ -73,10 +73,9 @@ impl Sample {
     pub fn deploy_succeeded(&self) -> bool {
         match self.status {
             DeploymentStatus::Succeeded => true,
-            DeploymentStatus::RolledBack => self
-                .rollback
-                .as_ref()
-                .is_some_and(|r| matches!(r.trigger, Trigger::Alarm { .. } | Trigger::Manual { .. })),
+            DeploymentStatus::RolledBack => self.rollback.as_ref().is_some_and(|r| {
+                matches!(r.trigger, Trigger::Alarm { .. } | Trigger::Manual { .. })
+            }),
             _ => false,
         }
     }
@@ -190,10 +189,15 @@ pub fn measure(samples: &[Sample], window: Window) -> Measures {
             .as_ref()
             .filter(|r| r.status == RollbackStatus::Succeeded)
             .and_then(|r| r.ended);
+        // The first good deployment started after this one (a binary search: the goods
+        // are in start order) that ended at or after the failure.
         let next_good = || {
+            let first = goods.partition_point(|(start, _)| *start <= f.start);
             goods
+                .get(first..)
+                .unwrap_or_default()
                 .iter()
-                .find(|(start, end)| *start > f.start && *end >= at)
+                .find(|(_, end)| *end >= at)
                 .map(|(_, end)| *end)
         };
         match by_rollback.or_else(next_good) {

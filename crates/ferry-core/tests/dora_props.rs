@@ -61,9 +61,11 @@ fn sample() -> impl Strategy<Value = Sample> {
 }
 
 fn window() -> impl Strategy<Value = Window> {
-    (0..100 * DAY_MS, prop_oneof![Just(7), Just(30), Just(90), 0u32..120]).prop_map(
-        |(to, days)| Window::last_days(Timestamp(to), days),
+    (
+        0..100 * DAY_MS,
+        prop_oneof![Just(7), Just(30), Just(90), 0u32..120],
     )
+        .prop_map(|(to, days)| Window::last_days(Timestamp(to), days))
 }
 
 proptest! {

@@ -543,7 +543,12 @@ impl Store for SqliteStore {
                     Some(trigger) => Some(ferry_core::dora::RollbackFacts {
                         trigger: serde_json::from_str::<Trigger>(&trigger)
                             .map_err(|_| bad("rollbacks", "trigger_json", trigger.clone()))?,
-                        status: parse_enum(r.get(5)?, "rollbacks", "status", RollbackStatus::parse)?,
+                        status: parse_enum(
+                            r.get(5)?,
+                            "rollbacks",
+                            "status",
+                            RollbackStatus::parse,
+                        )?,
                         started: Timestamp(r.get(6)?),
                         ended: r.get::<_, Option<i64>>(7)?.map(Timestamp),
                     }),
@@ -551,7 +556,12 @@ impl Store for SqliteStore {
                 out.push(ferry_core::dora::Sample {
                     start: Timestamp(start),
                     end: r.get::<_, Option<i64>>(1)?.map(Timestamp),
-                    status: parse_enum(r.get(2)?, "deployments", "status", DeploymentStatus::parse)?,
+                    status: parse_enum(
+                        r.get(2)?,
+                        "deployments",
+                        "status",
+                        DeploymentStatus::parse,
+                    )?,
                     queued: Timestamp(r.get::<_, Option<i64>>(3)?.unwrap_or(start)),
                     rollback,
                 });
@@ -1567,10 +1577,21 @@ mod tests {
         let cases: [(&str, Vec<Value>); 3] = [
             (
                 DEPLOYMENTS_PAGE_OF_ENV,
-                vec![Value::from("production".to_string()), 5.into(), Value::from("x".to_string()), 50.into()],
+                vec![
+                    Value::from("production".to_string()),
+                    5.into(),
+                    Value::from("x".to_string()),
+                    50.into(),
+                ],
             ),
-            (DEPLOYMENTS_PAGE, vec![5.into(), Value::from("x".to_string()), 50.into()]),
-            (DORA_SAMPLES, vec![Value::from("production".to_string()), 5.into()]),
+            (
+                DEPLOYMENTS_PAGE,
+                vec![5.into(), Value::from("x".to_string()), 50.into()],
+            ),
+            (
+                DORA_SAMPLES,
+                vec![Value::from("production".to_string()), 5.into()],
+            ),
         ];
         for (sql, args) in cases {
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();

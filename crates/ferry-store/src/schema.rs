@@ -262,7 +262,7 @@ CREATE TABLE break_glass (
     UNIQUE (run_id, environment)
 ) STRICT;
 "#,
-    // The dashboard (issue 6): pages of the deployment history walk these in order
+    // 8: the dashboard (issue 6): pages of the deployment history walk these in order
     // (`deployments_before`: the `(start_time, deployment_id)` cursor), and the DORA
     // samples join each deployment to its run and its rollback.
     r#"

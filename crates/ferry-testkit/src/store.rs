@@ -753,36 +753,36 @@ impl Store for MemoryStore {
         since: Timestamp,
     ) -> PortResult<Vec<ferry_core::dora::Sample>> {
         let st = self.lock();
-        let mut out: Vec<(i64, ferry_core::dora::Sample)> = st
-            .deployments
-            .iter()
-            .map(|d| &d.record)
-            .filter(|d| d.environment == environment && d.start_time >= since.0)
-            .map(|d| {
-                let rollback = st.rollbacks.get(&d.deployment_id).map(|r| {
-                    ferry_core::dora::RollbackFacts {
-                        trigger: r.trigger.clone(),
-                        status: r.status,
-                        started: r.started_at,
-                        ended: r.ended_at,
-                    }
-                });
-                let queued = st
-                    .runs
-                    .get(&d.run_id.0)
-                    .map_or(Timestamp(d.start_time), |r| r.view.created_at);
-                (
-                    d.start_time,
-                    ferry_core::dora::Sample {
-                        start: Timestamp(d.start_time),
-                        end: d.end_time.map(Timestamp),
-                        status: d.status,
-                        queued,
-                        rollback,
-                    },
-                )
-            })
-            .collect();
+        let mut out: Vec<(i64, ferry_core::dora::Sample)> =
+            st.deployments
+                .iter()
+                .map(|d| &d.record)
+                .filter(|d| d.environment == environment && d.start_time >= since.0)
+                .map(|d| {
+                    let rollback = st.rollbacks.get(&d.deployment_id).map(|r| {
+                        ferry_core::dora::RollbackFacts {
+                            trigger: r.trigger.clone(),
+                            status: r.status,
+                            started: r.started_at,
+                            ended: r.ended_at,
+                        }
+                    });
+                    let queued = st
+                        .runs
+                        .get(&d.run_id.0)
+                        .map_or(Timestamp(d.start_time), |r| r.view.created_at);
+                    (
+                        d.start_time,
+                        ferry_core::dora::Sample {
+                            start: Timestamp(d.start_time),
+                            end: d.end_time.map(Timestamp),
+                            status: d.status,
+                            queued,
+                            rollback,
+                        },
+                    )
+                })
+                .collect();
         out.sort_by_key(|(t, _)| *t);
         Ok(out.into_iter().map(|(_, s)| s).collect())
     }

@@ -81,11 +81,7 @@ pub fn rates(rows: &[(String, Option<f64>)], colour: &str) -> String {
                 );
             }
             None => {
-                let _ = write!(
-                    out,
-                    "<text x=\"70\" y=\"{:.1}\">no data</text>",
-                    y + 11.0
-                );
+                let _ = write!(out, "<text x=\"70\" y=\"{:.1}\">no data</text>", y + 11.0);
             }
         }
     }

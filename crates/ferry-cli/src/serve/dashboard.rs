@@ -22,7 +22,7 @@ use crate::error::CliError;
 use crate::report;
 use crate::serve::charts;
 use crate::serve::html::{
-    self, badge, esc, error_page, first_line, page, respond, took, url, when, when_opt,
+    self, badge, error_page, esc, first_line, page, respond, took, url, when, when_opt,
 };
 use crate::serve::{AppState, Params};
 use axum::Router;
@@ -31,7 +31,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
-use ferry_core::dora::Window;
+use ferry_core::dora::{Sample, Window};
 use ferry_core::run::RunView;
 use ferry_core::{RunId, RunStatus, StageStatus, Timestamp};
 use ferry_engine::ports::{Clock, Store};
@@ -135,6 +135,57 @@ fn now() -> Timestamp {
     crate::context::SystemClock.now()
 }
 
+/// How long the DORA samples of an environment are reused while nothing happened.
+const SAMPLES_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The DORA samples last read per environment: what the newest deployment and rollback
+/// were then, when, the start of what was read, and the samples.
+type SampleCache = BTreeMap<String, (String, std::time::Instant, Timestamp, Arc<Vec<Sample>>)>;
+
+fn sample_cache() -> &'static std::sync::Mutex<SampleCache> {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<SampleCache>> = std::sync::OnceLock::new();
+    CACHE.get_or_init(|| std::sync::Mutex::new(BTreeMap::new()))
+}
+
+/// The DORA samples of `env` over the last 90 days (the widest window shown). They are
+/// read again only when the environment's newest deployment or the newest rollback
+/// changed since (two index seeks tell) or [`SAMPLES_TTL`] passed, so a dashboard
+/// reloaded by many people — while runs go through their steps — reads a long history
+/// once.
+fn samples_90d(state: &AppState, env: &str, now: Timestamp) -> Result<Arc<Vec<Sample>>, PageError> {
+    let latest = state.store.latest_deployment(env)?;
+    let rollback = state.store.rollbacks(1)?;
+    let stamp = format!(
+        "{:?}|{:?}",
+        latest.map(|d| (d.deployment_id, d.status, d.end_time, d.rollback_time)),
+        rollback
+            .first()
+            .map(|r| (&r.deployment_id, r.status, r.ended_at))
+    );
+    let from = Window::last_days(now, 90).from;
+    {
+        let cache = sample_cache()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((s, at, read_from, samples)) = cache.get(env)
+            && *s == stamp
+            && at.elapsed() < SAMPLES_TTL
+            && *read_from <= from
+        {
+            return Ok(Arc::clone(samples));
+        }
+    }
+    let samples = Arc::new(state.store.dora_samples(env, from)?);
+    sample_cache()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(
+            env.to_string(),
+            (stamp, std::time::Instant::now(), from, Arc::clone(&samples)),
+        );
+    Ok(samples)
+}
+
 fn stage_class(s: StageStatus) -> &'static str {
     match s {
         StageStatus::Succeeded => "ok",
@@ -169,7 +220,11 @@ fn run_row(v: &RunView) -> String {
     format!(
         "<tr><td><a href=\"/runs/{id}\">#{id}</a>{hot}</td><td><code>{sha}</code> {msg}<div class=\"muted\">{author}</div></td><td>{status}</td><td><div class=\"timeline\">{stages}</div></td><td>{created}<div class=\"muted\">{took}</div></td></tr>",
         id = v.id.0,
-        hot = if v.hotfix { " <span class=\"flag\">hotfix</span>" } else { "" },
+        hot = if v.hotfix {
+            " <span class=\"flag\">hotfix</span>"
+        } else {
+            ""
+        },
         sha = esc(v.commit.short()),
         msg = esc(&first_line(&v.commit.message, 90)),
         author = esc(&v.commit.author),
@@ -284,12 +339,14 @@ async fn overview(State(state): State<Arc<AppState>>) -> Response {
             runs_table(&recent)
         );
         let env = report::environment(&st.pipeline, None)?;
-        let r = report::build(&*st.store, &env, Window::last_days(now(), 30), false)?;
+        let now = now();
+        let samples = samples_90d(st, &env, now)?;
+        let m = ferry_core::dora::measure(&samples, Window::last_days(now, 30));
         let _ = write!(
             body,
             "<section><h2>DORA · {} · last 30 days</h2>{}<div class=\"pager\"><a href=\"/dora\">Details and charts →</a></div></section>",
             esc(&env),
-            dora_cards(&r.measures)
+            dora_cards(&m)
         );
         Ok(("Overview".into(), body, String::new()))
     })
@@ -319,11 +376,7 @@ async fn runs(State(state): State<Arc<AppState>>, q: Params) -> Response {
         if page_runs.len() == RUNS_PAGE
             && let Some(last) = page_runs.last()
         {
-            let _ = write!(
-                body,
-                "<a href=\"/runs?before={}\">Older →</a>",
-                last.id.0
-            );
+            let _ = write!(body, "<a href=\"/runs?before={}\">Older →</a>", last.id.0);
         }
         body.push_str("</div></section>");
         Ok(("Runs".into(), body, String::new()))
@@ -769,8 +822,7 @@ async fn dora(State(state): State<Arc<AppState>>, q: Params) -> Response {
         };
         let now = now();
         // One read of the longest window serves all three.
-        let widest = Window::last_days(now, 90);
-        let samples = st.store.dora_samples(&env, widest.from)?;
+        let samples = samples_90d(st, &env, now)?;
         let window = Window::last_days(now, days);
         let m = ferry_core::dora::measure(&samples, window);
         let per_day = ferry_core::dora::daily(&samples, window);

@@ -49,7 +49,11 @@ pub fn url(text: &str) -> String {
 pub fn when(t: Timestamp) -> String {
     let iso = ferry_core::events::iso8601(t);
     let shown = iso.get(..19).unwrap_or(&iso).replace('T', " ");
-    format!("<time datetime=\"{}\">{} UTC</time>", esc(&iso), esc(&shown))
+    format!(
+        "<time datetime=\"{}\">{} UTC</time>",
+        esc(&iso),
+        esc(&shown)
+    )
 }
 
 /// `when` for an optional instant, `—` when absent.

@@ -69,7 +69,10 @@ impl Browser {
         };
         let until = Instant::now() + Duration::from_secs(30);
         while !super::listening(port) {
-            assert!(Instant::now() < until, "chromedriver never listened on {port}");
+            assert!(
+                Instant::now() < until,
+                "chromedriver never listened on {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let caps = json!({"capabilities": {"alwaysMatch": {
@@ -181,11 +184,7 @@ impl Browser {
     }
 
     pub fn type_into(&self, element: &str, text: &str) {
-        self.call(
-            "POST",
-            &format!("/element/{element}/clear"),
-            None,
-        );
+        self.call("POST", &format!("/element/{element}/clear"), None);
         self.call(
             "POST",
             &format!("/element/{element}/value"),
