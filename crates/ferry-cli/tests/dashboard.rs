@@ -184,8 +184,8 @@ fn the_dashboard_in_chromium_shows_every_page_escapes_commit_text_and_approves()
     let summary = b.find("details.log summary");
     b.click(&summary);
     b.wait_until("showed the build's log", LONG, |b| {
-        let pre = b.find("details.log pre");
-        !b.text(&pre).is_empty()
+        b.text_of("details.log pre")
+            .is_some_and(|t| t.contains("building"))
     });
     assert!(b.body_text().contains(HOSTILE));
     shot("run-failed");
@@ -228,28 +228,29 @@ fn the_dashboard_in_chromium_shows_every_page_escapes_commit_text_and_approves()
     let approve = b.find("#approve");
     b.click(&approve);
     b.wait_until("asked for the token", LONG, |b| {
-        b.text(&b.find("#decision-result")).contains("token")
+        b.text_of("#decision-result")
+            .is_some_and(|t| t.contains("token"))
     });
     b.type_into(&b.find("#token"), "not-the-token");
     b.type_into(&b.find("#by"), "dana");
     b.click(&b.find("#approve"));
     b.wait_until("showed the 401", LONG, |b| {
-        b.text(&b.find("#decision-result")).starts_with("401")
+        b.text_of("#decision-result")
+            .is_some_and(|t| t.starts_with("401"))
     });
     shot("approval-refused");
     b.type_into(&b.find("#token"), TOKEN);
     b.click(&b.find("#approve"));
     // The page reloads when the run's status changes, and follows it to its end.
     b.wait_until("showed the run going on", LONG, |b| {
-        b.find_all("#run-status")
-            .first()
-            .is_some_and(|s| b.text(s) != "awaiting approval")
+        b.text_of("#run-status")
+            .is_some_and(|t| t != "awaiting approval")
     });
     let out = waiting.wait(LONG);
     assert_code(&out, 0, "the run approved in the browser");
     b.wait_until("showed the run succeeded", LONG, |b| {
         b.goto(&format!("{base}/runs/{d}"));
-        b.text(&b.find("#run-status")) == "succeeded"
+        b.text_of("#run-status").as_deref() == Some("succeeded")
     });
     assert!(
         b.body_text().contains("approved by dana"),

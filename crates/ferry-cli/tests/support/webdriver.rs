@@ -94,6 +94,12 @@ impl Browser {
 
     /// One WebDriver call; the `value` of its answer. An error answer panics with it.
     fn raw(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_raw(method, path, body)
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
+    }
+
+    /// One WebDriver call; the `value` of its answer, or the error answer.
+    fn try_raw(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}{path}", self.base);
         let res = match method {
             "GET" => self.agent.get(&url).call(),
@@ -104,25 +110,38 @@ impl Browser {
                 .header("content-type", "application/json")
                 .send(body.unwrap_or_else(|| json!({})).to_string()),
         };
-        let mut res = res.unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
+        let mut res = res.map_err(|e| e.to_string())?;
         let status = res.status().as_u16();
         let text = res
             .body_mut()
             .with_config()
             .limit(64 * 1024 * 1024)
             .read_to_string()
-            .unwrap();
+            .map_err(|e| e.to_string())?;
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        assert!(
-            status < 300,
-            "WebDriver {method} {path}: {status} {:#}",
-            v["value"]
-        );
-        v["value"].clone()
+        if status >= 300 {
+            return Err(format!("{status} {:#}", v["value"]));
+        }
+        Ok(v["value"].clone())
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         self.raw(method, &format!("/session/{}{path}", self.session), body)
+    }
+
+    /// The visible text of the first element matching `css` now, read in one script
+    /// (so a page reloading meanwhile gives `None`, not a stale element).
+    pub fn text_of(&self, css: &str) -> Option<String> {
+        self.try_raw(
+            "POST",
+            &format!("/session/{}/execute/sync", self.session),
+            Some(json!({
+                "script": "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+                "args": [css]
+            })),
+        )
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
     }
 
     pub fn goto(&self, url: &str) {

@@ -10,6 +10,7 @@ mod incidents;
 mod leases;
 mod migration;
 mod open;
+mod pages;
 mod property;
 mod rollbacks;
 mod support;
