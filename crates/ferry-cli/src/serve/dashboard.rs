@@ -722,13 +722,13 @@ async fn deployments(State(state): State<Arc<AppState>>, q: Params) -> Response 
         body.push_str("</tbody></table><div class=\"pager\">");
         let env_q = env
             .as_ref()
-            .map(|e| format!("env={}&", url(e)))
+            .map(|e| format!("env={}&amp;", url(e)))
             .unwrap_or_default();
         if before.is_some() {
             let _ = write!(
                 body,
                 "<a href=\"/deployments?{}\">← Newest</a>",
-                env_q.trim_end_matches('&')
+                env_q.trim_end_matches("&amp;")
             );
         }
         if list.len() == DEPLOYMENTS_PAGE
