@@ -1441,8 +1441,9 @@ const DEPLOYMENTS_PAGE: &str = concat!(
      ORDER BY start_time DESC, deployment_id DESC LIMIT ?3"
 );
 
-/// The DORA samples of an environment since an instant: a range of `deployments_env_page`,
-/// each row joined to its run (primary key) and its rollback (primary key).
+/// The DORA samples of an environment since an instant: a range of the covering index
+/// `deployments_dora`, each row joined to its run (primary key) and its rollback
+/// (primary key).
 const DORA_SAMPLES: &str = "SELECT d.start_time, d.end_time, d.status, r.created_at,
         rb.trigger_json, rb.status, rb.started_at, rb.ended_at
      FROM deployments d
@@ -1601,8 +1602,18 @@ mod tests {
                 .collect::<Result<_, _>>()
                 .unwrap();
             let plan = plan.join("\n");
-            assert!(plan.contains("USING INDEX deployments_"), "{sql}: {plan}");
+            assert!(
+                plan.contains("USING INDEX deployments_")
+                    || plan.contains("USING COVERING INDEX deployments_"),
+                "{sql}: {plan}"
+            );
             assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
+            if sql == DORA_SAMPLES {
+                assert!(
+                    plan.contains("COVERING INDEX deployments_dora"),
+                    "{sql}: {plan}"
+                );
+            }
             assert!(
                 plan.lines().all(|l| !l.starts_with("SCAN")),
                 "{sql}: {plan}"
