@@ -274,6 +274,13 @@ fn the_dashboard_in_chromium_shows_every_page_escapes_commit_text_and_approves()
     assert_eq!(r["deployments"], 3, "{r:#}");
     assert_eq!(r["change_failures"], 1, "{r:#}");
     assert_eq!(r["succeeded"], 2, "{r:#}");
+    assert!(r["lead_time_median_ms"].is_u64(), "{r:#}");
+    assert!(
+        r["time_to_restore_median_ms"].is_u64(),
+        "restored by its rollback: {r:#}"
+    );
+    let cfr = r["change_failure_rate"].as_f64().unwrap();
+    assert!((cfr - 1.0 / 3.0).abs() < 1e-9, "{r:#}");
     let out = repo.ferry(&["report"]);
     assert_code(&out, 0, "ferry report");
     let text = support::stdout(&out);

@@ -113,7 +113,9 @@ impl Window {
     }
 }
 
-/// The measures over one window. Every `Option` is `None` when there is no data.
+/// The measures over one window. Every `Option` is `None` when there is no data. In
+/// JSON the durations are milliseconds (`lead_time_median_ms`, …) and the window's
+/// bounds milliseconds since the epoch.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Measures {
     pub window: Window,
@@ -123,11 +125,11 @@ pub struct Measures {
     pub change_failures: usize,
     pub per_day: Option<f64>,
     pub per_week: Option<f64>,
-    #[serde(serialize_with = "ms_opt")]
+    #[serde(serialize_with = "ms_opt", rename = "lead_time_median_ms")]
     pub lead_time_median: Option<Duration>,
-    #[serde(serialize_with = "ms_opt")]
+    #[serde(serialize_with = "ms_opt", rename = "lead_time_p90_ms")]
     pub lead_time_p90: Option<Duration>,
-    #[serde(serialize_with = "ms_opt")]
+    #[serde(serialize_with = "ms_opt", rename = "time_to_restore_median_ms")]
     pub time_to_restore_median: Option<Duration>,
     /// Change failures in the window with no restore yet.
     pub unrestored: usize,
