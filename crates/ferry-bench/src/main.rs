@@ -14,8 +14,11 @@
 //! ferry-bench, or `$FERRY_BIN`); `ferry-bench guard [--iterations N] [--mb 10]
 //! [--cfn-guard PATH]` times `ferry scan` with the built-in policy pack on a generated
 //! 10 MB CloudFormation template against the `cfn-guard` command line, wall time and
-//! peak memory (see `guard.rs`).
+//! peak memory (see `guard.rs`); `ferry-bench dashboard [--deployments N] [--runs N]
+//! [--requests N]` times the dashboard's pages and the main API endpoints of `ferry
+//! serve` with 100 k deployments and 10 k runs in the store (see `dashboard.rs`).
 
+mod dashboard;
 mod diff;
 mod guard;
 mod load;
@@ -50,6 +53,13 @@ fn run() -> Result<(), String> {
             .with_file_name("ferry");
         let ferry = std::env::var_os("FERRY_BIN").map_or(ferry, PathBuf::from);
         return guard::run(std::env::args().skip(2).collect(), ferry);
+    }
+    if std::env::args().nth(1).as_deref() == Some("dashboard") {
+        let ferry = std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("ferry");
+        let ferry = std::env::var_os("FERRY_BIN").map_or(ferry, PathBuf::from);
+        return dashboard::run(std::env::args().skip(2).collect(), &ferry);
     }
     if std::env::args().nth(1).as_deref() == Some("serve") {
         return load::run(std::env::args().skip(2).collect());

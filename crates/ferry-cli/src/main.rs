@@ -14,6 +14,7 @@ mod output;
 mod progress;
 mod recovery;
 mod remote;
+mod report;
 mod sample;
 mod scan;
 mod serve;
@@ -119,6 +120,17 @@ enum Command {
         env: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// The DORA measures of an environment: deployment frequency, lead time for
+    /// changes, time to restore, change failure rate, deployment success rate.
+    Report {
+        /// The window: a duration back from now (`7d`, `30d`, `90d`, `12h`) or a UTC
+        /// date (`2026-11-01`).
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// The environment (default: the last one, production).
+        #[arg(long)]
+        env: Option<String>,
     },
     /// Step logs of a run.
     Logs {
@@ -379,6 +391,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         Command::History { env, limit } => {
             commands::history(&project()?, env.as_deref(), *limit, j)
         }
+        Command::Report { since, env } => report::command(&project()?, since, env.as_deref(), j),
         Command::Logs { run, step } => commands::logs(&project()?, *run, step.as_deref(), j),
         Command::Findings { run, sarif } => {
             findings::command(&project()?, *run, sarif.as_deref(), j)

@@ -35,6 +35,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+mod charts;
+mod dashboard;
+pub(crate) mod html;
 mod metrics;
 mod notify;
 mod windows;
@@ -215,6 +218,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .merge(windows::routes())
         // Notifications: the outbox and dead-letter retries (serve/notify.rs).
         .merge(notify::routes())
+        // The dashboard's HTML pages (serve/dashboard.rs).
+        .merge(dashboard::routes())
         .fallback(unknown_route)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(guard::guard))
@@ -296,8 +301,19 @@ fn answer(status: StatusCode, body: Value) -> ApiResult {
     Ok((status, Json(body)).into_response())
 }
 
-async fn unknown_route() -> ApiError {
-    ApiError::not_found("no such endpoint")
+/// An unknown path: a JSON 404 for the API and hooks, an HTML 404 page for a browser
+/// asking for a dashboard page.
+async fn unknown_route(
+    State(state): State<Arc<AppState>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let path = uri.path();
+    let browser = header(&headers, "accept").is_some_and(|a| a.contains("text/html"));
+    if browser && !path.starts_with("/api/") && !path.starts_with("/hooks/") {
+        return dashboard::not_found(&state, path);
+    }
+    ApiError::not_found("no such endpoint").into_response()
 }
 
 /// Runs `f` on a blocking thread (store calls, git, the engine).

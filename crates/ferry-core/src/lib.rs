@@ -11,6 +11,7 @@ pub mod approval;
 pub mod changes;
 pub mod concurrency;
 pub mod deployment;
+pub mod dora;
 pub mod events;
 pub mod findings;
 pub mod gates;

@@ -151,6 +151,27 @@ pub trait Store: Send + Sync {
         environment: Option<&str>,
         limit: usize,
     ) -> PortResult<Vec<DeploymentRecord>>;
+    /// A page of the deployment history, newest first, optionally of one environment:
+    /// the deployments ordered before the cursor `(start_time, deployment_id)` of the
+    /// last one of the previous page (exclusive; `None` for the first page). Stores
+    /// answer it from an index, whatever the history's length.
+    fn deployments_before(
+        &self,
+        environment: Option<&str>,
+        before: Option<(i64, &str)>,
+        limit: usize,
+    ) -> PortResult<Vec<DeploymentRecord>>;
+    /// A page of runs, newest first: those with an id below `before` (`None` for the
+    /// first page).
+    fn runs_before(&self, before: Option<RunId>, limit: usize) -> PortResult<Vec<RunView>>;
+    /// What the DORA measures need of an environment's deployments that started at or
+    /// after `since`, in start order: each with its run's creation time and its
+    /// rollback (`ferry_core::dora`).
+    fn dora_samples(
+        &self,
+        environment: &str,
+        since: Timestamp,
+    ) -> PortResult<Vec<ferry_core::dora::Sample>>;
     /// The newest `succeeded` deployment of an environment (seed §3.5.2), by index.
     fn last_known_good(&self, environment: &str) -> PortResult<Option<DeploymentRecord>>;
     /// The newest deployment of an environment, whatever its status.

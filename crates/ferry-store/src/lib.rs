@@ -510,6 +510,99 @@ impl Store for SqliteStore {
         })
     }
 
+    fn deployments_before(
+        &self,
+        environment: Option<&str>,
+        before: Option<(i64, &str)>,
+        limit: usize,
+    ) -> PortResult<Vec<DeploymentRecord>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            // No cursor: one past every row (start times are milliseconds, far below).
+            let (t, id) = before.unwrap_or((i64::MAX, ""));
+            let (mut stmt, args) = match environment {
+                Some(env) => (
+                    tx.prepare_cached(DEPLOYMENTS_PAGE_OF_ENV)?,
+                    params_from_iter(vec![
+                        Value::Text(env.to_string()),
+                        Value::Integer(t),
+                        Value::Text(id.to_string()),
+                        Value::Integer(int(limit)),
+                    ]),
+                ),
+                None => (
+                    tx.prepare_cached(DEPLOYMENTS_PAGE)?,
+                    params_from_iter(vec![
+                        Value::Integer(t),
+                        Value::Text(id.to_string()),
+                        Value::Integer(int(limit)),
+                    ]),
+                ),
+            };
+            let mut rows = stmt.query(args)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(deployment(r)?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn runs_before(&self, before: Option<RunId>, limit: usize) -> PortResult<Vec<RunView>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            let mut stmt =
+                tx.prepare_cached("SELECT id FROM runs WHERE id < ?1 ORDER BY id DESC LIMIT ?2")?;
+            let ids: Vec<i64> = stmt
+                .query_map(params![before.map_or(i64::MAX, |r| r.0), int(limit)], |r| {
+                    r.get(0)
+                })?
+                .collect::<Result<_, _>>()?;
+            ids.into_iter().map(|id| load_run(tx, RunId(id))).collect()
+        })
+    }
+
+    fn dora_samples(
+        &self,
+        environment: &str,
+        since: Timestamp,
+    ) -> PortResult<Vec<ferry_core::dora::Sample>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            let mut stmt = tx.prepare_cached(DORA_SAMPLES)?;
+            let mut rows = stmt.query(params![environment, since.0])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                let start: i64 = r.get(0)?;
+                let rollback = match r.get::<_, Option<String>>(4)? {
+                    None => None,
+                    Some(trigger) => Some(ferry_core::dora::RollbackFacts {
+                        trigger: serde_json::from_str::<Trigger>(&trigger)
+                            .map_err(|_| bad("rollbacks", "trigger_json", trigger.clone()))?,
+                        status: parse_enum(
+                            r.get(5)?,
+                            "rollbacks",
+                            "status",
+                            RollbackStatus::parse,
+                        )?,
+                        started: Timestamp(r.get(6)?),
+                        ended: r.get::<_, Option<i64>>(7)?.map(Timestamp),
+                    }),
+                };
+                out.push(ferry_core::dora::Sample {
+                    start: Timestamp(start),
+                    end: r.get::<_, Option<i64>>(1)?.map(Timestamp),
+                    status: parse_enum(
+                        r.get(2)?,
+                        "deployments",
+                        "status",
+                        DeploymentStatus::parse,
+                    )?,
+                    queued: Timestamp(r.get::<_, Option<i64>>(3)?.unwrap_or(start)),
+                    rollback,
+                });
+            }
+            Ok(out)
+        })
+    }
+
     fn last_known_good(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
         self.transaction(TransactionBehavior::Deferred, |tx| {
             let mut stmt = tx.prepare(LAST_KNOWN_GOOD)?;
@@ -1472,6 +1565,34 @@ const DEPLOYMENTS_OF_ENV: &str = concat!(
     " FROM deployments WHERE environment = ?1 ORDER BY start_time DESC, deployment_id DESC LIMIT ?2"
 );
 
+/// A page of an environment's history: a seek into `deployments_env_page` past the
+/// cursor, walking it in order (no sort; checked on `EXPLAIN QUERY PLAN`).
+const DEPLOYMENTS_PAGE_OF_ENV: &str = concat!(
+    "SELECT ",
+    deployment_columns!(),
+    " FROM deployments WHERE environment = ?1 AND (start_time, deployment_id) < (?2, ?3)
+     ORDER BY start_time DESC, deployment_id DESC LIMIT ?4"
+);
+
+/// A page of every environment's history, through `deployments_page`.
+const DEPLOYMENTS_PAGE: &str = concat!(
+    "SELECT ",
+    deployment_columns!(),
+    " FROM deployments WHERE (start_time, deployment_id) < (?1, ?2)
+     ORDER BY start_time DESC, deployment_id DESC LIMIT ?3"
+);
+
+/// The DORA samples of an environment since an instant: a range of the covering index
+/// `deployments_dora`, each row joined to its run (primary key) and its rollback
+/// (primary key).
+const DORA_SAMPLES: &str = "SELECT d.start_time, d.end_time, d.status, r.created_at,
+        rb.trigger_json, rb.status, rb.started_at, rb.ended_at
+     FROM deployments d
+     LEFT JOIN runs r ON r.id = d.run_id
+     LEFT JOIN rollbacks rb ON rb.deployment_id = d.deployment_id
+     WHERE d.environment = ?1 AND d.start_time >= ?2
+     ORDER BY d.environment, d.start_time";
+
 /// What an environment runs now: the same walk, stopping at the first deployment that
 /// was not rolled back.
 const CURRENT_DEPLOYMENT: &str = concat!(
@@ -1591,6 +1712,58 @@ mod tests {
             "{plan}"
         );
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+
+    /// The dashboard's pages and DORA samples seek into an index and need no sort.
+    #[test]
+    fn dashboard_queries_walk_an_index_without_sorting() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("ferry.db")).unwrap();
+        let conn = store.lock();
+        let cases: [(&str, Vec<Value>); 3] = [
+            (
+                DEPLOYMENTS_PAGE_OF_ENV,
+                vec![
+                    Value::from("production".to_string()),
+                    5.into(),
+                    Value::from("x".to_string()),
+                    50.into(),
+                ],
+            ),
+            (
+                DEPLOYMENTS_PAGE,
+                vec![5.into(), Value::from("x".to_string()), 50.into()],
+            ),
+            (
+                DORA_SAMPLES,
+                vec![Value::from("production".to_string()), 5.into()],
+            ),
+        ];
+        for (sql, args) in cases {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("\n");
+            assert!(
+                plan.contains("USING INDEX deployments_")
+                    || plan.contains("USING COVERING INDEX deployments_"),
+                "{sql}: {plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
+            if sql == DORA_SAMPLES {
+                assert!(
+                    plan.contains("COVERING INDEX deployments_dora"),
+                    "{sql}: {plan}"
+                );
+            }
+            assert!(
+                plan.lines().all(|l| !l.starts_with("SCAN")),
+                "{sql}: {plan}"
+            );
+        }
     }
 
     /// An environment's deployments and its current one walk an index (newest first)

@@ -358,6 +358,16 @@ CREATE TABLE outbox (
 ) STRICT;
 CREATE INDEX outbox_channel ON outbox(channel, status, id);
 "#,
+    // 12: the dashboard (issue 6): pages of the deployment history walk these in order
+    // (`deployments_before`: the `(start_time, deployment_id)` cursor), and the DORA
+    // samples read a covering index and join each deployment to its run and rollback.
+    r#"
+CREATE INDEX deployments_env_page ON deployments(environment, start_time DESC, deployment_id DESC);
+CREATE INDEX deployments_page ON deployments(start_time DESC, deployment_id DESC);
+-- Covers what the DORA samples read of a deployment, so their range is read from the
+-- index alone (the rows carry commit messages and release sets).
+CREATE INDEX deployments_dora ON deployments(environment, start_time, end_time, status, run_id, deployment_id);
+"#,
 ];
 
 /// The schema version this code writes.

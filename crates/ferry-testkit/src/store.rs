@@ -778,6 +778,73 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
+    fn deployments_before(
+        &self,
+        environment: Option<&str>,
+        before: Option<(i64, &str)>,
+        limit: usize,
+    ) -> PortResult<Vec<DeploymentRecord>> {
+        // As SQLite: ordered by (start_time, deployment_id) descending, strictly below
+        // the cursor.
+        let mut out = self.deployments(environment, usize::MAX)?;
+        if let Some((t, id)) = before {
+            out.retain(|d| (d.start_time, d.deployment_id.as_str()) < (t, id));
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn runs_before(&self, before: Option<RunId>, limit: usize) -> PortResult<Vec<RunView>> {
+        Ok(self
+            .lock()
+            .runs
+            .range(..before.map_or(i64::MAX, |r| r.0))
+            .rev()
+            .take(limit)
+            .map(|(_, r)| r.view.clone())
+            .collect())
+    }
+
+    fn dora_samples(
+        &self,
+        environment: &str,
+        since: Timestamp,
+    ) -> PortResult<Vec<ferry_core::dora::Sample>> {
+        let st = self.lock();
+        let mut out: Vec<(i64, ferry_core::dora::Sample)> =
+            st.deployments
+                .iter()
+                .map(|d| &d.record)
+                .filter(|d| d.environment == environment && d.start_time >= since.0)
+                .map(|d| {
+                    let rollback = st.rollbacks.get(&d.deployment_id).map(|r| {
+                        ferry_core::dora::RollbackFacts {
+                            trigger: r.trigger.clone(),
+                            status: r.status,
+                            started: r.started_at,
+                            ended: r.ended_at,
+                        }
+                    });
+                    let queued = st
+                        .runs
+                        .get(&d.run_id.0)
+                        .map_or(Timestamp(d.start_time), |r| r.view.created_at);
+                    (
+                        d.start_time,
+                        ferry_core::dora::Sample {
+                            start: Timestamp(d.start_time),
+                            end: d.end_time.map(Timestamp),
+                            status: d.status,
+                            queued,
+                            rollback,
+                        },
+                    )
+                })
+                .collect();
+        out.sort_by_key(|(t, _)| *t);
+        Ok(out.into_iter().map(|(_, s)| s).collect())
+    }
+
     fn last_known_good(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
         Ok(newest(self.lock().deployments.iter().filter(|d| {
             d.record.environment == environment && d.record.status == DeploymentStatus::Succeeded

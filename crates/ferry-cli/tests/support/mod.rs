@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod serve;
+pub mod webdriver;
 
 use serde_json::Value;
 use std::io::{Read, Write};

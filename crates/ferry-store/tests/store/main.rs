@@ -13,6 +13,7 @@ mod metrics;
 mod migration;
 mod open;
 mod outbox;
+mod pages;
 mod property;
 mod rollbacks;
 mod support;
