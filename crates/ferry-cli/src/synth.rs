@@ -32,9 +32,8 @@ pub fn command(project: &Project, target: &Target, as_json: bool) -> CliResult<i
     let Target::Aws { out, env } = target;
     let pipeline = project.pipeline()?;
     let options = ferry_synth::Options { env: env.clone() };
-    let stacks = ferry_synth::synth(&pipeline, &options).map_err(|e| {
-        CliError::not_found(e.to_string())
-    })?;
+    let stacks =
+        ferry_synth::synth(&pipeline, &options).map_err(|e| CliError::not_found(e.to_string()))?;
     prepare(out)?;
     let mut written = Vec::new();
     for (name, template) in &stacks {
@@ -62,7 +61,9 @@ pub fn command(project: &Project, target: &Target, as_json: bool) -> CliResult<i
         for (n, p) in &written {
             output::line(format!("{n:<32} {p}"));
         }
-        output::line("deploy them in this order (core, pipeline, monitoring); see README \"AWS runtime\"");
+        output::line(
+            "deploy them in this order (core, pipeline, monitoring); see README \"AWS runtime\"",
+        );
     }
     Ok(exit::OK)
 }
@@ -70,7 +71,10 @@ pub fn command(project: &Project, target: &Target, as_json: bool) -> CliResult<i
 /// Makes sure `out` is a folder we can write into.
 fn prepare(out: &Path) -> CliResult<()> {
     if out.as_os_str().is_empty() {
-        return Err(CliError::new(exit::USAGE, "--out is empty; pass the folder to write the templates into, like `--out cdk.out`"));
+        return Err(CliError::new(
+            exit::USAGE,
+            "--out is empty; pass the folder to write the templates into, like `--out cdk.out`",
+        ));
     }
     if out.exists() && !out.is_dir() {
         return Err(CliError::new(

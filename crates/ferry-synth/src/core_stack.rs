@@ -193,16 +193,56 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names) -> Value {
     }
 
     let outputs = [
-        ("KeyArn", get_att("PipelineKey", "Arn"), "The KMS key of every encrypted resource"),
-        ("ArtifactsBucketName", r#ref("ArtifactsBucket"), "The artifacts bucket"),
-        ("ArtifactsBucketArn", get_att("ArtifactsBucket", "Arn"), "The artifacts bucket's ARN"),
-        ("DeploymentsTableName", r#ref("DeploymentsTable"), "The deployments table (seed §3.5.1)"),
-        ("DeploymentsTableArn", get_att("DeploymentsTable", "Arn"), "The deployments table's ARN"),
-        ("DeploymentsTableStreamArn", get_att("DeploymentsTable", "StreamArn"), "The deployments table's stream"),
-        ("BuildLogGroupName", r#ref("BuildLogGroup"), "The log group of the CodeBuild projects"),
-        ("BuildLogGroupArn", get_att("BuildLogGroup", "Arn"), "Its ARN"),
-        ("RollbackLogGroupName", r#ref("RollbackLogGroup"), "The rollback Lambda's log group"),
-        ("RollbackLogGroupArn", get_att("RollbackLogGroup", "Arn"), "Its ARN"),
+        (
+            "KeyArn",
+            get_att("PipelineKey", "Arn"),
+            "The KMS key of every encrypted resource",
+        ),
+        (
+            "ArtifactsBucketName",
+            r#ref("ArtifactsBucket"),
+            "The artifacts bucket",
+        ),
+        (
+            "ArtifactsBucketArn",
+            get_att("ArtifactsBucket", "Arn"),
+            "The artifacts bucket's ARN",
+        ),
+        (
+            "DeploymentsTableName",
+            r#ref("DeploymentsTable"),
+            "The deployments table (seed §3.5.1)",
+        ),
+        (
+            "DeploymentsTableArn",
+            get_att("DeploymentsTable", "Arn"),
+            "The deployments table's ARN",
+        ),
+        (
+            "DeploymentsTableStreamArn",
+            get_att("DeploymentsTable", "StreamArn"),
+            "The deployments table's stream",
+        ),
+        (
+            "BuildLogGroupName",
+            r#ref("BuildLogGroup"),
+            "The log group of the CodeBuild projects",
+        ),
+        (
+            "BuildLogGroupArn",
+            get_att("BuildLogGroup", "Arn"),
+            "Its ARN",
+        ),
+        (
+            "RollbackLogGroupName",
+            r#ref("RollbackLogGroup"),
+            "The rollback Lambda's log group",
+        ),
+        (
+            "RollbackLogGroupArn",
+            get_att("RollbackLogGroup", "Arn"),
+            "Its ARN",
+        ),
     ];
     let mut out = Map::new();
     for (id, value, description) in outputs {

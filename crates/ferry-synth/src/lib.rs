@@ -87,7 +87,10 @@ pub fn stack_names(pipeline: &Pipeline, options: &Options) -> [String; 3] {
 /// # Errors
 /// [`SynthError::UnknownEnvironment`] when `options.env` is not an environment of the
 /// pipeline.
-pub fn synth(pipeline: &Pipeline, options: &Options) -> Result<BTreeMap<String, Value>, SynthError> {
+pub fn synth(
+    pipeline: &Pipeline,
+    options: &Options,
+) -> Result<BTreeMap<String, Value>, SynthError> {
     let scope: Vec<&ferry_config::Environment> = match &options.env {
         None => pipeline.environments.iter().collect(),
         Some(name) => match pipeline.environment(name) {
@@ -95,7 +98,11 @@ pub fn synth(pipeline: &Pipeline, options: &Options) -> Result<BTreeMap<String, 
             None => {
                 return Err(SynthError::UnknownEnvironment {
                     name: name.clone(),
-                    known: pipeline.environments.iter().map(|e| e.name.clone()).collect(),
+                    known: pipeline
+                        .environments
+                        .iter()
+                        .map(|e| e.name.clone())
+                        .collect(),
                 });
             }
         },
@@ -103,7 +110,10 @@ pub fn synth(pipeline: &Pipeline, options: &Options) -> Result<BTreeMap<String, 
     let names = Names::new(&pipeline.name, options.env.as_deref());
     let mut out = BTreeMap::new();
     out.insert(names.stack("core"), core_stack::template(pipeline, &names));
-    out.insert(names.stack("pipeline"), pipeline::template(pipeline, &names));
+    out.insert(
+        names.stack("pipeline"),
+        pipeline::template(pipeline, &names),
+    );
     out.insert(
         names.stack("monitoring"),
         monitoring::template(pipeline, &names, &scope),

@@ -28,9 +28,17 @@ pub const METRICS: &[(&str, &str, bool, bool)] = &[
 pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment]) -> Value {
     let mut resources = Map::new();
     for (id, kind, what) in [
-        ("DeploymentsTopic", "deployments", "deployment started, succeeded, failed; pipeline alarms"),
+        (
+            "DeploymentsTopic",
+            "deployments",
+            "deployment started, succeeded, failed; pipeline alarms",
+        ),
         ("ApprovalsTopic", "approvals", "approval requests"),
-        ("RollbacksTopic", "rollbacks", "rollbacks started, succeeded, failed"),
+        (
+            "RollbacksTopic",
+            "rollbacks",
+            "rollbacks started, succeeded, failed",
+        ),
     ] {
         resources.insert(
             id.into(),
@@ -88,7 +96,10 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
 
     let mut alarm_arns = Vec::new();
     for e in scope {
-        alarm_arns.push(arn("cloudwatch", &format!("alarm:{}*", names.alarm_prefix(&e.name))));
+        alarm_arns.push(arn(
+            "cloudwatch",
+            &format!("alarm:{}*", names.alarm_prefix(&e.name)),
+        ));
         for a in pipeline.alarms_for(&e.name) {
             alarm_arns.push(arn("cloudwatch", &format!("alarm:{}", a.name)));
         }
@@ -199,7 +210,10 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
 
     let namespace = names.namespace();
     for (metric, unit, builds, lambda) in METRICS {
-        for (on, group, source) in [(*builds, "BuildLogGroupName", "Build"), (*lambda, "RollbackLogGroupName", "Rollback")] {
+        for (on, group, source) in [
+            (*builds, "BuildLogGroupName", "Build"),
+            (*lambda, "RollbackLogGroupName", "Rollback"),
+        ] {
             if !on {
                 continue;
             }
@@ -275,11 +289,31 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
 
     let mut outputs = Map::new();
     for (id, value, d) in [
-        ("DeploymentsTopicArn", r#ref("DeploymentsTopic"), "Deployment notifications"),
-        ("ApprovalsTopicArn", r#ref("ApprovalsTopic"), "Approval requests"),
-        ("RollbacksTopicArn", r#ref("RollbacksTopic"), "Rollback notifications"),
-        ("RollbackFunctionArn", get_att("RollbackFunction", "Arn"), "The rollback Lambda"),
-        ("RollbackDeadLetterQueueUrl", r#ref("RollbackDeadLetterQueue"), "Alarm events the rollback could not handle"),
+        (
+            "DeploymentsTopicArn",
+            r#ref("DeploymentsTopic"),
+            "Deployment notifications",
+        ),
+        (
+            "ApprovalsTopicArn",
+            r#ref("ApprovalsTopic"),
+            "Approval requests",
+        ),
+        (
+            "RollbacksTopicArn",
+            r#ref("RollbacksTopic"),
+            "Rollback notifications",
+        ),
+        (
+            "RollbackFunctionArn",
+            get_att("RollbackFunction", "Arn"),
+            "The rollback Lambda",
+        ),
+        (
+            "RollbackDeadLetterQueueUrl",
+            r#ref("RollbackDeadLetterQueue"),
+            "Alarm events the rollback could not handle",
+        ),
     ] {
         outputs.insert(id.into(), json!({ "Description": d, "Value": value }));
     }

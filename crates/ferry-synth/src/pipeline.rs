@@ -73,7 +73,8 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names) -> Value {
             "Properties": { "ConnectionName": names.connection(), "ProviderType": "GitHub" }
         }),
     );
-    let connection = json!({ "Fn::If": ["CreateConnection", r#ref("Connection"), r#ref("ConnectionArn")] });
+    let connection =
+        json!({ "Fn::If": ["CreateConnection", r#ref("Connection"), r#ref("ConnectionArn")] });
     let bucket_objects = json!({ "Fn::Join": ["", [import("ArtifactsBucketArn"), "/*"]] });
     let topic = |kind: &str| arn("sns", &names.topic(kind));
 
@@ -193,7 +194,13 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names) -> Value {
                 "RunOrder": 1
             }));
         }
-        actions.push(build_action("Deploy", &p.id, "Build", None, Some(&env.name)));
+        actions.push(build_action(
+            "Deploy",
+            &p.id,
+            "Build",
+            None,
+            Some(&env.name),
+        ));
         stages.push(json!({ "Name": stage_name(&env.name), "Actions": actions }));
     }
 
@@ -232,7 +239,12 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names) -> Value {
         "Description": "The GitHub repository, `owner/name`.",
         "AllowedPattern": "^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"
     });
-    if let Some(id) = pipeline.source.repository.as_deref().and_then(github_repository) {
+    if let Some(id) = pipeline
+        .source
+        .repository
+        .as_deref()
+        .and_then(github_repository)
+    {
         repository["Default"] = json!(id);
     }
 
@@ -266,8 +278,16 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names) -> Value {
 }
 
 /// A CodeBuild action of the pipeline.
-fn build_action(name: &str, project: &str, input: &str, output: Option<&str>, env: Option<&str>) -> Value {
-    let mut vars = vec![json!({ "name": "FERRY_COMMIT_SHA", "value": "#{SourceVariables.CommitId}", "type": "PLAINTEXT" })];
+fn build_action(
+    name: &str,
+    project: &str,
+    input: &str,
+    output: Option<&str>,
+    env: Option<&str>,
+) -> Value {
+    let mut vars = vec![
+        json!({ "name": "FERRY_COMMIT_SHA", "value": "#{SourceVariables.CommitId}", "type": "PLAINTEXT" }),
+    ];
     if let Some(e) = env {
         vars.push(json!({ "name": "FERRY_ENV", "value": e, "type": "PLAINTEXT" }));
     }
@@ -442,7 +462,13 @@ fn github_repository(url: &str) -> Option<String> {
 fn stage_name(env: &str) -> String {
     let s: String = env
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     crate::limit(&s, 100)
 }
@@ -472,7 +498,10 @@ mod tests {
 
     #[test]
     fn repositories_and_ids() {
-        assert_eq!(github_repository("https://github.com/acme/shop.git").as_deref(), Some("acme/shop"));
+        assert_eq!(
+            github_repository("https://github.com/acme/shop.git").as_deref(),
+            Some("acme/shop")
+        );
         assert_eq!(github_repository("https://gitlab.com/acme/shop"), None);
         assert_eq!(github_repository("https://github.com/acme"), None);
         assert_eq!(pascal("prod-eu.1"), "ProdEu1");
