@@ -20,6 +20,7 @@ mod scan;
 mod serve;
 mod signals;
 mod sns;
+mod synth;
 mod views;
 mod windows;
 
@@ -281,6 +282,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         sarif: Option<PathBuf>,
     },
+    /// Writes what runs the pipeline elsewhere: `ferry synth aws --out DIR` writes the
+    /// CloudFormation stacks for AWS CodePipeline and CodeBuild.
+    Synth {
+        #[command(subcommand)]
+        target: synth::Target,
+    },
     /// A tiny HTTP service the demo deploys.
     #[command(name = "__sample-service", hide = true)]
     SampleService {
@@ -516,6 +523,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             },
             j,
         ),
+        Command::Synth { target } => synth::command(&project()?, target, j),
         Command::SampleService { port } => sample::serve(*port),
         Command::Smoke { url, junit, expect } => sample::smoke(url, junit, expect.as_deref()),
     }
