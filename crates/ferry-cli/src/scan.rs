@@ -132,7 +132,8 @@ pub fn scan(root: &Path, sec: &Security, today: Date) -> Scanned {
                 }
                 findings.extend(f);
             }
-            Err(e) => failures.push(format!("{name}: {e}")),
+            // The error names the report itself.
+            Err(e) => failures.push(e.to_string()),
         }
     }
 
@@ -152,6 +153,16 @@ pub fn scan(root: &Path, sec: &Security, today: Date) -> Scanned {
         .map(ToString::to_string)
         .collect();
     let mut verdict = ferry_scan::verdict(&findings);
+    // A template refused by its bounds is refused by both the checks and the guard:
+    // say it once.
+    let mut said: Vec<String> = Vec::new();
+    failures.retain(|f| {
+        let new = !said.contains(f);
+        if new {
+            said.push(f.clone());
+        }
+        new
+    });
     for f in failures {
         verdict.fail_closed(f);
     }
@@ -427,6 +438,32 @@ impl ferry_engine::ports::SecurityScanner for LocalScanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_scanner_error_is_said_once_and_names_its_file_once() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let deep = format!(
+            "{{\"Resources\": {{\"B\": {{\"Type\": \"AWS::S3::Bucket\", \"Properties\": {}1{}}}}}}}",
+            "{\"a\": ".repeat(100),
+            "}".repeat(100)
+        );
+        std::fs::write(dir.path().join("deep.json"), deep).expect("write");
+        std::fs::write(dir.path().join("audit.json"), "not json").expect("write");
+        let sec = Security {
+            templates: vec!["deep.json".into()],
+            audits: vec![AuditSource::File("audit.json".into())],
+            ..Security::default()
+        };
+        let s = scan(dir.path(), &sec, civil(20_818));
+        assert!(s.verdict.blocked);
+        assert_eq!(s.verdict.errors.len(), 2, "{:?}", s.verdict.errors);
+        assert!(s.verdict.errors[0].contains("deep.json:1: template nests deeper than 64"));
+        assert!(
+            s.verdict.errors[1].starts_with("audit.json: not JSON"),
+            "{:?}",
+            s.verdict.errors
+        );
+    }
 
     #[test]
     fn civil_dates() {
