@@ -58,7 +58,8 @@ pub const STATEFUL_TYPES: &[&str] = &[
 /// Top-level template sections besides `Resources`, `Parameters` and `Outputs` whose
 /// change changes what CloudFormation deploys (through `Fn::FindInMap`, `Condition`,
 /// parameter rules, macros and SAM globals), so a difference there is meaningful.
-pub const RESOLVING_SECTIONS: &[&str] = &["Mappings", "Conditions", "Rules", "Transform", "Globals"];
+pub const RESOLVING_SECTIONS: &[&str] =
+    &["Mappings", "Conditions", "Rules", "Transform", "Globals"];
 
 /// Properties whose change makes CloudFormation replace the resource (a small table from
 /// the CloudFormation reference's "Update requires: Replacement"), by resource type.
@@ -365,7 +366,13 @@ fn diff_one(name: &str, a: &Value, b: &Value, out: &mut TemplateDiff) {
         let (x, y) = (a.get(*key), b.get(*key));
         if x.is_none_or(Value::is_object) && y.is_none_or(Value::is_object) {
             let mut changes = Vec::new();
-            entries(name, &section(a, key), &section(b, key), |_| true, &mut changes);
+            entries(
+                name,
+                &section(a, key),
+                &section(b, key),
+                |_| true,
+                &mut changes,
+            );
             for mut c in changes {
                 c.name = format!("{key}.{}", c.name);
                 out.sections.push(c);
@@ -704,8 +711,11 @@ mod tests {
         c["Conditions"]["IsDev"] = json!({"Fn::Equals": ["a", "b"]});
         c["Transform"] = json!("AWS::Serverless-2016-10-31");
         let d = diff_templates(&one(a.clone()), &one(c));
-        let names: Vec<(&str, ChangeKind)> =
-            d.sections.iter().map(|e| (e.name.as_str(), e.kind)).collect();
+        let names: Vec<(&str, ChangeKind)> = d
+            .sections
+            .iter()
+            .map(|e| (e.name.as_str(), e.kind))
+            .collect();
         assert_eq!(
             names,
             vec![

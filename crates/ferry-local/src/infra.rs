@@ -73,8 +73,16 @@ pub fn compare(
                 "`infrastructure.templates` ({}) match no file in commit {}{}, so ferry cannot tell whether the infrastructure changed; correct the globs{}",
                 infra.templates.join(", "),
                 &b[..b.len().min(12)],
-                if infra.synth.is_some() { " after `infrastructure.synth`" } else { "" },
-                if infra.synth.is_some() { " or the synth command (it must write the templates there)" } else { " (they name committed template files)" },
+                if infra.synth.is_some() {
+                    " after `infrastructure.synth`"
+                } else {
+                    ""
+                },
+                if infra.synth.is_some() {
+                    " or the synth command (it must write the templates there)"
+                } else {
+                    " (they name committed template files)"
+                },
             )));
         }
         diff_templates(&old, &new)

@@ -65,12 +65,14 @@ fn a_changed_mapping_value_is_a_meaningful_change() {
     write(dir.path(), "cfn/app.json", &stack(60));
     let second = commit_all(&repo, "timeout");
     let git = GitSource::open(dir.path()).unwrap();
-    let c = ferry_local::infra::compare(&git, &infra("cfn/*.json", None), &first, &second)
-        .unwrap();
+    let c = ferry_local::infra::compare(&git, &infra("cfn/*.json", None), &first, &second).unwrap();
     assert_eq!(c.assessment.verdict, Verdict::Meaningful, "{c:?}");
     assert_eq!(c.diff.sections[0].name, "Mappings.Env");
     let text = ferry_local::infra::describe(&c, &infra("cfn/*.json", None)).join("\n");
-    assert!(text.contains("~ Mappings.Env in cfn/app.json: modified"), "{text}");
+    assert!(
+        text.contains("~ Mappings.Env in cfn/app.json: modified"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -86,7 +88,8 @@ fn templates_globs_that_match_nothing_are_an_error_not_no_change() {
     let e = ferry_local::infra::compare(&git, &infra("cfn/*.template.json", None), &first, &second)
         .unwrap_err();
     assert!(
-        e.message.contains("`infrastructure.templates` (cfn/*.template.json) match no file")
+        e.message
+            .contains("`infrastructure.templates` (cfn/*.template.json) match no file")
             && e.message.contains("correct the globs"),
         "{}",
         e.message
@@ -94,7 +97,10 @@ fn templates_globs_that_match_nothing_are_an_error_not_no_change() {
     // A synth that writes somewhere else than the globs say.
     let e = ferry_local::infra::compare(
         &git,
-        &infra("out/*.json", Some("mkdir -p elsewhere && cp cfn/app.json elsewhere/")),
+        &infra(
+            "out/*.json",
+            Some("mkdir -p elsewhere && cp cfn/app.json elsewhere/"),
+        ),
         &first,
         &second,
     )
