@@ -210,6 +210,20 @@ pub fn list(
         })?);
     }
     items.truncate(limit);
+    let waiting: u64 = counts
+        .iter()
+        .filter(|c| channel.is_none_or(|ch| ch == c.channel))
+        .map(|c| if dead { c.dead } else { c.dead + c.pending })
+        .sum();
+    if items.is_empty() && waiting > 0 {
+        // Only `--limit 0` lists nothing while something waits.
+        line(format!(
+            "
+{waiting} deliver{} waiting; `--limit {waiting}` lists them",
+            if waiting == 1 { "y" } else { "ies" }
+        ));
+        return Ok(exit::OK);
+    }
     if items.is_empty() {
         line(if dead {
             "\nno dead letters"

@@ -731,4 +731,10 @@ fn notification_warnings_are_json_log_lines_too() {
         }
     }
     assert!(about_notifications >= 1, "{stderr}");
+    // `--limit 0` lists none of them, and does not claim everything was delivered.
+    let out = repo.ferry(&["notify", "list", "--limit", "0"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(!text.contains("every notification was delivered"), "{text}");
+    assert!(text.contains("waiting; `--limit"), "{text}");
 }
