@@ -40,6 +40,7 @@ Exit codes:
   5   not found (run, step, commit)
   6   conflict (e.g. approving a run that is not waiting for approval)
   7   the machine refused something ferry needs (no git repository, unwritable folder)
+  8   not allowed: the approval rule does not let this person decide
   70  a bug in ferry
   130 a second Ctrl-C (the first cancels the run cleanly)";
 

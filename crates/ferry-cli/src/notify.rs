@@ -55,7 +55,8 @@ pub fn start(project: &Project, pipeline: &Pipeline) -> Option<Running> {
     match dispatcher(project, pipeline) {
         Ok(d) => d.map(|d| d.spawn(EVERY)),
         Err(e) => {
-            eprintln!(
+            crate::elog!(
+                Warn,
                 "ferry: notifications are not sent by this process: {}",
                 e.message
             );
@@ -78,15 +79,17 @@ pub fn finish(running: Option<Running>) {
     let d = Arc::clone(r.dispatcher());
     match r.finish(FLUSH) {
         Ok(0) => {}
-        Ok(n) => eprintln!(
+        Ok(n) => crate::elog!(
+            Warn,
             "ferry: {n} notification(s) not delivered yet; they stay in the outbox for `ferry serve` or the next command (`ferry notify list`)"
         ),
-        Err(e) => eprintln!("ferry: notifications: {}", e.message),
+        Err(e) => crate::elog!(Error, "ferry: notifications: {}", e.message),
     }
     if let Ok(dead) = d.dead()
         && dead > 0
     {
-        eprintln!(
+        crate::elog!(
+            Warn,
             "ferry: {dead} notification(s) are dead letters (`ferry notify list --dead`; `ferry notify retry` sends them again)"
         );
     }
@@ -207,6 +210,20 @@ pub fn list(
         })?);
     }
     items.truncate(limit);
+    let waiting: u64 = counts
+        .iter()
+        .filter(|c| channel.is_none_or(|ch| ch == c.channel))
+        .map(|c| if dead { c.dead } else { c.dead + c.pending })
+        .sum();
+    if items.is_empty() && waiting > 0 {
+        // Only `--limit 0` lists nothing while something waits.
+        line(format!(
+            "
+{waiting} deliver{} waiting; `--limit {waiting}` lists them",
+            if waiting == 1 { "y" } else { "ies" }
+        ));
+        return Ok(exit::OK);
+    }
     if items.is_empty() {
         line(if dead {
             "\nno dead letters"
@@ -287,7 +304,10 @@ pub fn retry(
     let n = requeue(&pipeline, &store, channel, ids)?;
     if !ids.is_empty() && n < ids.len() {
         let missing = ids.len() - n;
-        eprintln!("ferry: {missing} of the ids given are delivered already or not in the outbox");
+        crate::elog!(
+            Warn,
+            "ferry: {missing} of the ids given are delivered already or not in the outbox"
+        );
     }
     let (left, dead) = match dispatcher(project, &pipeline)? {
         Some(d) => (d.flush(FLUSH)?, d.dead()?),

@@ -114,7 +114,7 @@ pub fn command(project: &Project, since: &str, env: Option<&str>, as_json: bool)
     if as_json {
         crate::output::json(&report);
     } else {
-        print!("{}", table(&report, since));
+        crate::output::out(&table(&report, since));
     }
     Ok(exit::OK)
 }

@@ -42,10 +42,19 @@ pub fn scan(root: &Path, sec: &Security, today: Date) -> Scanned {
     let mut scanners: Vec<String> = Vec::new();
     let files = ferry_local::report_files::LocalReportFiles;
 
-    // Templates: policies and checks.
-    if !sec.templates.is_empty() {
-        scanners.push(ferry_scan::guard::SCANNER.to_string());
-        scanners.push(ferry_scan::template::SCANNER.to_string());
+    // Templates: policies and checks. Rule files are read and parsed even without
+    // templates, so a broken one is never passed over in silence.
+    if !sec.rules.is_empty() && sec.templates.is_empty() {
+        failures.push(format!(
+            "rule files ({}) but no templates to apply them to: add `--templates GLOB` (or `templates:` under `build.gates.security`)",
+            sec.rules.join(", ")
+        ));
+    }
+    if !sec.templates.is_empty() || !sec.rules.is_empty() {
+        if !sec.templates.is_empty() {
+            scanners.push(ferry_scan::guard::SCANNER.to_string());
+            scanners.push(ferry_scan::template::SCANNER.to_string());
+        }
         let mut rule_files: Vec<(String, String)> = Vec::new();
         for r in &sec.rules {
             match std::fs::read_to_string(root.join(r)) {
@@ -132,7 +141,8 @@ pub fn scan(root: &Path, sec: &Security, today: Date) -> Scanned {
                 }
                 findings.extend(f);
             }
-            Err(e) => failures.push(format!("{name}: {e}")),
+            // The error names the report itself.
+            Err(e) => failures.push(e.to_string()),
         }
     }
 
@@ -152,6 +162,16 @@ pub fn scan(root: &Path, sec: &Security, today: Date) -> Scanned {
         .map(ToString::to_string)
         .collect();
     let mut verdict = ferry_scan::verdict(&findings);
+    // A template refused by its bounds is refused by both the checks and the guard:
+    // say it once.
+    let mut said: Vec<String> = Vec::new();
+    failures.retain(|f| {
+        let new = !said.contains(f);
+        if new {
+            said.push(f.clone());
+        }
+        new
+    });
     for f in failures {
         verdict.fail_closed(f);
     }
@@ -427,6 +447,67 @@ impl ferry_engine::ports::SecurityScanner for LocalScanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_scanner_error_is_said_once_and_names_its_file_once() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let deep = format!(
+            "{{\"Resources\": {{\"B\": {{\"Type\": \"AWS::S3::Bucket\", \"Properties\": {}1{}}}}}}}",
+            "{\"a\": ".repeat(100),
+            "}".repeat(100)
+        );
+        std::fs::write(dir.path().join("deep.json"), deep).expect("write");
+        std::fs::write(dir.path().join("audit.json"), "not json").expect("write");
+        let sec = Security {
+            templates: vec!["deep.json".into()],
+            audits: vec![AuditSource::File("audit.json".into())],
+            ..Security::default()
+        };
+        let s = scan(dir.path(), &sec, civil(20_818));
+        assert!(s.verdict.blocked);
+        assert_eq!(s.verdict.errors.len(), 2, "{:?}", s.verdict.errors);
+        assert!(s.verdict.errors[0].contains("deep.json:1: template nests deeper than 64"));
+        assert!(
+            s.verdict.errors[1].starts_with("audit.json: not JSON"),
+            "{:?}",
+            s.verdict.errors
+        );
+    }
+
+    #[test]
+    fn rule_files_without_templates_are_read_and_block() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        std::fs::write(
+            dir.path().join("bad.guard"),
+            "rule broken {\n  Resources.*[ {\n}\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("audit.json"),
+            r#"{"dependencies": [{"name": "a", "version": "1", "vulns": []}]}"#,
+        )
+        .expect("write");
+        let sec = Security {
+            rules: vec!["bad.guard".into()],
+            audits: vec![AuditSource::File("audit.json".into())],
+            ..Security::default()
+        };
+        let s = scan(dir.path(), &sec, civil(20_818));
+        assert!(s.verdict.blocked, "{:?}", s.verdict);
+        assert!(
+            s.verdict
+                .errors
+                .iter()
+                .any(|e| e.contains("no templates to apply them to")),
+            "{:?}",
+            s.verdict.errors
+        );
+        assert!(
+            s.verdict.errors.iter().any(|e| e.contains("bad.guard:2")),
+            "the parse error names the file and line: {:?}",
+            s.verdict.errors
+        );
+    }
 
     #[test]
     fn civil_dates() {

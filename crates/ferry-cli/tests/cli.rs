@@ -1150,6 +1150,8 @@ fn history_into_a_closed_pipe_exits_zero() {
         &["history"][..],
         &["history", "--json"][..],
         &["status"][..],
+        &["report"][..],
+        &["report", "--json"][..],
     ] {
         let (reader, writer) = std::io::pipe().expect("a pipe");
         drop(reader); // the reader is gone before ferry writes anything

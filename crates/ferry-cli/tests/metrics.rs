@@ -700,3 +700,41 @@ fn the_log_format_is_checked() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("text") && err.contains("json"), "{err}");
 }
+
+/// With `--log-format json`, what the notification outbox says at the end of a command
+/// (deliveries left, dead letters) is a JSON log line like every other one.
+#[test]
+fn notification_warnings_are_json_log_lines_too() {
+    let repo = Repo::new();
+    let port = free_port(); // nothing listens there: the webhook refuses
+    repo.write(
+        "ferry.yml",
+        &format!(
+            "pipeline: quiet\nbuild:\n  steps:\n    - name: unit\n      run: 'true'\nenvironments:\n  - name: test\n    deploy:\n      command:\n        run: 'true'\nnotifications:\n  - webhook:\n      name: hook\n      url: http://127.0.0.1:{port}/events\n"
+        ),
+    );
+    repo.write(".gitignore", ".ferry/\n");
+    repo.commit("first");
+    let out = repo.ferry(&["run", "--log-format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let mut about_notifications = 0;
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line:?}\n{stderr}"));
+        assert_eq!(v["level"], "warn", "{line}");
+        if v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("notification(s)"))
+        {
+            about_notifications += 1;
+        }
+    }
+    assert!(about_notifications >= 1, "{stderr}");
+    // `--limit 0` lists none of them, and does not claim everything was delivered.
+    let out = repo.ferry(&["notify", "list", "--limit", "0"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(!text.contains("every notification was delivered"), "{text}");
+    assert!(text.contains("waiting; `--limit"), "{text}");
+}

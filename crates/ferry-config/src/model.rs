@@ -314,7 +314,8 @@ pub struct Allow {
     pub package: Option<String>,
     /// Why it is accepted (required).
     pub reason: String,
-    /// `YYYY-MM-DD`: from that day on the finding blocks again.
+    /// `YYYY-MM-DD`: the entry holds through that day; from the next day on the finding
+    /// blocks again.
     pub expires: Option<String>,
 }
 

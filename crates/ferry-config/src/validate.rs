@@ -1312,7 +1312,7 @@ impl Checker<'_> {
                         self.report(
                             pos,
                             format!("`expires` {iloc} must be a date `YYYY-MM-DD`, found `{}`", ellipsize(&d)),
-                            "write it like `expires: 2027-01-31` (from that day on the finding blocks again)",
+                            "write it like `expires: 2027-01-31` (it holds through that day; from the next day on the finding blocks again)",
                         );
                         None
                     }

@@ -1656,7 +1656,7 @@ ferry.yml:12:11: audit #2 in `build.gates.security` needs `run` or `file`
 ferry.yml:15:19: the reason in allowlist entry #1 in `build.gates.security` is too short to justify accepting `GHSA-jf85-cpcp-j695`
   help: say why it is safe, e.g. `reason: "dev dependency; never shipped"`
 ferry.yml:18:20: `expires` in allowlist entry #2 in `build.gates.security` must be a date `YYYY-MM-DD`, found `2027-02-30`
-  help: write it like `expires: 2027-01-31` (from that day on the finding blocks again)
+  help: write it like `expires: 2027-01-31` (it holds through that day; from the next day on the finding blocks again)
 ferry.yml:19:11: missing key `id` in allowlist entry #3 in `build.gates.security`
   help: add `id: GHSA-jf85-cpcp-j695`
 ferry.yml:19:11: missing key `reason` in allowlist entry #3 in `build.gates.security`

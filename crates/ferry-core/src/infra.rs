@@ -14,7 +14,10 @@
 //! - content-hashed asset keys: any string that is 64 hex digits, optionally followed
 //!   by an extension (`3f…9a.zip`), such as the `S3Key` of a Lambda function's `Code`.
 //!
-//! "Meaningful" is any remaining difference in resources, parameters or outputs.
+//! "Meaningful" is any remaining difference in resources, parameters or outputs, or in
+//! the sections they read ([`RESOLVING_SECTIONS`]: `Mappings`, `Conditions`, `Rules`,
+//! `Transform`, `Globals`) — a changed mapping value changes every resource that
+//! `Fn::FindInMap`s it while the resource's own text stays the same.
 //! "Rollback-unsafe" is a [stateful](STATEFUL_TYPES) resource replaced or removed, or a
 //! changed file matching a `migrations` glob.
 
@@ -51,6 +54,12 @@ pub const STATEFUL_TYPES: &[&str] = &[
     "AWS::Backup::BackupVault",
     "AWS::Timestream::Table",
 ];
+
+/// Top-level template sections besides `Resources`, `Parameters` and `Outputs` whose
+/// change changes what CloudFormation deploys (through `Fn::FindInMap`, `Condition`,
+/// parameter rules, macros and SAM globals), so a difference there is meaningful.
+pub const RESOLVING_SECTIONS: &[&str] =
+    &["Mappings", "Conditions", "Rules", "Transform", "Globals"];
 
 /// Properties whose change makes CloudFormation replace the resource (a small table from
 /// the CloudFormation reference's "Update requires: Replacement"), by resource type.
@@ -266,12 +275,18 @@ pub struct TemplateDiff {
     pub resources: Vec<ResourceChange>,
     pub parameters: Vec<EntryChange>,
     pub outputs: Vec<EntryChange>,
+    /// Entries of [`RESOLVING_SECTIONS`] that differ, named `Section.Entry` (like
+    /// `Mappings.RegionMap`), or the section itself when it is not a map (`Transform`).
+    pub sections: Vec<EntryChange>,
 }
 
 impl TemplateDiff {
     /// No difference that matters.
     pub fn is_empty(&self) -> bool {
-        self.resources.is_empty() && self.parameters.is_empty() && self.outputs.is_empty()
+        self.resources.is_empty()
+            && self.parameters.is_empty()
+            && self.outputs.is_empty()
+            && self.sections.is_empty()
     }
 }
 
@@ -346,6 +361,35 @@ fn diff_one(name: &str, a: &Value, b: &Value, out: &mut TemplateDiff) {
         |_| true,
         &mut out.outputs,
     );
+    // The sections resources read: mappings, conditions, rules, macros, SAM globals.
+    for key in RESOLVING_SECTIONS {
+        let (x, y) = (a.get(*key), b.get(*key));
+        if x.is_none_or(Value::is_object) && y.is_none_or(Value::is_object) {
+            let mut changes = Vec::new();
+            entries(
+                name,
+                &section(a, key),
+                &section(b, key),
+                |_| true,
+                &mut changes,
+            );
+            for mut c in changes {
+                c.name = format!("{key}.{}", c.name);
+                out.sections.push(c);
+            }
+        } else if x.map(normalize) != y.map(normalize) {
+            out.sections.push(EntryChange {
+                template: name.to_string(),
+                name: (*key).to_string(),
+                kind: match (x, y) {
+                    (None, _) => ChangeKind::Added,
+                    (_, None) => ChangeKind::Removed,
+                    _ => ChangeKind::Modified,
+                },
+                paths: Vec::new(),
+            });
+        }
+    }
 }
 
 /// The resources that count: all but `AWS::CDK::Metadata`, each normalised.
@@ -644,6 +688,45 @@ mod tests {
         let d = diff_templates(&one(a), &one(b));
         assert!(d.is_empty(), "{d:?}");
         assert_eq!(assess(&d, &[]).verdict, Verdict::NoChange);
+    }
+
+    #[test]
+    fn mappings_conditions_and_transform_changes_are_meaningful() {
+        let res = json!({"Q": {"Type": "AWS::SQS::Queue",
+            "Properties": {"VisibilityTimeout": {"Fn::FindInMap": ["Env", "prod", "Timeout"]}}}});
+        let a = json!({"Resources": res, "Mappings": {"Env": {"prod": {"Timeout": 30}}},
+            "Conditions": {"IsProd": {"Fn::Equals": ["a", "a"]}}});
+        // Only the mapping's value changes: the resource's own text is the same.
+        let b = json!({"Resources": res, "Mappings": {"Env": {"prod": {"Timeout": 60}}},
+            "Conditions": {"IsProd": {"Fn::Equals": ["a", "a"]}}});
+        let d = diff_templates(&one(a.clone()), &one(b));
+        assert!(d.resources.is_empty(), "{d:?}");
+        assert_eq!(d.sections.len(), 1, "{d:?}");
+        assert_eq!(d.sections[0].name, "Mappings.Env");
+        assert_eq!(d.sections[0].kind, ChangeKind::Modified);
+        assert_eq!(d.sections[0].paths, vec!["prod.Timeout"]);
+        assert_eq!(assess(&d, &[]).verdict, Verdict::Meaningful);
+        // A condition added, a transform (a string, not a map) added.
+        let mut c = a.clone();
+        c["Conditions"]["IsDev"] = json!({"Fn::Equals": ["a", "b"]});
+        c["Transform"] = json!("AWS::Serverless-2016-10-31");
+        let d = diff_templates(&one(a.clone()), &one(c));
+        let names: Vec<(&str, ChangeKind)> = d
+            .sections
+            .iter()
+            .map(|e| (e.name.as_str(), e.kind))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("Conditions.IsDev", ChangeKind::Added),
+                ("Transform", ChangeKind::Added)
+            ]
+        );
+        assert_eq!(assess(&d, &[]).verdict, Verdict::Meaningful);
+        // The same sections in another key order: nothing.
+        let d = diff_templates(&one(a.clone()), &one(a));
+        assert!(d.is_empty(), "{d:?}");
     }
 
     #[test]

@@ -66,6 +66,25 @@ pub fn compare(
     let diff = if compared {
         let old = templates(git, infra, &a)?;
         let new = templates(git, infra, &b)?;
+        // No template at all in the commit compared to is a wrong glob or a synth that
+        // wrote elsewhere, not "no change": judging it so would skip the deploy silently.
+        if new.is_empty() {
+            return Err(PortError::permanent(format!(
+                "`infrastructure.templates` ({}) match no file in commit {}{}, so ferry cannot tell whether the infrastructure changed; correct the globs{}",
+                infra.templates.join(", "),
+                &b[..b.len().min(12)],
+                if infra.synth.is_some() {
+                    " after `infrastructure.synth`"
+                } else {
+                    ""
+                },
+                if infra.synth.is_some() {
+                    " or the synth command (it must write the templates there)"
+                } else {
+                    " (they name committed template files)"
+                },
+            )));
+        }
         diff_templates(&old, &new)
     } else {
         TemplateDiff::default()
@@ -235,6 +254,18 @@ pub fn describe(r: &InfraComparison, infra: &Infrastructure) -> Vec<String> {
                 for p in &c.paths {
                     out.push(format!("      {p}"));
                 }
+            }
+        }
+        for c in &r.diff.sections {
+            out.push(format!(
+                "  {} {} in {}: {}",
+                sign(c.kind),
+                c.name,
+                c.template,
+                c.kind.as_str()
+            ));
+            for p in &c.paths {
+                out.push(format!("      {p}"));
             }
         }
     }

@@ -83,7 +83,7 @@ impl From<CliError> for PageError {
             ferry_api::exit::NOT_FOUND => PageError::not_found(e.message),
             ferry_api::exit::USAGE => PageError::bad(e.message),
             _ => {
-                eprintln!("ferry serve: dashboard: {}", e.message);
+                crate::elog!(Error, "ferry serve: dashboard: {}", e.message);
                 PageError {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
                     message: "the page cannot be shown right now; the server's log has the details"
@@ -116,7 +116,7 @@ async fn render(
         }
         Ok(Err(e)) => error_page(e.status, &pipeline, &e.message),
         Err(e) => {
-            eprintln!("ferry serve: dashboard: a worker thread failed: {e}");
+            crate::elog!(Error, "ferry serve: dashboard: a worker thread failed: {e}");
             error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &pipeline,
