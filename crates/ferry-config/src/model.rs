@@ -68,12 +68,23 @@ impl Pipeline {
     }
 
     /// Secret values written in the file itself: a Slack incoming-webhook URL is the
-    /// channel's credential (anyone holding it can post), so it is redacted like one.
+    /// channel's credential (anyone holding it can post), and so is a generic webhook
+    /// URL with a query or user information; they are redacted like secrets.
     pub fn secret_config_values(&self) -> Vec<String> {
         self.notifications
             .iter()
             .filter_map(|n| match n {
                 Notification::Slack { url, .. } => Some(url.clone()),
+                // A generic webhook's URL is a credential only when it carries one: a
+                // query (`?token=…`) or user information (`https://user:pass@…`).
+                Notification::Webhook { url, .. }
+                    if url.contains('?')
+                        || url.split_once("://").is_some_and(|(_, rest)| {
+                            rest.split('/').next().is_some_and(|h| h.contains('@'))
+                        }) =>
+                {
+                    Some(url.clone())
+                }
                 _ => None,
             })
             .collect()
@@ -104,6 +115,9 @@ pub struct Infrastructure {
     /// (like `npx cdk synth --quiet`). `None`: the templates are committed files, read
     /// straight from each commit.
     pub synth: Option<String>,
+    /// Key `synth_timeout`: how long `synth` may run before its process group is stopped
+    /// and the comparison fails (closed). `None`: [`DEFAULT_SYNTH_TIMEOUT`].
+    pub synth_timeout: Option<std::time::Duration>,
     /// Key `templates`: globs of the CloudFormation templates (JSON) to compare, like
     /// `infrastructure/cdk.out/*.template.json`. Required with `synth`.
     pub templates: Vec<String>,
@@ -111,6 +125,9 @@ pub struct Infrastructure {
     /// `migrations/**`); a changed file matching one makes the change rollback-unsafe.
     pub migrations: Vec<String>,
 }
+
+/// How long `infrastructure.synth` may run when `synth_timeout` is not set.
+pub const DEFAULT_SYNTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// Key `infrastructure` of an environment: how infrastructure is deployed there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

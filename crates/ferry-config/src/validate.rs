@@ -40,7 +40,8 @@ const TOP_KEYS: &[&str] = &[
     "infrastructure",
     "secrets",
 ];
-const INFRASTRUCTURE_KEYS: &[&str] = &["paths", "synth", "templates", "migrations"];
+const INFRASTRUCTURE_KEYS: &[&str] =
+    &["paths", "synth", "synth_timeout", "templates", "migrations"];
 const ENV_INFRASTRUCTURE_KEYS: &[&str] = &["deploy"];
 const SERVER_KEYS: &[&str] = &[
     "listen",
@@ -1029,6 +1030,7 @@ impl Checker<'_> {
             }
         }
         infra.synth = self.text(&m, "synth", loc, "synth: npx cdk synth --quiet");
+        infra.synth_timeout = self.duration(&m, "synth_timeout", loc, true);
         if let Some(e) = m.get("templates") {
             infra.templates = self.globs(e, loc, "infrastructure/cdk.out/*.template.json");
         }

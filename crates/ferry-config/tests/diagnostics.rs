@@ -1790,7 +1790,7 @@ ferry.yml:14:3: `synth` in `infrastructure` is empty
         &format!("{INFRA_BASE}infrastructure: yes\n"),
         r##"
 ferry.yml:11:17: `infrastructure` must be a mapping, found the text `yes`
-  help: write `key: value` lines indented under it; allowed keys: paths, synth, templates, migrations
+  help: write `key: value` lines indented under it; allowed keys: paths, synth, synth_timeout, templates, migrations
 "##,
     );
     check(
@@ -1823,7 +1823,7 @@ ferry.yml:11:21: missing key `deploy` in `infrastructure` of environment `test`
 #[test]
 fn a_complete_infrastructure_section_parses() {
     let yaml = format!(
-        "{INFRA_BASE}    infrastructure:\n      deploy: npx cdk deploy --all\ninfrastructure:\n  paths: [infrastructure/**]\n  synth: npx cdk synth --quiet\n  templates: infrastructure/cdk.out/*.template.json\n  migrations: [migrations/**]\n"
+        "{INFRA_BASE}    infrastructure:\n      deploy: npx cdk deploy --all\ninfrastructure:\n  paths: [infrastructure/**]\n  synth: npx cdk synth --quiet\n  synth_timeout: 5m\n  templates: infrastructure/cdk.out/*.template.json\n  migrations: [migrations/**]\n"
     );
     let p = match parse(&yaml, "ferry.yml") {
         Ok(p) => p,
@@ -1832,6 +1832,10 @@ fn a_complete_infrastructure_section_parses() {
     let infra = p.infrastructure.expect("infrastructure");
     assert_eq!(infra.paths, ["infrastructure/**"]);
     assert_eq!(infra.synth.as_deref(), Some("npx cdk synth --quiet"));
+    assert_eq!(
+        infra.synth_timeout,
+        Some(std::time::Duration::from_secs(300))
+    );
     assert_eq!(infra.templates, ["infrastructure/cdk.out/*.template.json"]);
     assert_eq!(infra.migrations, ["migrations/**"]);
     assert_eq!(
@@ -1961,4 +1965,42 @@ notifications:
     };
     assert_eq!(api_url, "https://api.github.com");
     assert!(!p.notifications[2].wants("deployment_failed"));
+}
+
+#[test]
+fn a_synth_timeout_that_is_not_a_duration_is_reported() {
+    let yaml = format!(
+        "{INFRA_BASE}infrastructure:\n  paths: [infrastructure/**]\n  synth: make templates\n  synth_timeout: soon\n  templates: out/*.json\n"
+    );
+    let d = match parse(&yaml, "ferry.yml") {
+        Ok(_) => panic!("accepted `synth_timeout: soon`"),
+        Err(d) => d,
+    };
+    let text = format!("{d:?}");
+    assert!(text.contains("synth_timeout"), "{text}");
+}
+
+#[test]
+fn webhook_urls_carrying_credentials_are_secret_values() {
+    let yaml = r##"
+pipeline: shop
+build: {steps: [{name: unit, run: ./ci/unit.sh}]}
+environments:
+  - name: test
+    deploy: {command: {run: ./deploy.sh}}
+notifications:
+  - webhook: {url: "http://127.0.0.1:9000/e"}
+  - webhook: {url: "https://hooks.example.com/e?token=abc123"}
+  - webhook: {url: "https://bot:pa55@hooks.example.com/e"}
+  - slack: {url: "https://hooks.slack.com/services/T0/B0/XyZ"}
+"##;
+    let p = parse(yaml.trim_start(), "ferry.yml").expect("valid");
+    assert_eq!(
+        p.secret_config_values(),
+        [
+            "https://hooks.example.com/e?token=abc123",
+            "https://bot:pa55@hooks.example.com/e",
+            "https://hooks.slack.com/services/T0/B0/XyZ"
+        ]
+    );
 }

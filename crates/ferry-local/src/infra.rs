@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use ferry_config::Infrastructure;
+use ferry_core::gates::ExitObservation;
 use ferry_core::infra::{
     Assessment, ChangeKind, ChangedFile, TemplateDiff, Verdict, assess, diff_templates, matching,
 };
@@ -103,6 +103,10 @@ pub fn compare(
     })
 }
 
+/// The largest template compared (the same bound as `ferry scan`'s guard); JSON nesting
+/// is bounded by serde_json's recursion limit (128), which fails with an error.
+const MAX_TEMPLATE_BYTES: usize = 16 * 1024 * 1024;
+
 /// The templates of commit `sha`: synthesized in a fresh checkout when `synth` is set,
 /// else read from the commit itself.
 fn templates(
@@ -121,7 +125,7 @@ fn templates(
             })?;
             let root = dir.path().join("checkout");
             git.checkout(sha, &root)?;
-            run_synth(synth, &root, sha)?;
+            run_synth(infra, synth, &root, sha)?;
             let mut out = Vec::new();
             for glob in &infra.templates {
                 for (path, bytes) in LocalReportFiles.read(&root, glob)? {
@@ -138,6 +142,13 @@ fn templates(
     };
     let mut map = BTreeMap::new();
     for (path, bytes) in files {
+        if bytes.len() > MAX_TEMPLATE_BYTES {
+            return Err(PortError::permanent(format!(
+                "template `{path}` of commit {short} is {} MiB, over the {} MiB ferry compares; CloudFormation itself takes at most 1 MB per template, so `infrastructure.templates` probably names something else",
+                bytes.len() / (1024 * 1024),
+                MAX_TEMPLATE_BYTES / (1024 * 1024)
+            )));
+        }
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             PortError::permanent(format!(
                 "template `{path}` of commit {short} is not valid JSON ({e}); `infrastructure.templates` must name synthesized CloudFormation JSON templates"
@@ -149,30 +160,36 @@ fn templates(
 }
 
 /// Runs `synth` at the root of the checkout, with `FERRY_COMMIT` set to the commit, its
-/// stdin closed.
-fn run_synth(synth: &str, root: &Path, sha: &str) -> PortResult<()> {
+/// stdin closed, in its own process group: past `infrastructure.synth_timeout` (default
+/// [`ferry_config::DEFAULT_SYNTH_TIMEOUT`]) the group is stopped and the comparison fails
+/// closed. At most 1 MiB of each output stream is kept.
+fn run_synth(infra: &Infrastructure, synth: &str, root: &Path, sha: &str) -> PortResult<()> {
     let short = &sha[..sha.len().min(12)];
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(synth)
-        .current_dir(root)
-        .env("FERRY_COMMIT", sha)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| {
-            PortError::permanent(format!(
-                "cannot run `infrastructure.synth` (`{synth}`): {e}"
-            ))
-        })?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = stderr.lines().rev().take(10).collect();
+    let timeout = infra
+        .synth_timeout
+        .unwrap_or(ferry_config::DEFAULT_SYNTH_TIMEOUT);
+    let env = BTreeMap::from([("FERRY_COMMIT".to_string(), sha.to_string())]);
+    let out = crate::process::capture(synth, root, &env, timeout);
+    let status = match out.how {
+        ExitObservation::Code(0) => return Ok(()),
+        ExitObservation::NotStarted(why) => {
+            return Err(PortError::permanent(format!(
+                "cannot run `infrastructure.synth` (`{synth}`): {why}"
+            )));
+        }
+        ExitObservation::TimedOut { .. } => {
+            return Err(PortError::permanent(format!(
+                "`infrastructure.synth` (`{synth}`) did not finish within {} for commit {short}, so it was stopped; make it faster or raise `infrastructure.synth_timeout`",
+                ferry_config::format_duration(timeout)
+            )));
+        }
+        ExitObservation::Code(c) => format!("exit status {c}"),
+        ExitObservation::Signal(s) => format!("killed by signal {s}"),
+    };
+    let tail: Vec<&str> = out.stderr.lines().rev().take(10).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
     Err(PortError::permanent(format!(
-        "`infrastructure.synth` (`{synth}`) failed for commit {short} ({}):\n{}",
-        out.status,
+        "`infrastructure.synth` (`{synth}`) failed for commit {short} ({status}):\n{}",
         tail.join("\n")
     )))
 }

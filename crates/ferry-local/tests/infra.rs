@@ -51,6 +51,7 @@ fn infra(templates: &str, synth: Option<&str>) -> Infrastructure {
     Infrastructure {
         paths: vec!["cfn/**".into()],
         synth: synth.map(str::to_string),
+        synth_timeout: None,
         templates: vec![templates.into()],
         migrations: Vec::new(),
     }
@@ -116,4 +117,43 @@ fn templates_globs_that_match_nothing_are_an_error_not_no_change() {
     let c = ferry_local::infra::compare(&git, &infra("cfn/*.template.json", None), &second, &third)
         .unwrap();
     assert_eq!(c.assessment.verdict, Verdict::NoChange);
+}
+
+#[test]
+fn a_synth_that_hangs_is_stopped_at_its_timeout_and_the_comparison_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = init(dir.path());
+    write(dir.path(), "cfn/app.json", &stack(30));
+    let first = commit_all(&repo, "first");
+    write(dir.path(), "cfn/app.json", &stack(60));
+    let second = commit_all(&repo, "timeout");
+    let git = GitSource::open(dir.path()).unwrap();
+    // The synth starts a background child too: the whole group must be stopped.
+    let mut hanging = infra("out/*.json", Some("sleep 600 & sleep 600"));
+    hanging.synth_timeout = Some(std::time::Duration::from_secs(1));
+    let err = ferry_local::infra::compare(&git, &hanging, &first, &second).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("did not finish within 1s"), "{text}");
+    assert!(text.contains("infrastructure.synth_timeout"), "{text}");
+}
+
+#[test]
+fn a_template_over_the_size_bound_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = init(dir.path());
+    write(dir.path(), "cfn/app.json", &stack(30));
+    let first = commit_all(&repo, "first");
+    // 17 MiB of JSON: a valid document, bigger than any template CloudFormation takes.
+    let big = format!(
+        "{{\"Resources\": {{}}, \"Metadata\": {{\"pad\": \"{}\"}}}}",
+        "x".repeat(17 * 1024 * 1024)
+    );
+    write(dir.path(), "cfn/app.json", &big);
+    let second = commit_all(&repo, "big");
+    let git = GitSource::open(dir.path()).unwrap();
+    let err = ferry_local::infra::compare(&git, &infra("cfn/*.json", None), &first, &second)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cfn/app.json"), "{err}");
+    assert!(err.contains("over the 16 MiB"), "{err}");
 }
