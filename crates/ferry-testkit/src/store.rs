@@ -14,7 +14,7 @@ use ferry_core::{
     Suite, Timestamp,
 };
 use ferry_engine::ports::{
-    EventFilter, FindingCounts, FindingRecord, Incident, Lease, MetricCounts, NewRun,
+    EventFilter, FindingCounts, FindingRecord, Incident, Lease, Ledger, MetricCounts, NewRun,
     OutboxChannel, OutboxCounts, OutboxFilter, OutboxItem, PortError, PortResult, Settle, Store,
 };
 use ferry_reports::TestReport;
@@ -565,6 +565,138 @@ fn step_mut(
         })
 }
 
+impl Ledger for MemoryStore {
+    fn record_deployment(&self, deployment: &DeploymentRecord) -> PortResult<()> {
+        let tick = self.ticks.next();
+        let mut st = self.lock();
+        let finished = (deployment.status != DeploymentStatus::InProgress).then_some(tick);
+        match st
+            .deployments
+            .iter_mut()
+            .find(|d| d.record.deployment_id == deployment.deployment_id)
+        {
+            Some(d) => {
+                d.record = deployment.clone();
+                d.finished_tick = d.finished_tick.or(finished);
+            }
+            None => st.deployments.push(StoredDeployment {
+                record: deployment.clone(),
+                started_tick: tick,
+                finished_tick: finished,
+            }),
+        }
+        Ok(())
+    }
+    fn deployments(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> PortResult<Vec<DeploymentRecord>> {
+        let st = self.lock();
+        let mut out: Vec<DeploymentRecord> = st
+            .deployments
+            .iter()
+            .map(|d| d.record.clone())
+            .filter(|d| environment.is_none_or(|e| d.environment == e))
+            .collect();
+        out.sort_by(|a, b| {
+            b.start_time
+                .cmp(&a.start_time)
+                .then_with(|| b.deployment_id.cmp(&a.deployment_id))
+        });
+        out.truncate(limit);
+        Ok(out)
+    }
+    fn last_known_good(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
+        Ok(newest(self.lock().deployments.iter().filter(|d| {
+            d.record.environment == environment && d.record.status == DeploymentStatus::Succeeded
+        })))
+    }
+    fn latest_deployment(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
+        Ok(newest(
+            self.lock()
+                .deployments
+                .iter()
+                .filter(|d| d.record.environment == environment),
+        ))
+    }
+    fn acquire_lease(
+        &self,
+        lease: &Lease,
+        now: ferry_core::Timestamp,
+    ) -> PortResult<Result<(), Lease>> {
+        let mut st = self.lock();
+        if lease.run.0 > 0 && !st.runs.contains_key(&lease.run.0) {
+            return Err(not_found_run(lease.run));
+        }
+        if let Some(held) = st.leases.get(&lease.environment)
+            && held.run != lease.run
+            && held.expires_at > now
+        {
+            return Ok(Err(held.clone()));
+        }
+        st.leases.insert(lease.environment.clone(), lease.clone());
+        let tick = self.ticks.next();
+        st.grants.push(LeaseGrant {
+            tick,
+            lease: lease.clone(),
+            now,
+        });
+        Ok(Ok(()))
+    }
+    fn renew_lease(&self, lease: &Lease) -> PortResult<()> {
+        let mut st = self.lock();
+        match st.leases.get_mut(&lease.environment) {
+            Some(held) if held.run == lease.run => {
+                held.holder = lease.holder.clone();
+                held.expires_at = lease.expires_at;
+                Ok(())
+            }
+            Some(held) => Err(PortError::conflict(format!(
+                "run {} no longer holds the lease on {}: run {} ({}) holds it",
+                lease.run, lease.environment, held.run, held.holder
+            ))),
+            None => Err(PortError::conflict(format!(
+                "run {} no longer holds the lease on {}: nobody holds it",
+                lease.run, lease.environment
+            ))),
+        }
+    }
+    fn release_lease(&self, environment: &str, run: RunId) -> PortResult<()> {
+        let mut st = self.lock();
+        if st.leases.get(environment).is_some_and(|l| l.run == run) {
+            st.leases.remove(environment);
+        }
+        Ok(())
+    }
+    fn claim_rollback(&self, rec: &RollbackRecord) -> PortResult<Result<(), RollbackRecord>> {
+        let rec = &self.redactor().rollback(rec);
+        let mut st = self.lock();
+        if let Some(existing) = st.rollbacks.get(&rec.deployment_id) {
+            return Ok(Err(existing.clone()));
+        }
+        st.rollbacks.insert(rec.deployment_id.clone(), rec.clone());
+        Ok(Ok(()))
+    }
+    fn update_rollback(&self, rec: &RollbackRecord) -> PortResult<()> {
+        let rec = &self.redactor().rollback(rec);
+        let mut st = self.lock();
+        match st.rollbacks.get_mut(&rec.deployment_id) {
+            Some(stored) => {
+                *stored = rec.clone();
+                Ok(())
+            }
+            None => Err(PortError::not_found(format!(
+                "no rollback of deployment {} was claimed",
+                rec.deployment_id
+            ))),
+        }
+    }
+    fn rollback(&self, deployment_id: &str) -> PortResult<Option<RollbackRecord>> {
+        Ok(self.lock().rollbacks.get(deployment_id).cloned())
+    }
+}
+
 impl Store for MemoryStore {
     fn create_run(&self, run: &NewRun) -> PortResult<RunId> {
         let mut st = self.lock();
@@ -757,27 +889,6 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn deployments(
-        &self,
-        environment: Option<&str>,
-        limit: usize,
-    ) -> PortResult<Vec<DeploymentRecord>> {
-        let st = self.lock();
-        let mut out: Vec<DeploymentRecord> = st
-            .deployments
-            .iter()
-            .map(|d| d.record.clone())
-            .filter(|d| environment.is_none_or(|e| d.environment == e))
-            .collect();
-        out.sort_by(|a, b| {
-            b.start_time
-                .cmp(&a.start_time)
-                .then_with(|| b.deployment_id.cmp(&a.deployment_id))
-        });
-        out.truncate(limit);
-        Ok(out)
-    }
-
     fn deployments_before(
         &self,
         environment: Option<&str>,
@@ -845,21 +956,6 @@ impl Store for MemoryStore {
         Ok(out.into_iter().map(|(_, s)| s).collect())
     }
 
-    fn last_known_good(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
-        Ok(newest(self.lock().deployments.iter().filter(|d| {
-            d.record.environment == environment && d.record.status == DeploymentStatus::Succeeded
-        })))
-    }
-
-    fn latest_deployment(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
-        Ok(newest(
-            self.lock()
-                .deployments
-                .iter()
-                .filter(|d| d.record.environment == environment),
-        ))
-    }
-
     fn events(&self, filter: &EventFilter) -> PortResult<Vec<(i64, Event)>> {
         let st = self.lock();
         let all: Box<dyn Iterator<Item = _>> = if filter.newest_first {
@@ -880,87 +976,6 @@ impl Store for MemoryStore {
             .take(filter.limit.unwrap_or(usize::MAX))
             .map(|e| (e.id, e.event.clone()))
             .collect())
-    }
-
-    fn acquire_lease(
-        &self,
-        lease: &Lease,
-        now: ferry_core::Timestamp,
-    ) -> PortResult<Result<(), Lease>> {
-        let mut st = self.lock();
-        if lease.run.0 > 0 && !st.runs.contains_key(&lease.run.0) {
-            return Err(not_found_run(lease.run));
-        }
-        if let Some(held) = st.leases.get(&lease.environment)
-            && held.run != lease.run
-            && held.expires_at > now
-        {
-            return Ok(Err(held.clone()));
-        }
-        st.leases.insert(lease.environment.clone(), lease.clone());
-        let tick = self.ticks.next();
-        st.grants.push(LeaseGrant {
-            tick,
-            lease: lease.clone(),
-            now,
-        });
-        Ok(Ok(()))
-    }
-
-    fn renew_lease(&self, lease: &Lease) -> PortResult<()> {
-        let mut st = self.lock();
-        match st.leases.get_mut(&lease.environment) {
-            Some(held) if held.run == lease.run => {
-                held.holder = lease.holder.clone();
-                held.expires_at = lease.expires_at;
-                Ok(())
-            }
-            Some(held) => Err(PortError::conflict(format!(
-                "run {} no longer holds the lease on {}: run {} ({}) holds it",
-                lease.run, lease.environment, held.run, held.holder
-            ))),
-            None => Err(PortError::conflict(format!(
-                "run {} no longer holds the lease on {}: nobody holds it",
-                lease.run, lease.environment
-            ))),
-        }
-    }
-
-    fn release_lease(&self, environment: &str, run: RunId) -> PortResult<()> {
-        let mut st = self.lock();
-        if st.leases.get(environment).is_some_and(|l| l.run == run) {
-            st.leases.remove(environment);
-        }
-        Ok(())
-    }
-
-    fn claim_rollback(&self, rec: &RollbackRecord) -> PortResult<Result<(), RollbackRecord>> {
-        let rec = &self.redactor().rollback(rec);
-        let mut st = self.lock();
-        if let Some(existing) = st.rollbacks.get(&rec.deployment_id) {
-            return Ok(Err(existing.clone()));
-        }
-        st.rollbacks.insert(rec.deployment_id.clone(), rec.clone());
-        Ok(Ok(()))
-    }
-
-    fn update_rollback(&self, rec: &RollbackRecord) -> PortResult<()> {
-        let rec = &self.redactor().rollback(rec);
-        let mut st = self.lock();
-        match st.rollbacks.get_mut(&rec.deployment_id) {
-            Some(stored) => {
-                *stored = rec.clone();
-                Ok(())
-            }
-            None => Err(PortError::not_found(format!(
-                "no rollback of deployment {} was claimed",
-                rec.deployment_id
-            ))),
-        }
-    }
-
-    fn rollback(&self, deployment_id: &str) -> PortResult<Option<RollbackRecord>> {
-        Ok(self.lock().rollbacks.get(deployment_id).cloned())
     }
 
     fn rollbacks(&self, limit: usize) -> PortResult<Vec<RollbackRecord>> {
