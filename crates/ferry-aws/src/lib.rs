@@ -8,6 +8,7 @@
 
 #![cfg(feature = "aws")]
 
+pub mod alarm_event;
 pub mod ledger;
 pub mod s3;
 

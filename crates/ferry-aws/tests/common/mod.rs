@@ -74,3 +74,27 @@ impl Moto {
         Aws::connect(&self.settings()).unwrap()
     }
 }
+
+fn s3(aws: &Aws) -> aws_sdk_s3::Client {
+    let cfg = aws_sdk_s3::config::Builder::from(aws.config())
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(cfg)
+}
+
+/// Creates a bucket (test setup).
+pub fn create_bucket(aws: &Aws, bucket: &str) {
+    let c = s3(aws);
+    aws.block_on(c.create_bucket().bucket(bucket).send())
+        .unwrap();
+}
+
+/// An object's text.
+pub fn get(aws: &Aws, bucket: &str, key: &str) -> String {
+    let c = s3(aws);
+    let out = aws
+        .block_on(c.get_object().bucket(bucket).key(key).send())
+        .unwrap();
+    let bytes = aws.block_on(out.body.collect()).unwrap().into_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
