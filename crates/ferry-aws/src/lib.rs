@@ -9,8 +9,10 @@
 #![cfg(feature = "aws")]
 
 pub mod alarm_event;
+pub mod cloudwatch;
 pub mod ledger;
 pub mod s3;
+pub mod sns;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
