@@ -120,3 +120,54 @@ pub fn port_error(service: &str, call: &str, e: &(dyn std::error::Error + 'stati
         PortError::permanent(message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_engine::ports::PortErrorKind;
+
+    #[derive(Debug)]
+    struct Text(&'static str);
+    impl std::fmt::Display for Text {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Text {}
+
+    #[test]
+    fn errors_name_the_service_and_call_and_are_classified() {
+        let cases = [
+            (
+                "ProvisionedThroughputExceededException: The level of configured provisioned throughput for the table was exceeded",
+                PortErrorKind::Transient,
+            ),
+            (
+                "ThrottlingException: Rate exceeded",
+                PortErrorKind::Transient,
+            ),
+            ("Throttling: Rate exceeded", PortErrorKind::Transient),
+            (
+                "dispatch failure: io error: Connection refused (os error 111)",
+                PortErrorKind::Transient,
+            ),
+            (
+                "failed to construct request: no credentials in the property bag",
+                PortErrorKind::Unavailable,
+            ),
+            (
+                "ResourceNotFoundException: Requested resource not found",
+                PortErrorKind::Permanent,
+            ),
+        ];
+        for (text, kind) in cases {
+            let e = port_error("DynamoDB", "PutItem", &Text(text));
+            assert_eq!(e.kind, kind, "{text}");
+            assert!(
+                e.message.starts_with("AWS DynamoDB PutItem failed: "),
+                "{}",
+                e.message
+            );
+        }
+    }
+}
