@@ -17,6 +17,8 @@ pub struct AlarmStatus {
     pub reason: String,
     /// Whether it is a composite alarm.
     pub composite: bool,
+    /// When its state last changed (milliseconds since the epoch).
+    pub updated_ms: Option<i64>,
 }
 
 /// CloudWatch alarms and metrics of one account and region.
@@ -74,6 +76,7 @@ impl CloudWatch {
                         state: state_of(a.state_value()),
                         reason: a.state_reason().unwrap_or_default().to_string(),
                         composite: false,
+                        updated_ms: a.state_updated_timestamp().and_then(|t| t.to_millis().ok()),
                     });
                 }
                 for a in page.composite_alarms() {
@@ -82,6 +85,7 @@ impl CloudWatch {
                         state: state_of(a.state_value()),
                         reason: a.state_reason().unwrap_or_default().to_string(),
                         composite: true,
+                        updated_ms: a.state_updated_timestamp().and_then(|t| t.to_millis().ok()),
                     });
                 }
                 match page.next_token() {

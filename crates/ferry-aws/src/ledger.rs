@@ -13,23 +13,30 @@ use crate::{Aws, port_error};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType,
+    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem,
 };
+use ferry_core::alarm::AlarmState;
 use ferry_core::rollback::RollbackRecord;
-use ferry_core::{DeploymentRecord, DeploymentStatus, RunId, Timestamp};
-use ferry_engine::ports::{Lease, Ledger, PortError, PortResult};
+use ferry_core::window::Freeze;
+use ferry_core::{Change, DeploymentRecord, DeploymentStatus, Event, RunId, Timestamp};
+use ferry_engine::ports::{Incident, Lease, Ledger, PortError, PortResult};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Makes event keys unique within a process (with the time and the process id).
+static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 /// The GSI of seed §3.5.1.
 pub const STATUS_INDEX: &str = "EnvironmentStatusIndex";
 
 type Item = HashMap<String, AttributeValue>;
 
-/// The deployments table on DynamoDB.
+/// The deployments table on DynamoDB. Alarm states are CloudWatch's (`DescribeAlarms`).
 pub struct DynamoLedger {
     aws: Aws,
     client: Client,
     table: String,
+    alarms: crate::cloudwatch::CloudWatch,
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -94,7 +101,76 @@ impl DynamoLedger {
             aws: aws.clone(),
             client: Client::new(aws.config()),
             table: table.to_string(),
+            alarms: crate::cloudwatch::CloudWatch::new(aws),
         }
+    }
+
+    /// Records a pipeline file's text under its digest (release sets refer to it; a
+    /// rollback restores with the file that deployed the release).
+    pub fn put_config(&self, digest: &str, text: &str) -> PortResult<()> {
+        let item = HashMap::from([
+            ("deploymentId".into(), s(format!("config#{digest}"))),
+            ("text".into(), s(text)),
+        ]);
+        self.put(item, "PutItem")
+    }
+
+    fn encode<T: serde::Serialize>(what: &str, v: &T) -> PortResult<String> {
+        serde_json::to_string(v)
+            .map_err(|e| PortError::permanent(format!("cannot encode {what}: {e}")))
+    }
+
+    fn deployment_item(d: &DeploymentRecord) -> PortResult<Item> {
+        let json = Self::encode(&format!("deployment {}", d.deployment_id), d)?;
+        let mut item: Item = HashMap::from([
+            ("deploymentId".into(), s(&d.deployment_id)),
+            ("environment".into(), s(&d.environment)),
+            ("version".into(), s(&d.version)),
+            ("status".into(), s(d.status.as_str())),
+            ("startTime".into(), n(d.start_time)),
+            ("expiresAt".into(), n(d.expires_at)),
+            ("artifactLocation".into(), s(&d.artifact_location)),
+            ("record".into(), s(json)),
+        ]);
+        if let Some(end) = d.end_time {
+            item.insert("endTime".into(), n(end));
+        }
+        Ok(item)
+    }
+
+    fn event_item(e: &Event) -> PortResult<Item> {
+        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        let key = format!("event#{:013}#{}#{seq}", e.at.0, std::process::id());
+        let mut item: Item = HashMap::from([
+            ("deploymentId".into(), s(key)),
+            ("eventKind".into(), s(e.kind.as_str())),
+            ("at".into(), n(e.at.0)),
+            ("record".into(), s(Self::encode("an event", e)?)),
+            // Events expire with the deployments (90 days).
+            ("expiresAt".into(), n(e.at.0 / 1000 + 90 * 86_400)),
+        ]);
+        if let Some(env) = &e.environment {
+            item.insert("eventEnvironment".into(), s(env));
+        }
+        Ok(item)
+    }
+
+    /// Writes items in one transaction (all or none); each with its condition, if any.
+    fn transact(&self, puts: Vec<(Item, Option<&str>)>, call: &str) -> PortResult<()> {
+        let mut req = self.client.transact_write_items();
+        for (item, condition) in puts {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .set_condition_expression(condition.map(str::to_string))
+                .build()
+                .map_err(|e| PortError::permanent(e.to_string()))?;
+            req = req.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        self.aws
+            .block_on(req.send())
+            .map_err(|e| port_error("DynamoDB", call, &e))?;
+        Ok(())
     }
 
     /// Creates the table of seed §3.5.1 (on demand, the GSI) and waits until it is
@@ -299,23 +375,64 @@ impl DynamoLedger {
 
 impl Ledger for DynamoLedger {
     fn record_deployment(&self, d: &DeploymentRecord) -> PortResult<()> {
-        let json = serde_json::to_string(d).map_err(|e| {
-            PortError::permanent(format!("cannot encode deployment {}: {e}", d.deployment_id))
-        })?;
-        let mut item: Item = HashMap::from([
-            ("deploymentId".into(), s(&d.deployment_id)),
-            ("environment".into(), s(&d.environment)),
-            ("version".into(), s(&d.version)),
-            ("status".into(), s(d.status.as_str())),
-            ("startTime".into(), n(d.start_time)),
-            ("expiresAt".into(), n(d.expires_at)),
-            ("artifactLocation".into(), s(&d.artifact_location)),
-            ("record".into(), s(json)),
-        ]);
-        if let Some(end) = d.end_time {
-            item.insert("endTime".into(), n(end));
+        self.put(Self::deployment_item(d)?, "PutItem")
+    }
+
+    /// One `TransactWriteItems`: events as items of their own (`event#…`, with a TTL),
+    /// the rolled-back deployment's record, the incident (`incident#ENV`, written only
+    /// when the environment has no open one).
+    fn record_rollback(&self, _run: RunId, changes: &[Change]) -> PortResult<()> {
+        let mut puts: Vec<(Item, Option<&str>)> = Vec::new();
+        for c in changes {
+            match c {
+                Change::Event(e) => puts.push((Self::event_item(e)?, None)),
+                Change::DeploymentRolledBack {
+                    deployment_id,
+                    reason,
+                    level,
+                    at,
+                } => {
+                    let item = self.get(deployment_id)?.ok_or_else(|| {
+                        PortError::not_found(format!("deployment {deployment_id} does not exist"))
+                    })?;
+                    let mut d = deployment_of(&item)?;
+                    d.status = DeploymentStatus::RolledBack;
+                    d.rollback_reason = Some(reason.clone());
+                    d.rollback_level = Some(*level);
+                    d.rollback_time = Some(at.0);
+                    puts.push((Self::deployment_item(&d)?, None));
+                }
+                Change::IncidentOpened {
+                    environment,
+                    deployment_id,
+                    reason,
+                    at,
+                } => {
+                    let item = HashMap::from([
+                        ("deploymentId".into(), s(format!("incident#{environment}"))),
+                        ("incidentId".into(), n(at.0)),
+                        ("incidentEnvironment".into(), s(environment)),
+                        ("incidentDeployment".into(), s(deployment_id)),
+                        ("reason".into(), s(reason)),
+                        ("openedAt".into(), n(at.0)),
+                    ]);
+                    puts.push((
+                        item,
+                        Some("attribute_not_exists(deploymentId) OR attribute_exists(resolvedAt)"),
+                    ));
+                }
+                other => {
+                    return Err(PortError::permanent(format!(
+                        "the DynamoDB ledger records a rollback's events, rolled-back deployments and incidents, not a `{}` change",
+                        other.name()
+                    )));
+                }
+            }
         }
-        self.put(item, "PutItem")
+        if puts.is_empty() {
+            return Ok(());
+        }
+        self.transact(puts, "TransactWriteItems")
     }
 
     fn deployments(
@@ -445,5 +562,64 @@ impl Ledger for DynamoLedger {
             .as_ref()
             .map(rollback_of)
             .transpose()
+    }
+
+    fn hold(&self, environment: &str) -> PortResult<Option<Incident>> {
+        let Some(item) = self.get(&format!("incident#{environment}"))? else {
+            return Ok(None);
+        };
+        if item.contains_key("resolvedAt") {
+            return Ok(None);
+        }
+        let key = format!("incident#{environment}");
+        let bad = || corrupt("incident", &key, "missing attributes");
+        Ok(Some(Incident {
+            id: get_n(&item, "incidentId").ok_or_else(bad)?,
+            environment: environment.to_string(),
+            deployment_id: get_s(&item, "incidentDeployment")
+                .ok_or_else(bad)?
+                .to_string(),
+            reason: get_s(&item, "reason").unwrap_or_default().to_string(),
+            opened_at: Timestamp(get_n(&item, "openedAt").ok_or_else(bad)?),
+            resolved_at: None,
+            resolved_by: None,
+        }))
+    }
+
+    /// The freeze (`freeze#ENV#FROM#SEQ`) and its `freeze_set` event in one transaction.
+    fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze> {
+        let mut f = freeze.clone();
+        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        f.id = f.from.0;
+        let item = HashMap::from([
+            (
+                "deploymentId".into(),
+                s(format!("freeze#{}#{:013}#{seq}", f.environment, f.from.0)),
+            ),
+            ("freezeEnvironment".into(), s(&f.environment)),
+            ("until".into(), n(f.until.0)),
+            ("record".into(), s(Self::encode("a freeze", &f)?)),
+        ]);
+        self.transact(
+            vec![(item, None), (Self::event_item(&f.set_event())?, None)],
+            "TransactWriteItems",
+        )?;
+        Ok(f)
+    }
+
+    /// CloudWatch's state of the alarm (`DescribeAlarms`), when it last changed.
+    fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>> {
+        Ok(self
+            .alarms
+            .alarms(&[alarm.to_string()], None)?
+            .into_iter()
+            .find(|a| a.name == alarm)
+            .map(|a| (a.state, a.reason, Timestamp(a.updated_ms.unwrap_or(0)))))
+    }
+
+    fn config(&self, digest: &str) -> PortResult<Option<String>> {
+        Ok(self
+            .get(&format!("config#{digest}"))?
+            .and_then(|item| get_s(&item, "text").map(str::to_string)))
     }
 }

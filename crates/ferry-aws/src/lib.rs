@@ -10,6 +10,7 @@
 
 pub mod alarm_event;
 pub mod cloudwatch;
+pub mod lambda;
 pub mod ledger;
 pub mod s3;
 pub mod sns;

@@ -116,16 +116,22 @@ pub struct EventFilter {
     pub limit: Option<usize>,
 }
 
-/// The part of the state a deployment ledger keeps: deployments (their history, the
-/// current one, the last known good), environment leases and rollback claims. It is all
-/// that an adapter outside the local runtime must keep consistent for deployments and
-/// rollbacks (the DynamoDB ledger of `ferry-aws`, seed §3.5.1), and what the store
-/// conformance suite checks on every implementation.
+/// The part of the state the rollback orchestrator needs (`crate::rollback`):
+/// deployments (their history, the current one, the last known good), environment
+/// leases, rollback claims, the changes a rollback records, incidents holding an
+/// environment, freezes, alarm states and recorded pipeline files. It is all that an
+/// adapter outside the local runtime must keep for rollbacks (the DynamoDB ledger of
+/// `ferry-aws`, seed §3.5.1), and what the ledger conformance suite checks on every
+/// implementation.
 pub trait Ledger: Send + Sync {
     /// Records a deployment, or replaces the record with the same `deployment_id` (its
     /// outcome, its rollback). `apply` records deployments of runs; this is for a
     /// ledger written outside a run (another runtime, an import, the tests).
     fn record_deployment(&self, deployment: &DeploymentRecord) -> PortResult<()>;
+    /// Records one batch of a rollback's changes (what `ferry_core::rollback` returns:
+    /// events, `DeploymentRolledBack`, `IncidentOpened`) in one transaction, against the
+    /// run that made the deployment. The local stores take it as an `apply`.
+    fn record_rollback(&self, run: RunId, changes: &[Change]) -> PortResult<()>;
     /// Deployments, newest first, optionally of one environment.
     fn deployments(
         &self,
@@ -161,6 +167,14 @@ pub trait Ledger: Send + Sync {
     fn update_rollback(&self, rec: &RollbackRecord) -> PortResult<()>;
     /// The rollback record of a deployment, if any.
     fn rollback(&self, deployment_id: &str) -> PortResult<Option<RollbackRecord>>;
+    /// The open incident holding an environment for a person, if any.
+    fn hold(&self, environment: &str) -> PortResult<Option<Incident>>;
+    /// Records a freeze and its `freeze_set` event (`Freeze::set_event`) in one
+    /// transaction; returns it with its id.
+    fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze>;
+    /// An alarm's last recorded state: `(state, reason, at)`.
+    fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>>;
+    fn config(&self, digest: &str) -> PortResult<Option<String>>;
 }
 
 /// The state of everything: runs, stages, steps, events, approvals, findings, the
@@ -221,17 +235,12 @@ pub trait Store: Ledger {
     /// Rollback records, newest first.
     fn rollbacks(&self, limit: usize) -> PortResult<Vec<RollbackRecord>>;
 
-    /// The open incident holding an environment for a person, if any.
-    fn hold(&self, environment: &str) -> PortResult<Option<Incident>>;
     /// Closes the open incident of an environment; NotFound if there is none.
     fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident>;
 
     /// Remembers a pipeline file's text under its digest (release sets refer to it).
     fn put_config(&self, digest: &str, text: &str) -> PortResult<()>;
-    fn config(&self, digest: &str) -> PortResult<Option<String>>;
 
-    /// An alarm's last recorded state: `(state, reason, at)`.
-    fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>>;
     /// Records an alarm state change and its event, tied to no run.
     fn record_alarm(&self, changes: &[Change]) -> PortResult<()>;
 
@@ -250,9 +259,6 @@ pub trait Store: Ledger {
 
     // ----- deployment windows: freezes and break-glass overrides ----------------------
 
-    /// Records a freeze and its `freeze_set` event (`Freeze::set_event`) in one
-    /// transaction; returns it with its id.
-    fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze>;
     /// Lifts every freeze of `environment` that is not over at `at`, appending each one's
     /// `freeze_lifted` event; returns them. NotFound when there is none.
     fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>>;

@@ -301,6 +301,9 @@ fn ensure_run(tx: &Transaction<'_>, run: RunId) -> Fallible<RunStatus> {
 }
 
 impl Ledger for SqliteStore {
+    fn record_rollback(&self, run: RunId, changes: &[Change]) -> PortResult<()> {
+        self.apply(run, changes)
+    }
     fn record_deployment(&self, deployment: &DeploymentRecord) -> PortResult<()> {
         self.transaction(TransactionBehavior::Immediate, |tx| {
             tx.execute(
@@ -450,6 +453,44 @@ impl Ledger for SqliteStore {
     fn rollback(&self, deployment_id: &str) -> PortResult<Option<RollbackRecord>> {
         self.transaction(TransactionBehavior::Deferred, |tx| {
             rollback_of(tx, deployment_id)
+        })
+    }
+    fn hold(&self, environment: &str) -> PortResult<Option<Incident>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            open_incident(tx, environment)
+        })
+    }
+    fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            windows::freeze(tx, freeze)
+        })
+    }
+    fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            let row: Option<(String, String, i64)> = tx
+                .query_row(
+                    "SELECT state, reason, at FROM alarm_states WHERE alarm = ?1",
+                    [alarm],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            row.map(|(state, reason, at)| {
+                let state = parse_enum(state, "alarm_states", "state", AlarmState::parse)?;
+                Ok((state, reason, Timestamp(at)))
+            })
+            .transpose()
+        })
+    }
+    fn config(&self, digest: &str) -> PortResult<Option<String>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            let text = tx
+                .query_row(
+                    "SELECT text FROM configs WHERE digest = ?1",
+                    [digest],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(text)
         })
     }
 }
@@ -787,12 +828,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn hold(&self, environment: &str) -> PortResult<Option<Incident>> {
-        self.transaction(TransactionBehavior::Deferred, |tx| {
-            open_incident(tx, environment)
-        })
-    }
-
     fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident> {
         self.transaction(TransactionBehavior::Immediate, |tx| {
             let Some(mut incident) = open_incident(tx, environment)? else {
@@ -819,36 +854,6 @@ impl Store for SqliteStore {
                 params![digest, text],
             )?;
             Ok(())
-        })
-    }
-
-    fn config(&self, digest: &str) -> PortResult<Option<String>> {
-        self.transaction(TransactionBehavior::Deferred, |tx| {
-            let text = tx
-                .query_row(
-                    "SELECT text FROM configs WHERE digest = ?1",
-                    [digest],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok(text)
-        })
-    }
-
-    fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>> {
-        self.transaction(TransactionBehavior::Deferred, |tx| {
-            let row: Option<(String, String, i64)> = tx
-                .query_row(
-                    "SELECT state, reason, at FROM alarm_states WHERE alarm = ?1",
-                    [alarm],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            row.map(|(state, reason, at)| {
-                let state = parse_enum(state, "alarm_states", "state", AlarmState::parse)?;
-                Ok((state, reason, Timestamp(at)))
-            })
-            .transpose()
         })
     }
 
@@ -904,12 +909,6 @@ impl Store for SqliteStore {
                 params![id, run.map(|r| r.0), at.0],
             )?;
             Ok(Ok(()))
-        })
-    }
-
-    fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze> {
-        self.transaction(TransactionBehavior::Immediate, |tx| {
-            windows::freeze(tx, freeze)
         })
     }
 

@@ -566,6 +566,9 @@ fn step_mut(
 }
 
 impl Ledger for MemoryStore {
+    fn record_rollback(&self, run: RunId, changes: &[Change]) -> PortResult<()> {
+        self.apply(run, changes)
+    }
     fn record_deployment(&self, deployment: &DeploymentRecord) -> PortResult<()> {
         let tick = self.ticks.next();
         let mut st = self.lock();
@@ -694,6 +697,32 @@ impl Ledger for MemoryStore {
     }
     fn rollback(&self, deployment_id: &str) -> PortResult<Option<RollbackRecord>> {
         Ok(self.lock().rollbacks.get(deployment_id).cloned())
+    }
+    fn hold(&self, environment: &str) -> PortResult<Option<Incident>> {
+        Ok(self
+            .lock()
+            .incidents
+            .iter()
+            .find(|i| i.environment == environment && i.resolved_at.is_none())
+            .cloned())
+    }
+    fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze> {
+        let mut st = self.lock();
+        let mut f = freeze.clone();
+        f.id = i64::try_from(st.freezes.len()).unwrap_or(i64::MAX) + 1;
+        f.lifted_at = None;
+        f.lifted_by = None;
+        let mut pending = Pending::of(&st, self.ticks.next());
+        pending.event(&f.set_event());
+        pending.commit(&mut st);
+        st.freezes.push(f.clone());
+        Ok(f)
+    }
+    fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>> {
+        Ok(self.lock().alarms.get(alarm).cloned())
+    }
+    fn config(&self, digest: &str) -> PortResult<Option<String>> {
+        Ok(self.lock().configs.get(digest).cloned())
     }
 }
 
@@ -989,15 +1018,6 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
-    fn hold(&self, environment: &str) -> PortResult<Option<Incident>> {
-        Ok(self
-            .lock()
-            .incidents
-            .iter()
-            .find(|i| i.environment == environment && i.resolved_at.is_none())
-            .cloned())
-    }
-
     fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident> {
         let mut st = self.lock();
         let Some(incident) = st
@@ -1024,14 +1044,6 @@ impl Store for MemoryStore {
             .entry(digest.to_string())
             .or_insert_with(|| text.to_string());
         Ok(())
-    }
-
-    fn config(&self, digest: &str) -> PortResult<Option<String>> {
-        Ok(self.lock().configs.get(digest).cloned())
-    }
-
-    fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>> {
-        Ok(self.lock().alarms.get(alarm).cloned())
     }
 
     fn record_alarm(&self, changes: &[Change]) -> PortResult<()> {
@@ -1082,19 +1094,6 @@ impl Store for MemoryStore {
 
     fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>> {
         Ok(self.lock().deliveries.get(id).map(|(run, _)| *run))
-    }
-
-    fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze> {
-        let mut st = self.lock();
-        let mut f = freeze.clone();
-        f.id = i64::try_from(st.freezes.len()).unwrap_or(i64::MAX) + 1;
-        f.lifted_at = None;
-        f.lifted_by = None;
-        let mut pending = Pending::of(&st, self.ticks.next());
-        pending.event(&f.set_event());
-        pending.commit(&mut st);
-        st.freezes.push(f.clone());
-        Ok(f)
     }
 
     fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>> {

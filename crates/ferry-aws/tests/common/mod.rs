@@ -98,3 +98,66 @@ pub fn get(aws: &Aws, bucket: &str, key: &str) -> String {
     let bytes = aws.block_on(out.body.collect()).unwrap().into_bytes();
     String::from_utf8(bytes.to_vec()).unwrap()
 }
+
+/// Puts an object (test setup).
+pub fn put(aws: &Aws, bucket: &str, key: &str, body: &[u8]) {
+    let c = s3(aws);
+    aws.block_on(
+        c.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(body.to_vec()))
+            .send(),
+    )
+    .unwrap();
+}
+
+/// `sha256:<hex>` of some bytes, computed by `sha256sum` (no hashing code in tests).
+pub fn sha256(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    format!("sha256:{}", text.split_whitespace().next().unwrap())
+}
+
+/// Accepts HTTP POSTs on loopback; each JSON body that is an SNS `Notification` goes
+/// down the channel.
+pub fn http_subscriber() -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/sns", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+                && v["Type"] == "Notification"
+                && tx.send(v).is_err()
+            {
+                break;
+            }
+        }
+    });
+    (url, rx)
+}
