@@ -51,6 +51,16 @@ impl S3Deployer {
         }
     }
 
+    /// Creates the bucket (for tests and a first try against an empty account; in
+    /// production the core stack of `ferry synth aws` creates it).
+    pub fn create_bucket(&self) -> PortResult<()> {
+        let req = self.client.create_bucket().bucket(&self.bucket);
+        self.aws
+            .block_on(req.send())
+            .map_err(|e| port_error("S3", "CreateBucket", &e))?;
+        Ok(())
+    }
+
     fn release_prefix(&self, version: &str) -> String {
         format!("{}/releases/{version}/", self.prefix)
     }
