@@ -18,6 +18,8 @@
 //! [--requests N]` times the dashboard's pages and the main API endpoints of `ferry
 //! serve` with 100 k deployments and 10 k runs in the store (see `dashboard.rs`).
 
+#[cfg(feature = "aws")]
+mod aws;
 mod dashboard;
 mod diff;
 mod guard;
@@ -60,6 +62,17 @@ fn run() -> Result<(), String> {
             .with_file_name("ferry");
         let ferry = std::env::var_os("FERRY_BIN").map_or(ferry, PathBuf::from);
         return dashboard::run(std::env::args().skip(2).collect(), &ferry);
+    }
+    if std::env::args().nth(1).as_deref() == Some("aws") {
+        #[cfg(feature = "aws")]
+        {
+            let lambda = std::env::current_exe()
+                .map_err(|e| e.to_string())?
+                .with_file_name("ferry-lambda");
+            return aws::run(std::env::args().skip(2).collect(), lambda);
+        }
+        #[cfg(not(feature = "aws"))]
+        return Err("`ferry-bench aws` needs the `aws` feature: cargo build --release -p ferry-bench --features aws".into());
     }
     if std::env::args().nth(1).as_deref() == Some("serve") {
         return load::run(std::env::args().skip(2).collect());

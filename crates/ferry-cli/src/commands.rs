@@ -10,6 +10,7 @@ use ferry_config::{Deploy, Pipeline};
 use ferry_core::approval::{self, Decision};
 use ferry_core::run::RunView;
 use ferry_core::{DeploymentStatus, RunId, RunStatus, StageStatus, short_sha, time::human};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{Clock, Store};
 use ferry_engine::{Engine, Layout, Ports, Settings};
 use std::sync::atomic::AtomicBool;

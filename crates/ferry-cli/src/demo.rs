@@ -13,6 +13,7 @@ use ferry_api::exit;
 use ferry_config::Deploy;
 use ferry_core::approval::Decision;
 use ferry_core::{RunId, RunStatus, StageStatus, short_sha};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{Clock, Store};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -8,7 +8,7 @@
 use ferry_api::exit;
 use ferry_config::{Infrastructure, Pipeline};
 use ferry_core::infra::{Assessment, ChangedFile, TemplateDiff};
-use ferry_engine::ports::Store;
+use ferry_engine::ports::Ledger;
 use ferry_local::GitSource;
 use serde::Serialize;
 

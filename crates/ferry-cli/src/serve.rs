@@ -25,6 +25,7 @@ use ferry_api::exit;
 use ferry_config::Pipeline;
 use ferry_core::alarm::AlarmState;
 use ferry_core::{Change, Event, EventKind, RunId};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{Clock, EventFilter, Silent, Source as _, Store};
 use ferry_hooks::{GithubEvent, PushDecision, SnsType};
 use ferry_store::SqliteStore;

@@ -15,6 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use ferry_core::{EventKind, RunId};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{EventFilter, Store};
 use serde_json::{Value, json};
 use std::io::{Read, Seek, SeekFrom};

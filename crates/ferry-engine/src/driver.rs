@@ -1462,12 +1462,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Seed §6.2: transient failures are retried with exponential backoff before they
-    /// count.
-    pub(crate) fn retry_plain<T>(&self, f: impl FnMut() -> PortResult<T>) -> PortResult<T> {
-        self.retry_in(None, f)
-    }
-
-    /// [`Self::retry_plain`], telling the observer about retries as notes of `run`.
+    /// count; retries are told to the observer as notes of `run`.
     pub(crate) fn retry_in<T>(
         &self,
         run: Option<&RunView>,

@@ -116,9 +116,71 @@ pub struct EventFilter {
     pub limit: Option<usize>,
 }
 
-/// The state of everything: runs, stages, steps, events, deployments, approvals,
-/// leases. Every `apply` is one transaction: all of its changes or none.
-pub trait Store: Send + Sync {
+/// The part of the state the rollback orchestrator needs (`crate::rollback`):
+/// deployments (their history, the current one, the last known good), environment
+/// leases, rollback claims, the changes a rollback records, incidents holding an
+/// environment, freezes, alarm states and recorded pipeline files. It is all that an
+/// adapter outside the local runtime must keep for rollbacks (the DynamoDB ledger of
+/// `ferry-aws`, seed §3.5.1), and what the ledger conformance suite checks on every
+/// implementation.
+pub trait Ledger: Send + Sync {
+    /// Records a deployment, or replaces the record with the same `deployment_id` (its
+    /// outcome, its rollback). `apply` records deployments of runs; this is for a
+    /// ledger written outside a run (another runtime, an import, the tests).
+    fn record_deployment(&self, deployment: &DeploymentRecord) -> PortResult<()>;
+    /// Records one batch of a rollback's changes (what `ferry_core::rollback` returns:
+    /// events, `DeploymentRolledBack`, `IncidentOpened`) in one transaction, against the
+    /// run that made the deployment. The local stores take it as an `apply`.
+    fn record_rollback(&self, run: RunId, changes: &[Change]) -> PortResult<()>;
+    /// Deployments, newest first, optionally of one environment.
+    fn deployments(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> PortResult<Vec<DeploymentRecord>>;
+    /// The newest `succeeded` deployment of an environment (seed §3.5.2), by index.
+    fn last_known_good(&self, environment: &str) -> PortResult<Option<DeploymentRecord>>;
+    /// The newest deployment of an environment, whatever its status.
+    fn latest_deployment(&self, environment: &str) -> PortResult<Option<DeploymentRecord>>;
+    /// The deployment an environment runs now: its newest one that was not rolled back
+    /// (`None` when there is none). Stores answer it from an index; this default reads
+    /// the newest deployments.
+    fn current_deployment(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
+        Ok(self
+            .deployments(Some(environment), 10_000)?
+            .into_iter()
+            .find(|d| d.status != ferry_core::DeploymentStatus::RolledBack))
+    }
+    /// Takes the lease if it is free, expired, or already ours; returns the holder
+    /// otherwise. A negative run id stands for work outside any run (a manual or
+    /// alarm-triggered rollback, one id per process) and needs no run record.
+    fn acquire_lease(&self, lease: &Lease, now: Timestamp) -> PortResult<Result<(), Lease>>;
+    /// Extends our lease. Conflict if it is no longer ours.
+    fn renew_lease(&self, lease: &Lease) -> PortResult<()>;
+    /// Lets go of our lease (no-op if it is not ours).
+    fn release_lease(&self, environment: &str, run: RunId) -> PortResult<()>;
+    /// Claims the rollback of a deployment (seed Property 2): records `rec` (status
+    /// `in_progress`) unless a record for that deployment exists, in which case that
+    /// record is returned and nothing is written.
+    fn claim_rollback(&self, rec: &RollbackRecord) -> PortResult<Result<(), RollbackRecord>>;
+    /// Replaces the record of a claimed rollback with its outcome (or progress).
+    fn update_rollback(&self, rec: &RollbackRecord) -> PortResult<()>;
+    /// The rollback record of a deployment, if any.
+    fn rollback(&self, deployment_id: &str) -> PortResult<Option<RollbackRecord>>;
+    /// The open incident holding an environment for a person, if any.
+    fn hold(&self, environment: &str) -> PortResult<Option<Incident>>;
+    /// Records a freeze and its `freeze_set` event (`Freeze::set_event`) in one
+    /// transaction; returns it with its id.
+    fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze>;
+    /// An alarm's last recorded state: `(state, reason, at)`.
+    fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>>;
+    fn config(&self, digest: &str) -> PortResult<Option<String>>;
+}
+
+/// The state of everything: runs, stages, steps, events, approvals, findings, the
+/// outbox, and (through [`Ledger`]) deployments, leases and rollbacks. Every `apply` is
+/// one transaction: all of its changes or none.
+pub trait Store: Ledger {
     /// Inserts a queued run with its planned stages and steps; returns its id.
     fn create_run(&self, run: &NewRun) -> PortResult<RunId>;
     /// Applies one batch of changes to a run atomically.
@@ -145,12 +207,6 @@ pub trait Store: Send + Sync {
     /// Whether the person may decide at all is the caller's (the core's) question.
     fn decide(&self, run: RunId, environment: &str, decision: &Decision) -> PortResult<()>;
 
-    /// Deployments, newest first, optionally of one environment.
-    fn deployments(
-        &self,
-        environment: Option<&str>,
-        limit: usize,
-    ) -> PortResult<Vec<DeploymentRecord>>;
     /// A page of the deployment history, newest first, optionally of one environment:
     /// the deployments ordered before the cursor `(start_time, deployment_id)` of the
     /// last one of the previous page (exclusive; `None` for the first page). Stores
@@ -172,54 +228,19 @@ pub trait Store: Send + Sync {
         environment: &str,
         since: Timestamp,
     ) -> PortResult<Vec<ferry_core::dora::Sample>>;
-    /// The newest `succeeded` deployment of an environment (seed §3.5.2), by index.
-    fn last_known_good(&self, environment: &str) -> PortResult<Option<DeploymentRecord>>;
-    /// The newest deployment of an environment, whatever its status.
-    fn latest_deployment(&self, environment: &str) -> PortResult<Option<DeploymentRecord>>;
-    /// The deployment an environment runs now: its newest one that was not rolled back
-    /// (`None` when there is none). Stores answer it from an index; this default reads
-    /// the newest deployments.
-    fn current_deployment(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
-        Ok(self
-            .deployments(Some(environment), 10_000)?
-            .into_iter()
-            .find(|d| d.status != ferry_core::DeploymentStatus::RolledBack))
-    }
 
     /// Events in id order, with their ids.
     fn events(&self, filter: &EventFilter) -> PortResult<Vec<(i64, Event)>>;
 
-    /// Takes the lease if it is free, expired, or already ours; returns the holder
-    /// otherwise. A negative run id stands for work outside any run (a manual or
-    /// alarm-triggered rollback, one id per process) and needs no run record.
-    fn acquire_lease(&self, lease: &Lease, now: Timestamp) -> PortResult<Result<(), Lease>>;
-    /// Extends our lease. Conflict if it is no longer ours.
-    fn renew_lease(&self, lease: &Lease) -> PortResult<()>;
-    /// Lets go of our lease (no-op if it is not ours).
-    fn release_lease(&self, environment: &str, run: RunId) -> PortResult<()>;
-
-    /// Claims the rollback of a deployment (seed Property 2): records `rec` (status
-    /// `in_progress`) unless a record for that deployment exists, in which case that
-    /// record is returned and nothing is written.
-    fn claim_rollback(&self, rec: &RollbackRecord) -> PortResult<Result<(), RollbackRecord>>;
-    /// Replaces the record of a claimed rollback with its outcome (or progress).
-    fn update_rollback(&self, rec: &RollbackRecord) -> PortResult<()>;
-    /// The rollback record of a deployment, if any.
-    fn rollback(&self, deployment_id: &str) -> PortResult<Option<RollbackRecord>>;
     /// Rollback records, newest first.
     fn rollbacks(&self, limit: usize) -> PortResult<Vec<RollbackRecord>>;
 
-    /// The open incident holding an environment for a person, if any.
-    fn hold(&self, environment: &str) -> PortResult<Option<Incident>>;
     /// Closes the open incident of an environment; NotFound if there is none.
     fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident>;
 
     /// Remembers a pipeline file's text under its digest (release sets refer to it).
     fn put_config(&self, digest: &str, text: &str) -> PortResult<()>;
-    fn config(&self, digest: &str) -> PortResult<Option<String>>;
 
-    /// An alarm's last recorded state: `(state, reason, at)`.
-    fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>>;
     /// Records an alarm state change and its event, tied to no run.
     fn record_alarm(&self, changes: &[Change]) -> PortResult<()>;
 
@@ -238,9 +259,6 @@ pub trait Store: Send + Sync {
 
     // ----- deployment windows: freezes and break-glass overrides ----------------------
 
-    /// Records a freeze and its `freeze_set` event (`Freeze::set_event`) in one
-    /// transaction; returns it with its id.
-    fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze>;
     /// Lifts every freeze of `environment` that is not over at `at`, appending each one's
     /// `freeze_lifted` event; returns them. NotFound when there is none.
     fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>>;

@@ -4,11 +4,12 @@
 //! fail (seed §6.2). The decisions — targets, levels, records, events — come from
 //! `ferry_core::rollback`.
 
-use crate::driver::Engine;
+use crate::driver::{Engine, Layout, Settings};
 use crate::ports::*;
+use ferry_config::Pipeline;
 use ferry_core::alarm::{AlarmState, Datapoint};
 use ferry_core::rollback::{self, RollbackRecord, RollbackStatus, Target, Trigger};
-use ferry_core::{Artifact, Change, DeploymentRecord, RollbackLevel, RunId, short_sha};
+use ferry_core::{Artifact, Change, DeploymentRecord, RollbackLevel, RunId, Timestamp, short_sha};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,7 +17,71 @@ use std::time::Duration;
 /// How long a second caller waits for a rollback another live process is performing.
 const AWAIT_LIMIT: Duration = Duration::from_secs(30 * 60);
 
+/// What the rollback orchestrator needs from the outside world: the [`Ledger`] (not the
+/// whole `Store`), so a runtime that keeps only a deployment ledger (the rollback Lambda
+/// on DynamoDB) runs the same orchestrator.
+pub struct RollbackPorts<'a> {
+    pub store: &'a dyn Ledger,
+    pub clock: &'a dyn Clock,
+    /// Checks out the restored version, so its own scripts run.
+    pub source: &'a dyn Source,
+    /// Verifies the restored artifact's digest.
+    pub artifacts: &'a dyn ArtifactStore,
+    /// Samples the restored release's probe alarms (validation, seed §3.4.3).
+    pub probe: &'a dyn AlarmProbe,
+    pub observer: &'a dyn Observer,
+    pub deployers: &'a dyn DeployerFactory,
+    pub liveness: &'a dyn Liveness,
+}
+
+/// The rollback orchestrator (seed §3.4.2) over [`RollbackPorts`]. `Engine::roll_back`
+/// builds one from the engine's ports.
+pub struct Orchestrator<'a> {
+    pub pipeline: &'a Pipeline,
+    pub ports: RollbackPorts<'a>,
+    pub layout: Layout,
+    pub settings: Settings,
+}
+
 impl Engine<'_> {
+    /// The rollback orchestrator over this engine's ports.
+    pub fn orchestrator(&self) -> Orchestrator<'_> {
+        Orchestrator {
+            pipeline: self.pipeline,
+            ports: RollbackPorts {
+                store: self.ports.store,
+                clock: self.ports.clock,
+                source: self.ports.source,
+                artifacts: self.ports.artifacts,
+                probe: self.ports.probe,
+                observer: self.ports.observer,
+                deployers: self.ports.deployers,
+                liveness: self.ports.liveness,
+            },
+            layout: self.layout.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+
+    /// [`Orchestrator::roll_back`], then the pipeline's own alarms are evaluated again
+    /// (a rollback may change their state).
+    pub fn roll_back(
+        &self,
+        bad: &DeploymentRecord,
+        reason: &str,
+        trigger: Trigger,
+        to: Option<&str>,
+        in_run: Option<RunId>,
+    ) -> PortResult<RollbackRecord> {
+        let result = self
+            .orchestrator()
+            .roll_back(bad, reason, trigger, to, in_run);
+        self.check_pipeline_alarms();
+        result
+    }
+}
+
+impl Orchestrator<'_> {
     /// Rolls back `bad` (seed §3.4.2). `to` names a version for a manual rollback; it
     /// must once have succeeded in that environment (checked before anything is
     /// recorded). `in_run` is the run holding the environment's lease when the caller is
@@ -93,7 +158,6 @@ impl Engine<'_> {
         if in_run.is_none() {
             let _ = self.ports.store.release_lease(&bad.environment, lease_as);
         }
-        self.check_pipeline_alarms();
         result
     }
 
@@ -671,9 +735,51 @@ impl Engine<'_> {
         }
     }
 
+    /// Takes a lease, or takes it over from a holder known to be gone.
+    fn acquire_or_take_over(&self, want: &Lease, now: Timestamp) -> PortResult<Result<(), Lease>> {
+        match self.ports.store.acquire_lease(want, now)? {
+            Ok(()) => Ok(Ok(())),
+            Err(held) if self.ports.liveness.alive(&held.holder) == Some(false) => {
+                self.ports.observer.notice(&format!(
+                    "taking over environment {} from {} (run {}), which is no longer running",
+                    want.environment, held.holder, held.run
+                ));
+                self.ports
+                    .store
+                    .acquire_lease(want, now.max(held.expires_at))
+            }
+            Err(held) => Ok(Err(held)),
+        }
+    }
+
+    /// Seed §6.2: transient failures are retried with exponential backoff before they
+    /// count.
+    fn retry_plain<T>(&self, mut f: impl FnMut() -> PortResult<T>) -> PortResult<T> {
+        let mut attempt = 1;
+        loop {
+            match f() {
+                Err(e) if e.kind == PortErrorKind::Transient => {
+                    attempt += 1;
+                    match self.settings.retry.delay_before(attempt) {
+                        Some(d) => {
+                            self.note(&format!(
+                                "{}; retrying in {} (attempt {attempt})",
+                                e.message,
+                                ferry_core::time::human(d)
+                            ));
+                            self.ports.clock.sleep(d);
+                        }
+                        None => return Err(e),
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Records changes of a rollback against the run that made the deployment.
     fn record(&self, run: RunId, changes: Vec<Change>) -> PortResult<()> {
-        self.ports.store.apply(run, &changes)?;
+        self.ports.store.record_rollback(run, &changes)?;
         self.ports.observer.rolled(&changes);
         Ok(())
     }

@@ -36,7 +36,7 @@ use ferry_core::{
     RunId, RunStatus, StageStatus, StepStatus, Suite, Timestamp,
 };
 use ferry_engine::ports::{
-    BreakGlass, EventFilter, FindingCounts, FindingRecord, Freeze, Incident, Lease, NewRun,
+    BreakGlass, EventFilter, FindingCounts, FindingRecord, Freeze, Incident, Lease, Ledger, NewRun,
     OutboxChannel, OutboxCounts, OutboxFilter, OutboxItem, PortError, PortResult, Settle, Store,
 };
 use ferry_reports::TestReport;
@@ -300,6 +300,201 @@ fn ensure_run(tx: &Transaction<'_>, run: RunId) -> Fallible<RunStatus> {
     }
 }
 
+impl Ledger for SqliteStore {
+    fn record_rollback(&self, run: RunId, changes: &[Change]) -> PortResult<()> {
+        self.apply(run, changes)
+    }
+    fn record_deployment(&self, deployment: &DeploymentRecord) -> PortResult<()> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            tx.execute(
+                "DELETE FROM deployments WHERE deployment_id = ?1",
+                [&deployment.deployment_id],
+            )?;
+            insert_deployment(tx, deployment)
+        })
+    }
+    fn deployments(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> PortResult<Vec<DeploymentRecord>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            // Two statements, so that each walks its index (`?1 IS NULL OR …` would not).
+            let (mut stmt, args) = match environment {
+                Some(env) => (
+                    tx.prepare_cached(DEPLOYMENTS_OF_ENV)?,
+                    params_from_iter(vec![
+                        Value::Text(env.to_string()),
+                        Value::Integer(int(limit)),
+                    ]),
+                ),
+                None => (
+                    tx.prepare_cached(&format!(
+                        "SELECT {DEPLOYMENT_COLUMNS} FROM deployments
+                         ORDER BY start_time DESC, deployment_id DESC LIMIT ?1"
+                    ))?,
+                    params_from_iter(vec![Value::Integer(int(limit))]),
+                ),
+            };
+            let mut rows = stmt.query(args)?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(deployment(r)?);
+            }
+            Ok(out)
+        })
+    }
+    fn last_known_good(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            let mut stmt = tx.prepare(LAST_KNOWN_GOOD)?;
+            let mut rows =
+                stmt.query(params![environment, DeploymentStatus::Succeeded.as_str()])?;
+            rows.next()?.map(deployment).transpose()
+        })
+    }
+    fn latest_deployment(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE environment = ?1 ORDER BY start_time DESC LIMIT 1"
+            ))?;
+            let mut rows = stmt.query([environment])?;
+            rows.next()?.map(deployment).transpose()
+        })
+    }
+    fn current_deployment(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            let mut stmt = tx.prepare_cached(CURRENT_DEPLOYMENT)?;
+            let mut rows =
+                stmt.query(params![environment, DeploymentStatus::RolledBack.as_str()])?;
+            rows.next()?.map(deployment).transpose()
+        })
+    }
+    fn acquire_lease(&self, lease: &Lease, now: Timestamp) -> PortResult<Result<(), Lease>> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            // Work outside any run (a manual or alarm rollback) leases under a negative
+            // id of its own; only real runs must exist.
+            if lease.run.0 > 0 {
+                ensure_run(tx, lease.run)?;
+            }
+            if let Some(held) = current_lease(tx, &lease.environment)?
+                && held.run != lease.run
+                && held.expires_at > now
+            {
+                return Ok(Err(held));
+            }
+            tx.execute(
+                "INSERT INTO leases (environment, run_id, holder, expires_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (environment) DO UPDATE
+                 SET run_id = excluded.run_id, holder = excluded.holder, expires_at = excluded.expires_at",
+                params![lease.environment, lease.run.0, lease.holder, lease.expires_at.0],
+            )?;
+            Ok(Ok(()))
+        })
+    }
+    fn renew_lease(&self, lease: &Lease) -> PortResult<()> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            let updated = tx.execute(
+                "UPDATE leases SET holder = ?3, expires_at = ?4 WHERE environment = ?1 AND run_id = ?2",
+                params![lease.environment, lease.run.0, lease.holder, lease.expires_at.0],
+            )?;
+            if updated == 1 {
+                return Ok(());
+            }
+            let now_held = match current_lease(tx, &lease.environment)? {
+                Some(h) => format!(
+                    "run {} ({}) holds it until {}",
+                    h.run,
+                    h.holder,
+                    iso8601(h.expires_at)
+                ),
+                None => "nobody holds it".to_string(),
+            };
+            Err(PortError::conflict(format!(
+                "run {} no longer holds the lease on {}: {now_held}",
+                lease.run, lease.environment
+            ))
+            .into())
+        })
+    }
+    fn release_lease(&self, environment: &str, run: RunId) -> PortResult<()> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            tx.execute(
+                "DELETE FROM leases WHERE environment = ?1 AND run_id = ?2",
+                params![environment, run.0],
+            )?;
+            Ok(())
+        })
+    }
+    fn claim_rollback(&self, rec: &RollbackRecord) -> PortResult<Result<(), RollbackRecord>> {
+        let rec = &self.redactor().rollback(rec);
+        // `BEGIN IMMEDIATE` takes the write lock before the read, so of several claimers
+        // (threads or processes) exactly one sees no record and inserts it.
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            if let Some(existing) = rollback_of(tx, &rec.deployment_id)? {
+                return Ok(Err(existing));
+            }
+            write_rollback(tx, rec, "INSERT INTO")?;
+            Ok(Ok(()))
+        })
+    }
+    fn update_rollback(&self, rec: &RollbackRecord) -> PortResult<()> {
+        let rec = &self.redactor().rollback(rec);
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            if rollback_of(tx, &rec.deployment_id)?.is_none() {
+                return Err(PortError::not_found(format!(
+                    "no rollback of deployment {} was claimed",
+                    rec.deployment_id
+                ))
+                .into());
+            }
+            write_rollback(tx, rec, "REPLACE INTO")
+        })
+    }
+    fn rollback(&self, deployment_id: &str) -> PortResult<Option<RollbackRecord>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            rollback_of(tx, deployment_id)
+        })
+    }
+    fn hold(&self, environment: &str) -> PortResult<Option<Incident>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            open_incident(tx, environment)
+        })
+    }
+    fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            windows::freeze(tx, freeze)
+        })
+    }
+    fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            let row: Option<(String, String, i64)> = tx
+                .query_row(
+                    "SELECT state, reason, at FROM alarm_states WHERE alarm = ?1",
+                    [alarm],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            row.map(|(state, reason, at)| {
+                let state = parse_enum(state, "alarm_states", "state", AlarmState::parse)?;
+                Ok((state, reason, Timestamp(at)))
+            })
+            .transpose()
+        })
+    }
+    fn config(&self, digest: &str) -> PortResult<Option<String>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            let text = tx
+                .query_row(
+                    "SELECT text FROM configs WHERE digest = ?1",
+                    [digest],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(text)
+        })
+    }
+}
+
 impl Store for SqliteStore {
     fn create_run(&self, run: &NewRun) -> PortResult<RunId> {
         self.transaction(TransactionBehavior::Immediate, |tx| {
@@ -478,38 +673,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn deployments(
-        &self,
-        environment: Option<&str>,
-        limit: usize,
-    ) -> PortResult<Vec<DeploymentRecord>> {
-        self.transaction(TransactionBehavior::Deferred, |tx| {
-            // Two statements, so that each walks its index (`?1 IS NULL OR …` would not).
-            let (mut stmt, args) = match environment {
-                Some(env) => (
-                    tx.prepare_cached(DEPLOYMENTS_OF_ENV)?,
-                    params_from_iter(vec![
-                        Value::Text(env.to_string()),
-                        Value::Integer(int(limit)),
-                    ]),
-                ),
-                None => (
-                    tx.prepare_cached(&format!(
-                        "SELECT {DEPLOYMENT_COLUMNS} FROM deployments
-                         ORDER BY start_time DESC, deployment_id DESC LIMIT ?1"
-                    ))?,
-                    params_from_iter(vec![Value::Integer(int(limit))]),
-                ),
-            };
-            let mut rows = stmt.query(args)?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                out.push(deployment(r)?);
-            }
-            Ok(out)
-        })
-    }
-
     fn deployments_before(
         &self,
         environment: Option<&str>,
@@ -603,34 +766,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn last_known_good(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
-        self.transaction(TransactionBehavior::Deferred, |tx| {
-            let mut stmt = tx.prepare(LAST_KNOWN_GOOD)?;
-            let mut rows =
-                stmt.query(params![environment, DeploymentStatus::Succeeded.as_str()])?;
-            rows.next()?.map(deployment).transpose()
-        })
-    }
-
-    fn current_deployment(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
-        self.transaction(TransactionBehavior::Deferred, |tx| {
-            let mut stmt = tx.prepare_cached(CURRENT_DEPLOYMENT)?;
-            let mut rows =
-                stmt.query(params![environment, DeploymentStatus::RolledBack.as_str()])?;
-            rows.next()?.map(deployment).transpose()
-        })
-    }
-
-    fn latest_deployment(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
-        self.transaction(TransactionBehavior::Deferred, |tx| {
-            let mut stmt = tx.prepare(&format!(
-                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE environment = ?1 ORDER BY start_time DESC LIMIT 1"
-            ))?;
-            let mut rows = stmt.query([environment])?;
-            rows.next()?.map(deployment).transpose()
-        })
-    }
-
     fn events(&self, filter: &EventFilter) -> PortResult<Vec<(i64, Event)>> {
         self.transaction(TransactionBehavior::Deferred, |tx| {
             let mut sql =
@@ -678,98 +813,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn acquire_lease(&self, lease: &Lease, now: Timestamp) -> PortResult<Result<(), Lease>> {
-        self.transaction(TransactionBehavior::Immediate, |tx| {
-            // Work outside any run (a manual or alarm rollback) leases under a negative
-            // id of its own; only real runs must exist.
-            if lease.run.0 > 0 {
-                ensure_run(tx, lease.run)?;
-            }
-            if let Some(held) = current_lease(tx, &lease.environment)?
-                && held.run != lease.run
-                && held.expires_at > now
-            {
-                return Ok(Err(held));
-            }
-            tx.execute(
-                "INSERT INTO leases (environment, run_id, holder, expires_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (environment) DO UPDATE
-                 SET run_id = excluded.run_id, holder = excluded.holder, expires_at = excluded.expires_at",
-                params![lease.environment, lease.run.0, lease.holder, lease.expires_at.0],
-            )?;
-            Ok(Ok(()))
-        })
-    }
-
-    fn renew_lease(&self, lease: &Lease) -> PortResult<()> {
-        self.transaction(TransactionBehavior::Immediate, |tx| {
-            let updated = tx.execute(
-                "UPDATE leases SET holder = ?3, expires_at = ?4 WHERE environment = ?1 AND run_id = ?2",
-                params![lease.environment, lease.run.0, lease.holder, lease.expires_at.0],
-            )?;
-            if updated == 1 {
-                return Ok(());
-            }
-            let now_held = match current_lease(tx, &lease.environment)? {
-                Some(h) => format!(
-                    "run {} ({}) holds it until {}",
-                    h.run,
-                    h.holder,
-                    iso8601(h.expires_at)
-                ),
-                None => "nobody holds it".to_string(),
-            };
-            Err(PortError::conflict(format!(
-                "run {} no longer holds the lease on {}: {now_held}",
-                lease.run, lease.environment
-            ))
-            .into())
-        })
-    }
-
-    fn release_lease(&self, environment: &str, run: RunId) -> PortResult<()> {
-        self.transaction(TransactionBehavior::Immediate, |tx| {
-            tx.execute(
-                "DELETE FROM leases WHERE environment = ?1 AND run_id = ?2",
-                params![environment, run.0],
-            )?;
-            Ok(())
-        })
-    }
-
-    fn claim_rollback(&self, rec: &RollbackRecord) -> PortResult<Result<(), RollbackRecord>> {
-        let rec = &self.redactor().rollback(rec);
-        // `BEGIN IMMEDIATE` takes the write lock before the read, so of several claimers
-        // (threads or processes) exactly one sees no record and inserts it.
-        self.transaction(TransactionBehavior::Immediate, |tx| {
-            if let Some(existing) = rollback_of(tx, &rec.deployment_id)? {
-                return Ok(Err(existing));
-            }
-            write_rollback(tx, rec, "INSERT INTO")?;
-            Ok(Ok(()))
-        })
-    }
-
-    fn update_rollback(&self, rec: &RollbackRecord) -> PortResult<()> {
-        let rec = &self.redactor().rollback(rec);
-        self.transaction(TransactionBehavior::Immediate, |tx| {
-            if rollback_of(tx, &rec.deployment_id)?.is_none() {
-                return Err(PortError::not_found(format!(
-                    "no rollback of deployment {} was claimed",
-                    rec.deployment_id
-                ))
-                .into());
-            }
-            write_rollback(tx, rec, "REPLACE INTO")
-        })
-    }
-
-    fn rollback(&self, deployment_id: &str) -> PortResult<Option<RollbackRecord>> {
-        self.transaction(TransactionBehavior::Deferred, |tx| {
-            rollback_of(tx, deployment_id)
-        })
-    }
-
     fn rollbacks(&self, limit: usize) -> PortResult<Vec<RollbackRecord>> {
         self.transaction(TransactionBehavior::Deferred, |tx| {
             let mut stmt = tx.prepare(&format!(
@@ -782,12 +825,6 @@ impl Store for SqliteStore {
                 out.push(rollback_record(r)?);
             }
             Ok(out)
-        })
-    }
-
-    fn hold(&self, environment: &str) -> PortResult<Option<Incident>> {
-        self.transaction(TransactionBehavior::Deferred, |tx| {
-            open_incident(tx, environment)
         })
     }
 
@@ -817,36 +854,6 @@ impl Store for SqliteStore {
                 params![digest, text],
             )?;
             Ok(())
-        })
-    }
-
-    fn config(&self, digest: &str) -> PortResult<Option<String>> {
-        self.transaction(TransactionBehavior::Deferred, |tx| {
-            let text = tx
-                .query_row(
-                    "SELECT text FROM configs WHERE digest = ?1",
-                    [digest],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok(text)
-        })
-    }
-
-    fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>> {
-        self.transaction(TransactionBehavior::Deferred, |tx| {
-            let row: Option<(String, String, i64)> = tx
-                .query_row(
-                    "SELECT state, reason, at FROM alarm_states WHERE alarm = ?1",
-                    [alarm],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            row.map(|(state, reason, at)| {
-                let state = parse_enum(state, "alarm_states", "state", AlarmState::parse)?;
-                Ok((state, reason, Timestamp(at)))
-            })
-            .transpose()
         })
     }
 
@@ -902,12 +909,6 @@ impl Store for SqliteStore {
                 params![id, run.map(|r| r.0), at.0],
             )?;
             Ok(Ok(()))
-        })
-    }
-
-    fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze> {
-        self.transaction(TransactionBehavior::Immediate, |tx| {
-            windows::freeze(tx, freeze)
         })
     }
 

@@ -8,6 +8,7 @@ use crate::store::StoredEvent;
 use ferry_core::rollback::{RollbackRecord, RollbackStatus, Trigger};
 use ferry_core::run::RunView;
 use ferry_core::{Change, DeploymentStatus, EventKind, RollbackLevel, RunId, StageStatus};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::Store;
 use std::collections::BTreeMap;
 

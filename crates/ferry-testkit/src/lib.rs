@@ -20,6 +20,7 @@ pub mod deployer;
 pub mod executor;
 pub mod files;
 pub mod invariants;
+pub mod ledger_suite;
 pub mod liveness;
 pub mod observer;
 pub mod pipelines;

@@ -14,7 +14,7 @@ use ferry_core::{
     Suite, Timestamp,
 };
 use ferry_engine::ports::{
-    EventFilter, FindingCounts, FindingRecord, Incident, Lease, MetricCounts, NewRun,
+    EventFilter, FindingCounts, FindingRecord, Incident, Lease, Ledger, MetricCounts, NewRun,
     OutboxChannel, OutboxCounts, OutboxFilter, OutboxItem, PortError, PortResult, Settle, Store,
 };
 use ferry_reports::TestReport;
@@ -565,6 +565,167 @@ fn step_mut(
         })
 }
 
+impl Ledger for MemoryStore {
+    fn record_rollback(&self, run: RunId, changes: &[Change]) -> PortResult<()> {
+        self.apply(run, changes)
+    }
+    fn record_deployment(&self, deployment: &DeploymentRecord) -> PortResult<()> {
+        let tick = self.ticks.next();
+        let mut st = self.lock();
+        let finished = (deployment.status != DeploymentStatus::InProgress).then_some(tick);
+        match st
+            .deployments
+            .iter_mut()
+            .find(|d| d.record.deployment_id == deployment.deployment_id)
+        {
+            Some(d) => {
+                d.record = deployment.clone();
+                d.finished_tick = d.finished_tick.or(finished);
+            }
+            None => st.deployments.push(StoredDeployment {
+                record: deployment.clone(),
+                started_tick: tick,
+                finished_tick: finished,
+            }),
+        }
+        Ok(())
+    }
+    fn deployments(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> PortResult<Vec<DeploymentRecord>> {
+        let st = self.lock();
+        let mut out: Vec<DeploymentRecord> = st
+            .deployments
+            .iter()
+            .map(|d| d.record.clone())
+            .filter(|d| environment.is_none_or(|e| d.environment == e))
+            .collect();
+        out.sort_by(|a, b| {
+            b.start_time
+                .cmp(&a.start_time)
+                .then_with(|| b.deployment_id.cmp(&a.deployment_id))
+        });
+        out.truncate(limit);
+        Ok(out)
+    }
+    fn last_known_good(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
+        Ok(newest(self.lock().deployments.iter().filter(|d| {
+            d.record.environment == environment && d.record.status == DeploymentStatus::Succeeded
+        })))
+    }
+    fn latest_deployment(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
+        Ok(newest(
+            self.lock()
+                .deployments
+                .iter()
+                .filter(|d| d.record.environment == environment),
+        ))
+    }
+    fn acquire_lease(
+        &self,
+        lease: &Lease,
+        now: ferry_core::Timestamp,
+    ) -> PortResult<Result<(), Lease>> {
+        let mut st = self.lock();
+        if lease.run.0 > 0 && !st.runs.contains_key(&lease.run.0) {
+            return Err(not_found_run(lease.run));
+        }
+        if let Some(held) = st.leases.get(&lease.environment)
+            && held.run != lease.run
+            && held.expires_at > now
+        {
+            return Ok(Err(held.clone()));
+        }
+        st.leases.insert(lease.environment.clone(), lease.clone());
+        let tick = self.ticks.next();
+        st.grants.push(LeaseGrant {
+            tick,
+            lease: lease.clone(),
+            now,
+        });
+        Ok(Ok(()))
+    }
+    fn renew_lease(&self, lease: &Lease) -> PortResult<()> {
+        let mut st = self.lock();
+        match st.leases.get_mut(&lease.environment) {
+            Some(held) if held.run == lease.run => {
+                held.holder = lease.holder.clone();
+                held.expires_at = lease.expires_at;
+                Ok(())
+            }
+            Some(held) => Err(PortError::conflict(format!(
+                "run {} no longer holds the lease on {}: run {} ({}) holds it",
+                lease.run, lease.environment, held.run, held.holder
+            ))),
+            None => Err(PortError::conflict(format!(
+                "run {} no longer holds the lease on {}: nobody holds it",
+                lease.run, lease.environment
+            ))),
+        }
+    }
+    fn release_lease(&self, environment: &str, run: RunId) -> PortResult<()> {
+        let mut st = self.lock();
+        if st.leases.get(environment).is_some_and(|l| l.run == run) {
+            st.leases.remove(environment);
+        }
+        Ok(())
+    }
+    fn claim_rollback(&self, rec: &RollbackRecord) -> PortResult<Result<(), RollbackRecord>> {
+        let rec = &self.redactor().rollback(rec);
+        let mut st = self.lock();
+        if let Some(existing) = st.rollbacks.get(&rec.deployment_id) {
+            return Ok(Err(existing.clone()));
+        }
+        st.rollbacks.insert(rec.deployment_id.clone(), rec.clone());
+        Ok(Ok(()))
+    }
+    fn update_rollback(&self, rec: &RollbackRecord) -> PortResult<()> {
+        let rec = &self.redactor().rollback(rec);
+        let mut st = self.lock();
+        match st.rollbacks.get_mut(&rec.deployment_id) {
+            Some(stored) => {
+                *stored = rec.clone();
+                Ok(())
+            }
+            None => Err(PortError::not_found(format!(
+                "no rollback of deployment {} was claimed",
+                rec.deployment_id
+            ))),
+        }
+    }
+    fn rollback(&self, deployment_id: &str) -> PortResult<Option<RollbackRecord>> {
+        Ok(self.lock().rollbacks.get(deployment_id).cloned())
+    }
+    fn hold(&self, environment: &str) -> PortResult<Option<Incident>> {
+        Ok(self
+            .lock()
+            .incidents
+            .iter()
+            .find(|i| i.environment == environment && i.resolved_at.is_none())
+            .cloned())
+    }
+    fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze> {
+        let mut st = self.lock();
+        let mut f = freeze.clone();
+        f.id = i64::try_from(st.freezes.len()).unwrap_or(i64::MAX) + 1;
+        f.lifted_at = None;
+        f.lifted_by = None;
+        let mut pending = Pending::of(&st, self.ticks.next());
+        pending.event(&f.set_event());
+        pending.commit(&mut st);
+        st.freezes.push(f.clone());
+        Ok(f)
+    }
+    fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>> {
+        Ok(self.lock().alarms.get(alarm).cloned())
+    }
+    fn config(&self, digest: &str) -> PortResult<Option<String>> {
+        Ok(self.lock().configs.get(digest).cloned())
+    }
+}
+
 impl Store for MemoryStore {
     fn create_run(&self, run: &NewRun) -> PortResult<RunId> {
         let mut st = self.lock();
@@ -757,27 +918,6 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn deployments(
-        &self,
-        environment: Option<&str>,
-        limit: usize,
-    ) -> PortResult<Vec<DeploymentRecord>> {
-        let st = self.lock();
-        let mut out: Vec<DeploymentRecord> = st
-            .deployments
-            .iter()
-            .map(|d| d.record.clone())
-            .filter(|d| environment.is_none_or(|e| d.environment == e))
-            .collect();
-        out.sort_by(|a, b| {
-            b.start_time
-                .cmp(&a.start_time)
-                .then_with(|| b.deployment_id.cmp(&a.deployment_id))
-        });
-        out.truncate(limit);
-        Ok(out)
-    }
-
     fn deployments_before(
         &self,
         environment: Option<&str>,
@@ -845,21 +985,6 @@ impl Store for MemoryStore {
         Ok(out.into_iter().map(|(_, s)| s).collect())
     }
 
-    fn last_known_good(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
-        Ok(newest(self.lock().deployments.iter().filter(|d| {
-            d.record.environment == environment && d.record.status == DeploymentStatus::Succeeded
-        })))
-    }
-
-    fn latest_deployment(&self, environment: &str) -> PortResult<Option<DeploymentRecord>> {
-        Ok(newest(
-            self.lock()
-                .deployments
-                .iter()
-                .filter(|d| d.record.environment == environment),
-        ))
-    }
-
     fn events(&self, filter: &EventFilter) -> PortResult<Vec<(i64, Event)>> {
         let st = self.lock();
         let all: Box<dyn Iterator<Item = _>> = if filter.newest_first {
@@ -882,87 +1007,6 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn acquire_lease(
-        &self,
-        lease: &Lease,
-        now: ferry_core::Timestamp,
-    ) -> PortResult<Result<(), Lease>> {
-        let mut st = self.lock();
-        if lease.run.0 > 0 && !st.runs.contains_key(&lease.run.0) {
-            return Err(not_found_run(lease.run));
-        }
-        if let Some(held) = st.leases.get(&lease.environment)
-            && held.run != lease.run
-            && held.expires_at > now
-        {
-            return Ok(Err(held.clone()));
-        }
-        st.leases.insert(lease.environment.clone(), lease.clone());
-        let tick = self.ticks.next();
-        st.grants.push(LeaseGrant {
-            tick,
-            lease: lease.clone(),
-            now,
-        });
-        Ok(Ok(()))
-    }
-
-    fn renew_lease(&self, lease: &Lease) -> PortResult<()> {
-        let mut st = self.lock();
-        match st.leases.get_mut(&lease.environment) {
-            Some(held) if held.run == lease.run => {
-                held.holder = lease.holder.clone();
-                held.expires_at = lease.expires_at;
-                Ok(())
-            }
-            Some(held) => Err(PortError::conflict(format!(
-                "run {} no longer holds the lease on {}: run {} ({}) holds it",
-                lease.run, lease.environment, held.run, held.holder
-            ))),
-            None => Err(PortError::conflict(format!(
-                "run {} no longer holds the lease on {}: nobody holds it",
-                lease.run, lease.environment
-            ))),
-        }
-    }
-
-    fn release_lease(&self, environment: &str, run: RunId) -> PortResult<()> {
-        let mut st = self.lock();
-        if st.leases.get(environment).is_some_and(|l| l.run == run) {
-            st.leases.remove(environment);
-        }
-        Ok(())
-    }
-
-    fn claim_rollback(&self, rec: &RollbackRecord) -> PortResult<Result<(), RollbackRecord>> {
-        let rec = &self.redactor().rollback(rec);
-        let mut st = self.lock();
-        if let Some(existing) = st.rollbacks.get(&rec.deployment_id) {
-            return Ok(Err(existing.clone()));
-        }
-        st.rollbacks.insert(rec.deployment_id.clone(), rec.clone());
-        Ok(Ok(()))
-    }
-
-    fn update_rollback(&self, rec: &RollbackRecord) -> PortResult<()> {
-        let rec = &self.redactor().rollback(rec);
-        let mut st = self.lock();
-        match st.rollbacks.get_mut(&rec.deployment_id) {
-            Some(stored) => {
-                *stored = rec.clone();
-                Ok(())
-            }
-            None => Err(PortError::not_found(format!(
-                "no rollback of deployment {} was claimed",
-                rec.deployment_id
-            ))),
-        }
-    }
-
-    fn rollback(&self, deployment_id: &str) -> PortResult<Option<RollbackRecord>> {
-        Ok(self.lock().rollbacks.get(deployment_id).cloned())
-    }
-
     fn rollbacks(&self, limit: usize) -> PortResult<Vec<RollbackRecord>> {
         let mut out: Vec<RollbackRecord> = self.lock().rollbacks.values().cloned().collect();
         out.sort_by(|a, b| {
@@ -972,15 +1016,6 @@ impl Store for MemoryStore {
         });
         out.truncate(limit);
         Ok(out)
-    }
-
-    fn hold(&self, environment: &str) -> PortResult<Option<Incident>> {
-        Ok(self
-            .lock()
-            .incidents
-            .iter()
-            .find(|i| i.environment == environment && i.resolved_at.is_none())
-            .cloned())
     }
 
     fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident> {
@@ -1009,14 +1044,6 @@ impl Store for MemoryStore {
             .entry(digest.to_string())
             .or_insert_with(|| text.to_string());
         Ok(())
-    }
-
-    fn config(&self, digest: &str) -> PortResult<Option<String>> {
-        Ok(self.lock().configs.get(digest).cloned())
-    }
-
-    fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>> {
-        Ok(self.lock().alarms.get(alarm).cloned())
     }
 
     fn record_alarm(&self, changes: &[Change]) -> PortResult<()> {
@@ -1067,19 +1094,6 @@ impl Store for MemoryStore {
 
     fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>> {
         Ok(self.lock().deliveries.get(id).map(|(run, _)| *run))
-    }
-
-    fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze> {
-        let mut st = self.lock();
-        let mut f = freeze.clone();
-        f.id = i64::try_from(st.freezes.len()).unwrap_or(i64::MAX) + 1;
-        f.lifted_at = None;
-        f.lifted_by = None;
-        let mut pending = Pending::of(&st, self.ticks.next());
-        pending.event(&f.set_event());
-        pending.commit(&mut st);
-        st.freezes.push(f.clone());
-        Ok(f)
     }
 
     fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>> {

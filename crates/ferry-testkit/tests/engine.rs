@@ -4,6 +4,7 @@
 
 use ferry_core::alarm::Datapoint::{self, Breaching, NotBreaching};
 use ferry_core::{Change, DeploymentStatus, EventKind, RunStatus, StageStatus};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{Clock, PortErrorKind, Store};
 use ferry_testkit::pipelines::{SHOP, TINY, shop};
 use ferry_testkit::{DeployResult, Outcome, Sim, invariants, junit, lcov};

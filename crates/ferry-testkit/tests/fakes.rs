@@ -7,6 +7,7 @@ use ferry_core::run::Run;
 use ferry_core::{
     Change, Commit, DeploymentStatus, EventKind, RunId, RunPlan, RunStatus, StepRef, Timestamp,
 };
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{
     Clock, DeployRequest, Deployer, EventFilter, Lease, NewRun, PortErrorKind, Store,
 };

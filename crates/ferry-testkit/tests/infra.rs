@@ -12,6 +12,7 @@ use ferry_core::infra::Verdict as Infra;
 use ferry_core::rollback::{RollbackStatus, Trigger};
 use ferry_core::run::RunView;
 use ferry_core::{DeploymentRecord, DeploymentStatus, EventKind, RunId, RunStatus, StageStatus};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{PortErrorKind, Store};
 use ferry_testkit::invariants::{self, KnownBugs};
 use ferry_testkit::pipelines::{SHOP, shop};

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use ferry_core::{RunId, Timestamp};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::Store;
 use ferry_testkit::Sim;
 use ferry_testkit::pipelines::TINY;

@@ -6,6 +6,7 @@
 use ferry_core::alarm::AlarmState;
 use ferry_core::pipeline_alarm::FAILED_RUNS;
 use ferry_core::{EventKind, RunStatus};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{EventFilter, Store};
 use ferry_testkit::pipelines::{SHOP, shop};
 use ferry_testkit::{Outcome, Sim};

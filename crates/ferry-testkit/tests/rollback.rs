@@ -16,6 +16,7 @@ use ferry_core::run::RunView;
 use ferry_core::{
     DeploymentRecord, DeploymentStatus, EventKind, RollbackLevel, RunId, RunStatus, StageStatus,
 };
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{Clock, PortError, PortErrorKind, Store};
 use ferry_testkit::invariants::{self, KnownBugs};
 use ferry_testkit::pipelines::{SHOP, shop};

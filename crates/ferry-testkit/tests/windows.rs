@@ -7,6 +7,7 @@
 use ferry_core::rollback::{RollbackStatus, Trigger};
 use ferry_core::window::{BreakGlass, Freeze};
 use ferry_core::{DeploymentStatus, EventKind, RunId, RunStatus, Timestamp};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{Clock, PortErrorKind, Store};
 use ferry_testkit::{Sim, invariants};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -34,6 +34,7 @@ use axum::routing::get;
 use ferry_core::dora::{Sample, Window};
 use ferry_core::run::RunView;
 use ferry_core::{RunId, RunStatus, StageStatus, Timestamp};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{Clock, Store};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -18,6 +18,7 @@ use ferry_config::Pipeline;
 use ferry_core::RunStatus;
 use ferry_core::alarm::AlarmState;
 use ferry_core::pipeline_alarm::RULES;
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{DURATION_BOUNDS_MS, MetricCounts, PortResult, Store};
 use ferry_store::SqliteStore;
 use std::collections::BTreeMap;

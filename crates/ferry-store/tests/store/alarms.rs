@@ -3,6 +3,7 @@
 use crate::support::{self, T0, start, store};
 use ferry_core::alarm::AlarmState;
 use ferry_core::{Change, Event, EventKind, RunId, Timestamp};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{EventFilter, PortErrorKind, Store};
 use rusqlite::Connection;
 use serde_json::json;

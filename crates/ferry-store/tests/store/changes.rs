@@ -7,6 +7,7 @@ use ferry_core::{
     Change, DeploymentRecord, DeploymentStatus, Event, EventKind, RollbackLevel, RunId, RunStatus,
     StageStatus, StepStatus, Suite, Timestamp,
 };
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{EventFilter, PortErrorKind, Store};
 use ferry_reports::TestReport;
 use serde_json::json;

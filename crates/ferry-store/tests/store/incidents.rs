@@ -3,6 +3,7 @@
 
 use crate::support::{self, T0, start, store};
 use ferry_core::{Change, EventKind, RunId, Timestamp};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{EventFilter, Incident, PortErrorKind, Store};
 use ferry_store::SqliteStore;
 

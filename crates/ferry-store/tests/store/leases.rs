@@ -2,6 +2,7 @@
 
 use crate::support::{self, T0, start, store};
 use ferry_core::{RunId, Timestamp};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{Lease, PortErrorKind, Store};
 use ferry_store::SqliteStore;
 

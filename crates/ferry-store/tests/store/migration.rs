@@ -2,6 +2,7 @@
 //! what was there and adds what the new code needs.
 
 use ferry_core::{DeploymentStatus, RunId};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{EventFilter, Store};
 use ferry_store::{MIGRATIONS, SqliteStore};
 use rusqlite::Connection;

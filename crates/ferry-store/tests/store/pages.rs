@@ -3,6 +3,7 @@
 
 use crate::support::{self, Choice, T0, drive_from, store};
 use ferry_core::{RunId, Timestamp};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::Store;
 
 #[test]

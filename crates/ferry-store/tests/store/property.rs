@@ -6,6 +6,7 @@
 
 use crate::support::{self, Choice, Verdict, drive};
 use ferry_core::{DeploymentStatus, RunStatus, StageStatus};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::Store;
 use proptest::prelude::*;
 

@@ -4,6 +4,7 @@
 use crate::support::{self, Choice, T0, drive, store};
 use ferry_core::rollback::{RollbackRecord, RollbackStatus, Trigger};
 use ferry_core::{Change, DeploymentStatus, Event, EventKind, RollbackLevel, RunStatus, Timestamp};
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{EventFilter, PortErrorKind, Store};
 use ferry_store::SqliteStore;
 use serde_json::json;

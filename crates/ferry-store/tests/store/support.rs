@@ -8,6 +8,7 @@ use ferry_core::{
     Artifact, Change, Commit, DeploymentRecord, DeploymentStatus, Event, RunId, RunPlan, RunStatus,
     StageStatus, StepKind, StepStatus, Suite, Timestamp,
 };
+use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{EventFilter, NewRun, PortErrorKind, Store};
 use ferry_reports::{FailedTest, TestReport};
 use ferry_store::{SqliteStore, StepTestResults};

@@ -1,0 +1,382 @@
+//! The rollback Lambda's handler (seed §5.1): an EventBridge alarm event in, the same
+//! rollback orchestrator as the local runtime (`ferry_engine::rollback::Orchestrator`)
+//! run on the AWS adapters — the [`DynamoLedger`], [`S3Deployer`]s, CloudWatch alarm
+//! states, SNS for every event the rollback records.
+//!
+//! Configuration (the Lambda's environment): `FERRY_CONFIG` (the `ferry.yml` bundled
+//! with the function, default `ferry.yml`), `FERRY_TABLE` (the deployments table),
+//! `FERRY_DEPLOY_BUCKET` (the bucket every environment deploys to, under its name),
+//! `FERRY_TOPIC_ARN` (optional: the SNS topic of rollback events).
+
+use crate::alarm_event::{Action, alarm_prefix, route};
+use crate::cloudwatch::CloudWatch;
+use crate::ledger::DynamoLedger;
+use crate::s3::S3Deployer;
+use crate::sns::SnsNotifier;
+use crate::{Aws, port_error};
+use ferry_config::Pipeline;
+use ferry_core::alarm::{AlarmState, Datapoint};
+use ferry_core::notify::Attempt;
+use ferry_core::rollback::{RollbackRecord, Trigger};
+use ferry_core::{Artifact, Change, Commit, RunId, Timestamp};
+use ferry_engine::driver::{Layout, Settings};
+use ferry_engine::ports::*;
+use ferry_engine::rollback::{Orchestrator, RollbackPorts};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What the Lambda needs to know, read from its environment.
+#[derive(Debug, Clone)]
+pub struct LambdaConfig {
+    pub config: PathBuf,
+    pub table: String,
+    pub bucket: String,
+    pub topic_arn: Option<String>,
+    /// Scratch space (the Lambda's `/tmp`).
+    pub work: PathBuf,
+}
+
+impl LambdaConfig {
+    /// From `FERRY_CONFIG`, `FERRY_TABLE`, `FERRY_DEPLOY_BUCKET`, `FERRY_TOPIC_ARN`.
+    pub fn from_env() -> PortResult<LambdaConfig> {
+        let need = |k: &str| {
+            std::env::var(k).map_err(|_| {
+                PortError::unavailable(format!(
+                    "{k} is not set: the rollback Lambda needs FERRY_TABLE (the deployments table) and FERRY_DEPLOY_BUCKET (the deployment bucket)"
+                ))
+            })
+        };
+        Ok(LambdaConfig {
+            config: PathBuf::from(
+                std::env::var("FERRY_CONFIG").unwrap_or_else(|_| "ferry.yml".into()),
+            ),
+            table: need("FERRY_TABLE")?,
+            bucket: need("FERRY_DEPLOY_BUCKET")?,
+            topic_arn: std::env::var("FERRY_TOPIC_ARN").ok(),
+            work: std::env::temp_dir().join("ferry-lambda"),
+        })
+    }
+}
+
+/// What one event led to.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub action: Action,
+    /// The rollback performed (or found already performed), if any.
+    pub rollback: Option<RollbackRecord>,
+}
+
+impl Outcome {
+    /// The handler's answer, as JSON.
+    pub fn to_json(&self) -> Value {
+        let (what, id, detail) = match &self.action {
+            Action::RollBack {
+                event_id,
+                environment,
+                alarm,
+                ..
+            } => ("rollback", event_id, format!("{alarm} in {environment}")),
+            Action::Nothing { event_id, why } => ("nothing", event_id, why.clone()),
+            Action::Drop { event_id, why } => ("dropped", event_id, why.clone()),
+        };
+        serde_json::json!({
+            "action": what,
+            "eventId": id,
+            "detail": detail,
+            "rollback": self.rollback,
+        })
+    }
+}
+
+/// The handler: built once per cold start, then one call per event.
+pub struct Handler {
+    aws: Aws,
+    pipeline: Pipeline,
+    ledger: DynamoLedger,
+    bucket: String,
+    notifier: Option<SnsNotifier>,
+    work: PathBuf,
+    cloudwatch: CloudWatch,
+}
+
+/// The wall clock.
+struct SystemClock;
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Timestamp(ms)
+    }
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}
+
+/// The Lambda has no repository: a rollback redeploys the kept S3 release, and the
+/// orchestrator runs in its scratch folder when a commit cannot be checked out.
+struct NoRepository;
+impl Source for NoRepository {
+    fn resolve(&self, rev: &str) -> PortResult<Commit> {
+        Err(PortError::not_found(format!(
+            "the rollback Lambda has no repository to resolve {rev} in"
+        )))
+    }
+    fn checkout(&self, sha: &str, _dest: &Path) -> PortResult<()> {
+        Err(PortError::not_found(format!(
+            "the rollback Lambda has no repository to check {sha} out of"
+        )))
+    }
+}
+
+/// Reads artifacts to verify their digest before a restore: `s3://bucket/key` or a
+/// local file.
+struct ArtifactDigests<'a> {
+    aws: &'a Aws,
+}
+impl ArtifactStore for ArtifactDigests<'_> {
+    fn package(&self, dir: &Path, _run: RunId) -> PortResult<Artifact> {
+        Err(PortError::permanent(format!(
+            "the rollback Lambda never builds artifacts (asked to package {}); builds run in CodeBuild",
+            dir.display()
+        )))
+    }
+    fn digest(&self, location: &str) -> PortResult<String> {
+        let bytes = match location.strip_prefix("s3://") {
+            Some(rest) => {
+                let (bucket, key) = rest.split_once('/').ok_or_else(|| {
+                    PortError::permanent(format!("{location} is not s3://BUCKET/KEY"))
+                })?;
+                let mut cfg = aws_sdk_s3::config::Builder::from(self.aws.config());
+                if self.aws.config().endpoint_url().is_some() {
+                    cfg = cfg.force_path_style(true);
+                }
+                let client = aws_sdk_s3::Client::from_conf(cfg.build());
+                let out = self
+                    .aws
+                    .block_on(client.get_object().bucket(bucket).key(key).send())
+                    .map_err(|e| port_error("S3", "GetObject", &e))?;
+                self.aws
+                    .block_on(out.body.collect())
+                    .map_err(|e| port_error("S3", "GetObject", &e))?
+                    .into_bytes()
+                    .to_vec()
+            }
+            None => std::fs::read(location)
+                .map_err(|e| PortError::not_found(format!("cannot read {location}: {e}")))?,
+        };
+        Ok(format!("sha256:{}", hex::encode(Sha256::digest(&bytes))))
+    }
+}
+
+/// Alarms are CloudWatch's: an alarm in ALARM is a breaching datapoint.
+struct CloudWatchProbe<'a> {
+    cloudwatch: &'a CloudWatch,
+}
+impl AlarmProbe for CloudWatchProbe<'_> {
+    fn sample(&self, alarm: &ferry_config::Alarm) -> (Datapoint, String) {
+        match self
+            .cloudwatch
+            .alarms(std::slice::from_ref(&alarm.name), None)
+        {
+            Ok(list) => match list.into_iter().find(|a| a.name == alarm.name) {
+                Some(a) if a.state == AlarmState::Alarm => (Datapoint::Breaching, a.reason),
+                Some(a) if a.state == AlarmState::Ok => (Datapoint::NotBreaching, a.reason),
+                Some(a) => (Datapoint::Missing, a.reason),
+                None => (Datapoint::Missing, "no such CloudWatch alarm".into()),
+            },
+            Err(e) => (Datapoint::Missing, e.message),
+        }
+    }
+}
+
+/// Every environment deploys to the bucket under its own name.
+struct S3Deployers<'a> {
+    aws: &'a Aws,
+    bucket: &'a str,
+}
+impl DeployerFactory for S3Deployers<'_> {
+    fn deployer(
+        &self,
+        environment: &str,
+        _deploy: &ferry_config::Deploy,
+    ) -> PortResult<Box<dyn Deployer + '_>> {
+        Ok(Box::new(S3Deployer::new(
+            self.aws,
+            self.bucket,
+            environment,
+        )))
+    }
+}
+
+/// Logs notices as JSON lines (CloudWatch Logs) and publishes every recorded event to
+/// SNS.
+struct LambdaObserver<'a> {
+    notifier: Option<&'a SnsNotifier>,
+}
+impl Observer for LambdaObserver<'_> {
+    fn changed(&self, _: &ferry_core::run::RunView, _: &[Change]) {}
+    fn notice(&self, message: &str) {
+        eprintln!(
+            "{}",
+            serde_json::json!({"level": "info", "message": message})
+        );
+    }
+    fn rolled(&self, changes: &[Change]) {
+        let Some(n) = self.notifier else { return };
+        for c in changes {
+            if let Change::Event(e) = c {
+                match n.deliver(e.at.0, e) {
+                    Attempt::Delivered(_) => {}
+                    Attempt::Transient(why) | Attempt::Permanent(why) => eprintln!(
+                        "{}",
+                        serde_json::json!({"level": "warn", "message": format!("SNS: {why}")})
+                    ),
+                }
+            }
+        }
+    }
+}
+
+impl Handler {
+    /// Reads the pipeline file and connects the adapters.
+    pub fn new(aws: &Aws, cfg: &LambdaConfig) -> PortResult<Handler> {
+        let text = std::fs::read_to_string(&cfg.config).map_err(|e| {
+            PortError::unavailable(format!(
+                "cannot read the pipeline file {} (FERRY_CONFIG): {e}",
+                cfg.config.display()
+            ))
+        })?;
+        let pipeline =
+            ferry_config::parse(&text, &cfg.config.display().to_string()).map_err(|d| {
+                let lines: Vec<String> = d.iter().map(ToString::to_string).collect();
+                PortError::unavailable(format!(
+                    "{} is not a valid pipeline file: {}",
+                    cfg.config.display(),
+                    lines.join("; ")
+                ))
+            })?;
+        Ok(Handler {
+            aws: aws.clone(),
+            pipeline,
+            ledger: DynamoLedger::new(aws, &cfg.table),
+            bucket: cfg.bucket.clone(),
+            notifier: cfg
+                .topic_arn
+                .as_ref()
+                .map(|t| SnsNotifier::new(aws, "rollbacks", t, Vec::new())),
+            work: cfg.work.clone(),
+            cloudwatch: CloudWatch::new(aws),
+        })
+    }
+
+    /// `(environment, alarm name prefix)` of every environment, longest prefix first.
+    fn prefixes(&self) -> Vec<(String, String)> {
+        let mut p: Vec<(String, String)> = self
+            .pipeline
+            .environments
+            .iter()
+            .map(|e| (e.name.clone(), alarm_prefix(&self.pipeline.name, &e.name)))
+            .collect();
+        p.sort_by_key(|(_, prefix)| std::cmp::Reverse(prefix.len()));
+        p
+    }
+
+    /// Handles one event. An event of an unexpected shape is logged with its id and
+    /// dropped (`Ok`); a failure while handling a good event is an error, so the
+    /// Lambda's retries and then its dead-letter queue receive the event.
+    pub fn handle(&self, event: &Value) -> PortResult<Outcome> {
+        let action = route(event, &self.prefixes());
+        let (environment, alarm, reason) = match &action {
+            Action::RollBack {
+                environment,
+                alarm,
+                reason,
+                ..
+            } => (environment.clone(), alarm.clone(), reason.clone()),
+            Action::Drop { event_id, why } => {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"level": "warn", "eventId": event_id, "message": format!("dropped: {why}")})
+                );
+                return Ok(Outcome {
+                    action,
+                    rollback: None,
+                });
+            }
+            Action::Nothing { .. } => {
+                return Ok(Outcome {
+                    action,
+                    rollback: None,
+                });
+            }
+        };
+        let Some(bad) = self.ledger.current_deployment(&environment)? else {
+            return Ok(Outcome {
+                action: Action::Nothing {
+                    event_id: event_id(&action),
+                    why: format!("{environment} has no deployment to roll back"),
+                },
+                rollback: None,
+            });
+        };
+        let clock = SystemClock;
+        let artifacts = ArtifactDigests { aws: &self.aws };
+        let probe = CloudWatchProbe {
+            cloudwatch: &self.cloudwatch,
+        };
+        let deployers = S3Deployers {
+            aws: &self.aws,
+            bucket: &self.bucket,
+        };
+        let observer = LambdaObserver {
+            notifier: self.notifier.as_ref(),
+        };
+        let settings = Settings {
+            holder: format!("lambda:{}", std::process::id()),
+            outside_run: RunId(-i64::from(std::process::id()).max(1)),
+            ..Settings::default()
+        };
+        let orchestrator = Orchestrator {
+            pipeline: &self.pipeline,
+            ports: RollbackPorts {
+                store: &self.ledger,
+                clock: &clock,
+                source: &NoRepository,
+                artifacts: &artifacts,
+                probe: &probe,
+                observer: &observer,
+                deployers: &deployers,
+                liveness: &Unknown,
+            },
+            layout: Layout {
+                project: self.work.clone(),
+                work: self.work.join("work"),
+                logs: self.work.join("logs"),
+            },
+            settings,
+        };
+        let rec = orchestrator.roll_back(
+            &bad,
+            &format!("alarm {alarm}: {reason}"),
+            Trigger::Alarm { name: alarm },
+            None,
+            None,
+        )?;
+        Ok(Outcome {
+            action,
+            rollback: Some(rec),
+        })
+    }
+}
+
+fn event_id(a: &Action) -> String {
+    match a {
+        Action::RollBack { event_id, .. }
+        | Action::Nothing { event_id, .. }
+        | Action::Drop { event_id, .. } => event_id.clone(),
+    }
+}

@@ -1,0 +1,284 @@
+//! The [`Ledger`] conformance suite: one set of checks every ledger passes the same way
+//! (the SQLite store, [`MemoryStore`](crate::store::MemoryStore), the DynamoDB ledger of
+//! `ferry-aws` on moto). Each check uses its own environment names, so one table can
+//! serve them all.
+
+use ferry_core::rollback::{RollbackRecord, RollbackStatus, Trigger};
+use ferry_core::{DeploymentRecord, DeploymentStatus, RunId, Timestamp};
+use ferry_engine::ports::{Lease, Ledger, PortErrorKind};
+use std::sync::{Arc, Barrier};
+
+/// A deployment record of `env` started at `start`.
+pub fn deployment(
+    env: &str,
+    start: i64,
+    version: &str,
+    status: DeploymentStatus,
+) -> DeploymentRecord {
+    DeploymentRecord {
+        deployment_id: format!("{env}#{start}"),
+        environment: env.into(),
+        version: version.into(),
+        status,
+        start_time: start,
+        end_time: (status != DeploymentStatus::InProgress).then_some(start + 10),
+        infrastructure_changed: false,
+        commit_message: format!("commit {version}"),
+        commit_author: "ada".into(),
+        pipeline_execution_id: format!("run-{start}"),
+        unit_tests_passed: true,
+        integration_tests_passed: true,
+        e2e_tests_passed: true,
+        coverage_percentage: 81.5,
+        rollback_reason: None,
+        rollback_level: None,
+        rollback_time: None,
+        artifact_location: format!("s3://artifacts/{version}.tar"),
+        expires_at: start / 1000 + 90 * 86_400,
+        run_id: RunId(-1),
+        artifact_digest: "sha256:aa".into(),
+        previous_version: None,
+        config_digest: None,
+        template_digests: Default::default(),
+        rollback_unsafe: false,
+        rollback_unsafe_reason: None,
+    }
+}
+
+/// Runs every check; `prefix` makes the environment names unique (a shared table).
+pub fn run_all(ledger: &dyn Ledger, prefix: &str) {
+    records_round_trip(ledger, &format!("{prefix}rt"));
+    last_known_good(ledger, &format!("{prefix}lkg"));
+    lease_rules(ledger, &format!("{prefix}lease"));
+    rollback_claims(ledger, &format!("{prefix}claim"));
+}
+
+/// A recorded deployment reads back equal, newest first; recording it again replaces it.
+pub fn records_round_trip(ledger: &dyn Ledger, env: &str) {
+    let a = deployment(env, 1_000, "aaa", DeploymentStatus::Succeeded);
+    let mut b = deployment(env, 2_000, "bbb", DeploymentStatus::InProgress);
+    ledger.record_deployment(&a).expect("record a");
+    ledger.record_deployment(&b).expect("record b");
+    let got = ledger.deployments(Some(env), 10).expect("deployments");
+    assert_eq!(got, vec![b.clone(), a.clone()]);
+    assert_eq!(
+        ledger.latest_deployment(env).expect("latest"),
+        Some(b.clone())
+    );
+    b.status = DeploymentStatus::Failed;
+    b.end_time = Some(2_500);
+    ledger.record_deployment(&b).expect("record b again");
+    assert_eq!(
+        ledger.deployments(Some(env), 1).expect("one"),
+        vec![b.clone()]
+    );
+    assert!(
+        ledger
+            .deployments(None, 100_000)
+            .expect("all")
+            .iter()
+            .any(|d| d == &a)
+    );
+    assert_eq!(ledger.current_deployment(env).expect("current"), Some(b));
+}
+
+/// Seed Property 6: the last known good is the newest `succeeded` deployment, whatever
+/// came after it (failed, in progress, rolled back), and none when none succeeded.
+pub fn last_known_good(ledger: &dyn Ledger, env: &str) {
+    assert_eq!(ledger.last_known_good(env).expect("empty"), None);
+    ledger
+        .record_deployment(&deployment(env, 1_000, "v1", DeploymentStatus::Failed))
+        .expect("v1");
+    assert_eq!(ledger.last_known_good(env).expect("only failed"), None);
+    let v2 = deployment(env, 2_000, "v2", DeploymentStatus::Succeeded);
+    let v3 = deployment(env, 3_000, "v3", DeploymentStatus::Succeeded);
+    for d in [&v3, &v2] {
+        ledger.record_deployment(d).expect("record");
+    }
+    let mut v4 = deployment(env, 4_000, "v4", DeploymentStatus::RolledBack);
+    v4.rollback_reason = Some("alarm".into());
+    ledger.record_deployment(&v4).expect("v4");
+    ledger
+        .record_deployment(&deployment(env, 5_000, "v5", DeploymentStatus::InProgress))
+        .expect("v5");
+    // Another environment's newer success does not count.
+    ledger
+        .record_deployment(&deployment(
+            &format!("{env}-other"),
+            9_000,
+            "vx",
+            DeploymentStatus::Succeeded,
+        ))
+        .expect("other");
+    assert_eq!(ledger.last_known_good(env).expect("lkg"), Some(v3.clone()));
+    // The rolled-back one is not current; the in-progress one is.
+    assert_eq!(
+        ledger
+            .current_deployment(env)
+            .expect("current")
+            .map(|d| d.version),
+        Some("v5".to_string())
+    );
+}
+
+fn lease(env: &str, run: i64, holder: &str, expires: i64) -> Lease {
+    Lease {
+        environment: env.into(),
+        run: RunId(run),
+        holder: holder.into(),
+        expires_at: Timestamp(expires),
+    }
+}
+
+/// DESIGN invariant 2: one holder at a time; the holder may take it again and renew it;
+/// an expired lease is taken over; a released one is free; of several threads racing for
+/// a free lease exactly one wins and the others see the winner.
+pub fn lease_rules(ledger: &dyn Ledger, env: &str) {
+    let mine = lease(env, -1, "a:1", 10_000);
+    assert_eq!(
+        ledger.acquire_lease(&mine, Timestamp(1_000)).expect("take"),
+        Ok(())
+    );
+    assert_eq!(
+        ledger
+            .acquire_lease(&mine, Timestamp(1_001))
+            .expect("again"),
+        Ok(())
+    );
+    let theirs = lease(env, -2, "b:2", 20_000);
+    assert_eq!(
+        ledger
+            .acquire_lease(&theirs, Timestamp(2_000))
+            .expect("held"),
+        Err(mine.clone())
+    );
+    let err = ledger.renew_lease(&theirs).expect_err("not theirs");
+    assert_eq!(err.kind, PortErrorKind::Conflict);
+    ledger
+        .renew_lease(&lease(env, -1, "a:1", 15_000))
+        .expect("renew");
+    // Expired: taken over.
+    assert_eq!(
+        ledger
+            .acquire_lease(&theirs, Timestamp(15_000))
+            .expect("expired"),
+        Ok(())
+    );
+    // Releasing someone else's lease does nothing.
+    ledger.release_lease(env, RunId(-1)).expect("no-op");
+    assert!(
+        ledger
+            .acquire_lease(&mine, Timestamp(16_000))
+            .expect("still theirs")
+            .is_err()
+    );
+    ledger.release_lease(env, RunId(-2)).expect("release");
+    assert_eq!(
+        ledger
+            .acquire_lease(&mine, Timestamp(16_000))
+            .expect("free"),
+        Ok(())
+    );
+    ledger.release_lease(env, RunId(-1)).expect("release mine");
+}
+
+/// The lease race with real threads: of `n` callers exactly one wins and every loser
+/// sees the winner's lease. `ledger` is shared.
+pub fn lease_race(ledger: Arc<dyn Ledger>, env: &str, n: usize) {
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let ledger = ledger.clone();
+            let barrier = barrier.clone();
+            let env = env.to_string();
+            std::thread::spawn(move || {
+                let want = lease(&env, -10 - i as i64, &format!("h:{i}"), 100_000);
+                barrier.wait();
+                (
+                    want.clone(),
+                    ledger.acquire_lease(&want, Timestamp(1)).expect("acquire"),
+                )
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
+    let winners: Vec<&Lease> = results
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(w, _)| w)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one winner: {results:?}");
+    for (_, r) in &results {
+        if let Err(seen) = r {
+            assert_eq!(seen, winners[0], "a loser sees the winner");
+        }
+    }
+}
+
+fn record(d: &DeploymentRecord, holder: &str) -> RollbackRecord {
+    RollbackRecord::start(
+        d,
+        "alarm",
+        Trigger::Alarm {
+            name: "errors".into(),
+        },
+        holder,
+        Timestamp(5_000),
+    )
+}
+
+/// Seed Property 2: the first claim wins; a second claim writes nothing and returns the
+/// first record; updates need a claim; the outcome reads back.
+pub fn rollback_claims(ledger: &dyn Ledger, env: &str) {
+    let bad = deployment(env, 1_000, "bad", DeploymentStatus::Failed);
+    assert_eq!(ledger.rollback(&bad.deployment_id).expect("none"), None);
+    let mut first = record(&bad, "a:1");
+    let err = ledger.update_rollback(&first).expect_err("unclaimed");
+    assert_eq!(err.kind, PortErrorKind::NotFound);
+    assert_eq!(ledger.claim_rollback(&first).expect("claim"), Ok(()));
+    let second = record(&bad, "b:2");
+    assert_eq!(
+        ledger.claim_rollback(&second).expect("second"),
+        Err(first.clone())
+    );
+    first.status = RollbackStatus::Succeeded;
+    first.to_version = Some("good".into());
+    first.ended_at = Some(Timestamp(6_000));
+    ledger.update_rollback(&first).expect("update");
+    assert_eq!(
+        ledger.rollback(&bad.deployment_id).expect("read"),
+        Some(first.clone())
+    );
+    assert_eq!(ledger.claim_rollback(&second).expect("third"), Err(first));
+}
+
+/// The rollback claim race with real threads: exactly one claimer wins, every loser gets
+/// the winner's record.
+pub fn claim_race(ledger: Arc<dyn Ledger>, env: &str, n: usize) {
+    let bad = deployment(env, 1_000, "bad", DeploymentStatus::Failed);
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let (ledger, barrier, bad) = (ledger.clone(), barrier.clone(), bad.clone());
+            std::thread::spawn(move || {
+                let rec = record(&bad, &format!("h:{i}"));
+                barrier.wait();
+                (rec.clone(), ledger.claim_rollback(&rec).expect("claim"))
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
+    let winners: Vec<_> = results.iter().filter(|(_, r)| r.is_ok()).collect();
+    assert_eq!(winners.len(), 1, "exactly one claim wins");
+    for (_, r) in &results {
+        if let Err(seen) = r {
+            assert_eq!(seen, &winners[0].0);
+        }
+    }
+}
