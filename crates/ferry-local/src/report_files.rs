@@ -73,36 +73,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Matches `/`-separated paths: `*` and `?` stay within one segment, `**` spans any
-/// number of segments.
-pub fn glob_match(pattern: &str, path: &str) -> bool {
-    let pat: Vec<&str> = pattern.split('/').collect();
-    let segs: Vec<&str> = path.split('/').collect();
-    match_segments(&pat, &segs)
-}
-
-fn match_segments(pat: &[&str], segs: &[&str]) -> bool {
-    match pat.split_first() {
-        None => segs.is_empty(),
-        Some((&"**", rest)) => (0..=segs.len()).any(|i| match_segments(rest, &segs[i..])),
-        Some((p, rest)) => match segs.split_first() {
-            Some((s, srest)) => {
-                match_one(p.as_bytes(), s.as_bytes()) && match_segments(rest, srest)
-            }
-            None => false,
-        },
-    }
-}
-
-fn match_one(p: &[u8], s: &[u8]) -> bool {
-    match (p.split_first(), s.split_first()) {
-        (None, None) => true,
-        (Some((b'*', pr)), _) => (0..=s.len()).any(|i| match_one(pr, &s[i..])),
-        (Some((b'?', pr)), Some((_, sr))) => match_one(pr, sr),
-        (Some((pc, pr)), Some((sc, sr))) => pc == sc && match_one(pr, sr),
-        _ => false,
-    }
-}
+/// The one glob matcher of the project (pure, in the core): `*` and `?` stay within one
+/// segment, `**` spans any number of segments.
+pub use ferry_core::infra::glob_match;
 
 #[cfg(test)]
 mod tests {
