@@ -198,6 +198,20 @@ impl<'a> Engine<'a> {
         trigger: &str,
         triggered_by: &str,
     ) -> PortResult<Run> {
+        self.queue_planned_as(None, commit, plan, trigger, triggered_by)
+    }
+
+    /// [`Engine::queue_planned`] under a run id the caller chooses (`None`: the
+    /// store's next): `ferry step` runs each stage of one CodePipeline execution as a run
+    /// of its own, in its own CodeBuild container, all under the execution's id.
+    pub fn queue_planned_as(
+        &self,
+        id: Option<RunId>,
+        commit: Commit,
+        plan: RunPlan,
+        trigger: &str,
+        triggered_by: &str,
+    ) -> PortResult<Run> {
         let now = self.ports.clock.now();
         let new = NewRun {
             pipeline: self.pipeline.name.clone(),
@@ -220,6 +234,7 @@ impl<'a> Engine<'a> {
                 .collect(),
             driver: self.settings.holder.clone(),
             hotfix: plan.hotfix,
+            id,
         };
         let id = self.ports.store.create_run(&new)?;
         let mut run = Run::new(id, &self.pipeline.name, commit, plan, now);

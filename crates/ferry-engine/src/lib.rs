@@ -11,6 +11,7 @@ pub mod notify;
 pub mod pipeline_alarms;
 pub mod ports;
 pub mod rollback;
+pub mod split;
 pub mod watch;
 
 pub use driver::{Engine, Layout, Ports, Settings};

@@ -91,6 +91,11 @@ pub struct NewRun {
     pub driver: String,
     /// A hotfix run (`ferry run --hotfix`).
     pub hotfix: bool,
+    /// The id the run must have, when the caller chooses it (`ferry step`: a stage of
+    /// a CodePipeline execution carries its execution's run id from one CodeBuild
+    /// container to the next). `None`: the store gives the next one. A taken id is a
+    /// `Conflict`.
+    pub id: Option<RunId>,
 }
 
 /// A lease on an environment: at most one run deploys into it at a time (DESIGN

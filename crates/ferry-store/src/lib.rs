@@ -302,7 +302,34 @@ fn ensure_run(tx: &Transaction<'_>, run: RunId) -> Fallible<RunStatus> {
 
 impl Ledger for SqliteStore {
     fn record_rollback(&self, run: RunId, changes: &[Change]) -> PortResult<()> {
-        self.apply(run, changes)
+        // A rollback of a deployment whose run another store keeps (`ferry step`'s
+        // split store, with this store as the shared ledger) is recorded without the
+        // run: events, rolled-back deployments and incidents need no run row.
+        let outside = changes.iter().all(|c| {
+            matches!(
+                c,
+                Change::Event(_)
+                    | Change::DeploymentRolledBack { .. }
+                    | Change::IncidentOpened { .. }
+            )
+        });
+        if !outside {
+            return self.apply(run, changes);
+        }
+        let redactor = self.redactor();
+        let redacted;
+        let changes = if redactor.is_empty() {
+            changes
+        } else {
+            redacted = redactor.changes(changes);
+            redacted.as_slice()
+        };
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            for change in changes {
+                apply_change(tx, run, change)?;
+            }
+            Ok(())
+        })
     }
     fn record_deployment(&self, deployment: &DeploymentRecord) -> PortResult<()> {
         self.transaction(TransactionBehavior::Immediate, |tx| {
@@ -498,9 +525,20 @@ impl Ledger for SqliteStore {
 impl Store for SqliteStore {
     fn create_run(&self, run: &NewRun) -> PortResult<RunId> {
         self.transaction(TransactionBehavior::Immediate, |tx| {
+            if let Some(id) = run.id {
+                let taken: bool = tx
+                    .query_row("SELECT EXISTS(SELECT 1 FROM runs WHERE id = ?1)", [id.0], |r| {
+                        r.get(0)
+                    })?;
+                if taken {
+                    return Err(crate::error::Failure::Port(PortError::conflict(format!(
+                        "run {id} already exists in this store"
+                    ))));
+                }
+            }
             tx.execute(
-                r#"INSERT INTO runs (pipeline, commit_sha, commit_message, commit_author, "trigger", triggered_by, status, created_at, driver, hotfix)
-                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"#,
+                r#"INSERT INTO runs (id, pipeline, commit_sha, commit_message, commit_author, "trigger", triggered_by, status, created_at, driver, hotfix)
+                   VALUES (?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"#,
                 params![
                     run.pipeline,
                     run.commit.sha,
@@ -512,6 +550,7 @@ impl Store for SqliteStore {
                     run.created_at.0,
                     run.driver,
                     run.hotfix,
+                    run.id.map(|i| i.0),
                 ],
             )?;
             let id = tx.last_insert_rowid();

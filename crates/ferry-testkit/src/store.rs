@@ -567,7 +567,56 @@ fn step_mut(
 
 impl Ledger for MemoryStore {
     fn record_rollback(&self, run: RunId, changes: &[Change]) -> PortResult<()> {
-        self.apply(run, changes)
+        // As the SQLite store: a rollback whose run another store keeps (the split
+        // store of `ferry step`) is recorded without the run, through a stand-in row.
+        let outside = changes.iter().all(|c| {
+            matches!(
+                c,
+                Change::Event(_)
+                    | Change::DeploymentRolledBack { .. }
+                    | Change::IncidentOpened { .. }
+            )
+        });
+        let placeholder = outside && {
+            let mut st = self.lock();
+            if st.runs.contains_key(&run.0) {
+                false
+            } else {
+                st.runs.insert(
+                    run.0,
+                    RunRow {
+                        view: RunView {
+                            id: run,
+                            pipeline: String::new(),
+                            commit: ferry_core::Commit {
+                                sha: String::new(),
+                                message: String::new(),
+                                author: String::new(),
+                            },
+                            status: RunStatus::Succeeded,
+                            reason: None,
+                            created_at: Timestamp(0),
+                            started_at: None,
+                            ended_at: None,
+                            artifact: None,
+                            stages: Vec::new(),
+                            hotfix: false,
+                        },
+                        trigger: String::new(),
+                        triggered_by: String::new(),
+                        driver: String::new(),
+                        tests: BTreeMap::new(),
+                        findings: Vec::new(),
+                    },
+                );
+                true
+            }
+        };
+        let result = self.apply(run, changes);
+        if placeholder {
+            self.lock().runs.remove(&run.0);
+        }
+        result
     }
     fn record_deployment(&self, deployment: &DeploymentRecord) -> PortResult<()> {
         let tick = self.ticks.next();
@@ -729,8 +778,19 @@ impl Ledger for MemoryStore {
 impl Store for MemoryStore {
     fn create_run(&self, run: &NewRun) -> PortResult<RunId> {
         let mut st = self.lock();
-        let id = RunId(st.next_run);
-        st.next_run += 1;
+        let id = match run.id {
+            Some(id) if st.runs.contains_key(&id.0) => {
+                return Err(PortError::conflict(format!(
+                    "run {id} already exists in this store"
+                )));
+            }
+            Some(id) => {
+                st.next_run = st.next_run.max(id.0 + 1);
+                id
+            }
+            None => RunId(st.next_run),
+        };
+        st.next_run = st.next_run.max(id.0 + 1);
         let view = RunView {
             id,
             pipeline: run.pipeline.clone(),
@@ -1455,6 +1515,7 @@ mod tests {
                 trigger: "cli".into(),
                 triggered_by: "ada".into(),
                 hotfix: false,
+                id: None,
                 created_at: Timestamp(0),
                 driver: "sim:1".into(),
                 stages: vec![("build".into(), vec![("unit".into(), "command".into())])],

@@ -315,6 +315,7 @@ fn a_newer_run_deploying_first_supersedes_a_waiting_run_and_voids_its_approvals(
                 stages: vec![],
                 driver: "elsewhere:1".into(),
                 hotfix: false,
+                id: None,
             })
             .unwrap();
         let rec = DeploymentRecord {

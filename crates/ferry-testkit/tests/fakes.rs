@@ -40,6 +40,7 @@ fn new_run(store: &MemoryStore, sha: &str, at: Timestamp) -> Run {
         created_at: at,
         driver: "sim:1".into(),
         hotfix: false,
+        id: None,
         stages: plan
             .stages
             .iter()

@@ -130,6 +130,7 @@ pub fn new_run(pipeline: &str, plan: &RunPlan, at: Timestamp) -> NewRun {
         created_at: at,
         driver: "host:42".into(),
         hotfix: false,
+        id: None,
         stages: plan
             .stages
             .iter()
