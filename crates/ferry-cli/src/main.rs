@@ -20,6 +20,7 @@ mod scan;
 mod serve;
 mod signals;
 mod sns;
+mod step;
 mod synth;
 mod views;
 mod windows;
@@ -289,6 +290,18 @@ enum Command {
         #[command(subcommand)]
         target: synth::Target,
     },
+    /// Runs one step of ferry.yml where a CI system runs it, one process per step: the
+    /// CodeBuild projects of `ferry synth aws` call it for each step of their stage.
+    /// STAGE is `build` or an environment; STEP a step's name, or one of ferry's own:
+    /// `@gates`, `@artifact` (build), `@infrastructure`, `@deploy`, `@monitor`
+    /// (environments). The stage's record is kept in `.ferry/step/` in the workspace;
+    /// deployments go to the DynamoDB table named by FERRY_DEPLOYMENTS_TABLE (ferry
+    /// built with `--features aws`), else to the project's store. Exit 0 when the step
+    /// passed, 1 when it failed.
+    Step {
+        /// `STAGE/STEP`, e.g. `build/unit`, `build/@gates`, `production/@deploy`.
+        spec: String,
+    },
     /// A tiny HTTP service the demo deploys.
     #[command(name = "__sample-service", hide = true)]
     SampleService {
@@ -525,6 +538,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             j,
         ),
         Command::Synth { target } => synth::command(&project()?, target, j),
+        Command::Step { spec } => step::command(&project()?, spec, j),
         Command::SampleService { port } => sample::serve(*port),
         Command::Smoke { url, junit, expect } => sample::smoke(url, junit, expect.as_deref()),
     }

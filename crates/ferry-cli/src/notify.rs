@@ -38,9 +38,20 @@ pub fn dispatcher(project: &Project, pipeline: &Pipeline) -> CliResult<Option<Ar
     if pipeline.notifications.is_empty() {
         return Ok(None);
     }
+    dispatcher_over(project, pipeline, Arc::new(project.open_store()?))
+}
+
+/// [`dispatcher`] over a given store (`ferry step`: the stage's own record).
+fn dispatcher_over(
+    project: &Project,
+    pipeline: &Pipeline,
+    store: Arc<dyn Store>,
+) -> CliResult<Option<Arc<Dispatcher>>> {
+    if pipeline.notifications.is_empty() {
+        return Ok(None);
+    }
     let options = ferry_notify::Options::new(&pipeline.name, repository(project, pipeline));
     let channels = ferry_notify::channels(pipeline, &options);
-    let store: Arc<dyn Store> = Arc::new(project.open_store()?);
     let d = Dispatcher::new(store, Arc::new(SystemClock), channels);
     // The channels' cursors exist before the command records anything: a channel new
     // to this store starts here, and gets every event from now on.
@@ -53,6 +64,28 @@ pub fn dispatcher(project: &Project, pipeline: &Pipeline) -> CliResult<Option<Ar
 /// stay in the outbox for the next ferry process.
 pub fn start(project: &Project, pipeline: &Pipeline) -> Option<Running> {
     match dispatcher(project, pipeline) {
+        Ok(d) => d.map(|d| d.spawn(EVERY)),
+        Err(e) => {
+            crate::elog!(
+                Warn,
+                "ferry: notifications are not sent by this process: {}",
+                e.message
+            );
+            None
+        }
+    }
+}
+
+/// [`start`] over the SQLite file at `db` (`ferry step`: a stage's record, where its
+/// events and outbox are).
+pub fn start_over(project: &Project, pipeline: &Pipeline, db: &std::path::Path) -> Option<Running> {
+    let opened = ferry_store::SqliteStore::open(db)
+        .map_err(crate::error::CliError::from)
+        .and_then(|s| {
+            s.set_redactor(crate::log::redactor());
+            dispatcher_over(project, pipeline, Arc::new(s))
+        });
+    match opened {
         Ok(d) => d.map(|d| d.spawn(EVERY)),
         Err(e) => {
             crate::elog!(

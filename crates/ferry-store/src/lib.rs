@@ -399,10 +399,8 @@ impl Ledger for SqliteStore {
     fn acquire_lease(&self, lease: &Lease, now: Timestamp) -> PortResult<Result<(), Lease>> {
         self.transaction(TransactionBehavior::Immediate, |tx| {
             // Work outside any run (a manual or alarm rollback) leases under a negative
-            // id of its own; only real runs must exist.
-            if lease.run.0 > 0 {
-                ensure_run(tx, lease.run)?;
-            }
+            // id of its own. A run's lease does not need its run here: the ledger is
+            // shared with runs another store keeps (`ferry step`'s split store).
             if let Some(held) = current_lease(tx, &lease.environment)?
                 && held.run != lease.run
                 && held.expires_at > now

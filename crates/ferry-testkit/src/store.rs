@@ -579,12 +579,10 @@ impl Ledger for MemoryStore {
         });
         let placeholder = outside && {
             let mut st = self.lock();
-            if st.runs.contains_key(&run.0) {
-                false
-            } else {
-                st.runs.insert(
-                    run.0,
-                    RunRow {
+            match st.runs.entry(run.0) {
+                std::collections::btree_map::Entry::Occupied(_) => false,
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(RunRow {
                         view: RunView {
                             id: run,
                             pipeline: String::new(),
@@ -607,9 +605,9 @@ impl Ledger for MemoryStore {
                         driver: String::new(),
                         tests: BTreeMap::new(),
                         findings: Vec::new(),
-                    },
-                );
-                true
+                    });
+                    true
+                }
             }
         };
         let result = self.apply(run, changes);
@@ -678,9 +676,7 @@ impl Ledger for MemoryStore {
         now: ferry_core::Timestamp,
     ) -> PortResult<Result<(), Lease>> {
         let mut st = self.lock();
-        if lease.run.0 > 0 && !st.runs.contains_key(&lease.run.0) {
-            return Err(not_found_run(lease.run));
-        }
+        // As the SQLite store: a run's lease does not need its run in this store.
         if let Some(held) = st.leases.get(&lease.environment)
             && held.run != lease.run
             && held.expires_at > now

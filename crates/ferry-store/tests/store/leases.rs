@@ -143,18 +143,23 @@ fn releasing_someone_elses_lease_does_nothing() {
 }
 
 #[test]
-fn a_lease_for_an_unknown_run_is_not_found() {
+fn a_lease_for_a_run_kept_in_another_store_is_taken_and_holds() {
+    // `ferry step` keeps each stage's run in the workspace and its leases here.
     let (_d, store) = store();
-    let err = store
-        .acquire_lease(&lease(RunId(42), 100), Timestamp(0))
-        .unwrap_err();
     assert_eq!(
-        (err.kind, err.message.as_str()),
-        (
-            PortErrorKind::NotFound,
-            "run 42 does not exist; `ferry history` lists the runs"
-        )
+        store
+            .acquire_lease(&lease(RunId(42), 100), Timestamp(0))
+            .unwrap(),
+        Ok(())
     );
+    assert_eq!(
+        store
+            .acquire_lease(&lease(RunId(43), 100), Timestamp(10))
+            .unwrap(),
+        Err(lease(RunId(42), 100))
+    );
+    store.release_lease("production", RunId(42)).unwrap();
+    assert_eq!(store.lease("production").unwrap(), None);
 }
 
 #[test]

@@ -1,0 +1,645 @@
+//! `ferry step STAGE/STEP`: one step of `ferry.yml`, run where a CI system runs it — in
+//! the CodeBuild projects `ferry synth aws` writes, one process per step — with the same
+//! engine, gates, deployers and rollbacks as `ferry run`.
+//!
+//! Each stage is a run of its own whose plan is that one stage (an environment's
+//! approval is CodePipeline's manual approval action, so it is left out). The run's
+//! record is a SQLite file in the workspace (`.ferry/step/<stage>.db`): CodePipeline
+//! carries the build stage's workspace, this folder and the packed artifact included,
+//! to every environment stage. Deployments, leases and rollbacks go to the shared
+//! ledger (`ferry_engine::split`): DynamoDB when `FERRY_DEPLOYMENTS_TABLE` names the
+//! table (ferry built with `--features aws`), else the project's own store.
+//!
+//! Every stage of one pipeline execution carries one run id: `FERRY_RUN_ID`, else
+//! CodeBuild's `CODEBUILD_BUILD_NUMBER` of the build stage (it only grows), else the
+//! build's start in seconds since the epoch. Environment stages take it from the build
+//! stage's record.
+
+use crate::commands::Local;
+use crate::context::{Project, SystemClock};
+use crate::error::{CliError, CliResult};
+use crate::progress::Progress;
+use ferry_api::exit;
+use ferry_config::Pipeline;
+use ferry_core::plan::{STAGE_BUILD, StageKind, StagePlan, StepKind};
+use ferry_core::run::{Next, Run, StepRef};
+use ferry_core::{
+    Artifact, Change, Commit, DeploymentStatus, RunId, RunPlan, StepStatus, short_sha,
+};
+use ferry_engine::Layout;
+use ferry_engine::ports::{Clock, Ledger, Observer, PortError, PortResult, Source, Store};
+use ferry_engine::split::SplitStore;
+use ferry_store::SqliteStore;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Where a stage's record, logs and the artifact live in the workspace.
+fn step_dir(project: &Project) -> PathBuf {
+    match std::env::var_os("FERRY_STEP_DIR") {
+        Some(d) if !d.is_empty() => {
+            let d = PathBuf::from(d);
+            if d.is_absolute() {
+                d
+            } else {
+                project.root.join(d)
+            }
+        }
+        _ => project.root.join(".ferry").join("step"),
+    }
+}
+
+/// The plan of one stage run: the stage as `ferry run` plans it, an environment's
+/// approval left out (CodePipeline asks for it before the stage starts).
+fn stage_plan(pipeline: &Pipeline, stage: &str) -> Option<RunPlan> {
+    let mut s: StagePlan = RunPlan::new(pipeline)
+        .stages
+        .into_iter()
+        .find(|s| s.name == stage)?;
+    s.steps
+        .retain(|t| !matches!(t.kind, StepKind::Approval { .. }));
+    Some(RunPlan {
+        stages: vec![s],
+        hotfix: false,
+    })
+}
+
+/// The steps of `stage` that `name` means.
+fn targets(plan: &StagePlan, name: &str) -> Vec<usize> {
+    plan.steps
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| match (name, &t.kind) {
+            ("@gates", StepKind::CoverageGate { .. } | StepKind::SecurityGate) => true,
+            ("@artifact", StepKind::Package { .. }) => true,
+            ("@infrastructure", StepKind::Infrastructure { .. }) => true,
+            ("@deploy", StepKind::Deploy) => true,
+            ("@monitor", StepKind::Monitor { .. }) => true,
+            (n, StepKind::Command { .. }) => t.name == n,
+            _ => false,
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// What `ferry step STAGE/STEP` may name in this stage, for error messages.
+fn valid_steps(plan: &StagePlan) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for t in &plan.steps {
+        let n = match &t.kind {
+            StepKind::Command { .. } => t.name.clone(),
+            StepKind::CoverageGate { .. } | StepKind::SecurityGate => "@gates".into(),
+            StepKind::Package { .. } => "@artifact".into(),
+            StepKind::Infrastructure { .. } => "@infrastructure".into(),
+            StepKind::Deploy => "@deploy".into(),
+            StepKind::Monitor { .. } => "@monitor".into(),
+            StepKind::Approval { .. } => continue,
+        };
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    if plan.kind == StageKind::Build && !names.iter().any(|n| n == "@gates") {
+        names.push("@gates".into());
+    }
+    names
+}
+
+/// The source of a step: the workspace the CI system checked out. Its "checkout" is
+/// a link to that folder, so what one step writes (reports, build outputs) the next
+/// one reads, as in one CodeBuild container.
+struct Workspace {
+    root: PathBuf,
+    commit: Commit,
+    origin: Option<String>,
+}
+
+impl Source for Workspace {
+    fn resolve(&self, rev: &str) -> PortResult<Commit> {
+        if rev == "HEAD" || rev == self.commit.sha {
+            Ok(self.commit.clone())
+        } else {
+            Err(PortError::not_found(format!(
+                "the workspace holds commit {}, not `{rev}`",
+                self.commit.sha
+            )))
+        }
+    }
+
+    fn checkout(&self, sha: &str, dest: &Path) -> PortResult<()> {
+        if sha != self.commit.sha {
+            return Err(PortError::permanent(format!(
+                "the workspace holds commit {}, not {sha}",
+                self.commit.sha
+            )));
+        }
+        let io = |e: std::io::Error| {
+            PortError::permanent(format!(
+                "cannot link `{}` to the workspace: {e}",
+                dest.display()
+            ))
+        };
+        if std::fs::read_link(dest).is_ok_and(|t| t == self.root) {
+            return Ok(());
+        }
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        // A link left by another container (the workspace came through CodePipeline).
+        let _ = std::fs::remove_file(dest);
+        std::os::unix::fs::symlink(&self.root, dest).map_err(io)
+    }
+
+    fn origin_url(&self) -> Option<String> {
+        self.origin.clone()
+    }
+}
+
+/// The commit the workspace holds: `FERRY_COMMIT_SHA` (CodePipeline's source
+/// variable), checked against the repository's `HEAD` when there is one.
+fn workspace_commit(root: &Path) -> CliResult<(Commit, Option<String>)> {
+    let git = ferry_local::GitSource::open(root).ok();
+    let head = git.as_ref().and_then(|g| g.resolve("HEAD").ok());
+    let given = std::env::var("FERRY_COMMIT_SHA")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let origin = git.as_ref().and_then(|g| g.origin_url());
+    let commit = match (given, head) {
+        (Some(sha), Some(h)) if !h.sha.starts_with(&sha) && !sha.starts_with(&h.sha) => {
+            return Err(CliError::conflict(format!(
+                "FERRY_COMMIT_SHA is {sha} but the workspace's repository is at {}; check out that commit or fix FERRY_COMMIT_SHA",
+                h.sha
+            )));
+        }
+        (_, Some(h)) => h,
+        (Some(sha), None) => {
+            if sha.len() < 7 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(CliError::config(format!(
+                    "FERRY_COMMIT_SHA `{sha}` is not a commit id (hex digits); CodePipeline gives it as #{{SourceVariables.CommitId}}"
+                )));
+            }
+            Commit {
+                sha: sha.to_ascii_lowercase(),
+                message: std::env::var("FERRY_COMMIT_MESSAGE").unwrap_or_default(),
+                author: std::env::var("FERRY_COMMIT_AUTHOR").unwrap_or_default(),
+            }
+        }
+        (None, None) => {
+            return Err(CliError::environment(format!(
+                "`{}` is not a git repository and FERRY_COMMIT_SHA is not set: ferry step needs to know which commit the workspace holds",
+                root.display()
+            )));
+        }
+    };
+    Ok((commit, origin))
+}
+
+/// The run id of a new build stage run.
+fn new_run_id(clock: &dyn Clock) -> CliResult<RunId> {
+    for var in ["FERRY_RUN_ID", "CODEBUILD_BUILD_NUMBER"] {
+        if let Ok(v) = std::env::var(var) {
+            let v = v.trim();
+            if v.is_empty() {
+                continue;
+            }
+            return match v.parse::<i64>() {
+                Ok(n) if n > 0 => Ok(RunId(n)),
+                _ => Err(CliError::config(format!(
+                    "{var} is `{v}`; it must be a positive whole number (the pipeline execution's run id)"
+                ))),
+            };
+        }
+    }
+    Ok(RunId((clock.now().millis() / 1000).max(1)))
+}
+
+/// The ledger deployments go to.
+enum Shared {
+    Local(SqliteStore),
+    #[cfg(feature = "aws")]
+    Dynamo(Box<ferry_aws::ledger::DynamoLedger>),
+}
+
+impl Shared {
+    fn open(project: &Project) -> CliResult<Shared> {
+        let table = std::env::var("FERRY_DEPLOYMENTS_TABLE")
+            .ok()
+            .filter(|t| !t.trim().is_empty());
+        match table {
+            None => Ok(Shared::Local(project.open_store()?)),
+            #[cfg(feature = "aws")]
+            Some(t) => {
+                let aws = ferry_aws::Aws::connect(&ferry_aws::Settings::default())?;
+                Ok(Shared::Dynamo(Box::new(
+                    ferry_aws::ledger::DynamoLedger::new(&aws, t.trim()),
+                )))
+            }
+            #[cfg(not(feature = "aws"))]
+            Some(t) => Err(CliError::environment(format!(
+                "FERRY_DEPLOYMENTS_TABLE is `{t}`: ferry step would record into that DynamoDB table, but this ferry was built without AWS support; build it with `cargo build --release -p ferry-cli --features aws`, or unset FERRY_DEPLOYMENTS_TABLE to record into the project's own store"
+            ))),
+        }
+    }
+
+    fn ledger(&self) -> &dyn Ledger {
+        match self {
+            Shared::Local(s) => s,
+            #[cfg(feature = "aws")]
+            Shared::Dynamo(d) => &**d,
+        }
+    }
+
+    /// Records the pipeline file where a rollback (the Lambda's too) finds it.
+    fn put_config(&self, digest: &str, text: &str) -> PortResult<()> {
+        match self {
+            Shared::Local(s) => s.put_config(digest, text),
+            #[cfg(feature = "aws")]
+            Shared::Dynamo(d) => d.put_config(digest, text),
+        }
+    }
+}
+
+/// Parks the run once every target step has ended: the engine stops at the next step
+/// boundary and leaves the rest of the stage to the next `ferry step`.
+struct StopAfter<'a> {
+    inner: &'a dyn Observer,
+    targets: Vec<StepRef>,
+    park: &'static AtomicBool,
+}
+
+impl Observer for StopAfter<'_> {
+    fn changed(&self, run: &ferry_core::run::RunView, changes: &[Change]) {
+        self.inner.changed(run, changes);
+        let done = self.targets.iter().all(|r| {
+            run.stages
+                .get(r.stage)
+                .and_then(|s| s.steps.get(r.step))
+                .is_some_and(|s| s.status.is_terminal())
+        });
+        if done {
+            self.park.store(true, Ordering::SeqCst);
+        }
+    }
+    fn note(&self, run: &ferry_core::run::RunView, message: &str) {
+        self.inner.note(run, message);
+    }
+    fn notice(&self, message: &str) {
+        self.inner.notice(message);
+    }
+    fn rolled(&self, changes: &[Change]) {
+        self.inner.rolled(changes);
+    }
+}
+
+/// `ferry step STAGE/STEP`.
+pub fn command(project: &Project, spec: &str, as_json: bool) -> CliResult<i32> {
+    let Some((stage, step)) = spec.split_once('/') else {
+        return Err(CliError::new(
+            exit::USAGE,
+            format!(
+                "`{spec}` is not STAGE/STEP: write e.g. `ferry step build/unit`, `ferry step build/@gates` or `ferry step production/@deploy`"
+            ),
+        ));
+    };
+    let (pipeline, text) = project.load()?;
+    let Some(plan) = stage_plan(&pipeline, stage) else {
+        let mut stages = vec![STAGE_BUILD.to_string()];
+        stages.extend(pipeline.environments.iter().map(|e| e.name.clone()));
+        return Err(CliError::not_found(format!(
+            "ferry.yml has no stage `{stage}`; its stages are {}",
+            stages.join(", ")
+        )));
+    };
+    let idx = targets(&plan.stages[0], step);
+    if idx.is_empty() {
+        if step == "@gates" && plan.stages[0].kind == StageKind::Build {
+            // No gate configured: nothing to check, and the buildspec's line passes.
+            crate::output::line(
+                "ferry step build/@gates: no gates in ferry.yml (build.gates), nothing to check",
+            );
+            return Ok(exit::OK);
+        }
+        return Err(CliError::not_found(format!(
+            "stage `{stage}` has no step `{step}`; `ferry step {stage}/…` takes {}",
+            valid_steps(&plan.stages[0]).join(", ")
+        )));
+    }
+    let dir = step_dir(project);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::environment(format!("cannot create `{}`: {e}", dir.display())))?;
+    let (commit, origin) = workspace_commit(&project.root)?;
+    let clock = SystemClock;
+
+    // What the environment stages take from the build stage: the run id, the artifact
+    // (verified by digest before any deploy) and the test results.
+    let build = if plan.stages[0].kind == StageKind::Environment {
+        Some(build_record(&pipeline, &dir, &commit)?)
+    } else {
+        None
+    };
+
+    let local = open_stage_db(&dir, stage)?;
+    let shared = Shared::open(project)?;
+    let split = SplitStore {
+        local: &local,
+        shared: shared.ledger(),
+    };
+    let workspace = Workspace {
+        root: project.root.clone(),
+        commit: commit.clone(),
+        origin,
+    };
+    let digest = ferry_engine::driver::sha256(text.as_bytes());
+    shared.put_config(&digest, &text)?;
+
+    let progress = Progress::new(as_json);
+    let park: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+    let cancel = crate::signals::cancel_on_interrupt();
+    let mut adapters = Local::new(project, cancel).parking(park);
+    adapters.artifacts = ferry_local::TarArtifactStore::new(dir.join("artifacts"));
+    let observer = StopAfter {
+        inner: &*progress,
+        targets: idx.iter().map(|&step| StepRef { stage: 0, step }).collect(),
+        park,
+    };
+    let mut engine = adapters.engine(
+        project, &pipeline, &text, &split, &workspace, &observer, cancel,
+    );
+    engine.layout = Layout {
+        project: project.root.clone(),
+        work: dir.join("work"),
+        logs: dir.join("logs"),
+    };
+
+    // The stage's run: the one this workspace has, or a new one.
+    let existing = local.list_runs(2, false)?;
+    let mut run = match existing.first() {
+        Some(v) if v.commit.sha != commit.sha => {
+            return Err(CliError::conflict(format!(
+                "`{}` holds run {} of commit {}, not {}: this workspace was used for another commit; remove `{}` and run the stage's steps again",
+                dir.join(format!("{stage}.db")).display(),
+                v.id,
+                short_sha(&v.commit.sha),
+                short_sha(&commit.sha),
+                dir.display()
+            )));
+        }
+        Some(v) => {
+            let env = plan.stages[0].environment().map(str::to_string);
+            let open = match &env {
+                Some(e) => split
+                    .deployments(Some(e), 50)?
+                    .into_iter()
+                    .filter(|d| d.run_id == v.id && d.status == DeploymentStatus::InProgress)
+                    .map(|d| (0, d))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let mut run = Run::resume_with(v.clone(), plan.clone(), open).ok_or_else(|| {
+                CliError::conflict(format!(
+                    "ferry.yml changed since this stage started (its steps are not the ones run {} planned); run the stage again from its first step in a fresh workspace",
+                    v.id
+                ))
+            })?;
+            run.config_digest = Some(digest.clone());
+            restore_coverage(&local, &mut run)?;
+            run
+        }
+        None => {
+            let id = match &build {
+                Some(b) => b.id,
+                None => new_run_id(&clock)?,
+            };
+            let mut run = engine.queue_planned_as(
+                Some(id),
+                commit.clone(),
+                plan.clone(),
+                "step",
+                &trigger_by(),
+            )?;
+            if let Some(b) = &build
+                && let Some(a) = &b.artifact
+            {
+                run.view.artifact = Some(a.clone());
+                split.apply(run.id(), &[Change::Artifact(a.clone())])?;
+            }
+            run
+        }
+    };
+    if let Some(b) = &build {
+        // The build's test results and coverage go on the deployment records.
+        run.ledger.unit = b.ledger.unit.or(run.ledger.unit);
+        run.ledger.coverage = b.ledger.coverage.or(run.ledger.coverage);
+        if run.view.artifact.is_none() {
+            run.view.artifact = b.artifact.clone();
+        }
+    }
+
+    let refs: Vec<StepRef> = idx.iter().map(|&step| StepRef { stage: 0, step }).collect();
+    let status_of = |run: &Run, r: &StepRef| run.view.stages[0].steps[r.step].status;
+    if refs.iter().all(|r| status_of(&run, r).is_terminal()) {
+        progress.say(&format!(
+            "ferry step {spec}: already ran in this workspace (run {})",
+            run.id()
+        ));
+        return Ok(report(&run, &refs, spec, &progress, as_json));
+    }
+    match run.next() {
+        Next::Step(r) | Next::Wait(r) if refs.contains(&r) => {}
+        Next::Step(r) | Next::Wait(r) => {
+            return Err(CliError::conflict(format!(
+                "`ferry step {spec}` is out of order: `{}` has not run yet in this workspace; a stage's steps run in the order ferry.yml lists them (`ferry step {stage}/{}` first)",
+                run.step_name(r),
+                own_name(&plan.stages[0], r.step)
+            )));
+        }
+        Next::Finished(status) => {
+            let failed = run.view.stages[0]
+                .steps
+                .iter()
+                .find(|s| s.status == StepStatus::Failed)
+                .map(|s| format!(": step `{}` failed", s.name))
+                .unwrap_or_default();
+            progress.say(&format!(
+                "ferry step {spec}: stage {stage} of run {} has already ended ({}{failed}); this step does not run",
+                run.id(),
+                status.as_str()
+            ));
+            return Ok(exit::RUN_FAILED);
+        }
+    }
+    progress.say(&format!(
+        "ferry step {spec} · run {} · {} · commit {}",
+        run.id(),
+        pipeline.name,
+        commit.short()
+    ));
+    let notifier = crate::notify::start_over(project, &pipeline, &dir.join(format!("{stage}.db")));
+    let view = engine.drive(run);
+    crate::notify::finish(notifier);
+    progress.finish();
+    let view = view?;
+    let run = Run::resume_with(view, plan, Vec::new())
+        .ok_or_else(|| CliError::new(exit::INTERNAL, "the stage's plan changed while it ran"))?;
+    Ok(report(&run, &refs, spec, &progress, as_json))
+}
+
+/// `@deploy` for a ferry step, the user's name for a command step.
+fn own_name(plan: &StagePlan, step: usize) -> String {
+    let t = &plan.steps[step];
+    match &t.kind {
+        StepKind::Command { .. } => t.name.clone(),
+        StepKind::CoverageGate { .. } | StepKind::SecurityGate => "@gates".into(),
+        StepKind::Package { .. } => "@artifact".into(),
+        StepKind::Infrastructure { .. } => "@infrastructure".into(),
+        StepKind::Deploy => "@deploy".into(),
+        StepKind::Monitor { .. } => "@monitor".into(),
+        StepKind::Approval { .. } => "approval".into(),
+    }
+}
+
+/// Prints the target steps' logs (CodeBuild keeps stdout) and outcome; the exit code.
+fn report(run: &Run, refs: &[StepRef], spec: &str, progress: &Progress, as_json: bool) -> i32 {
+    let mut ok = true;
+    let mut steps = Vec::new();
+    for r in refs {
+        let s = &run.view.stages[0].steps[r.step];
+        if !as_json
+            && let Some(log) = &s.log
+            && let Ok(text) = std::fs::read_to_string(log)
+            && !text.is_empty()
+        {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+        }
+        let passed = matches!(s.status, StepStatus::Succeeded | StepStatus::Skipped);
+        ok &= passed;
+        steps.push(serde_json::json!({
+            "step": s.name,
+            "status": s.status.as_str(),
+            "reason": s.reason,
+            "log": s.log,
+        }));
+        if !as_json {
+            progress.say(&format!(
+                "ferry step {spec}: {} {}{}",
+                s.name,
+                s.status.as_str(),
+                s.reason
+                    .as_deref()
+                    .map(|r| format!(" — {r}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if as_json {
+        crate::output::json(&serde_json::json!({
+            "step": spec,
+            "run": run.id().0,
+            "commit": run.view.commit.sha,
+            "stageStatus": run.view.stages[0].status.as_str(),
+            "runStatus": run.view.status.as_str(),
+            "steps": steps,
+        }));
+    }
+    if ok { exit::OK } else { exit::RUN_FAILED }
+}
+
+/// Who started the step: CodeBuild's initiator, else the user.
+fn trigger_by() -> String {
+    std::env::var("CODEBUILD_INITIATOR")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| crate::context::user(None))
+}
+
+fn open_stage_db(dir: &Path, stage: &str) -> CliResult<SqliteStore> {
+    let path = dir.join(format!("{stage}.db"));
+    let store = SqliteStore::open(&path)?;
+    store.set_redactor(crate::log::redactor());
+    Ok(store)
+}
+
+/// What an environment stage takes from the build stage of the same workspace.
+struct BuildRecord {
+    id: RunId,
+    artifact: Option<Artifact>,
+    ledger: ferry_core::run::TestLedger,
+}
+
+fn build_record(pipeline: &Pipeline, dir: &Path, commit: &Commit) -> CliResult<BuildRecord> {
+    let path = dir.join(format!("{STAGE_BUILD}.db"));
+    let missing = || {
+        CliError::not_found(format!(
+            "no build stage record at `{}`: run the build stage's steps (`ferry step build/…`) first; in CodePipeline the build stage's output artifact carries `.ferry/step/` to the environment stages",
+            path.display()
+        ))
+    };
+    if !path.exists() {
+        return Err(missing());
+    }
+    let store = SqliteStore::open(&path)?;
+    let view = store
+        .list_runs(1, false)?
+        .into_iter()
+        .next()
+        .ok_or_else(missing)?;
+    if view.commit.sha != commit.sha {
+        return Err(CliError::conflict(format!(
+            "the build stage at `{}` built commit {}, but this workspace holds {}: deploy only what was built and tested",
+            path.display(),
+            short_sha(&view.commit.sha),
+            short_sha(&commit.sha)
+        )));
+    }
+    if view.status != ferry_core::RunStatus::Succeeded {
+        return Err(CliError::new(
+            exit::RUN_FAILED,
+            format!(
+                "the build stage of run {} has not succeeded (it is {}): an environment only takes a build whose steps and gates all passed",
+                view.id,
+                view.status.as_str()
+            ),
+        ));
+    }
+    let build_plan = stage_plan(pipeline, STAGE_BUILD).ok_or_else(missing)?;
+    let ledger = match Run::resume_with(view.clone(), build_plan, Vec::new()) {
+        Some(mut r) => {
+            restore_coverage(&store, &mut r)?;
+            r.ledger
+        }
+        None => ferry_core::run::TestLedger::default(),
+    };
+    // The artifact came with the workspace: same file name, this container's folder.
+    let artifact = view.artifact.map(|a| {
+        let name = Path::new(&a.location)
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        Artifact {
+            location: dir.join("artifacts").join(name).display().to_string(),
+            ..a
+        }
+    });
+    Ok(BuildRecord {
+        id: view.id,
+        artifact,
+        ledger,
+    })
+}
+
+/// What a run learnt in earlier processes that its view does not hold: the coverage
+/// its steps measured (the coverage gate and the deployment records read it).
+fn restore_coverage(store: &SqliteStore, run: &mut Run) -> CliResult<()> {
+    if let Some(c) = store
+        .test_results(run.id())?
+        .into_iter()
+        .filter_map(|t| t.coverage)
+        .next_back()
+    {
+        run.ledger.coverage = Some(c);
+    }
+    Ok(())
+}
