@@ -1,0 +1,232 @@
+//! `ferry step` on the AWS runtime (issue 7): the same steps as `tests/step.rs`, with
+//! deployments, leases and rollbacks in the DynamoDB ledger on moto's server, reached
+//! through the real AWS SDK (`FERRY_DEPLOYMENTS_TABLE`, `AWS_ENDPOINT_URL`), as the
+//! CodeBuild projects of `ferry synth aws` run them. Needs `--features aws` and moto
+//! from `.ci/aws-setup`.
+#![cfg(feature = "aws")]
+
+mod support;
+
+use ferry_aws::ledger::DynamoLedger;
+use ferry_aws::{Aws, Settings};
+use ferry_core::DeploymentStatus;
+use ferry_engine::ports::Ledger;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use support::{Repo, assert_code, ferry_cmd};
+
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn moto() -> Moto {
+    let bin =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/aws-venv/bin/moto_server");
+    assert!(
+        bin.exists(),
+        "moto is not installed at {}: run `.ci/aws-setup`",
+        bin.display()
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let child = Command::new(&bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto");
+    let m = Moto {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    };
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "moto did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    m
+}
+
+const TABLE: &str = "ferry-step-deployments";
+
+fn pipeline(ops: &Path) -> String {
+    let ops = ops.display();
+    format!(
+        r#"pipeline: step-aws
+source:
+  branch: main
+build:
+  steps:
+    - name: unit
+      run: mkdir -p dist && echo "$FERRY_VERSION" > dist/version.txt
+  artifact: dist
+environments:
+  - name: test
+    deploy:
+      command:
+        run: echo "deploy $FERRY_ENV $FERRY_VERSION" >> {ops}/actions.log
+        rollback: echo "rollback $FERRY_ENV $FERRY_VERSION" >> {ops}/actions.log
+    tests:
+      - name: integration
+        run: test ! -f broken
+rollback:
+  automatic: true
+  validate:
+    stabilize: 1s
+    health_timeout: 5s
+"#
+    )
+}
+
+fn step(dir: &Path, moto: &Moto, spec: &str, run_id: &str, sha: Option<&str>) -> Output {
+    let mut c = ferry_cmd(dir, &["step", spec]);
+    c.env("FERRY_RUN_ID", run_id)
+        .env("FERRY_DEPLOYMENTS_TABLE", TABLE)
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .env_remove("FERRY_COMMIT_SHA")
+        .env_remove("FERRY_STEP_DIR");
+    if let Some(s) = sha {
+        c.env("FERRY_COMMIT_SHA", s);
+    }
+    support::Running::spawn(c, &["step", spec]).wait(support::LONG)
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        if entry.file_name() == ".git" {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let ft = entry.file_type().expect("file type");
+        if ft.is_symlink() {
+            continue;
+        } else if ft.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn steps_record_into_dynamodb_and_a_failing_test_rolls_back_there() {
+    let moto = moto();
+    let aws = Aws::connect(&Settings {
+        region: Some("us-east-1".into()),
+        endpoint: Some(moto.endpoint.clone()),
+        credentials: Some(("testing".into(), "testing".into())),
+        max_attempts: Some(2),
+    })
+    .expect("aws");
+    let ledger = DynamoLedger::new(&aws, TABLE);
+    ledger.create_table().expect("table");
+
+    let repo = Repo::new();
+    let shared = tempfile::tempdir().expect("shared");
+    let ops = shared.path().join("ops");
+    std::fs::create_dir_all(&ops).expect("ops");
+    repo.write("ferry.yml", &pipeline(&ops));
+    repo.write(".gitignore", ".ferry/\ndist/\n");
+    let actions = || -> Vec<String> {
+        std::fs::read_to_string(ops.join("actions.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+
+    let mut shas = Vec::new();
+    for (n, broken) in [(301, false), (302, true)] {
+        if broken {
+            repo.write("broken", "yes\n");
+        }
+        let sha = repo.commit(&format!("run {n}"));
+        std::fs::remove_dir_all(repo.join(".ferry/step")).ok();
+        for spec in ["build/unit", "build/@artifact"] {
+            let out = step(repo.path(), &moto, spec, &n.to_string(), None);
+            assert_code(&out, 0, spec);
+        }
+        let ws = shared.path().join(format!("ws-{n}"));
+        copy_tree(repo.path(), &ws);
+        let out = step(&ws, &moto, "test/@deploy", "0", Some(&sha));
+        assert_code(&out, 0, "test/@deploy");
+        let out = step(&ws, &moto, "test/integration", "0", Some(&sha));
+        assert_code(&out, if broken { 1 } else { 0 }, "test/integration");
+        shas.push(sha);
+    }
+    let (a, b) = (&shas[0], &shas[1]);
+    assert_eq!(
+        actions(),
+        vec![
+            format!("deploy test {a}"),
+            format!("deploy test {b}"),
+            format!("rollback test {a}"),
+        ]
+    );
+
+    // What DynamoDB holds, read back through the ledger.
+    let d = ledger.deployments(Some("test"), 10).expect("deployments");
+    assert_eq!(d.len(), 2, "{d:#?}");
+    let (newest, oldest) = (&d[0], &d[1]);
+    assert_eq!(
+        (oldest.version.as_str(), oldest.run_id.0),
+        (a.as_str(), 301)
+    );
+    assert_eq!(oldest.status, DeploymentStatus::Succeeded);
+    assert_eq!(
+        (newest.version.as_str(), newest.run_id.0),
+        (b.as_str(), 302)
+    );
+    assert_eq!(newest.status, DeploymentStatus::RolledBack, "{newest:#?}");
+    assert!(
+        newest
+            .rollback_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("integration")),
+        "{newest:#?}"
+    );
+    let lkg = ledger.last_known_good("test").expect("lkg").expect("one");
+    assert_eq!(lkg.version, *a);
+    let rb = ledger
+        .rollback(&newest.deployment_id)
+        .expect("rollback record")
+        .expect("claimed");
+    assert_eq!(rb.deployment_id, newest.deployment_id);
+    // No lease is left behind by the step processes.
+    let mut probe = ferry_engine::ports::Lease {
+        environment: "test".into(),
+        run: ferry_core::RunId(999),
+        holder: "probe".into(),
+        expires_at: ferry_core::Timestamp(i64::MAX / 2),
+    };
+    assert_eq!(
+        ledger
+            .acquire_lease(&probe, ferry_core::Timestamp(0))
+            .expect("lease"),
+        Ok(()),
+        "a step process left its lease on test"
+    );
+    probe.expires_at = ferry_core::Timestamp(0);
+    ledger.release_lease("test", probe.run).expect("release");
+}
