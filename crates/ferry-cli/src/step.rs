@@ -643,3 +643,81 @@ fn restore_coverage(store: &SqliteStore, run: &mut Run) -> CliResult<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// Every `ferry step` line of every buildspec `ferry synth aws` writes.
+    fn buildspec_steps(pipeline: &Pipeline) -> Vec<(String, Vec<String>)> {
+        let stacks =
+            ferry_synth::synth(pipeline, &ferry_synth::Options { env: None }).expect("synth");
+        let mut out = Vec::new();
+        for template in stacks.values() {
+            let Some(resources) = template["Resources"].as_object() else {
+                continue;
+            };
+            for r in resources.values() {
+                if r["Type"] != "AWS::CodeBuild::Project" {
+                    continue;
+                }
+                let spec: Value = serde_json::from_str(
+                    r["Properties"]["Source"]["BuildSpec"]
+                        .as_str()
+                        .expect("buildspec"),
+                )
+                .expect("buildspec JSON");
+                let steps: Vec<String> = spec["phases"]["build"]["commands"]
+                    .as_array()
+                    .expect("commands")
+                    .iter()
+                    .filter_map(|c| c.as_str()?.strip_prefix("ferry step "))
+                    .map(|s| s.trim_matches('\'').to_string())
+                    .collect();
+                let vars: Vec<String> = r["Properties"]["Environment"]["EnvironmentVariables"]
+                    .as_array()
+                    .expect("variables")
+                    .iter()
+                    .filter_map(|v| v["Name"].as_str().map(str::to_string))
+                    .collect();
+                assert!(
+                    vars.iter().any(|v| v == "FERRY_DEPLOYMENTS_TABLE"),
+                    "{vars:?}"
+                );
+                out.push((steps.join(" "), steps));
+            }
+        }
+        out
+    }
+
+    /// The synthesized buildspecs and `ferry step` agree: every line names a stage and
+    /// step this command takes, every step of every stage is called, in plan order.
+    #[test]
+    fn every_synthesized_buildspec_line_is_a_step_ferry_step_runs_in_order() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        for file in ["reference/ferry.yml", "seed/ferry.yml"] {
+            let text = std::fs::read_to_string(root.join(file)).expect("example");
+            let pipeline = ferry_config::parse(&text, file).expect("valid example");
+            let projects = buildspec_steps(&pipeline);
+            assert_eq!(projects.len(), pipeline.environments.len() + 1, "{file}");
+            for (_, steps) in projects {
+                let stage = steps[0].split_once('/').expect("STAGE/STEP").0.to_string();
+                let plan = stage_plan(&pipeline, &stage).expect("a stage ferry step knows");
+                let mut called: Vec<usize> = Vec::new();
+                for s in &steps {
+                    let (st, name) = s.split_once('/').expect("STAGE/STEP");
+                    assert_eq!(st, stage, "{file}: one stage per project");
+                    let idx = targets(&plan.stages[0], name);
+                    assert!(
+                        !idx.is_empty() || name == "@gates",
+                        "{file}: `ferry step {s}` names no step"
+                    );
+                    called.extend(idx);
+                }
+                let all: Vec<usize> = (0..plan.stages[0].steps.len()).collect();
+                assert_eq!(called, all, "{file}: stage {stage} calls {steps:?}");
+            }
+        }
+    }
+}
