@@ -13,7 +13,7 @@ use crate::cloudwatch::CloudWatch;
 use crate::ledger::DynamoLedger;
 use crate::s3::S3Deployer;
 use crate::sns::SnsNotifier;
-use crate::{Aws, port_error};
+use crate::Aws;
 use ferry_config::Pipeline;
 use ferry_core::alarm::{AlarmState, Datapoint};
 use ferry_core::notify::Attempt;
@@ -158,10 +158,10 @@ impl ArtifactStore for ArtifactDigests<'_> {
                 let out = self
                     .aws
                     .block_on(client.get_object().bucket(bucket).key(key).send())
-                    .map_err(|e| port_error("S3", "GetObject", &e))?;
+                    .map_err(|e| self.aws.error("S3", "GetObject", &e))?;
                 self.aws
                     .block_on(out.body.collect())
-                    .map_err(|e| port_error("S3", "GetObject", &e))?
+                    .map_err(|e| self.aws.error("S3", "GetObject", &e))?
                     .into_bytes()
                     .to_vec()
             }
