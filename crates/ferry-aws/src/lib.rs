@@ -179,13 +179,28 @@ const UNREACHABLE: &[&str] = &[
     "failed to lookup address",
 ];
 
+/// An error and its sources, `: `-separated (their `Display`, not the SDK's `Debug` of
+/// the raw response).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !text.is_empty() && parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
+
 fn classify(
     service: &str,
     call: &str,
     e: &(dyn std::error::Error + 'static),
     context: Option<&Context>,
 ) -> PortError {
-    let text = format!("{}", DisplayErrorContext(e));
+    let text = chain(e);
     let lower = text.to_ascii_lowercase();
     let prefix = format!("AWS {service} {call} failed");
     let tries = |what: &str| match context {
@@ -242,6 +257,10 @@ mod tests {
                 PortErrorKind::Transient,
             ),
             ("Throttling: Rate exceeded", PortErrorKind::Transient),
+            (
+                "unhandled error (SlowDown): Please reduce your request rate.",
+                PortErrorKind::Transient,
+            ),
             (
                 "dispatch failure: io error: Connection refused (os error 111)",
                 PortErrorKind::Transient,

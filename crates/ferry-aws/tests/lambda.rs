@@ -12,6 +12,7 @@ use ferry_aws::s3::S3Deployer;
 use ferry_core::{Artifact, DeploymentStatus};
 use ferry_engine::ports::{DeployRequest, Deployer, Ledger};
 use ferry_testkit::ledger_suite::deployment;
+use ferry_synth::lambda_env;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -58,10 +59,11 @@ impl World {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_CONFIG_FILE", self.dir.path().join("none"))
             .env("AWS_SHARED_CREDENTIALS_FILE", self.dir.path().join("none"))
-            .env("FERRY_CONFIG", self.dir.path().join("ferry.yml"))
-            .env("FERRY_TABLE", "ferry-deployments")
-            .env("FERRY_DEPLOY_BUCKET", "site")
-            .env("FERRY_TOPIC_ARN", &self.topic)
+            .env(lambda_env::CONFIG, self.dir.path().join("ferry.yml"))
+            .env(lambda_env::TABLE, "ferry-deployments")
+            .env(lambda_env::DEPLOY_BUCKET, "site")
+            .env(lambda_env::ROLLBACKS_TOPIC, &self.topic)
+            .env(lambda_env::PIPELINE, "shop")
             .env("TMPDIR", self.dir.path())
             .output()
             .unwrap();
@@ -105,6 +107,7 @@ fn an_alarm_event_rolls_the_s3_deployment_back_and_publishes_to_sns() {
     ledger.create_table().unwrap();
     common::create_bucket(&aws, "site");
     common::create_bucket(&aws, "artifacts");
+    common::put(&aws, "artifacts", "v0.tar", b"release v0");
     common::put(&aws, "artifacts", "v1.tar", b"release v1");
     common::put(&aws, "artifacts", "v2.tar", b"release v2");
 
@@ -127,11 +130,12 @@ fn an_alarm_event_rolls_the_s3_deployment_back_and_publishes_to_sns() {
     )
     .unwrap();
 
-    // v1 then v2 deployed to S3 and recorded; v2 runs.
+    // v0, v1 then v2 deployed to S3 and recorded; v2 runs.
     let s3 = S3Deployer::new(&aws, "site", "production");
+    deploy(&s3, "v0", &site(dir.path(), "v0"));
     deploy(&s3, "v1", &site(dir.path(), "v1"));
     deploy(&s3, "v2", &site(dir.path(), "v2"));
-    for (start, v) in [(1_000, "v1"), (2_000, "v2")] {
+    for (start, v) in [(500, "v0"), (1_000, "v1"), (2_000, "v2")] {
         let mut d = deployment("production", start, v, DeploymentStatus::Succeeded);
         d.artifact_location = format!("s3://artifacts/{v}.tar");
         d.artifact_digest = common::sha256(format!("release {v}").as_bytes());
@@ -182,12 +186,23 @@ fn an_alarm_event_rolls_the_s3_deployment_back_and_publishes_to_sns() {
         "{note}"
     );
 
+    // The same event delivered again (EventBridge delivers at least once): the rollback
+    // begun since the alarm changed state handled it; v1, now current, stays.
+    let first = out["rollback"].clone();
+    let (code, out, err) = world.invoke("alarm");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["action"], "rollback", "{out}");
+    assert_eq!(out["rollback"], first, "the first rollback reported");
+    assert_eq!(s3.current_version().unwrap().as_deref(), Some("v1"));
+    assert!(ledger.rollback("production#1000").unwrap().is_none());
+
     // The composite alarm (triggered by shop-production-latency) is production's too;
-    // v1 has nothing earlier to go back to: nothing is redeployed.
+    // it changed state before that rollback began, which handled it: nothing is
+    // redeployed.
     let (code, out, err) = world.invoke("composite");
     assert_eq!(code, 0, "{err}");
     assert_eq!(out["action"], "rollback", "{out}");
-    assert_eq!(out["rollback"]["status"], "nothing_to_do", "{out}");
+    assert_eq!(out["rollback"], first, "{out}");
     assert_eq!(s3.current_version().unwrap().as_deref(), Some("v1"));
 }
 

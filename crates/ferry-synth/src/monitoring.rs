@@ -8,7 +8,7 @@ use ferry_config::{Environment, Pipeline};
 use serde_json::{Map, Value, json};
 
 use crate::pipeline::pascal;
-use crate::{Names, allow, arn, assume_role, core_stack_parameter, get_att, import, r#ref, sub};
+use crate::{Names, allow, lambda_env, arn, assume_role, core_stack_parameter, get_att, import, r#ref, sub};
 
 /// Where the rollback Lambda's zip (a `bootstrap` binary) is in the artifacts bucket
 /// (parameter `RollbackCodeKey`).
@@ -125,7 +125,8 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
                         allow(&["codepipeline:GetPipelineExecution", "codepipeline:GetPipelineState", "codepipeline:StopPipelineExecution"],
                             vec![arn("codepipeline", &names.pipeline())]),
                         allow(&["cloudwatch:DescribeAlarms"], alarm_arns),
-                        allow(&["s3:GetObject", "s3:GetObjectVersion"], vec![json!({ "Fn::Join": ["", [import("ArtifactsBucketArn"), "/*"]] })])
+                        allow(&["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"], vec![json!({ "Fn::Join": ["", [import("ArtifactsBucketArn"), "/*"]] })]),
+                        allow(&["s3:ListBucket"], vec![import("ArtifactsBucketArn")])
                     ] }
                 }]
             }
@@ -153,11 +154,13 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
                 "KmsKeyArn": import("KeyArn"),
                 "LoggingConfig": { "LogGroup": import("RollbackLogGroupName"), "LogFormat": "JSON" },
                 "Environment": { "Variables": {
-                    "FERRY_PIPELINE": names.pipeline(),
-                    "FERRY_DEPLOYMENTS_TABLE": import("DeploymentsTableName"),
-                    "FERRY_DEPLOYMENTS_TOPIC": r#ref("DeploymentsTopic"),
-                    "FERRY_ROLLBACKS_TOPIC": r#ref("RollbacksTopic"),
-                    "FERRY_METRICS_NAMESPACE": names.namespace()
+                    lambda_env::CONFIG: lambda_env::CONFIG_DEFAULT,
+                    lambda_env::PIPELINE: names.pipeline(),
+                    lambda_env::TABLE: import("DeploymentsTableName"),
+                    lambda_env::DEPLOY_BUCKET: import("ArtifactsBucketName"),
+                    lambda_env::DEPLOYMENTS_TOPIC: r#ref("DeploymentsTopic"),
+                    lambda_env::ROLLBACKS_TOPIC: r#ref("RollbacksTopic"),
+                    lambda_env::METRICS_NAMESPACE: names.namespace()
                 } }
             }
         }),
