@@ -44,7 +44,7 @@ pub struct LambdaConfig {
     pub table: String,
     pub bucket: String,
     pub topic_arn: Option<String>,
-    /// The pipeline's physical name the stack was synthesized for, when set.
+    /// The `pipeline:` name the stack was synthesized for, when set.
     pub pipeline: Option<String>,
     /// Scratch space (the Lambda's `/tmp`).
     pub work: PathBuf,
@@ -278,8 +278,7 @@ impl Handler {
                 ))
             })?;
         if let Some(want) = &cfg.pipeline {
-            let have = ferry_synth::Names::new(&pipeline.name, None).pipeline();
-            if &have != want {
+            if &pipeline.name != want {
                 return Err(PortError::unavailable(format!(
                     "{} is pipeline `{}`, but the stack was synthesized for `{want}` ({}): its alarm rules would not match this file's alarms; bundle the stack's own ferry.yml",
                     cfg.config.display(),

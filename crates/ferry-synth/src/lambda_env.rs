@@ -15,9 +15,9 @@ pub const TABLE: &str = "FERRY_DEPLOYMENTS_TABLE";
 pub const DEPLOY_BUCKET: &str = "FERRY_DEPLOY_BUCKET";
 /// The SNS topic the Lambda publishes every event of a rollback to. Optional.
 pub const ROLLBACKS_TOPIC: &str = "FERRY_ROLLBACKS_TOPIC";
-/// The pipeline's physical name, which its alarm name prefixes start with: the Lambda
-/// refuses a bundled `ferry.yml` of another pipeline, whose alarms the stack's rules
-/// would never route to it. Optional.
+/// The `pipeline:` name of the file the stack was synthesized from (its alarm name
+/// prefixes start with it): the Lambda refuses a bundled `ferry.yml` of another
+/// pipeline, whose alarms the stack's rules would not route to it. Optional.
 pub const PIPELINE: &str = "FERRY_PIPELINE";
 /// The deployments topic (set for the Lambda's logs; the Lambda publishes to
 /// [`ROLLBACKS_TOPIC`]).

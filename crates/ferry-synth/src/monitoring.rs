@@ -115,7 +115,7 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
                     "PolicyName": "RollbackPolicy",
                     "PolicyDocument": { "Version": "2012-10-17", "Statement": [
                         allow(&["logs:CreateLogStream", "logs:PutLogEvents"], vec![import("RollbackLogGroupArn")]),
-                        allow(&["dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"], vec![
+                        allow(&["dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem"], vec![
                             import("DeploymentsTableArn"),
                             json!({ "Fn::Join": ["", [import("DeploymentsTableArn"), "/index/EnvironmentStatusIndex"]] })
                         ]),
@@ -155,7 +155,7 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
                 "LoggingConfig": { "LogGroup": import("RollbackLogGroupName"), "LogFormat": "JSON" },
                 "Environment": { "Variables": {
                     lambda_env::CONFIG: lambda_env::CONFIG_DEFAULT,
-                    lambda_env::PIPELINE: names.pipeline(),
+                    lambda_env::PIPELINE: pipeline.name,
                     lambda_env::TABLE: import("DeploymentsTableName"),
                     lambda_env::DEPLOY_BUCKET: import("ArtifactsBucketName"),
                     lambda_env::DEPLOYMENTS_TOPIC: r#ref("DeploymentsTopic"),
