@@ -17,12 +17,12 @@
 //! be reached, a missing table) is an error, so Lambda's asynchronous invocation retries
 //! it (twice) and then sends it to the function's dead-letter queue.
 
+use crate::Aws;
 use crate::alarm_event::{Action, Route, route, routes};
 use crate::cloudwatch::CloudWatch;
 use crate::ledger::DynamoLedger;
 use crate::s3::S3Deployer;
 use crate::sns::SnsNotifier;
-use crate::Aws;
 use ferry_config::Pipeline;
 use ferry_core::alarm::{AlarmState, Datapoint};
 use ferry_core::notify::Attempt;
@@ -400,6 +400,8 @@ impl Handler {
             },
             settings,
         };
+        let holder = orchestrator.settings.holder.clone();
+        let began = clock.now();
         let rec = orchestrator.roll_back(
             &bad,
             &format!("alarm {alarm}: {reason}"),
@@ -407,6 +409,14 @@ impl Handler {
             None,
             None,
         )?;
+        // A rollback this invocation performed (not another's it found) is counted for
+        // the stack's rollback alarm (a metric filter on the Lambda's log group).
+        if rec.holder == holder && rec.started_at >= began && rec.level.is_some() {
+            eprintln!(
+                "{}",
+                serde_json::json!({"metric": lambda_env::ROLLBACK_METRIC, "value": 1, "environment": rec.environment})
+            );
+        }
         Ok(Outcome {
             action,
             rollback: Some(rec),

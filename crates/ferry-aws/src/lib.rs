@@ -143,7 +143,12 @@ impl Aws {
 
     /// [`port_error`] with what this configuration knows: the endpoint a call could not
     /// reach and how many attempts it was given.
-    pub fn error(&self, service: &str, call: &str, e: &(dyn std::error::Error + 'static)) -> PortError {
+    pub fn error(
+        &self,
+        service: &str,
+        call: &str,
+        e: &(dyn std::error::Error + 'static),
+    ) -> PortError {
         classify(service, call, e, Some(&self.context))
     }
 }

@@ -49,7 +49,9 @@ fn create_alarm(aws: &Aws, name: &str) {
             .period(60)
             .evaluation_periods(1)
             .threshold(5.0)
-            .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+            .comparison_operator(
+                aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold,
+            )
             .send(),
     )
     .unwrap();
@@ -115,7 +117,11 @@ fn dynamodb_throttled_twice_then_answers_and_throttled_every_time_gives_up_namin
     throttled.record_deployment(&d).unwrap();
     assert_eq!(proxy.seen(PUT_ITEM), 3, "{:?}", proxy.calls());
     assert_eq!(
-        ledger.current_deployment("production").unwrap().unwrap().version,
+        ledger
+            .current_deployment("production")
+            .unwrap()
+            .unwrap()
+            .version,
         "v1"
     );
 
@@ -123,13 +129,26 @@ fn dynamodb_throttled_twice_then_answers_and_throttled_every_time_gives_up_namin
     proxy.reset();
     proxy.fail_always(PUT_ITEM, Answer::DynamoThrottle);
     let e = throttled
-        .record_deployment(&deployment("production", 2_000, "v2", DeploymentStatus::Succeeded))
+        .record_deployment(&deployment(
+            "production",
+            2_000,
+            "v2",
+            DeploymentStatus::Succeeded,
+        ))
         .unwrap_err();
     assert_throttled(e.kind, &e.message, "DynamoDB PutItem", 3);
-    assert!(e.message.contains("ProvisionedThroughputExceeded"), "{}", e.message);
+    assert!(
+        e.message.contains("ProvisionedThroughputExceeded"),
+        "{}",
+        e.message
+    );
     assert_eq!(proxy.seen(PUT_ITEM), 3, "{:?}", proxy.calls());
     assert_eq!(
-        ledger.current_deployment("production").unwrap().unwrap().version,
+        ledger
+            .current_deployment("production")
+            .unwrap()
+            .unwrap()
+            .version,
         "v1",
         "nothing written"
     );
@@ -150,7 +169,10 @@ fn the_lease_write_is_retried_through_throttling() {
         holder: "a:1".into(),
         expires_at: Timestamp(60_000),
     };
-    assert_eq!(ledger.acquire_lease(&lease, Timestamp(1_000)).unwrap(), Ok(()));
+    assert_eq!(
+        ledger.acquire_lease(&lease, Timestamp(1_000)).unwrap(),
+        Ok(())
+    );
     assert_eq!(proxy.seen(PUT_ITEM), 3, "{:?}", proxy.calls());
     // The conditional write is decided once: another run still loses to it.
     let other = ferry_engine::ports::Lease {
@@ -270,12 +292,17 @@ fn an_endpoint_that_refuses_connections_is_named_after_the_attempts() {
         .unwrap_err();
     assert_eq!(e.kind, PortErrorKind::Transient, "{}", e.message);
     assert!(
-        e.message
-            .starts_with(&format!("AWS DynamoDB Query failed: cannot reach {endpoint}")),
+        e.message.starts_with(&format!(
+            "AWS DynamoDB Query failed: cannot reach {endpoint}"
+        )),
         "{}",
         e.message
     );
-    assert!(e.message.contains("gave up after 2 attempts"), "{}", e.message);
+    assert!(
+        e.message.contains("gave up after 2 attempts"),
+        "{}",
+        e.message
+    );
 
     let e = CloudWatch::new(&aws).alarms(&[], Some("x-")).unwrap_err();
     assert!(
@@ -312,7 +339,10 @@ fn connect_with(vars: &[(&str, &str)]) -> (i32, String) {
 
 #[test]
 fn a_missing_region_or_missing_credentials_say_what_to_set() {
-    let (code, err) = connect_with(&[("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")]);
+    let (code, err) = connect_with(&[
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no AWS region: set AWS_REGION"), "{err}");
 

@@ -14,8 +14,8 @@ use ferry_aws::ledger::DynamoLedger;
 use ferry_aws::s3::S3Deployer;
 use ferry_core::{Artifact, DeploymentStatus};
 use ferry_engine::ports::{DeployRequest, Deployer, Ledger, PortErrorKind};
-use ferry_testkit::ledger_suite::deployment;
 use ferry_synth::lambda_env;
+use ferry_testkit::ledger_suite::deployment;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -172,6 +172,7 @@ fn an_alarm_event_rolls_the_s3_deployment_back_and_publishes_to_sns() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out["action"], "rollback", "{out}");
     assert_eq!(out["rollback"]["status"], "succeeded", "{out}\n{err}");
+    assert_eq!(rollback_metric_lines(&err), 1, "{err}");
     assert_eq!(out["rollback"]["to_version"], "v1", "{out}");
     assert_eq!(s3.current_version().unwrap().as_deref(), Some("v1"));
     let v2 = ledger
@@ -203,6 +204,7 @@ fn an_alarm_event_rolls_the_s3_deployment_back_and_publishes_to_sns() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out["action"], "rollback", "{out}");
     assert_eq!(out["rollback"], first, "the first rollback reported");
+    assert_eq!(rollback_metric_lines(&err), 0, "not counted twice: {err}");
     assert_eq!(s3.current_version().unwrap().as_deref(), Some("v1"));
     assert!(ledger.rollback("production#1000").unwrap().is_none());
 
@@ -242,7 +244,12 @@ fn production_with_three_versions(aws: &ferry_aws::Aws, dir: &Path) -> (DynamoLe
     common::create_bucket(aws, "artifacts");
     let s3 = S3Deployer::new(aws, "site", "production");
     for (start, v) in [(500, "v0"), (1_000, "v1"), (2_000, "v2")] {
-        common::put(aws, "artifacts", &format!("{v}.tar"), format!("release {v}").as_bytes());
+        common::put(
+            aws,
+            "artifacts",
+            &format!("{v}.tar"),
+            format!("release {v}").as_bytes(),
+        );
         deploy(&s3, v, &site(dir, v));
         let mut d = deployment("production", start, v, DeploymentStatus::Succeeded);
         d.artifact_location = format!("s3://artifacts/{v}.tar");
@@ -277,6 +284,11 @@ fn two_lambdas_handling_the_same_alarm_at_once_roll_back_once() {
         assert_eq!(out["rollback"]["status"], "succeeded", "{out}\n{err}");
         assert_eq!(out["rollback"]["to_version"], "v1", "{out}");
     }
+    assert_eq!(
+        rollback_metric_lines(&a.2) + rollback_metric_lines(&b.2),
+        1,
+        "counted once"
+    );
     // The loser reports the winner's rollback: the same record, holder and start.
     assert_eq!(a.1["rollback"], b.1["rollback"]);
     // Exactly one rollback: the pointer written once, production on v1 (not v0), one
@@ -346,7 +358,8 @@ fn the_handler_succeeds_on_a_bad_shape_and_fails_on_a_good_event_it_cannot_handl
     let e = h.handle(&event("alarm")).unwrap_err();
     assert_eq!(e.kind, PortErrorKind::Transient, "{}", e.message);
     assert!(
-        e.message.starts_with("AWS DynamoDB Query failed: throttled"),
+        e.message
+            .starts_with("AWS DynamoDB Query failed: throttled"),
         "{}",
         e.message
     );
@@ -372,7 +385,8 @@ fn the_handler_succeeds_on_a_bad_shape_and_fails_on_a_good_event_it_cannot_handl
     let e = h.handle(&event("alarm")).unwrap_err();
     assert_eq!(e.kind, PortErrorKind::Transient, "{}", e.message);
     assert!(
-        e.message.contains(&format!("cannot reach http://127.0.0.1:{port}")),
+        e.message
+            .contains(&format!("cannot reach http://127.0.0.1:{port}")),
         "{}",
         e.message
     );
@@ -404,8 +418,18 @@ fn a_bundled_file_of_another_pipeline_is_refused() {
     let e = Handler::new(&moto.aws(), &cfg).err().unwrap();
     assert_eq!(e.kind, PortErrorKind::Unavailable);
     assert!(
-        e.message.contains("is pipeline `shop`, but the stack was synthesized for `billing`"),
+        e.message
+            .contains("is pipeline `shop`, but the stack was synthesized for `billing`"),
         "{}",
         e.message
     );
+}
+
+/// The `RollbackCount` metric lines a Lambda logged (the stack's metric filter matches
+/// `{ $.metric = "RollbackCount" }`).
+fn rollback_metric_lines(log: &str) -> usize {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["metric"] == lambda_env::ROLLBACK_METRIC && v["value"] == 1)
+        .count()
 }

@@ -24,7 +24,10 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 
 fn example(name: &str) -> Pipeline {
-    let path = format!("{}/../../examples/{name}/ferry.yml", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../examples/{name}/ferry.yml",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap();
     ferry_config::parse(&text, &path).unwrap()
 }
@@ -73,16 +76,26 @@ fn rules(pipeline: &Pipeline, env: Option<&str>, stack: &Value) -> Vec<(String, 
             .find(|e| env.is_none_or(|only| only == e.name) && p["Name"] == names.rule(&e.name))
             .unwrap_or_else(|| panic!("rule {id} is named after no environment"));
         let pattern = &p["EventPattern"];
-        assert_eq!(pattern["source"], serde_json::json!(["aws.cloudwatch"]), "{id}");
-        assert_eq!(pattern["detail-type"], serde_json::json!([DETAIL_TYPE]), "{id}");
-        assert_eq!(pattern["detail"]["state"]["value"], serde_json::json!(["ALARM"]));
+        assert_eq!(
+            pattern["source"],
+            serde_json::json!(["aws.cloudwatch"]),
+            "{id}"
+        );
+        assert_eq!(
+            pattern["detail-type"],
+            serde_json::json!([DETAIL_TYPE]),
+            "{id}"
+        );
+        assert_eq!(
+            pattern["detail"]["state"]["value"],
+            serde_json::json!(["ALARM"])
+        );
         // Its target is the Lambda, with a dead-letter queue for what EventBridge
         // cannot deliver.
         let target = &p["Targets"][0];
         assert_eq!(target["Arn"]["Fn::GetAtt"][0], "RollbackFunction", "{id}");
         assert_eq!(
-            target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0],
-            "RollbackDeadLetterQueue",
+            target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0], "RollbackDeadLetterQueue",
             "{id}"
         );
         out.push((owner.name.clone(), pattern["detail"]["alarmName"].clone()));
@@ -101,7 +114,10 @@ fn the_stack_sets_every_variable_the_lambda_reads() {
             let function = &stack["Resources"]["RollbackFunction"]["Properties"];
             let vars = function["Environment"]["Variables"].as_object().unwrap();
             for v in lambda_env::READ {
-                assert!(vars.contains_key(v), "{file} {env:?}: {v} is not set: {vars:?}");
+                assert!(
+                    vars.contains_key(v),
+                    "{file} {env:?}: {v} is not set: {vars:?}"
+                );
             }
             assert_eq!(vars[lambda_env::CONFIG], lambda_env::CONFIG_DEFAULT);
             assert_eq!(vars[lambda_env::PIPELINE], pipeline.name.as_str());
@@ -110,6 +126,21 @@ fn the_stack_sets_every_variable_the_lambda_reads() {
                 "${CoreStackName}-DeploymentsTableName"
             );
             assert_eq!(vars[lambda_env::ROLLBACKS_TOPIC]["Ref"], "RollbacksTopic");
+            // The rollbacks it counts in its log reach the metric the rollback alarm
+            // watches.
+            let filter = &stack["Resources"]["RollbackCountRollbackFilter"]["Properties"];
+            assert_eq!(
+                filter["FilterPattern"],
+                format!("{{ $.metric = \"{}\" }}", lambda_env::ROLLBACK_METRIC)
+            );
+            assert_eq!(
+                filter["LogGroupName"]["Fn::ImportValue"]["Fn::Sub"],
+                "${CoreStackName}-RollbackLogGroupName"
+            );
+            assert_eq!(
+                stack["Resources"]["RollbackAlarm"]["Properties"]["MetricName"],
+                lambda_env::ROLLBACK_METRIC
+            );
             // What the Lambda fails on goes to the dead-letter queue (after Lambda's
             // own retries of the asynchronous invocation).
             assert_eq!(
@@ -132,7 +163,11 @@ fn the_lambda_routes_each_rule_s_alarms_to_its_environment_and_no_others() {
             let found = rules(&pipeline, scope, &stack);
             assert_eq!(
                 found.len(),
-                if scope.is_some() { 1 } else { pipeline.environments.len() },
+                if scope.is_some() {
+                    1
+                } else {
+                    pipeline.environments.len()
+                },
                 "{file} {scope:?}"
             );
             for (env, pattern) in &found {
@@ -169,7 +204,10 @@ fn the_lambda_routes_each_rule_s_alarms_to_its_environment_and_no_others() {
                     "{file}: {name} matched"
                 );
                 assert!(
-                    matches!(route(&alarm_event(&name), &lambda_routes), Action::Nothing { .. }),
+                    matches!(
+                        route(&alarm_event(&name), &lambda_routes),
+                        Action::Nothing { .. }
+                    ),
                     "{file}: {name}"
                 );
             }
@@ -181,7 +219,11 @@ fn the_lambda_routes_each_rule_s_alarms_to_its_environment_and_no_others() {
 fn iam_action(call: &str) -> String {
     if let Some(op) = call.strip_prefix("DynamoDB_20120810.") {
         // A transaction needs the permissions of the writes in it (all `Put`s here).
-        let op = if op == "TransactWriteItems" { "PutItem" } else { op };
+        let op = if op == "TransactWriteItems" {
+            "PutItem"
+        } else {
+            op
+        };
         return format!("dynamodb:{op}");
     }
     match call {
@@ -277,7 +319,9 @@ rollback:
         },
     )
     .unwrap();
-    let out = handler.handle(&alarm_event("shop-production-errors")).unwrap();
+    let out = handler
+        .handle(&alarm_event("shop-production-errors"))
+        .unwrap();
     assert_eq!(
         out.rollback.as_ref().map(|r| r.to_version.clone()),
         Some(Some("v1".to_string())),
@@ -303,7 +347,15 @@ rollback:
         "the rollback Lambda's role lacks {missing:?} (calls: {:?})",
         proxy.calls()
     );
-    for must in ["dynamodb:Scan", "dynamodb:PutItem", "s3:PutObject", "sns:Publish"] {
-        assert!(needed.contains(must), "{must} was not exercised: {needed:?}");
+    for must in [
+        "dynamodb:Scan",
+        "dynamodb:PutItem",
+        "s3:PutObject",
+        "sns:Publish",
+    ] {
+        assert!(
+            needed.contains(must),
+            "{must} was not exercised: {needed:?}"
+        );
     }
 }

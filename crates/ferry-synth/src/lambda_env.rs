@@ -29,3 +29,8 @@ pub const METRICS_NAMESPACE: &str = "FERRY_METRICS_NAMESPACE";
 pub const READ: [&str; 5] = [CONFIG, TABLE, DEPLOY_BUCKET, ROLLBACKS_TOPIC, PIPELINE];
 /// The ones it cannot start without.
 pub const REQUIRED: [&str; 2] = [TABLE, DEPLOY_BUCKET];
+
+/// The custom metric (§9.2) the Lambda counts a rollback it performed in: one JSON log
+/// line `{"metric": "RollbackCount", "value": 1}`, which the monitoring stack's metric
+/// filter on the Lambda's log group turns into the metric its rollback alarm watches.
+pub const ROLLBACK_METRIC: &str = "RollbackCount";

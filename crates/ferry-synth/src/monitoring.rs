@@ -8,7 +8,9 @@ use ferry_config::{Environment, Pipeline};
 use serde_json::{Map, Value, json};
 
 use crate::pipeline::pascal;
-use crate::{Names, allow, lambda_env, arn, assume_role, core_stack_parameter, get_att, import, r#ref, sub};
+use crate::{
+    Names, allow, arn, assume_role, core_stack_parameter, get_att, import, lambda_env, r#ref, sub,
+};
 
 /// Where the rollback Lambda's zip (a `bootstrap` binary) is in the artifacts bucket
 /// (parameter `RollbackCodeKey`).
@@ -21,7 +23,7 @@ pub const METRICS: &[(&str, &str, bool, bool)] = &[
     // (name, unit, from builds, from the rollback Lambda)
     ("DeploymentCount", "Count", true, false),
     ("DeploymentDuration", "Milliseconds", true, false),
-    ("RollbackCount", "Count", true, true),
+    (lambda_env::ROLLBACK_METRIC, "Count", true, true),
     ("TestSuccessRate", "Percent", true, false),
 ];
 
@@ -267,7 +269,7 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
                 "AlarmName": names.alarm("rollbacks"),
                 "AlarmDescription": "More than 2 rollbacks in an hour (seed section 9.3)",
                 "Namespace": namespace,
-                "MetricName": "RollbackCount",
+                "MetricName": lambda_env::ROLLBACK_METRIC,
                 "Statistic": "Sum",
                 "Period": 3600,
                 "EvaluationPeriods": 1,

@@ -200,7 +200,9 @@ fn serve(client: TcpStream, upstream: SocketAddr, script: &Mutex<Script>) -> std
     if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
         body.resize(len, 0);
         reader.read_exact(&mut body)?;
-    } else if header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
+    } else if header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    {
         loop {
             let mut size_line = String::new();
             reader.read_line(&mut size_line)?;
@@ -309,10 +311,7 @@ fn call_of(method: &str, target: &str, amz_target: Option<String>, body: &[u8]) 
         return t;
     }
     let text = String::from_utf8_lossy(body);
-    if let Some(action) = text
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("Action="))
-    {
+    if let Some(action) = text.split('&').find_map(|kv| kv.strip_prefix("Action=")) {
         return format!("Action={action}");
     }
     let path = target.split('?').next().unwrap_or(target);
