@@ -277,15 +277,15 @@ impl Handler {
                     lines.join("; ")
                 ))
             })?;
-        if let Some(want) = &cfg.pipeline {
-            if &pipeline.name != want {
-                return Err(PortError::unavailable(format!(
-                    "{} is pipeline `{}`, but the stack was synthesized for `{want}` ({}): its alarm rules would not match this file's alarms; bundle the stack's own ferry.yml",
-                    cfg.config.display(),
-                    pipeline.name,
-                    lambda_env::PIPELINE
-                )));
-            }
+        if let Some(want) = &cfg.pipeline
+            && &pipeline.name != want
+        {
+            return Err(PortError::unavailable(format!(
+                "{} is pipeline `{}`, but the stack was synthesized for `{want}` ({}): its alarm rules would not match this file's alarms; bundle the stack's own ferry.yml",
+                cfg.config.display(),
+                pipeline.name,
+                lambda_env::PIPELINE
+            )));
         }
         Ok(Handler {
             routes: routes(&pipeline),
