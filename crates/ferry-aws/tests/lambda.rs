@@ -433,3 +433,36 @@ fn rollback_metric_lines(log: &str) -> usize {
         .filter(|v| v["metric"] == lambda_env::ROLLBACK_METRIC && v["value"] == 1)
         .count()
 }
+
+#[test]
+fn an_alarm_older_than_the_current_deployment_rolls_nothing_back() {
+    let moto = common::Moto::start();
+    let aws = moto.aws();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ferry.yml"), PIPELINE).unwrap();
+    let ledger = DynamoLedger::new(&aws, "ferry-deployments");
+    ledger.create_table().unwrap();
+    // v2 was deployed after the alarm changed state (2019-10-02T17:04:40.989Z).
+    for (start, v) in [(1_000, "v1"), (1_600_000_000_000, "v2")] {
+        ledger
+            .record_deployment(&deployment(
+                "production",
+                start,
+                v,
+                DeploymentStatus::Succeeded,
+            ))
+            .unwrap();
+    }
+    let out = handler(&aws, dir.path()).handle(&event("alarm")).unwrap();
+    match &out.action {
+        Action::Nothing { why, .. } => assert!(why.contains("before v2"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(out.rollback.is_none());
+    assert!(
+        ledger
+            .rollback("production#1600000000000")
+            .unwrap()
+            .is_none()
+    );
+}
