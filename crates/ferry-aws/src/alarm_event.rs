@@ -2,9 +2,11 @@
 //! `CloudWatch Alarm State Change` event of a metric or composite alarm, parsed with
 //! `aws_lambda_events` as `EventBridgeEvent<CloudWatchAlarmData>`.
 //!
-//! - `ALARM` of an alarm whose name starts with an environment's prefix (for a composite
-//!   alarm: its own name, else the name of an alarm that triggered it): roll that
-//!   environment back.
+//! - `ALARM` of an alarm of an environment — its name starts with the environment's
+//!   prefix or is one of the environment's alarms in `ferry.yml`, exactly as the
+//!   monitoring stack's EventBridge rule matches them ([`routes`]); for a composite alarm
+//!   its own name, else the name of an alarm that triggered it: roll that environment
+//!   back.
 //! - `OK` and `INSUFFICIENT_DATA`: nothing.
 //! - Anything else (another source or detail type, a body that does not parse): dropped
 //!   with its event id, and the Lambda returns success so EventBridge does not retry it
@@ -18,10 +20,63 @@ use serde_json::Value;
 /// The event's detail type.
 pub const DETAIL_TYPE: &str = "CloudWatch Alarm State Change";
 
-/// The alarm name prefix of an environment: `<pipeline>-<environment>-` (the names
-/// `ferry synth aws` gives the environment's alarms, which its EventBridge rule matches).
+/// The alarm name prefix of an environment: `<pipeline>-<environment>-`, spelled as
+/// `ferry synth aws` spells it in the environment's EventBridge rule
+/// (`ferry_synth::Names::alarm_prefix`: characters outside `[A-Za-z0-9-]` become `-`).
 pub fn alarm_prefix(pipeline: &str, environment: &str) -> String {
-    format!("{pipeline}-{environment}-")
+    ferry_synth::Names::new(pipeline, None).alarm_prefix(environment)
+}
+
+/// The alarms of one environment, as its EventBridge rule in the monitoring stack
+/// matches them: names starting with `prefix`, and the alarms of `ferry.yml` bound to
+/// the environment by their exact `names`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub environment: String,
+    pub prefix: String,
+    pub names: Vec<String>,
+}
+
+impl Route {
+    /// A route by prefix only.
+    pub fn prefix(environment: &str, prefix: &str) -> Route {
+        Route {
+            environment: environment.to_string(),
+            prefix: prefix.to_string(),
+            names: Vec::new(),
+        }
+    }
+}
+
+/// The routes of every environment of a pipeline: what its synthesized alarm rules send
+/// to the Lambda, environment by environment.
+pub fn routes(pipeline: &ferry_config::Pipeline) -> Vec<Route> {
+    pipeline
+        .environments
+        .iter()
+        .map(|e| Route {
+            environment: e.name.clone(),
+            prefix: alarm_prefix(&pipeline.name, &e.name),
+            names: pipeline
+                .alarms_for(&e.name)
+                .into_iter()
+                .map(|a| a.name.clone())
+                .collect(),
+        })
+        .collect()
+}
+
+/// The environment an alarm belongs to: the first route naming it exactly, else the
+/// route with the longest prefix it starts with.
+pub fn environment_of<'a>(alarm: &str, routes: &'a [Route]) -> Option<&'a str> {
+    if let Some(r) = routes.iter().find(|r| r.names.iter().any(|n| n == alarm)) {
+        return Some(&r.environment);
+    }
+    routes
+        .iter()
+        .filter(|r| !r.prefix.is_empty() && alarm.starts_with(r.prefix.as_str()))
+        .max_by_key(|r| r.prefix.len())
+        .map(|r| r.environment.as_str())
 }
 
 /// What to do with one event.
@@ -34,6 +89,8 @@ pub enum Action {
         alarm: String,
         reason: String,
         composite: bool,
+        /// When the alarm changed state (milliseconds since the epoch).
+        at_ms: i64,
     },
     /// A well-formed event that asks for nothing (OK, INSUFFICIENT_DATA, an alarm of no
     /// known environment).
@@ -42,9 +99,8 @@ pub enum Action {
     Drop { event_id: String, why: String },
 }
 
-/// Decides what one event asks for. `prefixes` are `(environment, alarm name prefix)`,
-/// tried in order (put longer prefixes first when one is a prefix of another).
-pub fn route(event: &Value, prefixes: &[(String, String)]) -> Action {
+/// Decides what one event asks for, with the environments' [`routes`].
+pub fn route(event: &Value, routes: &[Route]) -> Action {
     let event_id = event
         .get("id")
         .and_then(Value::as_str)
@@ -99,13 +155,14 @@ pub fn route(event: &Value, prefixes: &[(String, String)]) -> Action {
         names.extend(triggering_alarms(state.reason_data.as_ref()));
     }
     for name in &names {
-        if let Some((env, _)) = prefixes.iter().find(|(_, p)| name.starts_with(p.as_str())) {
+        if let Some(env) = environment_of(name, routes) {
             return Action::RollBack {
                 event_id,
-                environment: env.clone(),
+                environment: env.to_string(),
                 alarm: detail.alarm_name.clone(),
                 reason: state.reason.clone(),
                 composite,
+                at_ms: state.timestamp.timestamp_millis(),
             };
         }
     }
@@ -114,9 +171,9 @@ pub fn route(event: &Value, prefixes: &[(String, String)]) -> Action {
         why: format!(
             "alarm {} belongs to no environment (prefixes: {})",
             detail.alarm_name,
-            prefixes
+            routes
                 .iter()
-                .map(|(_, p)| p.as_str())
+                .map(|r| r.prefix.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

@@ -3,7 +3,7 @@
 //! seed §9.2). `aws-sdk-cloudwatch` is pinned to `=1.99.0`, the last release speaking
 //! the Query protocol (moto does not speak the newer RPC v2 CBOR one).
 
-use crate::{Aws, port_error};
+use crate::Aws;
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StateValue};
 use ferry_core::alarm::AlarmState;
@@ -69,7 +69,7 @@ impl CloudWatch {
                 let page = self
                     .aws
                     .block_on(req.send())
-                    .map_err(|e| port_error("CloudWatch", "DescribeAlarms", &e))?;
+                    .map_err(|e| self.aws.error("CloudWatch", "DescribeAlarms", &e))?;
                 for a in page.metric_alarms() {
                     out.push(AlarmStatus {
                         name: a.alarm_name().unwrap_or_default().to_string(),
@@ -129,7 +129,7 @@ impl CloudWatch {
             .metric_data(datum.build());
         self.aws
             .block_on(req.send())
-            .map_err(|e| port_error("CloudWatch", "PutMetricData", &e))?;
+            .map_err(|e| self.aws.error("CloudWatch", "PutMetricData", &e))?;
         Ok(())
     }
 }

@@ -3,25 +3,35 @@
 //! run on the AWS adapters — the [`DynamoLedger`], [`S3Deployer`]s, CloudWatch alarm
 //! states, SNS for every event the rollback records.
 //!
-//! Configuration (the Lambda's environment): `FERRY_CONFIG` (the `ferry.yml` bundled
-//! with the function, default `ferry.yml`), `FERRY_TABLE` (the deployments table),
-//! `FERRY_DEPLOY_BUCKET` (the bucket every environment deploys to, under its name),
-//! `FERRY_TOPIC_ARN` (optional: the SNS topic of rollback events).
+//! Configuration (the Lambda's environment, which the monitoring stack of
+//! `ferry synth aws` sets; the names are `ferry_synth::lambda_env`'s): `FERRY_CONFIG`
+//! (the `ferry.yml` bundled with the function, default `ferry.yml`),
+//! `FERRY_DEPLOYMENTS_TABLE` (the deployments table), `FERRY_DEPLOY_BUCKET` (the bucket
+//! every environment deploys to, under its name), `FERRY_ROLLBACKS_TOPIC` (optional: the
+//! SNS topic of rollback events), `FERRY_PIPELINE` (optional: the pipeline the stack was
+//! synthesized for; a bundled file of another pipeline is refused).
+//!
+//! Failures: an event of an unexpected shape is logged with its id and dropped (the
+//! handler succeeds, so neither EventBridge nor Lambda retries it); a failure while
+//! handling a good event (DynamoDB throttled past its attempts, an endpoint that cannot
+//! be reached, a missing table) is an error, so Lambda's asynchronous invocation retries
+//! it (twice) and then sends it to the function's dead-letter queue.
 
-use crate::alarm_event::{Action, alarm_prefix, route};
+use crate::Aws;
+use crate::alarm_event::{Action, Route, route, routes};
 use crate::cloudwatch::CloudWatch;
 use crate::ledger::DynamoLedger;
 use crate::s3::S3Deployer;
 use crate::sns::SnsNotifier;
-use crate::{Aws, port_error};
 use ferry_config::Pipeline;
 use ferry_core::alarm::{AlarmState, Datapoint};
 use ferry_core::notify::Attempt;
 use ferry_core::rollback::{RollbackRecord, Trigger};
-use ferry_core::{Artifact, Change, Commit, RunId, Timestamp};
+use ferry_core::{Artifact, Change, Commit, DeploymentStatus, RunId, Timestamp};
 use ferry_engine::driver::{Layout, Settings};
 use ferry_engine::ports::*;
 use ferry_engine::rollback::{Orchestrator, RollbackPorts};
+use ferry_synth::lambda_env;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -34,27 +44,33 @@ pub struct LambdaConfig {
     pub table: String,
     pub bucket: String,
     pub topic_arn: Option<String>,
+    /// The `pipeline:` name the stack was synthesized for, when set.
+    pub pipeline: Option<String>,
     /// Scratch space (the Lambda's `/tmp`).
     pub work: PathBuf,
 }
 
 impl LambdaConfig {
-    /// From `FERRY_CONFIG`, `FERRY_TABLE`, `FERRY_DEPLOY_BUCKET`, `FERRY_TOPIC_ARN`.
+    /// From the Lambda's environment (`ferry_synth::lambda_env`).
     pub fn from_env() -> PortResult<LambdaConfig> {
         let need = |k: &str| {
             std::env::var(k).map_err(|_| {
                 PortError::unavailable(format!(
-                    "{k} is not set: the rollback Lambda needs FERRY_TABLE (the deployments table) and FERRY_DEPLOY_BUCKET (the deployment bucket)"
+                    "{k} is not set: the rollback Lambda needs {} (the deployments table) and {} (the deployment bucket); the monitoring stack of `ferry synth aws` sets them",
+                    lambda_env::TABLE,
+                    lambda_env::DEPLOY_BUCKET
                 ))
             })
         };
+        let optional = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Ok(LambdaConfig {
             config: PathBuf::from(
-                std::env::var("FERRY_CONFIG").unwrap_or_else(|_| "ferry.yml".into()),
+                optional(lambda_env::CONFIG).unwrap_or_else(|| lambda_env::CONFIG_DEFAULT.into()),
             ),
-            table: need("FERRY_TABLE")?,
-            bucket: need("FERRY_DEPLOY_BUCKET")?,
-            topic_arn: std::env::var("FERRY_TOPIC_ARN").ok(),
+            table: need(lambda_env::TABLE)?,
+            bucket: need(lambda_env::DEPLOY_BUCKET)?,
+            topic_arn: optional(lambda_env::ROLLBACKS_TOPIC),
+            pipeline: optional(lambda_env::PIPELINE),
             work: std::env::temp_dir().join("ferry-lambda"),
         })
     }
@@ -99,6 +115,7 @@ pub struct Handler {
     notifier: Option<SnsNotifier>,
     work: PathBuf,
     cloudwatch: CloudWatch,
+    routes: Vec<Route>,
 }
 
 /// The wall clock.
@@ -158,10 +175,10 @@ impl ArtifactStore for ArtifactDigests<'_> {
                 let out = self
                     .aws
                     .block_on(client.get_object().bucket(bucket).key(key).send())
-                    .map_err(|e| port_error("S3", "GetObject", &e))?;
+                    .map_err(|e| self.aws.error("S3", "GetObject", &e))?;
                 self.aws
                     .block_on(out.body.collect())
-                    .map_err(|e| port_error("S3", "GetObject", &e))?
+                    .map_err(|e| self.aws.error("S3", "GetObject", &e))?
                     .into_bytes()
                     .to_vec()
             }
@@ -246,8 +263,9 @@ impl Handler {
     pub fn new(aws: &Aws, cfg: &LambdaConfig) -> PortResult<Handler> {
         let text = std::fs::read_to_string(&cfg.config).map_err(|e| {
             PortError::unavailable(format!(
-                "cannot read the pipeline file {} (FERRY_CONFIG): {e}",
-                cfg.config.display()
+                "cannot read the pipeline file {} ({}): {e}",
+                cfg.config.display(),
+                lambda_env::CONFIG
             ))
         })?;
         let pipeline =
@@ -259,7 +277,18 @@ impl Handler {
                     lines.join("; ")
                 ))
             })?;
+        if let Some(want) = &cfg.pipeline
+            && &pipeline.name != want
+        {
+            return Err(PortError::unavailable(format!(
+                "{} is pipeline `{}`, but the stack was synthesized for `{want}` ({}): its alarm rules would not match this file's alarms; bundle the stack's own ferry.yml",
+                cfg.config.display(),
+                pipeline.name,
+                lambda_env::PIPELINE
+            )));
+        }
         Ok(Handler {
+            routes: routes(&pipeline),
             aws: aws.clone(),
             pipeline,
             ledger: DynamoLedger::new(aws, &cfg.table),
@@ -273,30 +302,19 @@ impl Handler {
         })
     }
 
-    /// `(environment, alarm name prefix)` of every environment, longest prefix first.
-    fn prefixes(&self) -> Vec<(String, String)> {
-        let mut p: Vec<(String, String)> = self
-            .pipeline
-            .environments
-            .iter()
-            .map(|e| (e.name.clone(), alarm_prefix(&self.pipeline.name, &e.name)))
-            .collect();
-        p.sort_by_key(|(_, prefix)| std::cmp::Reverse(prefix.len()));
-        p
-    }
-
     /// Handles one event. An event of an unexpected shape is logged with its id and
     /// dropped (`Ok`); a failure while handling a good event is an error, so the
     /// Lambda's retries and then its dead-letter queue receive the event.
     pub fn handle(&self, event: &Value) -> PortResult<Outcome> {
-        let action = route(event, &self.prefixes());
-        let (environment, alarm, reason) = match &action {
+        let action = route(event, &self.routes);
+        let (environment, alarm, reason, at_ms) = match &action {
             Action::RollBack {
                 environment,
                 alarm,
                 reason,
+                at_ms,
                 ..
-            } => (environment.clone(), alarm.clone(), reason.clone()),
+            } => (environment.clone(), alarm.clone(), reason.clone(), *at_ms),
             Action::Drop { event_id, why } => {
                 eprintln!(
                     "{}",
@@ -314,6 +332,17 @@ impl Handler {
                 });
             }
         };
+        // The same event again (EventBridge delivers at least once; Lambda retries an
+        // invocation that failed late) or another process's copy of it that lost the
+        // race: a rollback begun since the alarm changed state has handled it. Its
+        // deployment is no longer current, so without this the restored one would be
+        // rolled back too.
+        if let Some(rec) = self.handled_by(&environment, at_ms)? {
+            return Ok(Outcome {
+                action,
+                rollback: Some(rec),
+            });
+        }
         let Some(bad) = self.ledger.current_deployment(&environment)? else {
             return Ok(Outcome {
                 action: Action::Nothing {
@@ -323,6 +352,18 @@ impl Handler {
                 rollback: None,
             });
         };
+        if bad.start_time > at_ms {
+            return Ok(Outcome {
+                action: Action::Nothing {
+                    event_id: event_id(&action),
+                    why: format!(
+                        "alarm {alarm} changed state before {} of {environment} was deployed: it is not about it",
+                        bad.version
+                    ),
+                },
+                rollback: None,
+            });
+        }
         let clock = SystemClock;
         let artifacts = ArtifactDigests { aws: &self.aws };
         let probe = CloudWatchProbe {
@@ -359,6 +400,8 @@ impl Handler {
             },
             settings,
         };
+        let holder = orchestrator.settings.holder.clone();
+        let began = clock.now();
         let rec = orchestrator.roll_back(
             &bad,
             &format!("alarm {alarm}: {reason}"),
@@ -366,10 +409,36 @@ impl Handler {
             None,
             None,
         )?;
+        // A rollback this invocation performed (not another's it found) is counted for
+        // the stack's rollback alarm (a metric filter on the Lambda's log group).
+        if rec.holder == holder && rec.started_at >= began && rec.level.is_some() {
+            eprintln!(
+                "{}",
+                serde_json::json!({"metric": lambda_env::ROLLBACK_METRIC, "value": 1, "environment": rec.environment})
+            );
+        }
         Ok(Outcome {
             action,
             rollback: Some(rec),
         })
+    }
+}
+
+impl Handler {
+    /// The rollback of one of `environment`'s recent deployments that began at or after
+    /// `at_ms`, if any.
+    fn handled_by(&self, environment: &str, at_ms: i64) -> PortResult<Option<RollbackRecord>> {
+        for d in self.ledger.deployments(Some(environment), 20)? {
+            if d.status != DeploymentStatus::RolledBack {
+                continue;
+            }
+            if let Some(rec) = self.ledger.rollback(&d.deployment_id)?
+                && rec.started_at.0 >= at_ms
+            {
+                return Ok(Some(rec));
+            }
+        }
+        Ok(None)
     }
 }
 

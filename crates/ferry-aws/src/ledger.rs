@@ -9,7 +9,7 @@
 //! race reads the winner's item (a consistent read) and returns it, so a second caller
 //! never deploys a second time (seed Property 2).
 
-use crate::{Aws, port_error};
+use crate::Aws;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
@@ -169,7 +169,7 @@ impl DynamoLedger {
         }
         self.aws
             .block_on(req.send())
-            .map_err(|e| port_error("DynamoDB", call, &e))?;
+            .map_err(|e| self.aws.error("DynamoDB", call, &e))?;
         Ok(())
     }
 
@@ -214,7 +214,7 @@ impl DynamoLedger {
             .global_secondary_indexes(gsi);
         self.aws
             .block_on(call.send())
-            .map_err(|e| port_error("DynamoDB", "CreateTable", &e))?;
+            .map_err(|e| self.aws.error("DynamoDB", "CreateTable", &e))?;
         Ok(())
     }
 
@@ -226,7 +226,7 @@ impl DynamoLedger {
             .set_item(Some(item));
         self.aws
             .block_on(req.send())
-            .map_err(|e| port_error("DynamoDB", call, &e))?;
+            .map_err(|e| self.aws.error("DynamoDB", call, &e))?;
         Ok(())
     }
 
@@ -241,7 +241,7 @@ impl DynamoLedger {
         let out = self
             .aws
             .block_on(req.send())
-            .map_err(|e| port_error("DynamoDB", "GetItem", &e))?;
+            .map_err(|e| self.aws.error("DynamoDB", "GetItem", &e))?;
         Ok(out.item)
     }
 
@@ -273,7 +273,7 @@ impl DynamoLedger {
             {
                 Ok(false)
             }
-            Err(e) => Err(port_error("DynamoDB", "PutItem", &e)),
+            Err(e) => Err(self.aws.error("DynamoDB", "PutItem", &e)),
         }
     }
 
@@ -304,7 +304,7 @@ impl DynamoLedger {
             let page = self
                 .aws
                 .block_on(req.send())
-                .map_err(|e| port_error("DynamoDB", "Query", &e))?;
+                .map_err(|e| self.aws.error("DynamoDB", "Query", &e))?;
             for item in page.items() {
                 out.push(deployment_of(item)?);
             }
@@ -330,7 +330,7 @@ impl DynamoLedger {
             let page = self
                 .aws
                 .block_on(req.send())
-                .map_err(|e| port_error("DynamoDB", "Scan", &e))?;
+                .map_err(|e| self.aws.error("DynamoDB", "Scan", &e))?;
             for item in page.items() {
                 out.push(deployment_of(item)?);
             }
@@ -519,7 +519,7 @@ impl Ledger for DynamoLedger {
             {
                 Ok(())
             }
-            Err(e) => Err(port_error("DynamoDB", "DeleteItem", &e)),
+            Err(e) => Err(self.aws.error("DynamoDB", "DeleteItem", &e)),
         }
     }
 

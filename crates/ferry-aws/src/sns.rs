@@ -3,7 +3,7 @@
 //! `event` (the kind: `deployment_succeeded`, `rollback_initiated`, …), `environment`,
 //! `run` and `ferryEventId` (so a receiver drops a duplicate).
 
-use crate::{Aws, port_error};
+use crate::Aws;
 use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 use ferry_core::Event;
@@ -104,7 +104,7 @@ impl Notifier for SnsNotifier {
                 out.message_id().unwrap_or("(no id)")
             )),
             Err(e) => {
-                let err = port_error("SNS", "Publish", &e);
+                let err = self.aws.error("SNS", "Publish", &e);
                 match err.kind {
                     PortErrorKind::Transient => Attempt::Transient(err.message),
                     _ => Attempt::Permanent(err.message),

@@ -4,7 +4,7 @@
 #![cfg(feature = "aws")]
 #![allow(clippy::unwrap_used)]
 
-use ferry_aws::alarm_event::{Action, alarm_prefix, route};
+use ferry_aws::alarm_event::{Action, Route, alarm_prefix, route};
 use serde_json::Value;
 
 fn event(name: &str) -> Value {
@@ -12,10 +12,10 @@ fn event(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn prefixes() -> Vec<(String, String)> {
+fn prefixes() -> Vec<Route> {
     ["production", "staging"]
         .iter()
-        .map(|e| (e.to_string(), alarm_prefix("shop", e)))
+        .map(|e| Route::prefix(e, &alarm_prefix("shop", e)))
         .collect()
 }
 
@@ -28,12 +28,15 @@ fn a_metric_alarm_in_alarm_rolls_its_environment_back() {
             alarm,
             reason,
             composite,
+            at_ms,
         } => {
             assert_eq!(event_id, "c4c1c1c9-6542-e61b-6ef0-8c4d36933a92");
             assert_eq!(environment, "production");
             assert_eq!(alarm, "shop-production-errors");
             assert!(reason.starts_with("Threshold Crossed"), "{reason}");
             assert!(!composite);
+            // 2019-10-02T17:04:40.989Z, the state change's time.
+            assert_eq!(at_ms, 1_570_035_880_989);
         }
         other => panic!("{other:?}"),
     }
@@ -68,7 +71,7 @@ fn a_composite_alarm_finds_its_environment_through_the_alarm_that_triggered_it()
 
 #[test]
 fn an_alarm_of_no_environment_does_nothing() {
-    let only_staging = vec![("staging".to_string(), alarm_prefix("shop", "staging"))];
+    let only_staging = vec![Route::prefix("staging", &alarm_prefix("shop", "staging"))];
     assert!(matches!(
         route(&event("alarm"), &only_staging),
         Action::Nothing { .. }
@@ -94,4 +97,36 @@ fn an_unexpected_event_is_dropped_with_its_id() {
             "{bad}"
         );
     }
+}
+
+#[test]
+fn an_alarm_of_the_file_is_routed_by_its_exact_name_and_longer_prefixes_win() {
+    let routes = vec![
+        Route::prefix("prod", &alarm_prefix("shop", "prod")),
+        Route {
+            environment: "prod-eu".into(),
+            prefix: alarm_prefix("shop", "prod-eu"),
+            names: vec!["eu-health".into()],
+        },
+    ];
+    let mut e = event("alarm");
+    for (name, env) in [
+        ("shop-prod-eu-errors", Some("prod-eu")),
+        ("shop-prod-errors", Some("prod")),
+        ("eu-health", Some("prod-eu")),
+        ("eu-health-2", None),
+    ] {
+        e["detail"]["alarmName"] = name.into();
+        match (route(&e, &routes), env) {
+            (Action::RollBack { environment, .. }, Some(want)) => assert_eq!(environment, want),
+            (Action::Nothing { .. }, None) => {}
+            (other, _) => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_prefix_is_spelled_as_the_synthesized_rule_spells_it() {
+    assert_eq!(alarm_prefix("shop.api", "prod_eu"), "shop-api-prod-eu-");
+    assert_eq!(alarm_prefix("shop", "production"), "shop-production-");
 }

@@ -7,10 +7,14 @@
 
 mod common;
 
+use common::proxy::{Answer, Proxy};
+use ferry_aws::alarm_event::Action;
+use ferry_aws::lambda::{Handler, LambdaConfig};
 use ferry_aws::ledger::DynamoLedger;
 use ferry_aws::s3::S3Deployer;
 use ferry_core::{Artifact, DeploymentStatus};
-use ferry_engine::ports::{DeployRequest, Deployer, Ledger};
+use ferry_engine::ports::{DeployRequest, Deployer, Ledger, PortErrorKind};
+use ferry_synth::lambda_env;
 use ferry_testkit::ledger_suite::deployment;
 use serde_json::Value;
 use std::path::Path;
@@ -39,7 +43,9 @@ rollback:
 "#;
 
 struct World {
-    moto: common::Moto,
+    _moto: common::Moto,
+    /// Where the Lambda reaches AWS: moto, or a proxy in front of it.
+    endpoint: String,
     dir: tempfile::TempDir,
     topic: String,
 }
@@ -51,17 +57,18 @@ impl World {
             .args(["invoke", &path])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("AWS_ENDPOINT_URL", &self.moto.endpoint)
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_CONFIG_FILE", self.dir.path().join("none"))
             .env("AWS_SHARED_CREDENTIALS_FILE", self.dir.path().join("none"))
-            .env("FERRY_CONFIG", self.dir.path().join("ferry.yml"))
-            .env("FERRY_TABLE", "ferry-deployments")
-            .env("FERRY_DEPLOY_BUCKET", "site")
-            .env("FERRY_TOPIC_ARN", &self.topic)
+            .env(lambda_env::CONFIG, self.dir.path().join("ferry.yml"))
+            .env(lambda_env::TABLE, "ferry-deployments")
+            .env(lambda_env::DEPLOY_BUCKET, "site")
+            .env(lambda_env::ROLLBACKS_TOPIC, &self.topic)
+            .env(lambda_env::PIPELINE, "shop")
             .env("TMPDIR", self.dir.path())
             .output()
             .unwrap();
@@ -105,6 +112,7 @@ fn an_alarm_event_rolls_the_s3_deployment_back_and_publishes_to_sns() {
     ledger.create_table().unwrap();
     common::create_bucket(&aws, "site");
     common::create_bucket(&aws, "artifacts");
+    common::put(&aws, "artifacts", "v0.tar", b"release v0");
     common::put(&aws, "artifacts", "v1.tar", b"release v1");
     common::put(&aws, "artifacts", "v2.tar", b"release v2");
 
@@ -127,17 +135,23 @@ fn an_alarm_event_rolls_the_s3_deployment_back_and_publishes_to_sns() {
     )
     .unwrap();
 
-    // v1 then v2 deployed to S3 and recorded; v2 runs.
+    // v0, v1 then v2 deployed to S3 and recorded; v2 runs.
     let s3 = S3Deployer::new(&aws, "site", "production");
+    deploy(&s3, "v0", &site(dir.path(), "v0"));
     deploy(&s3, "v1", &site(dir.path(), "v1"));
     deploy(&s3, "v2", &site(dir.path(), "v2"));
-    for (start, v) in [(1_000, "v1"), (2_000, "v2")] {
+    for (start, v) in [(500, "v0"), (1_000, "v1"), (2_000, "v2")] {
         let mut d = deployment("production", start, v, DeploymentStatus::Succeeded);
         d.artifact_location = format!("s3://artifacts/{v}.tar");
         d.artifact_digest = common::sha256(format!("release {v}").as_bytes());
         ledger.record_deployment(&d).unwrap();
     }
-    let world = World { moto, dir, topic };
+    let world = World {
+        endpoint: moto.endpoint.clone(),
+        _moto: moto,
+        dir,
+        topic,
+    };
 
     // OK and INSUFFICIENT_DATA: nothing happens.
     for event in ["ok", "insufficient_data"] {
@@ -158,6 +172,7 @@ fn an_alarm_event_rolls_the_s3_deployment_back_and_publishes_to_sns() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out["action"], "rollback", "{out}");
     assert_eq!(out["rollback"]["status"], "succeeded", "{out}\n{err}");
+    assert_eq!(rollback_metric_lines(&err), 1, "{err}");
     assert_eq!(out["rollback"]["to_version"], "v1", "{out}");
     assert_eq!(s3.current_version().unwrap().as_deref(), Some("v1"));
     let v2 = ledger
@@ -182,12 +197,24 @@ fn an_alarm_event_rolls_the_s3_deployment_back_and_publishes_to_sns() {
         "{note}"
     );
 
+    // The same event delivered again (EventBridge delivers at least once): the rollback
+    // begun since the alarm changed state handled it; v1, now current, stays.
+    let first = out["rollback"].clone();
+    let (code, out, err) = world.invoke("alarm");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["action"], "rollback", "{out}");
+    assert_eq!(out["rollback"], first, "the first rollback reported");
+    assert_eq!(rollback_metric_lines(&err), 0, "not counted twice: {err}");
+    assert_eq!(s3.current_version().unwrap().as_deref(), Some("v1"));
+    assert!(ledger.rollback("production#1000").unwrap().is_none());
+
     // The composite alarm (triggered by shop-production-latency) is production's too;
-    // v1 has nothing earlier to go back to: nothing is redeployed.
+    // it changed state before that rollback began, which handled it: nothing is
+    // redeployed.
     let (code, out, err) = world.invoke("composite");
     assert_eq!(code, 0, "{err}");
     assert_eq!(out["action"], "rollback", "{out}");
-    assert_eq!(out["rollback"]["status"], "nothing_to_do", "{out}");
+    assert_eq!(out["rollback"], first, "{out}");
     assert_eq!(s3.current_version().unwrap().as_deref(), Some("v1"));
 }
 
@@ -198,11 +225,244 @@ fn a_handling_failure_is_an_error_so_the_dead_letter_queue_gets_the_event() {
     std::fs::write(dir.path().join("ferry.yml"), PIPELINE).unwrap();
     // No table: the ALARM cannot be handled.
     let world = World {
-        moto,
+        endpoint: moto.endpoint.clone(),
+        _moto: moto,
         dir,
         topic: String::new(),
     };
     let (code, _, err) = world.invoke("alarm");
     assert_eq!(code, 1);
     assert!(err.contains("AWS DynamoDB Query failed"), "{err}");
+}
+
+/// Production runs v2 after v0 and v1, all on S3 and recorded in the table.
+fn production_with_three_versions(aws: &ferry_aws::Aws, dir: &Path) -> (DynamoLedger, S3Deployer) {
+    std::fs::write(dir.join("ferry.yml"), PIPELINE).unwrap();
+    let ledger = DynamoLedger::new(aws, "ferry-deployments");
+    ledger.create_table().unwrap();
+    common::create_bucket(aws, "site");
+    common::create_bucket(aws, "artifacts");
+    let s3 = S3Deployer::new(aws, "site", "production");
+    for (start, v) in [(500, "v0"), (1_000, "v1"), (2_000, "v2")] {
+        common::put(
+            aws,
+            "artifacts",
+            &format!("{v}.tar"),
+            format!("release {v}").as_bytes(),
+        );
+        deploy(&s3, v, &site(dir, v));
+        let mut d = deployment("production", start, v, DeploymentStatus::Succeeded);
+        d.artifact_location = format!("s3://artifacts/{v}.tar");
+        d.artifact_digest = common::sha256(format!("release {v}").as_bytes());
+        ledger.record_deployment(&d).unwrap();
+    }
+    (ledger, s3)
+}
+
+#[test]
+fn two_lambdas_handling_the_same_alarm_at_once_roll_back_once() {
+    let moto = common::Moto::start();
+    let aws = moto.aws();
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, s3) = production_with_three_versions(&aws, dir.path());
+    // The two processes reach moto through the proxy, which counts their S3 writes.
+    let proxy = Proxy::start(&moto.endpoint);
+    let world = World {
+        endpoint: proxy.endpoint.clone(),
+        _moto: moto,
+        dir,
+        topic: String::new(),
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| world.invoke("alarm"));
+        let b = s.spawn(|| world.invoke("alarm"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for (code, out, err) in [&a, &b] {
+        assert_eq!(*code, 0, "{err}");
+        assert_eq!(out["action"], "rollback", "{out}\n{err}");
+        assert_eq!(out["rollback"]["status"], "succeeded", "{out}\n{err}");
+        assert_eq!(out["rollback"]["to_version"], "v1", "{out}");
+    }
+    assert_eq!(
+        rollback_metric_lines(&a.2) + rollback_metric_lines(&b.2),
+        1,
+        "counted once"
+    );
+    // The loser reports the winner's rollback: the same record, holder and start.
+    assert_eq!(a.1["rollback"], b.1["rollback"]);
+    // Exactly one rollback: the pointer written once, production on v1 (not v0), one
+    // record, for v2's deployment only.
+    assert_eq!(
+        proxy.seen("PUT /site/production/current"),
+        1,
+        "{:?}",
+        proxy.calls()
+    );
+    assert_eq!(s3.current_version().unwrap().as_deref(), Some("v1"));
+    assert!(ledger.rollback("production#2000").unwrap().is_some());
+    assert!(ledger.rollback("production#1000").unwrap().is_none());
+    let statuses: Vec<(String, DeploymentStatus)> = ledger
+        .deployments(Some("production"), 10)
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.version, d.status))
+        .collect();
+    assert!(
+        statuses.contains(&("v2".into(), DeploymentStatus::RolledBack))
+            && statuses.contains(&("v1".into(), DeploymentStatus::Succeeded)),
+        "{statuses:?}"
+    );
+}
+
+fn event(name: &str) -> Value {
+    let path = format!("{}/tests/events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn handler(aws: &ferry_aws::Aws, dir: &Path) -> Handler {
+    let cfg = LambdaConfig {
+        config: dir.join("ferry.yml"),
+        table: "ferry-deployments".into(),
+        bucket: "site".into(),
+        topic_arn: None,
+        pipeline: Some("shop".into()),
+        work: dir.join("work"),
+    };
+    Handler::new(aws, &cfg).unwrap()
+}
+
+#[test]
+fn the_handler_succeeds_on_a_bad_shape_and_fails_on_a_good_event_it_cannot_handle() {
+    let moto = common::Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, s3) = production_with_three_versions(&moto.aws(), dir.path());
+    let proxy = Proxy::start(&moto.endpoint);
+    let aws = ferry_aws::Aws::connect(&proxy.settings(2)).unwrap();
+    let h = handler(&aws, dir.path());
+
+    // An unexpected shape: dropped with its id, and success (no retry, no DLQ) — even
+    // while DynamoDB throttles everything, since nothing of it is read.
+    proxy.fail_always("DynamoDB_20120810.", Answer::DynamoThrottle);
+    let out = h.handle(&event("unexpected")).unwrap();
+    assert!(
+        matches!(&out.action, Action::Drop { event_id, .. } if event_id == "odd-1"),
+        "{:?}",
+        out.action
+    );
+    assert!(out.rollback.is_none());
+    assert_eq!(proxy.seen("DynamoDB_20120810."), 0);
+
+    // A good ALARM while DynamoDB throttles past the attempts: an error naming the call,
+    // so Lambda retries the invocation and then hands the event to the DLQ.
+    let e = h.handle(&event("alarm")).unwrap_err();
+    assert_eq!(e.kind, PortErrorKind::Transient, "{}", e.message);
+    assert!(
+        e.message
+            .starts_with("AWS DynamoDB Query failed: throttled"),
+        "{}",
+        e.message
+    );
+    assert_eq!(proxy.seen("DynamoDB_20120810.Query"), 2);
+    assert_eq!(s3.current_version().unwrap().as_deref(), Some("v2"));
+
+    // DynamoDB unreachable: an error too, naming the endpoint.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let closed = ferry_aws::Aws::connect(&ferry_aws::Settings {
+        endpoint: Some(format!("http://127.0.0.1:{port}")),
+        ..proxy.settings(2)
+    })
+    .unwrap();
+    let h = handler(&closed, dir.path());
+    assert!(matches!(
+        h.handle(&event("unexpected")).unwrap().action,
+        Action::Drop { .. }
+    ));
+    let e = h.handle(&event("alarm")).unwrap_err();
+    assert_eq!(e.kind, PortErrorKind::Transient, "{}", e.message);
+    assert!(
+        e.message
+            .contains(&format!("cannot reach http://127.0.0.1:{port}")),
+        "{}",
+        e.message
+    );
+
+    // Once DynamoDB answers again, the retried event rolls production back.
+    proxy.reset();
+    let h = handler(&aws, dir.path());
+    let out = h.handle(&event("alarm")).unwrap();
+    assert_eq!(
+        out.rollback.map(|r| r.to_version),
+        Some(Some("v1".to_string()))
+    );
+    assert_eq!(s3.current_version().unwrap().as_deref(), Some("v1"));
+}
+
+#[test]
+fn a_bundled_file_of_another_pipeline_is_refused() {
+    let moto = common::Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ferry.yml"), PIPELINE).unwrap();
+    let cfg = LambdaConfig {
+        config: dir.path().join("ferry.yml"),
+        table: "t".into(),
+        bucket: "b".into(),
+        topic_arn: None,
+        pipeline: Some("billing".into()),
+        work: dir.path().join("work"),
+    };
+    let e = Handler::new(&moto.aws(), &cfg).err().unwrap();
+    assert_eq!(e.kind, PortErrorKind::Unavailable);
+    assert!(
+        e.message
+            .contains("is pipeline `shop`, but the stack was synthesized for `billing`"),
+        "{}",
+        e.message
+    );
+}
+
+/// The `RollbackCount` metric lines a Lambda logged (the stack's metric filter matches
+/// `{ $.metric = "RollbackCount" }`).
+fn rollback_metric_lines(log: &str) -> usize {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["metric"] == lambda_env::ROLLBACK_METRIC && v["value"] == 1)
+        .count()
+}
+
+#[test]
+fn an_alarm_older_than_the_current_deployment_rolls_nothing_back() {
+    let moto = common::Moto::start();
+    let aws = moto.aws();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ferry.yml"), PIPELINE).unwrap();
+    let ledger = DynamoLedger::new(&aws, "ferry-deployments");
+    ledger.create_table().unwrap();
+    // v2 was deployed after the alarm changed state (2019-10-02T17:04:40.989Z).
+    for (start, v) in [(1_000, "v1"), (1_600_000_000_000, "v2")] {
+        ledger
+            .record_deployment(&deployment(
+                "production",
+                start,
+                v,
+                DeploymentStatus::Succeeded,
+            ))
+            .unwrap();
+    }
+    let out = handler(&aws, dir.path()).handle(&event("alarm")).unwrap();
+    match &out.action {
+        Action::Nothing { why, .. } => assert!(why.contains("before v2"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(out.rollback.is_none());
+    assert!(
+        ledger
+            .rollback("production#1600000000000")
+            .unwrap()
+            .is_none()
+    );
 }

@@ -103,7 +103,7 @@ fn invoke(
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("FERRY_CONFIG", dir.join("ferry.yml"))
-        .env("FERRY_TABLE", table)
+        .env("FERRY_DEPLOYMENTS_TABLE", table)
         .env("FERRY_DEPLOY_BUCKET", "site")
         .env("TMPDIR", dir)
         .output()

@@ -21,6 +21,7 @@ mod names;
 mod pipeline;
 
 pub mod check;
+pub mod lambda_env;
 
 use std::collections::BTreeMap;
 use std::fmt;

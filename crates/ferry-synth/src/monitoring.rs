@@ -8,7 +8,9 @@ use ferry_config::{Environment, Pipeline};
 use serde_json::{Map, Value, json};
 
 use crate::pipeline::pascal;
-use crate::{Names, allow, arn, assume_role, core_stack_parameter, get_att, import, r#ref, sub};
+use crate::{
+    Names, allow, arn, assume_role, core_stack_parameter, get_att, import, lambda_env, r#ref, sub,
+};
 
 /// Where the rollback Lambda's zip (a `bootstrap` binary) is in the artifacts bucket
 /// (parameter `RollbackCodeKey`).
@@ -21,7 +23,7 @@ pub const METRICS: &[(&str, &str, bool, bool)] = &[
     // (name, unit, from builds, from the rollback Lambda)
     ("DeploymentCount", "Count", true, false),
     ("DeploymentDuration", "Milliseconds", true, false),
-    ("RollbackCount", "Count", true, true),
+    (lambda_env::ROLLBACK_METRIC, "Count", true, true),
     ("TestSuccessRate", "Percent", true, false),
 ];
 
@@ -115,7 +117,7 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
                     "PolicyName": "RollbackPolicy",
                     "PolicyDocument": { "Version": "2012-10-17", "Statement": [
                         allow(&["logs:CreateLogStream", "logs:PutLogEvents"], vec![import("RollbackLogGroupArn")]),
-                        allow(&["dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"], vec![
+                        allow(&["dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem"], vec![
                             import("DeploymentsTableArn"),
                             json!({ "Fn::Join": ["", [import("DeploymentsTableArn"), "/index/EnvironmentStatusIndex"]] })
                         ]),
@@ -125,7 +127,8 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
                         allow(&["codepipeline:GetPipelineExecution", "codepipeline:GetPipelineState", "codepipeline:StopPipelineExecution"],
                             vec![arn("codepipeline", &names.pipeline())]),
                         allow(&["cloudwatch:DescribeAlarms"], alarm_arns),
-                        allow(&["s3:GetObject", "s3:GetObjectVersion"], vec![json!({ "Fn::Join": ["", [import("ArtifactsBucketArn"), "/*"]] })])
+                        allow(&["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"], vec![json!({ "Fn::Join": ["", [import("ArtifactsBucketArn"), "/*"]] })]),
+                        allow(&["s3:ListBucket"], vec![import("ArtifactsBucketArn")])
                     ] }
                 }]
             }
@@ -153,11 +156,13 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
                 "KmsKeyArn": import("KeyArn"),
                 "LoggingConfig": { "LogGroup": import("RollbackLogGroupName"), "LogFormat": "JSON" },
                 "Environment": { "Variables": {
-                    "FERRY_PIPELINE": names.pipeline(),
-                    "FERRY_DEPLOYMENTS_TABLE": import("DeploymentsTableName"),
-                    "FERRY_DEPLOYMENTS_TOPIC": r#ref("DeploymentsTopic"),
-                    "FERRY_ROLLBACKS_TOPIC": r#ref("RollbacksTopic"),
-                    "FERRY_METRICS_NAMESPACE": names.namespace()
+                    lambda_env::CONFIG: lambda_env::CONFIG_DEFAULT,
+                    lambda_env::PIPELINE: pipeline.name,
+                    lambda_env::TABLE: import("DeploymentsTableName"),
+                    lambda_env::DEPLOY_BUCKET: import("ArtifactsBucketName"),
+                    lambda_env::DEPLOYMENTS_TOPIC: r#ref("DeploymentsTopic"),
+                    lambda_env::ROLLBACKS_TOPIC: r#ref("RollbacksTopic"),
+                    lambda_env::METRICS_NAMESPACE: names.namespace()
                 } }
             }
         }),
@@ -264,7 +269,7 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
                 "AlarmName": names.alarm("rollbacks"),
                 "AlarmDescription": "More than 2 rollbacks in an hour (seed section 9.3)",
                 "Namespace": namespace,
-                "MetricName": "RollbackCount",
+                "MetricName": lambda_env::ROLLBACK_METRIC,
                 "Statistic": "Sum",
                 "Period": 3600,
                 "EvaluationPeriods": 1,

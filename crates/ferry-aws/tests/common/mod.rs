@@ -1,6 +1,8 @@
 //! moto's server for the tests: started on a free loopback port, killed on drop.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod proxy;
+
 use ferry_aws::{Aws, Settings};
 use std::net::TcpListener;
 use std::path::PathBuf;
