@@ -61,6 +61,36 @@ impl SnsNotifier {
     }
 }
 
+/// Creates a topic and returns its ARN (tests and a first try against an empty account;
+/// in production the monitoring stack of `ferry synth aws` creates the topics).
+pub fn create_topic(aws: &Aws, name: &str) -> ferry_engine::ports::PortResult<String> {
+    let client = Client::new(aws.config());
+    let out = aws
+        .block_on(client.create_topic().name(name).send())
+        .map_err(|e| aws.error("SNS", "CreateTopic", &e))?;
+    Ok(out.topic_arn().unwrap_or_default().to_string())
+}
+
+/// Subscribes `endpoint` (`protocol`: `http`, `https`, `email`, `sqs`, …) to a topic.
+pub fn subscribe(
+    aws: &Aws,
+    topic_arn: &str,
+    protocol: &str,
+    endpoint: &str,
+) -> ferry_engine::ports::PortResult<()> {
+    let client = Client::new(aws.config());
+    aws.block_on(
+        client
+            .subscribe()
+            .topic_arn(topic_arn)
+            .protocol(protocol)
+            .endpoint(endpoint)
+            .send(),
+    )
+    .map_err(|e| aws.error("SNS", "Subscribe", &e))?;
+    Ok(())
+}
+
 impl Notifier for SnsNotifier {
     fn id(&self) -> &str {
         &self.id

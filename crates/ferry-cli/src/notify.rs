@@ -38,20 +38,28 @@ pub fn dispatcher(project: &Project, pipeline: &Pipeline) -> CliResult<Option<Ar
     if pipeline.notifications.is_empty() {
         return Ok(None);
     }
-    dispatcher_over(project, pipeline, Arc::new(project.open_store()?))
+    dispatcher_over(
+        project,
+        pipeline,
+        Arc::new(project.open_store()?),
+        Vec::new(),
+    )
 }
 
-/// [`dispatcher`] over a given store (`ferry step`: the stage's own record).
+/// [`dispatcher`] over a given store (`ferry step`: the stage's own record), with
+/// `extra` channels besides the file's (`ferry step`: the stack's SNS topics).
 fn dispatcher_over(
     project: &Project,
     pipeline: &Pipeline,
     store: Arc<dyn Store>,
+    extra: Vec<Arc<dyn ferry_engine::ports::Notifier>>,
 ) -> CliResult<Option<Arc<Dispatcher>>> {
-    if pipeline.notifications.is_empty() {
+    if pipeline.notifications.is_empty() && extra.is_empty() {
         return Ok(None);
     }
     let options = ferry_notify::Options::new(&pipeline.name, repository(project, pipeline));
-    let channels = ferry_notify::channels(pipeline, &options);
+    let mut channels = ferry_notify::channels(pipeline, &options);
+    channels.extend(extra);
     let d = Dispatcher::new(store, Arc::new(SystemClock), channels);
     // The channels' cursors exist before the command records anything: a channel new
     // to this store starts here, and gets every event from now on.
@@ -78,12 +86,17 @@ pub fn start(project: &Project, pipeline: &Pipeline) -> Option<Running> {
 
 /// [`start`] over the SQLite file at `db` (`ferry step`: a stage's record, where its
 /// events and outbox are).
-pub fn start_over(project: &Project, pipeline: &Pipeline, db: &std::path::Path) -> Option<Running> {
+pub fn start_over(
+    project: &Project,
+    pipeline: &Pipeline,
+    db: &std::path::Path,
+    extra: Vec<Arc<dyn ferry_engine::ports::Notifier>>,
+) -> Option<Running> {
     let opened = ferry_store::SqliteStore::open(db)
         .map_err(crate::error::CliError::from)
         .and_then(|s| {
             s.set_redactor(crate::log::redactor());
-            dispatcher_over(project, pipeline, Arc::new(s))
+            dispatcher_over(project, pipeline, Arc::new(s), extra)
         });
     match opened {
         Ok(d) => d.map(|d| d.spawn(EVERY)),

@@ -249,6 +249,53 @@ impl Shared {
         }
     }
 
+    /// The stack's SNS topics as notification channels (`FERRY_DEPLOYMENTS_TOPIC`:
+    /// the seed's notification events; `FERRY_ROLLBACKS_TOPIC`: rollbacks and
+    /// incidents), when ferry records into DynamoDB.
+    fn topics(&self) -> CliResult<Vec<std::sync::Arc<dyn ferry_engine::ports::Notifier>>> {
+        match self {
+            Shared::Local(_) => Ok(Vec::new()),
+            #[cfg(feature = "aws")]
+            Shared::Dynamo(_) => {
+                let mut out: Vec<std::sync::Arc<dyn ferry_engine::ports::Notifier>> = Vec::new();
+                let topic = |var: &str| std::env::var(var).ok().filter(|t| !t.trim().is_empty());
+                let wanted = [
+                    (
+                        "FERRY_DEPLOYMENTS_TOPIC",
+                        "sns-deployments",
+                        ferry_config::DEFAULT_NOTIFY_EVENTS.to_vec(),
+                    ),
+                    (
+                        "FERRY_ROLLBACKS_TOPIC",
+                        "sns-rollbacks",
+                        vec![
+                            "rollback_initiated",
+                            "rollback_succeeded",
+                            "rollback_failed",
+                            "incident_opened",
+                        ],
+                    ),
+                ];
+                let mut aws = None;
+                for (var, id, kinds) in wanted {
+                    let Some(arn) = topic(var) else { continue };
+                    if aws.is_none() {
+                        aws = Some(ferry_aws::Aws::connect(&ferry_aws::Settings::default())?);
+                    }
+                    if let Some(a) = &aws {
+                        out.push(std::sync::Arc::new(ferry_aws::sns::SnsNotifier::new(
+                            a,
+                            id,
+                            arn.trim(),
+                            kinds.iter().map(|k| (*k).to_string()).collect(),
+                        )));
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
     /// Records the pipeline file where a rollback (the Lambda's too) finds it.
     fn put_config(&self, digest: &str, text: &str) -> PortResult<()> {
         match self {
@@ -474,7 +521,12 @@ pub fn command(project: &Project, spec: &str, as_json: bool) -> CliResult<i32> {
         pipeline.name,
         commit.short()
     ));
-    let notifier = crate::notify::start_over(project, &pipeline, &dir.join(format!("{stage}.db")));
+    let notifier = crate::notify::start_over(
+        project,
+        &pipeline,
+        &dir.join(format!("{stage}.db")),
+        shared.topics()?,
+    );
     let view = engine.drive(run);
     crate::notify::finish(notifier);
     progress.finish();

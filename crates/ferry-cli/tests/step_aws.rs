@@ -93,9 +93,18 @@ rollback:
     )
 }
 
-fn step(dir: &Path, moto: &Moto, spec: &str, run_id: &str, sha: Option<&str>) -> Output {
+fn step(
+    dir: &Path,
+    moto: &Moto,
+    topics: &[(String, std::sync::mpsc::Receiver<serde_json::Value>)],
+    spec: &str,
+    run_id: &str,
+    sha: Option<&str>,
+) -> Output {
     let mut c = ferry_cmd(dir, &["step", spec]);
     c.env("FERRY_RUN_ID", run_id)
+        .env("FERRY_DEPLOYMENTS_TOPIC", &topics[0].0)
+        .env("FERRY_ROLLBACKS_TOPIC", &topics[1].0)
         .env("FERRY_DEPLOYMENTS_TABLE", TABLE)
         .env("AWS_ENDPOINT_URL", &moto.endpoint)
         .env("AWS_REGION", "us-east-1")
@@ -129,6 +138,43 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// Accepts HTTP POSTs on loopback; each JSON body that is an SNS `Notification` goes
+/// down the channel.
+fn http_subscriber() -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/sns", listener.local_addr().expect("addr"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let Ok(read) = stream.try_clone() else { break };
+            let mut reader = BufReader::new(read);
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+                && v["Type"] == "Notification"
+                && tx.send(v).is_err()
+            {
+                break;
+            }
+        }
+    });
+    (url, rx)
+}
+
 #[test]
 fn steps_record_into_dynamodb_and_a_failing_test_rolls_back_there() {
     let moto = moto();
@@ -141,6 +187,14 @@ fn steps_record_into_dynamodb_and_a_failing_test_rolls_back_there() {
     .expect("aws");
     let ledger = DynamoLedger::new(&aws, TABLE);
     ledger.create_table().expect("table");
+    // The stack's topics, each with an HTTP subscriber on loopback.
+    let mut topics = Vec::new();
+    for name in ["step-deployments", "step-rollbacks"] {
+        let arn = ferry_aws::sns::create_topic(&aws, name).expect("topic");
+        let (url, rx) = http_subscriber();
+        ferry_aws::sns::subscribe(&aws, &arn, "http", &url).expect("subscribe");
+        topics.push((arn, rx));
+    }
 
     let repo = Repo::new();
     let shared = tempfile::tempdir().expect("shared");
@@ -164,14 +218,14 @@ fn steps_record_into_dynamodb_and_a_failing_test_rolls_back_there() {
         let sha = repo.commit(&format!("run {n}"));
         std::fs::remove_dir_all(repo.join(".ferry/step")).ok();
         for spec in ["build/unit", "build/@artifact"] {
-            let out = step(repo.path(), &moto, spec, &n.to_string(), None);
+            let out = step(repo.path(), &moto, &topics, spec, &n.to_string(), None);
             assert_code(&out, 0, spec);
         }
         let ws = shared.path().join(format!("ws-{n}"));
         copy_tree(repo.path(), &ws);
-        let out = step(&ws, &moto, "test/@deploy", "0", Some(&sha));
+        let out = step(&ws, &moto, &topics, "test/@deploy", "0", Some(&sha));
         assert_code(&out, 0, "test/@deploy");
-        let out = step(&ws, &moto, "test/integration", "0", Some(&sha));
+        let out = step(&ws, &moto, &topics, "test/integration", "0", Some(&sha));
         assert_code(&out, if broken { 1 } else { 0 }, "test/integration");
         shas.push(sha);
     }
@@ -229,4 +283,37 @@ fn steps_record_into_dynamodb_and_a_failing_test_rolls_back_there() {
     );
     probe.expires_at = ferry_core::Timestamp(0);
     ledger.release_lease("test", probe.run).expect("release");
+
+    // Every step published its events to the stack's topics (seed §3.6), with the
+    // event kind in the message (and as a message attribute subscribers filter on).
+    let kinds = |rx: &std::sync::mpsc::Receiver<serde_json::Value>| -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(v) = rx.recv_timeout(Duration::from_secs(2)) {
+            let body: serde_json::Value =
+                serde_json::from_str(v["Message"].as_str().unwrap_or("{}")).unwrap_or_default();
+            out.push(body["event"].as_str().unwrap_or("?").to_string());
+        }
+        out
+    };
+    let deployments = kinds(&topics[0].1);
+    for k in [
+        "deployment_started",
+        "deployment_succeeded",
+        "rollback_initiated",
+        "rollback_succeeded",
+    ] {
+        assert!(
+            deployments.iter().any(|d| d == k),
+            "{k} not published: {deployments:?}"
+        );
+    }
+    let rollbacks = kinds(&topics[1].1);
+    assert!(
+        rollbacks.iter().any(|d| d == "rollback_succeeded"),
+        "{rollbacks:?}"
+    );
+    assert!(
+        !rollbacks.iter().any(|d| d.starts_with("deployment")),
+        "{rollbacks:?}"
+    );
 }
