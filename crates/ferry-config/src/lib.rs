@@ -19,7 +19,8 @@ mod yaml;
 pub use diagnostic::Diagnostic;
 pub use duration::{format_duration, parse_duration};
 pub use model::{
-    Alarm, AlarmSource, Allow, Approval, AuditSource, Build, CommandDeploy, Comparison,
+    Alarm, AlarmSource, Allow, Approval, AuditSource, Build, CLOUDFORMATION_CAPABILITIES,
+    CloudFormationDeploy, CommandDeploy, Comparison, S3Deploy,
     DEFAULT_NOTIFY_EVENTS, DEFAULT_SYNTH_TIMEOUT, Deploy, EVENT_KINDS, Environment,
     EnvironmentInfrastructure, ExecutionMode, Gates, HOTFIX_APPROVALS, Hotfix, Infrastructure,
     InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports,

@@ -34,7 +34,10 @@ pub use release::{ReleaseDeployer, STOP_GRACE};
 
 /// The local [`DeployerFactory`](ferry_engine::ports::DeployerFactory): `release`
 /// sections become [`ReleaseDeployer`]s (roots relative to the project folder),
-/// `command` sections [`CommandDeployer`]s (versions recorded under `state/envs`).
+/// `command` sections [`CommandDeployer`]s (versions recorded under `state/envs`);
+/// `s3` and `cloudformation` sections are a permanent error ([`needs_aws`]): the AWS
+/// deployers live in `ferry-aws`, which the `ferry` binary wires in with its `aws`
+/// feature.
 pub struct LocalDeployers {
     pub project: std::path::PathBuf,
     pub state: std::path::PathBuf,
@@ -54,8 +57,21 @@ impl ferry_engine::ports::DeployerFactory for LocalDeployers {
                 &self.project,
                 &self.state.join("envs"),
             )),
+            other => return Err(needs_aws(environment, other)),
         })
     }
+}
+
+/// The error for a deploy kind that needs ferry's AWS runtime (`s3`, `cloudformation`)
+/// in a ferry built without it: permanent, naming the environment, the kind and the fix.
+pub fn needs_aws(
+    environment: &str,
+    deploy: &ferry_config::Deploy,
+) -> ferry_engine::ports::PortError {
+    ferry_engine::ports::PortError::permanent(format!(
+        "environment {environment} deploys with `{}:`, which needs ferry built with AWS support: cargo install --path crates/ferry-cli --features aws (or cargo build --features ferry-cli/aws)",
+        deploy.kind()
+    ))
 }
 
 /// Tells whether a `host:pid@start` holder on this machine is still running: `/proc/<pid>`
