@@ -148,7 +148,12 @@ impl CloudFormationDeployer {
         format!("{}/stacks/current", self.environment)
     }
 
-    fn stack_error(&self, service: &str, call: &str, e: &(dyn std::error::Error + 'static)) -> PortError {
+    fn stack_error(
+        &self,
+        service: &str,
+        call: &str,
+        e: &(dyn std::error::Error + 'static),
+    ) -> PortError {
         let inner = port_error(service, call, e);
         PortError::new(
             inner.kind,
@@ -363,7 +368,12 @@ impl CloudFormationDeployer {
 
     /// Waits for the change set to be created. `false`: it changes nothing (then it is
     /// deleted).
-    fn wait_for_change_set(&self, name: &str, deadline: Instant, log: &mut Log) -> PortResult<bool> {
+    fn wait_for_change_set(
+        &self,
+        name: &str,
+        deadline: Instant,
+        log: &mut Log,
+    ) -> PortResult<bool> {
         let stack = &self.spec.stack;
         loop {
             let req = self
@@ -390,9 +400,9 @@ impl CloudFormationDeployer {
                             .delete_change_set()
                             .stack_name(stack)
                             .change_set_name(name);
-                        self.aws
-                            .block_on(req.send())
-                            .map_err(|e| self.stack_error("CloudFormation", "DeleteChangeSet", &e))?;
+                        self.aws.block_on(req.send()).map_err(|e| {
+                            self.stack_error("CloudFormation", "DeleteChangeSet", &e)
+                        })?;
                         return Ok(false);
                     }
                     return Err(PortError::permanent(format!(
@@ -484,10 +494,7 @@ impl Deployer for CloudFormationDeployer {
             ))
         })?;
         let body = String::from_utf8(bytes).map_err(|_| {
-            PortError::permanent(format!(
-                "s3://{}/{key} is not UTF-8 text",
-                self.spec.bucket
-            ))
+            PortError::permanent(format!("s3://{}/{key} is not UTF-8 text", self.spec.bucket))
         })?;
         Log::open(&req.log).line(&format!(
             "putting back the template of {} from s3://{}/{key}",

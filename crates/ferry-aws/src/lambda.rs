@@ -218,9 +218,9 @@ impl DeployerFactory for AwsDeployers<'_> {
             ferry_config::Deploy::CloudFormation(c) => {
                 Box::new(CloudFormationDeployer::new(self.aws, environment, c))
             }
-            ferry_config::Deploy::Release(_) | ferry_config::Deploy::Command(_) => Box::new(
-                S3Deployer::new(self.aws, self.bucket, environment),
-            ),
+            ferry_config::Deploy::Release(_) | ferry_config::Deploy::Command(_) => {
+                Box::new(S3Deployer::new(self.aws, self.bucket, environment))
+            }
         })
     }
 }

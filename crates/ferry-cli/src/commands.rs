@@ -6,7 +6,7 @@ use crate::error::{CliError, CliResult};
 use crate::output::{json, line, table, when};
 use crate::progress::Progress;
 use ferry_api::exit;
-use ferry_config::{Deploy, Pipeline};
+use ferry_config::Pipeline;
 use ferry_core::approval::{self, Decision};
 use ferry_core::run::RunView;
 use ferry_core::{DeploymentStatus, RunId, RunStatus, StageStatus, short_sha, time::human};

@@ -156,7 +156,8 @@ impl Project {
 
 /// The `ferry` binary's [`DeployerFactory`]: `release` and `command` are the local
 /// runtime's ([`ferry_local::LocalDeployers`]); `s3` and `cloudformation` are
-/// `ferry-aws`'s `S3Deployer` and `CloudFormationDeployer` when the binary is built with
+/// `ferry-aws`'s `S3Deployer` (given the artifact's files, unpacked from its tar) and
+/// `CloudFormationDeployer` when the binary is built with
 /// the `aws` feature (AWS settings from the standard environment: `AWS_REGION`,
 /// `AWS_ENDPOINT_URL`, credentials, profiles), and otherwise a permanent error saying
 /// how to build ferry with AWS support (nothing is deployed).
@@ -195,11 +196,15 @@ impl DeployerFactory for Deployers {
         #[cfg(feature = "aws")]
         match deploy {
             ferry_config::Deploy::S3(s) => {
-                return Ok(Box::new(ferry_aws::s3::S3Deployer::new(
-                    self.aws()?,
-                    &s.bucket,
-                    &s.prefix_for(environment),
-                )));
+                // The local artifact is one tar file: S3 gets its files.
+                return Ok(Box::new(ferry_local::UnpackedArtifact {
+                    inner: ferry_aws::s3::S3Deployer::new(
+                        self.aws()?,
+                        &s.bucket,
+                        &s.prefix_for(environment),
+                    ),
+                    scratch: self.local.state.join("tmp"),
+                }));
             }
             ferry_config::Deploy::CloudFormation(c) => {
                 return Ok(Box::new(

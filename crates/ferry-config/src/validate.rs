@@ -12,10 +12,10 @@ use crate::diagnostic::Diagnostic;
 use crate::duration::{format_duration, parse_reason};
 use crate::model::{
     Alarm, AlarmSource, Allow, Approval, AuditSource, Build, CLOUDFORMATION_CAPABILITIES,
-    CloudFormationDeploy, CommandDeploy, Comparison, Deploy, S3Deploy,
-    Environment, EnvironmentInfrastructure, ExecutionMode, HOTFIX_APPROVALS, Hotfix,
-    Infrastructure, InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy,
-    Reports, Rollback, RollbackValidate, Security, Server, Source, Step, Suite,
+    CloudFormationDeploy, CommandDeploy, Comparison, Deploy, Environment,
+    EnvironmentInfrastructure, ExecutionMode, HOTFIX_APPROVALS, Hotfix, Infrastructure,
+    InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports,
+    Rollback, RollbackValidate, S3Deploy, Security, Server, Source, Step, Suite,
 };
 use crate::model::{DEFAULT_NOTIFY_EVENTS, EVENT_KINDS, SmtpTls, smtp_endpoint};
 use crate::yaml::{Kind, Node, Pos, Value, ellipsize};
@@ -319,10 +319,15 @@ fn bucket_name_problem(name: &str) -> Option<&'static str> {
     if parts.len() == 4 && parts.iter().all(|p| p.parse::<u8>().is_ok()) {
         return Some("it may not look like an IP address");
     }
-    if name.starts_with("xn--") || name.starts_with("sthree-") || name.starts_with("amzn-s3-demo-") {
+    if name.starts_with("xn--") || name.starts_with("sthree-") || name.starts_with("amzn-s3-demo-")
+    {
         return Some("the prefixes `xn--`, `sthree-` and `amzn-s3-demo-` are reserved");
     }
-    if name.ends_with("-s3alias") || name.ends_with("--ol-s3") || name.ends_with(".mrap") || name.ends_with("--x-s3") {
+    if name.ends_with("-s3alias")
+        || name.ends_with("--ol-s3")
+        || name.ends_with(".mrap")
+        || name.ends_with("--x-s3")
+    {
         return Some("the suffixes `-s3alias`, `--ol-s3`, `.mrap` and `--x-s3` are reserved");
     }
     None
@@ -1914,7 +1919,10 @@ impl Checker<'_> {
                     );
                     return None;
                 }
-                if trimmed.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+                if trimmed
+                    .split('/')
+                    .any(|part| part.is_empty() || part == "." || part == "..")
+                {
                     self.report(
                         pos,
                         format!(
@@ -1986,7 +1994,12 @@ impl Checker<'_> {
                 "template: cdk.out/shop-api.template.json",
             )
         } else {
-            self.missing(&m, "template", &loc, "template: cdk.out/shop-api.template.json");
+            self.missing(
+                &m,
+                "template",
+                &loc,
+                "template: cdk.out/shop-api.template.json",
+            );
             None
         };
         let bucket = self.bucket(&m, &loc, "bucket: shop-api-templates");
@@ -2032,7 +2045,10 @@ impl Checker<'_> {
             let Some(name) = k.scalar_text() else {
                 self.report(
                     k.pos,
-                    format!("a parameter name in {what} must be a word, found {}", k.describe()),
+                    format!(
+                        "a parameter name in {what} must be a word, found {}",
+                        k.describe()
+                    ),
                     "write `Name: value` lines, like `InstanceType: t3.small`",
                 );
                 ok = false;
@@ -2048,7 +2064,10 @@ impl Checker<'_> {
                 continue;
             }
             first_lines.insert(name.to_string(), k.pos.line);
-            if name.is_empty() || name.len() > 255 || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
+            if name.is_empty()
+                || name.len() > 255
+                || !name.chars().all(|c| c.is_ascii_alphanumeric())
+            {
                 self.report(
                     k.pos,
                     format!("invalid parameter name `{}` in {what}", ellipsize(name)),
@@ -2068,7 +2087,9 @@ impl Checker<'_> {
                             "the value of `{name}` in {what} must be a text value, found {}",
                             v.describe()
                         ),
-                        format!("write it like `{name}: value` (a list parameter is one text: `a,b,c`)"),
+                        format!(
+                            "write it like `{name}: value` (a list parameter is one text: `a,b,c`)"
+                        ),
                     );
                     ok = false;
                 }
@@ -2082,7 +2103,9 @@ impl Checker<'_> {
         let Some(e) = m.get("capabilities") else {
             return Some(Vec::new());
         };
-        let had_list = matches!(e.value.kind, Kind::Seq(_)) || e.value.is_null() || e.value.scalar_text().is_some();
+        let had_list = matches!(e.value.kind, Kind::Seq(_))
+            || e.value.is_null()
+            || e.value.scalar_text().is_some();
         let items = self.texts(e, loc, "capabilities: [CAPABILITY_IAM]", true);
         let mut ok = had_list;
         let mut out: Vec<String> = Vec::new();

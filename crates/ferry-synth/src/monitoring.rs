@@ -8,7 +8,10 @@ use ferry_config::{Environment, Pipeline};
 use serde_json::{Map, Value, json};
 
 use crate::pipeline::pascal;
-use crate::{Names, allow, arn, assume_role, core_stack_parameter, get_att, import, r#ref, sub};
+use crate::{
+    Names, allow, arn, assume_role, core_stack_parameter, deploy_target_statements, get_att,
+    import, r#ref, sub,
+};
 
 /// Where the rollback Lambda's zip (a `bootstrap` binary) is in the artifacts bucket
 /// (parameter `RollbackCodeKey`).
@@ -104,6 +107,51 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
             alarm_arns.push(arn("cloudwatch", &format!("alarm:{}", a.name)));
         }
     }
+    let mut rollback_statements: Vec<Value> = vec![
+        allow(
+            &["logs:CreateLogStream", "logs:PutLogEvents"],
+            vec![import("RollbackLogGroupArn")],
+        ),
+        allow(
+            &[
+                "dynamodb:ConditionCheckItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:Query",
+                "dynamodb:UpdateItem",
+            ],
+            vec![
+                import("DeploymentsTableArn"),
+                json!({ "Fn::Join": ["", [import("DeploymentsTableArn"), "/index/EnvironmentStatusIndex"]] }),
+            ],
+        ),
+        allow(
+            &["sns:Publish"],
+            vec![r#ref("DeploymentsTopic"), r#ref("RollbacksTopic")],
+        ),
+        allow(
+            &["kms:Decrypt", "kms:GenerateDataKey"],
+            vec![import("KeyArn")],
+        ),
+        allow(
+            &["sqs:SendMessage"],
+            vec![get_att("RollbackDeadLetterQueue", "Arn")],
+        ),
+        allow(
+            &[
+                "codepipeline:GetPipelineExecution",
+                "codepipeline:GetPipelineState",
+                "codepipeline:StopPipelineExecution",
+            ],
+            vec![arn("codepipeline", &names.pipeline())],
+        ),
+        allow(&["cloudwatch:DescribeAlarms"], alarm_arns),
+        allow(
+            &["s3:GetObject", "s3:GetObjectVersion"],
+            vec![json!({ "Fn::Join": ["", [import("ArtifactsBucketArn"), "/*"]] })],
+        ),
+    ];
+    rollback_statements.extend(deploy_target_statements(scope.iter().copied()));
     resources.insert(
         "RollbackRole".into(),
         json!({
@@ -113,20 +161,7 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
                 "AssumeRolePolicyDocument": assume_role("lambda.amazonaws.com"),
                 "Policies": [{
                     "PolicyName": "RollbackPolicy",
-                    "PolicyDocument": { "Version": "2012-10-17", "Statement": [
-                        allow(&["logs:CreateLogStream", "logs:PutLogEvents"], vec![import("RollbackLogGroupArn")]),
-                        allow(&["dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"], vec![
-                            import("DeploymentsTableArn"),
-                            json!({ "Fn::Join": ["", [import("DeploymentsTableArn"), "/index/EnvironmentStatusIndex"]] })
-                        ]),
-                        allow(&["sns:Publish"], vec![r#ref("DeploymentsTopic"), r#ref("RollbacksTopic")]),
-                        allow(&["kms:Decrypt", "kms:GenerateDataKey"], vec![import("KeyArn")]),
-                        allow(&["sqs:SendMessage"], vec![get_att("RollbackDeadLetterQueue", "Arn")]),
-                        allow(&["codepipeline:GetPipelineExecution", "codepipeline:GetPipelineState", "codepipeline:StopPipelineExecution"],
-                            vec![arn("codepipeline", &names.pipeline())]),
-                        allow(&["cloudwatch:DescribeAlarms"], alarm_arns),
-                        allow(&["s3:GetObject", "s3:GetObjectVersion"], vec![json!({ "Fn::Join": ["", [import("ArtifactsBucketArn"), "/*"]] })])
-                    ] }
+                    "PolicyDocument": { "Version": "2012-10-17", "Statement":  rollback_statements }
                 }]
             }
         }),
