@@ -118,6 +118,16 @@ mod with_aws {
                 ("AWS_SECRET_ACCESS_KEY", "testing".into()),
                 ("AWS_EC2_METADATA_DISABLED", "true".into()),
                 ("AWS_MAX_ATTEMPTS", "2".into()),
+                // No profile of the machine's user is read.
+                (
+                    "AWS_CONFIG_FILE",
+                    "/nonexistent/ferry-test-aws-config".into(),
+                ),
+                (
+                    "AWS_SHARED_CREDENTIALS_FILE",
+                    "/nonexistent/ferry-test-aws-credentials".into(),
+                ),
+                ("AWS_PROFILE", "default".into()),
             ]
         }
 
