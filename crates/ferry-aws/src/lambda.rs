@@ -1,15 +1,17 @@
 //! The rollback Lambda's handler (seed §5.1): an EventBridge alarm event in, the same
 //! rollback orchestrator as the local runtime (`ferry_engine::rollback::Orchestrator`)
-//! run on the AWS adapters — the [`DynamoLedger`], [`S3Deployer`]s, CloudWatch alarm
-//! states, SNS for every event the rollback records.
+//! run on the AWS adapters — the [`DynamoLedger`], [`S3Deployer`]s and
+//! [`CloudFormationDeployer`]s (from each environment's `deploy:` section), CloudWatch
+//! alarm states, SNS for every event the rollback records.
 //!
 //! Configuration (the Lambda's environment, which the monitoring stack of
 //! `ferry synth aws` sets; the names are `ferry_synth::lambda_env`'s): `FERRY_CONFIG`
 //! (the `ferry.yml` bundled with the function, default `ferry.yml`),
 //! `FERRY_DEPLOYMENTS_TABLE` (the deployments table), `FERRY_DEPLOY_BUCKET` (the bucket
-//! every environment deploys to, under its name), `FERRY_ROLLBACKS_TOPIC` (optional: the
-//! SNS topic of rollback events), `FERRY_PIPELINE` (optional: the pipeline the stack was
-//! synthesized for; a bundled file of another pipeline is refused).
+//! the environments without an `s3:` or `cloudformation:` section deploy to, under their
+//! name), `FERRY_ROLLBACKS_TOPIC` (optional: the SNS topic of rollback events),
+//! `FERRY_PIPELINE` (optional: the pipeline the stack was synthesized for; a bundled
+//! file of another pipeline is refused).
 //!
 //! Failures: an event of an unexpected shape is logged with its id and dropped (the
 //! handler succeeds, so neither EventBridge nor Lambda retries it); a failure while
@@ -19,6 +21,7 @@
 
 use crate::Aws;
 use crate::alarm_event::{Action, Route, route, routes};
+use crate::cloudformation::CloudFormationDeployer;
 use crate::cloudwatch::CloudWatch;
 use crate::ledger::DynamoLedger;
 use crate::s3::S3Deployer;
@@ -210,22 +213,32 @@ impl AlarmProbe for CloudWatchProbe<'_> {
     }
 }
 
-/// Every environment deploys to the bucket under its own name.
-struct S3Deployers<'a> {
+/// `s3:` environments deploy to their own bucket and prefix, `cloudformation:` ones to
+/// their stack; the others (`release`, `command`, which need a machine) to
+/// `FERRY_DEPLOY_BUCKET` under their own name.
+struct AwsDeployers<'a> {
     aws: &'a Aws,
     bucket: &'a str,
 }
-impl DeployerFactory for S3Deployers<'_> {
+impl DeployerFactory for AwsDeployers<'_> {
     fn deployer(
         &self,
         environment: &str,
-        _deploy: &ferry_config::Deploy,
+        deploy: &ferry_config::Deploy,
     ) -> PortResult<Box<dyn Deployer + '_>> {
-        Ok(Box::new(S3Deployer::new(
-            self.aws,
-            self.bucket,
-            environment,
-        )))
+        Ok(match deploy {
+            ferry_config::Deploy::S3(s) => Box::new(S3Deployer::new(
+                self.aws,
+                &s.bucket,
+                &s.prefix_for(environment),
+            )),
+            ferry_config::Deploy::CloudFormation(c) => {
+                Box::new(CloudFormationDeployer::new(self.aws, environment, c))
+            }
+            ferry_config::Deploy::Release(_) | ferry_config::Deploy::Command(_) => {
+                Box::new(S3Deployer::new(self.aws, self.bucket, environment))
+            }
+        })
     }
 }
 
@@ -369,7 +382,7 @@ impl Handler {
         let probe = CloudWatchProbe {
             cloudwatch: &self.cloudwatch,
         };
-        let deployers = S3Deployers {
+        let deployers = AwsDeployers {
             aws: &self.aws,
             bucket: &self.bucket,
         };

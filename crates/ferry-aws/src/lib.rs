@@ -1,6 +1,7 @@
 //! ferry's AWS runtime, compiled only with the `aws` feature (the default build compiles
 //! none of the AWS SDK): the [`Ledger`](ferry_engine::ports::Ledger) on DynamoDB (seed
-//! §3.5.1) and a [`Deployer`](ferry_engine::ports::Deployer) on S3 (seed §3.1.3).
+//! §3.5.1), [`Deployer`](ferry_engine::ports::Deployer)s on S3 (seed §3.1.3) and
+//! CloudFormation (change sets, deployed only on a meaningful change).
 //!
 //! The engine's ports are synchronous; every adapter here owns a handle on one tokio
 //! runtime ([`Aws`]) and blocks on it, so call them from plain threads (or
@@ -9,6 +10,7 @@
 #![cfg(feature = "aws")]
 
 pub mod alarm_event;
+pub mod cloudformation;
 pub mod cloudwatch;
 pub mod lambda;
 pub mod ledger;

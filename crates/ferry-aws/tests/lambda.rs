@@ -466,3 +466,102 @@ fn an_alarm_older_than_the_current_deployment_rolls_nothing_back() {
             .is_none()
     );
 }
+
+/// Production deploys with `cloudformation:` (staging with `s3:` into its own bucket).
+const CFN_PIPELINE: &str = r#"
+pipeline: shop
+build:
+  steps:
+    - name: build
+      run: ./build.sh
+  artifact: dist
+environments:
+  - name: staging
+    deploy:
+      s3: {bucket: shop-staging-site}
+  - name: production
+    deploy:
+      cloudformation:
+        stack: shop-production
+        template: out/stack.json
+        bucket: shop-templates
+rollback:
+  validate:
+    stabilize: 0s
+"#;
+
+#[test]
+fn an_alarm_event_puts_back_the_earlier_cloudformation_template() {
+    use ferry_aws::cloudformation::CloudFormationDeployer;
+    let moto = common::Moto::start();
+    let aws = moto.aws();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ferry.yml"), CFN_PIPELINE).unwrap();
+    let pipeline = ferry_config::parse(CFN_PIPELINE, "ferry.yml").unwrap();
+    let Some(ferry_config::Deploy::CloudFormation(spec)) =
+        pipeline.environment("production").map(|e| e.deploy.clone())
+    else {
+        panic!("production deploys with cloudformation")
+    };
+    let ledger = DynamoLedger::new(&aws, "ferry-deployments");
+    ledger.create_table().unwrap();
+    common::create_bucket(&aws, "site");
+    common::create_bucket(&aws, "artifacts");
+    common::put(&aws, "artifacts", "v1.tar", b"release v1");
+    common::put(&aws, "artifacts", "v2.tar", b"release v2");
+    let cfn = CloudFormationDeployer::new(&aws, "production", &spec)
+        .with_poll_interval(Duration::from_millis(50));
+    cfn.create_bucket().unwrap();
+
+    // v1 (a queue) then v2 (a queue and a topic) deployed and recorded; v2 runs.
+    let v1 = serde_json::json!({ "Resources": {
+        "Orders": { "Type": "AWS::SQS::Queue", "Properties": { "QueueName": "orders" } }
+    }});
+    let mut v2 = v1.clone();
+    v2["Resources"]["Events"] =
+        serde_json::json!({ "Type": "AWS::SNS::Topic", "Properties": { "TopicName": "events" } });
+    for (start, v, template) in [(1_000, "v1", &v1), (2_000, "v2", &v2)] {
+        let checkout = dir.path().join("checkouts").join(v);
+        std::fs::create_dir_all(checkout.join("out")).unwrap();
+        std::fs::write(checkout.join("out/stack.json"), template.to_string()).unwrap();
+        cfn.deploy(&DeployRequest {
+            environment: "production".into(),
+            version: v.into(),
+            artifact: Artifact {
+                digest: String::new(),
+                location: format!("s3://artifacts/{v}.tar"),
+                size: 0,
+            },
+            env: Default::default(),
+            cwd: checkout.clone(),
+            log: checkout.join("log"),
+        })
+        .unwrap();
+        let mut d = deployment("production", start, v, DeploymentStatus::Succeeded);
+        d.artifact_location = format!("s3://artifacts/{v}.tar");
+        d.artifact_digest = common::sha256(format!("release {v}").as_bytes());
+        ledger.record_deployment(&d).unwrap();
+    }
+    let cf = aws_sdk_cloudformation::Client::new(aws.config());
+    let running = || -> Value {
+        let out = aws
+            .block_on(cf.get_template().stack_name("shop-production").send())
+            .unwrap();
+        serde_json::from_str(out.template_body().unwrap()).unwrap()
+    };
+    assert_eq!(running(), v2);
+    let world = World {
+        endpoint: moto.endpoint.clone(),
+        _moto: moto,
+        dir,
+        topic: String::new(),
+    };
+
+    // ALARM of shop-production-errors: the Lambda deploys v1's kept template.
+    let (code, out, err) = world.invoke("alarm");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["rollback"]["status"], "succeeded", "{out}\n{err}");
+    assert_eq!(out["rollback"]["to_version"], "v1", "{out}");
+    assert_eq!(running(), v1);
+    assert_eq!(cfn.current_version().unwrap().as_deref(), Some("v1"));
+}

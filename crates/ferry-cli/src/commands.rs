@@ -6,7 +6,7 @@ use crate::error::{CliError, CliResult};
 use crate::output::{json, line, table, when};
 use crate::progress::Progress;
 use ferry_api::exit;
-use ferry_config::{Deploy, Pipeline};
+use ferry_config::Pipeline;
 use ferry_core::approval::{self, Decision};
 use ferry_core::run::RunView;
 use ferry_core::{DeploymentStatus, RunId, RunStatus, StageStatus, short_sha, time::human};
@@ -160,7 +160,7 @@ pub struct Local {
     pub reports: ferry_local::report_files::LocalReportFiles,
     pub probe: ferry_local::probe::LocalProbe,
     pub clock: SystemClock,
-    pub factory: ferry_local::LocalDeployers,
+    pub factory: crate::context::Deployers,
     pub liveness: ferry_local::LocalLiveness,
     /// Compares a deployed version's infrastructure with a run's (infrastructure steps).
     pub infra: ferry_local::LocalInfraInspector,
@@ -520,10 +520,7 @@ pub fn build_status_with(
             .into_iter()
             .find(|d| Some(&d.version) == running.as_ref())
             .map(|d| d.end_time.unwrap_or(d.start_time));
-        let url = match &env.deploy {
-            Deploy::Release(r) => r.health.clone(),
-            Deploy::Command(_) => None,
-        };
+        let url = env.deploy.health().map(str::to_string);
         // The status of the deployment that put the running version there (not of a
         // newer one that was rolled back or failed).
         let running_deployment = store

@@ -127,12 +127,13 @@ impl Project {
         Ok(store)
     }
 
-    /// The local deployer factory of this project.
-    pub fn factory(&self) -> ferry_local::LocalDeployers {
-        ferry_local::LocalDeployers {
+    /// The deployer factory of this project: the local kinds, and the AWS ones when
+    /// ferry is built with `aws`.
+    pub fn factory(&self) -> Deployers {
+        Deployers::new(ferry_local::LocalDeployers {
             project: self.root.clone(),
             state: self.state.clone(),
-        }
+        })
     }
 
     /// What each environment's deployer says is running now (`None` when nothing is, or
@@ -150,6 +151,76 @@ impl Project {
                 (e.name.clone(), v)
             })
             .collect()
+    }
+}
+
+/// The `ferry` binary's [`DeployerFactory`]: `release` and `command` are the local
+/// runtime's ([`ferry_local::LocalDeployers`]); `s3` and `cloudformation` are
+/// `ferry-aws`'s `S3Deployer` (given the artifact's files, unpacked from its tar) and
+/// `CloudFormationDeployer` when the binary is built with
+/// the `aws` feature (AWS settings from the standard environment: `AWS_REGION`,
+/// `AWS_ENDPOINT_URL`, credentials, profiles), and otherwise a permanent error saying
+/// how to build ferry with AWS support (nothing is deployed).
+pub struct Deployers {
+    local: ferry_local::LocalDeployers,
+    /// Connected on the first AWS deploy kind asked for, then shared.
+    #[cfg(feature = "aws")]
+    aws: std::sync::OnceLock<Result<ferry_aws::Aws, ferry_engine::ports::PortError>>,
+}
+
+impl Deployers {
+    /// Wraps the local factory.
+    pub fn new(local: ferry_local::LocalDeployers) -> Deployers {
+        Deployers {
+            local,
+            #[cfg(feature = "aws")]
+            aws: std::sync::OnceLock::new(),
+        }
+    }
+
+    #[cfg(feature = "aws")]
+    fn aws(&self) -> ferry_engine::ports::PortResult<&ferry_aws::Aws> {
+        self.aws
+            .get_or_init(|| ferry_aws::Aws::connect(&ferry_aws::Settings::default()))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+impl DeployerFactory for Deployers {
+    fn deployer(
+        &self,
+        environment: &str,
+        deploy: &ferry_config::Deploy,
+    ) -> ferry_engine::ports::PortResult<Box<dyn ferry_engine::ports::Deployer + '_>> {
+        #[cfg(feature = "aws")]
+        match deploy {
+            ferry_config::Deploy::S3(s) => {
+                // The local artifact is one tar file: S3 gets its files.
+                return Ok(Box::new(ferry_local::UnpackedArtifact {
+                    inner: ferry_aws::s3::S3Deployer::new(
+                        self.aws()?,
+                        &s.bucket,
+                        &s.prefix_for(environment),
+                    ),
+                    scratch: self.local.state.join("tmp"),
+                }));
+            }
+            ferry_config::Deploy::CloudFormation(c) => {
+                return Ok(Box::new(
+                    ferry_aws::cloudformation::CloudFormationDeployer::new(
+                        self.aws()?,
+                        environment,
+                        c,
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        if deploy.needs_aws() {
+            return Err(ferry_local::needs_aws(environment, deploy));
+        }
+        self.local.deployer(environment, deploy)
     }
 }
 

@@ -210,7 +210,7 @@ pub fn run(dir: Option<&Path>, keep: bool, as_json: bool) -> CliResult<i32> {
                 .unwrap_or_default()
                 .trim_end_matches("/health")
                 .to_string(),
-            Deploy::Command(_) => String::new(),
+            Deploy::Command(_) | Deploy::S3(_) | Deploy::CloudFormation(_) => String::new(),
         };
         rows.push(vec![
             env.name.clone(),

@@ -19,12 +19,12 @@ mod yaml;
 pub use diagnostic::Diagnostic;
 pub use duration::{format_duration, parse_duration};
 pub use model::{
-    Alarm, AlarmSource, Allow, Approval, AuditSource, Build, CommandDeploy, Comparison,
-    DEFAULT_NOTIFY_EVENTS, DEFAULT_SYNTH_TIMEOUT, Deploy, EVENT_KINDS, Environment,
-    EnvironmentInfrastructure, ExecutionMode, Gates, HOTFIX_APPROVALS, Hotfix, Infrastructure,
-    InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports,
-    Rollback, RollbackValidate, Security, Server, SmtpTls, Source, Step, Suite, short_hash,
-    smtp_endpoint,
+    Alarm, AlarmSource, Allow, Approval, AuditSource, Build, CLOUDFORMATION_CAPABILITIES,
+    CloudFormationDeploy, CommandDeploy, Comparison, DEFAULT_NOTIFY_EVENTS, DEFAULT_SYNTH_TIMEOUT,
+    Deploy, EVENT_KINDS, Environment, EnvironmentInfrastructure, ExecutionMode, Gates,
+    HOTFIX_APPROVALS, Hotfix, Infrastructure, InsufficientData, MissingData, Monitor, Notification,
+    Pipeline, ReleaseDeploy, Reports, Rollback, RollbackValidate, S3Deploy, Security, Server,
+    SmtpTls, Source, Step, Suite, short_hash, smtp_endpoint,
 };
 pub use windows::{WeekRange, WeekTime, Windows};
 

@@ -430,39 +430,104 @@ impl Default for Approval {
     }
 }
 
-/// How a version is put into an environment (yaml: exactly one of `release`, `command`).
+/// How a version is put into an environment (yaml: exactly one of `release`, `command`,
+/// `s3`, `cloudformation`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Deploy {
     Release(ReleaseDeploy),
     Command(CommandDeploy),
+    /// Key `s3`: the artifact synced to a versioned prefix of a bucket (needs ferry built
+    /// with the `aws` feature).
+    S3(S3Deploy),
+    /// Key `cloudformation`: a template of the checkout deployed to a stack with change
+    /// sets (needs ferry built with the `aws` feature).
+    #[serde(rename = "cloudformation")]
+    CloudFormation(CloudFormationDeploy),
 }
 
 impl Deploy {
-    /// `release` or `command`.
+    /// `release`, `command`, `s3` or `cloudformation`.
     pub fn kind(&self) -> &'static str {
         match self {
             Deploy::Release(_) => "release",
             Deploy::Command(_) => "command",
+            Deploy::S3(_) => "s3",
+            Deploy::CloudFormation(_) => "cloudformation",
         }
+    }
+
+    /// Whether this kind deploys to AWS (and so needs ferry built with AWS support).
+    pub fn needs_aws(&self) -> bool {
+        matches!(self, Deploy::S3(_) | Deploy::CloudFormation(_))
     }
 
     /// The URL that must answer 2xx after a deploy, if any.
     pub fn health(&self) -> Option<&str> {
         match self {
             Deploy::Release(r) => r.health.as_deref(),
-            Deploy::Command(_) => None,
+            Deploy::Command(_) | Deploy::S3(_) | Deploy::CloudFormation(_) => None,
         }
     }
 
     /// Whether ferry can roll back without rebuilding: always for `release` (it swaps the
-    /// `current` link back), for `command` only with a `rollback` command.
+    /// `current` link back), `s3` (it points `current` back at the kept prefix) and
+    /// `cloudformation` (it deploys the kept template again); for `command` only with a
+    /// `rollback` command.
     pub fn can_roll_back(&self) -> bool {
         match self {
-            Deploy::Release(_) => true,
+            Deploy::Release(_) | Deploy::S3(_) | Deploy::CloudFormation(_) => true,
             Deploy::Command(c) => c.rollback.is_some(),
         }
     }
+}
+
+/// Sync the artifact to `s3://{bucket}/{prefix}/releases/{version}/` and point
+/// `s3://{bucket}/{prefix}/current` at it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct S3Deploy {
+    /// Key `bucket`: the bucket's name (S3 naming rules: 3–63 lowercase letters, digits,
+    /// `-` and `.`).
+    pub bucket: String,
+    /// Key `prefix`: where in the bucket; `None` (the default) means the environment's
+    /// name. Written without leading or trailing `/`.
+    pub prefix: Option<String>,
+}
+
+impl S3Deploy {
+    /// The prefix this environment deploys under: `prefix`, else the environment's name.
+    pub fn prefix_for(&self, environment: &str) -> String {
+        self.prefix
+            .clone()
+            .unwrap_or_else(|| environment.to_string())
+    }
+}
+
+/// The CloudFormation capabilities a change set may be given.
+pub const CLOUDFORMATION_CAPABILITIES: &[&str] = &[
+    "CAPABILITY_IAM",
+    "CAPABILITY_NAMED_IAM",
+    "CAPABILITY_AUTO_EXPAND",
+];
+
+/// Deploy a template of the run's checkout to a CloudFormation stack with a change set,
+/// only when it changes something meaningful; every deployed template is kept at
+/// `s3://{bucket}/{env}/stacks/{version}/template.json` so a rollback deploys it again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CloudFormationDeploy {
+    /// Key `stack`: the stack's name (`[A-Za-z][A-Za-z0-9-]{0,127}`).
+    pub stack: String,
+    /// Key `template`: the template's path, relative to the run's checkout.
+    pub template: String,
+    /// Key `bucket`: where ferry keeps each deployed version's template and `current`.
+    pub bucket: String,
+    /// Key `parameters`: the stack's parameter values (default none).
+    pub parameters: BTreeMap<String, String>,
+    /// Key `capabilities`: what the change set acknowledges, from
+    /// [`CLOUDFORMATION_CAPABILITIES`] (default none).
+    pub capabilities: Vec<String>,
+    /// Key `timeout`: how long to wait for the change set and the stack. Default 30m.
+    pub timeout: Duration,
 }
 
 /// Unpack the artifact into `<root>/<env>/releases/<version>` and swap `current`.

@@ -11,10 +11,11 @@ use std::time::Duration;
 use crate::diagnostic::Diagnostic;
 use crate::duration::{format_duration, parse_reason};
 use crate::model::{
-    Alarm, AlarmSource, Allow, Approval, AuditSource, Build, CommandDeploy, Comparison, Deploy,
-    Environment, EnvironmentInfrastructure, ExecutionMode, HOTFIX_APPROVALS, Hotfix,
-    Infrastructure, InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy,
-    Reports, Rollback, RollbackValidate, Security, Server, Source, Step, Suite,
+    Alarm, AlarmSource, Allow, Approval, AuditSource, Build, CLOUDFORMATION_CAPABILITIES,
+    CloudFormationDeploy, CommandDeploy, Comparison, Deploy, Environment,
+    EnvironmentInfrastructure, ExecutionMode, HOTFIX_APPROVALS, Hotfix, Infrastructure,
+    InsufficientData, MissingData, Monitor, Notification, Pipeline, ReleaseDeploy, Reports,
+    Rollback, RollbackValidate, S3Deploy, Security, Server, Source, Step, Suite,
 };
 use crate::model::{DEFAULT_NOTIFY_EVENTS, EVENT_KINDS, SmtpTls, smtp_endpoint};
 use crate::yaml::{Kind, Node, Pos, Value, ellipsize};
@@ -85,7 +86,16 @@ const APPROVAL_KEYS: &[&str] = &[
     "separation_of_duties",
     "remind_before",
 ];
-const DEPLOY_KEYS: &[&str] = &["release", "command"];
+const DEPLOY_KEYS: &[&str] = &["release", "command", "s3", "cloudformation"];
+const S3_DEPLOY_KEYS: &[&str] = &["bucket", "prefix"];
+const CLOUDFORMATION_KEYS: &[&str] = &[
+    "stack",
+    "template",
+    "bucket",
+    "parameters",
+    "capabilities",
+    "timeout",
+];
 const RELEASE_KEYS: &[&str] = &["root", "start", "health", "health_timeout", "keep"];
 const COMMAND_DEPLOY_KEYS: &[&str] = &["run", "rollback", "current_version", "timeout"];
 const MONITOR_KEYS: &[&str] = &[
@@ -284,6 +294,51 @@ fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Why `name` breaks S3's bucket naming rules (general purpose buckets), if it does.
+fn bucket_name_problem(name: &str) -> Option<&'static str> {
+    let len = name.len();
+    if !(3..=63).contains(&len) {
+        return Some("it must be 3 to 63 characters long");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    {
+        return Some("only lowercase letters, digits, `-` and `.` are allowed");
+    }
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !edge(name.chars().next()) || !edge(name.chars().last()) {
+        return Some("it must start and end with a letter or digit");
+    }
+    if name.contains("..") || name.contains(".-") || name.contains("-.") {
+        return Some("`.` may not be next to another `.` or a `-`");
+    }
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.len() == 4 && parts.iter().all(|p| p.parse::<u8>().is_ok()) {
+        return Some("it may not look like an IP address");
+    }
+    if name.starts_with("xn--") || name.starts_with("sthree-") || name.starts_with("amzn-s3-demo-")
+    {
+        return Some("the prefixes `xn--`, `sthree-` and `amzn-s3-demo-` are reserved");
+    }
+    if name.ends_with("-s3alias")
+        || name.ends_with("--ol-s3")
+        || name.ends_with(".mrap")
+        || name.ends_with("--x-s3")
+    {
+        return Some("the suffixes `-s3alias`, `--ol-s3`, `.mrap` and `--x-s3` are reserved");
+    }
+    None
+}
+
+/// CloudFormation's stack name rule: `[A-Za-z][A-Za-z0-9-]{0,127}`.
+fn valid_stack_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 128
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 fn valid_env_var(name: &str) -> bool {
@@ -1806,31 +1861,287 @@ impl Checker<'_> {
         let loc = format!("in `deploy` of {label}");
         let what = format!("`deploy` of {label}");
         let m = self.map(e.value, e.pos(), &what, &loc, DEPLOY_KEYS)?;
-        match (m.get("release"), m.get("command")) {
-            (None, None) if m.had_unknown => None,
-            (None, None) => {
+        let kinds: Vec<Entry<'_>> = DEPLOY_KEYS.iter().filter_map(|k| m.get(k)).collect();
+        match kinds.as_slice() {
+            [] if m.had_unknown => None,
+            [] => {
                 self.report(
                     e.pos(),
-                    format!("{what} needs `release` or `command`"),
-                    "add `release:` (ferry unpacks the artifact into a directory) or `command:` (your own deploy command)",
+                    format!("{what} needs `release`, `command`, `s3` or `cloudformation`"),
+                    "add `release:` (ferry unpacks the artifact into a directory), `command:` (your own deploy command), `s3:` (the artifact synced to a bucket) or `cloudformation:` (a template deployed to a stack)",
                 );
                 None
             }
-            (Some(r), Some(c)) => {
-                let second = if r.key_pos > c.key_pos { r } else { c };
+            [one] => match one.key {
+                "release" => {
+                    refs.release = Some(one.key_pos);
+                    self.release(*one, label, refs).map(Deploy::Release)
+                }
+                "command" => self.command_deploy(*one, label).map(Deploy::Command),
+                "s3" => {
+                    refs.artifact_kind = Some((one.key_pos, "s3"));
+                    self.s3_deploy(*one, label).map(Deploy::S3)
+                }
+                _ => self
+                    .cloudformation_deploy(*one, label)
+                    .map(Deploy::CloudFormation),
+            },
+            [_, _, ..] => {
+                let mut by_place = kinds.clone();
+                by_place.sort_by_key(|k| (k.key_pos.line, k.key_pos.column));
+                let second = by_place[1];
+                let names: Vec<String> = kinds.iter().map(|k| format!("`{}`", k.key)).collect();
                 self.report(
                     second.key_pos,
-                    format!("{what} has both `release` and `command`"),
+                    format!("{what} has both {}", names.join(" and ")),
                     "keep one of them: an environment is deployed one way",
                 );
                 None
             }
-            (Some(r), None) => {
-                refs.release = Some(r.key_pos);
-                self.release(r, label, refs).map(Deploy::Release)
-            }
-            (None, Some(c)) => self.command_deploy(c, label).map(Deploy::Command),
         }
+    }
+
+    /// `deploy.s3`: `{ bucket, prefix }`.
+    fn s3_deploy(&mut self, e: Entry<'_>, label: &str) -> Option<S3Deploy> {
+        let loc = format!("in `deploy.s3` of {label}");
+        let what = format!("`deploy.s3` of {label}");
+        let m = self.map(e.value, e.pos(), &what, &loc, S3_DEPLOY_KEYS)?;
+        let bucket = self.bucket(&m, &loc, "bucket: shop-web-releases");
+        let prefix = match self.text(&m, "prefix", &loc, "prefix: web/production") {
+            Some(p) => {
+                let trimmed = p.trim_matches('/').to_string();
+                let pos = m.get("prefix").map_or(m.pos, |e| e.pos());
+                if trimmed.is_empty() {
+                    self.report(
+                        pos,
+                        format!("{} is only `/`", located("prefix", &loc)),
+                        "write a folder in the bucket like `prefix: web/production`, or leave `prefix` out (the environment's name)",
+                    );
+                    return None;
+                }
+                if trimmed
+                    .split('/')
+                    .any(|part| part.is_empty() || part == "." || part == "..")
+                {
+                    self.report(
+                        pos,
+                        format!(
+                            "`prefix: {}` {loc} has an empty, `.` or `..` part",
+                            ellipsize(&p)
+                        ),
+                        "write folder names separated by single `/`, like `prefix: web/production`",
+                    );
+                    return None;
+                }
+                Some(trimmed)
+            }
+            None if m.get("prefix").is_some() => return None,
+            None => None,
+        };
+        Some(S3Deploy {
+            bucket: bucket?,
+            prefix,
+        })
+    }
+
+    /// `bucket`: a name following S3's bucket naming rules.
+    fn bucket(&mut self, m: &Map<'_>, loc: &str, example: &str) -> Option<String> {
+        let name = self.req_text(m, "bucket", loc, example)?;
+        let pos = m.get("bucket").map_or(m.pos, |e| e.pos());
+        if let Some(why) = bucket_name_problem(&name) {
+            self.report(
+                pos,
+                format!(
+                    "`bucket: {}` {loc} is not a valid S3 bucket name: {why}",
+                    ellipsize(&name)
+                ),
+                format!(
+                    "write 3 to 63 lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit, like `{example}`"
+                ),
+            );
+            return None;
+        }
+        Some(name)
+    }
+
+    /// `deploy.cloudformation`: `{ stack, template, bucket, parameters, capabilities,
+    /// timeout }`.
+    fn cloudformation_deploy(&mut self, e: Entry<'_>, label: &str) -> Option<CloudFormationDeploy> {
+        let loc = format!("in `deploy.cloudformation` of {label}");
+        let what = format!("`deploy.cloudformation` of {label}");
+        let m = self.map(e.value, e.pos(), &what, &loc, CLOUDFORMATION_KEYS)?;
+        let stack = match self.req_text(&m, "stack", &loc, "stack: shop-api-production") {
+            Some(s) if valid_stack_name(&s) => Some(s),
+            Some(s) => {
+                let pos = m.get("stack").map_or(m.pos, |e| e.pos());
+                self.report(
+                    pos,
+                    format!(
+                        "`stack: {}` {loc} is not a valid CloudFormation stack name",
+                        ellipsize(&s)
+                    ),
+                    "start with a letter, then up to 127 letters, digits and `-`, like `stack: shop-api-production`",
+                );
+                None
+            }
+            None => None,
+        };
+        let template = if let Some(t) = m.get("template") {
+            self.rel_path_of(
+                t.value,
+                t.pos(),
+                &located("template", &loc),
+                "template: cdk.out/shop-api.template.json",
+            )
+        } else {
+            self.missing(
+                &m,
+                "template",
+                &loc,
+                "template: cdk.out/shop-api.template.json",
+            );
+            None
+        };
+        let bucket = self.bucket(&m, &loc, "bucket: shop-api-templates");
+        let parameters = self.stack_parameters(&m, &loc);
+        let capabilities = self.capabilities(&m, &loc);
+        let timeout = self.duration(&m, "timeout", &loc, true);
+        let bad_timeout = m.get("timeout").is_some() && timeout.is_none();
+        if bad_timeout {
+            return None;
+        }
+        Some(CloudFormationDeploy {
+            stack: stack?,
+            template: template?,
+            bucket: bucket?,
+            parameters: parameters?,
+            capabilities: capabilities?,
+            timeout: timeout.unwrap_or(Duration::from_secs(30 * 60)),
+        })
+    }
+
+    /// `parameters`: `Key: value` lines; keys are CloudFormation parameter names
+    /// (letters and digits).
+    fn stack_parameters(&mut self, m: &Map<'_>, loc: &str) -> Option<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        let Some(e) = m.get("parameters") else {
+            return Some(out);
+        };
+        let what = located("parameters", loc);
+        let Kind::Map(pairs) = &e.value.kind else {
+            if e.value.is_null() {
+                return Some(out);
+            }
+            self.report(
+                e.pos(),
+                format!("{what} must be a mapping, found {}", e.value.describe()),
+                "write `Name: value` lines indented under it, like `InstanceType: t3.small`",
+            );
+            return None;
+        };
+        let mut ok = true;
+        let mut first_lines: BTreeMap<String, usize> = BTreeMap::new();
+        for (k, v) in pairs {
+            let Some(name) = k.scalar_text() else {
+                self.report(
+                    k.pos,
+                    format!(
+                        "a parameter name in {what} must be a word, found {}",
+                        k.describe()
+                    ),
+                    "write `Name: value` lines, like `InstanceType: t3.small`",
+                );
+                ok = false;
+                continue;
+            };
+            if let Some(line) = first_lines.get(name) {
+                self.report(
+                    k.pos,
+                    format!("duplicate key `{name}` in {what} (first at line {line})"),
+                    "keep one of them",
+                );
+                ok = false;
+                continue;
+            }
+            first_lines.insert(name.to_string(), k.pos.line);
+            if name.is_empty()
+                || name.len() > 255
+                || !name.chars().all(|c| c.is_ascii_alphanumeric())
+            {
+                self.report(
+                    k.pos,
+                    format!("invalid parameter name `{}` in {what}", ellipsize(name)),
+                    "CloudFormation parameter names are letters and digits only, like `InstanceType`",
+                );
+                ok = false;
+                continue;
+            }
+            match &v.kind {
+                Kind::Scalar { text, .. } => {
+                    out.insert(name.to_string(), text.clone());
+                }
+                _ => {
+                    self.report(
+                        v.pos,
+                        format!(
+                            "the value of `{name}` in {what} must be a text value, found {}",
+                            v.describe()
+                        ),
+                        format!(
+                            "write it like `{name}: value` (a list parameter is one text: `a,b,c`)"
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// `capabilities`: a list of [`CLOUDFORMATION_CAPABILITIES`].
+    fn capabilities(&mut self, m: &Map<'_>, loc: &str) -> Option<Vec<String>> {
+        let Some(e) = m.get("capabilities") else {
+            return Some(Vec::new());
+        };
+        let had_list = matches!(e.value.kind, Kind::Seq(_))
+            || e.value.is_null()
+            || e.value.scalar_text().is_some();
+        let items = self.texts(e, loc, "capabilities: [CAPABILITY_IAM]", true);
+        let mut ok = had_list;
+        let mut out: Vec<String> = Vec::new();
+        let expected = match &e.value.kind {
+            Kind::Seq(items) => items.len(),
+            _ if e.value.is_null() => 0,
+            _ => 1,
+        };
+        if items.len() != expected {
+            ok = false;
+        }
+        for (cap, pos) in items {
+            if !CLOUDFORMATION_CAPABILITIES.contains(&cap.as_str()) {
+                let help = match closest(&cap, CLOUDFORMATION_CAPABILITIES)
+                    .or_else(|| closest(&cap.to_ascii_uppercase(), CLOUDFORMATION_CAPABILITIES))
+                {
+                    Some(c) => format!("did you mean `{c}`?"),
+                    None => format!("write one of {}", one_of(CLOUDFORMATION_CAPABILITIES)),
+                };
+                self.report(
+                    pos,
+                    format!(
+                        "unknown capability `{}` in {}",
+                        ellipsize(&cap),
+                        located("capabilities", loc)
+                    ),
+                    help,
+                );
+                ok = false;
+                continue;
+            }
+            if !out.contains(&cap) {
+                out.push(cap);
+            }
+        }
+        ok.then_some(out)
     }
 
     fn release(&mut self, e: Entry<'_>, label: &str, refs: &mut EnvRefs) -> Option<ReleaseDeploy> {
@@ -2692,6 +3003,19 @@ impl Checker<'_> {
                 "add `artifact: dist` (the folder your build writes) under `build`, or deploy with `command`",
             );
         }
+        for env in envs {
+            let Some((pos, kind)) = env.artifact_kind else {
+                continue;
+            };
+            self.report(
+                pos,
+                format!(
+                    "{} deploys with `{kind}`, which uploads the build artifact, but `build.artifact` is not set",
+                    env.label
+                ),
+                "add `artifact: dist` (the folder your build writes) under `build`",
+            );
+        }
     }
 
     /// Two environments in one release root would swap each other's `current` and prune
@@ -2754,6 +3078,8 @@ struct EnvRefs {
     alarms: Vec<(Named, String)>,
     /// Where the `release` key is, when the environment deploys with `release`.
     release: Option<Pos>,
+    /// Where the key of another kind that deploys the build artifact (`s3`) is.
+    artifact_kind: Option<(Pos, &'static str)>,
     /// `deploy.release.root`, as written and normalised (see [`normalize_root`]).
     root: Option<Root>,
     /// Where the environment's `infrastructure` key is, if written.

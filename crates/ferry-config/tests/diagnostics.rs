@@ -584,8 +584,8 @@ environments:
       relase: {root: /srv/shop}
 "##,
         r##"
-ferry.yml:4:13: `deploy` of environment `test` needs `release` or `command`
-  help: add `release:` (ferry unpacks the artifact into a directory) or `command:` (your own deploy command)
+ferry.yml:4:13: `deploy` of environment `test` needs `release`, `command`, `s3` or `cloudformation`
+  help: add `release:` (ferry unpacks the artifact into a directory), `command:` (your own deploy command), `s3:` (the artifact synced to a bucket) or `cloudformation:` (a template deployed to a stack)
 ferry.yml:8:7: `deploy` of environment `staging` has both `release` and `command`
   help: keep one of them: an environment is deployed one way
 ferry.yml:11:7: unknown key `relase` in `deploy` of environment `production`
@@ -1026,7 +1026,7 @@ environments:
 ferry.yml:9:7: unknown key `<<` in `deploy` of environment `staging`
   help: yaml merge keys are not supported; write the keys out, or alias a whole value with `*name`
 ferry.yml:11:5: `deploy` of environment `production` is empty
-  help: write `key: value` lines indented under it; allowed keys: release, command
+  help: write `key: value` lines indented under it; allowed keys: release, command, s3, cloudformation
 "##,
     );
 }
@@ -2002,5 +2002,192 @@ notifications:
             "https://bot:pa55@hooks.example.com/e",
             "https://hooks.slack.com/services/T0/B0/XyZ"
         ]
+    );
+}
+
+#[test]
+fn s3_and_cloudformation_deploys_parse_with_their_defaults() {
+    use ferry_config::Deploy;
+    let p = parse(
+        r##"
+pipeline: shop
+build:
+  steps: [{name: unit, run: ./ci/unit.sh}]
+  artifact: dist
+environments:
+  - name: staging
+    deploy:
+      s3: {bucket: shop-web-releases}
+  - name: production
+    deploy:
+      s3: {bucket: shop-web-releases, prefix: /web/prod/}
+  - name: infra
+    deploy:
+      cloudformation:
+        stack: shop-api-infra
+        template: cdk.out/shop.template.json
+        bucket: shop-templates
+        parameters: {InstanceType: t3.small, Count: 3}
+        capabilities: [CAPABILITY_IAM, CAPABILITY_AUTO_EXPAND]
+        timeout: 45m
+  - name: infra2
+    deploy:
+      cloudformation: {stack: Shop2, template: t.json, bucket: shop-templates}
+"##
+        .trim_start(),
+        "ferry.yml",
+    )
+    .expect("valid");
+    let Deploy::S3(s) = &p.environment("staging").expect("staging").deploy else {
+        panic!("s3")
+    };
+    assert_eq!(s.bucket, "shop-web-releases");
+    assert_eq!(s.prefix_for("staging"), "staging");
+    let prod = &p.environment("production").expect("production").deploy;
+    let Deploy::S3(s) = prod else { panic!("s3") };
+    assert_eq!(s.prefix_for("production"), "web/prod");
+    assert!(prod.can_roll_back() && prod.needs_aws());
+    assert_eq!(prod.kind(), "s3");
+    let infra = &p.environment("infra").expect("infra").deploy;
+    let Deploy::CloudFormation(c) = infra else {
+        panic!("cloudformation")
+    };
+    assert_eq!(infra.kind(), "cloudformation");
+    assert!(infra.can_roll_back() && infra.needs_aws());
+    assert_eq!(c.stack, "shop-api-infra");
+    assert_eq!(c.template, "cdk.out/shop.template.json");
+    assert_eq!(c.parameters.get("Count").map(String::as_str), Some("3"));
+    assert_eq!(c.capabilities, ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"]);
+    assert_eq!(c.timeout, std::time::Duration::from_secs(45 * 60));
+    let Deploy::CloudFormation(c) = &p.environment("infra2").expect("infra2").deploy else {
+        panic!("cloudformation")
+    };
+    assert_eq!(c.timeout, std::time::Duration::from_secs(30 * 60));
+    assert!(c.parameters.is_empty() && c.capabilities.is_empty());
+}
+
+#[test]
+fn s3_deploy_names_a_valid_bucket_and_prefix() {
+    check(
+        r##"
+pipeline: shop
+build:
+  steps: [{name: unit, run: ./ci/unit.sh}]
+  artifact: dist
+environments:
+  - name: a
+    deploy: {s3: {bucket: Shop_Releases}}
+  - name: b
+    deploy: {s3: {bucket: ab}}
+  - name: c
+    deploy: {s3: {bucket: 192.168.1.2}}
+  - name: d
+    deploy: {s3: {bucket: -shop}}
+  - name: e
+    deploy: {s3: {bucket: shop..web}}
+  - name: f
+    deploy: {s3: {prefix: web}}
+  - name: g
+    deploy: {s3: {bucket: shop-web, prefix: /}}
+  - name: h
+    deploy: {s3: {bucket: shop-web, prefix: web//x}}
+  - name: i
+    deploy: {s3: {bukket: shop-web}}
+  - name: j
+    deploy: {s3: {bucket: shop-web}}
+"##,
+        r##"
+ferry.yml:7:27: `bucket: Shop_Releases` in `deploy.s3` of environment `a` is not a valid S3 bucket name: only lowercase letters, digits, `-` and `.` are allowed
+  help: write 3 to 63 lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit, like `bucket: shop-web-releases`
+ferry.yml:9:27: `bucket: ab` in `deploy.s3` of environment `b` is not a valid S3 bucket name: it must be 3 to 63 characters long
+  help: write 3 to 63 lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit, like `bucket: shop-web-releases`
+ferry.yml:11:27: `bucket: 192.168.1.2` in `deploy.s3` of environment `c` is not a valid S3 bucket name: it may not look like an IP address
+  help: write 3 to 63 lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit, like `bucket: shop-web-releases`
+ferry.yml:13:27: `bucket: -shop` in `deploy.s3` of environment `d` is not a valid S3 bucket name: it must start and end with a letter or digit
+  help: write 3 to 63 lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit, like `bucket: shop-web-releases`
+ferry.yml:15:27: `bucket: shop..web` in `deploy.s3` of environment `e` is not a valid S3 bucket name: `.` may not be next to another `.` or a `-`
+  help: write 3 to 63 lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit, like `bucket: shop-web-releases`
+ferry.yml:17:18: missing key `bucket` in `deploy.s3` of environment `f`
+  help: add `bucket: shop-web-releases`
+ferry.yml:19:45: `prefix` in `deploy.s3` of environment `g` is only `/`
+  help: write a folder in the bucket like `prefix: web/production`, or leave `prefix` out (the environment's name)
+ferry.yml:21:45: `prefix: web//x` in `deploy.s3` of environment `h` has an empty, `.` or `..` part
+  help: write folder names separated by single `/`, like `prefix: web/production`
+ferry.yml:23:19: unknown key `bukket` in `deploy.s3` of environment `i`
+  help: did you mean `bucket`?
+"##,
+    );
+}
+
+#[test]
+fn cloudformation_deploy_checks_stack_template_bucket_parameters_and_capabilities() {
+    check(
+        r##"
+pipeline: shop
+environments:
+  - name: a
+    deploy:
+      cloudformation:
+        stack: 1shop
+        template: ../outside.json
+        bucket: Templates
+        parameters: {Instance-Type: t3, Tags: [a, b]}
+        capabilities: [CAPABILITY_IAM, CAPABILITY_NAMED_IAMS, SUPERPOWERS]
+        timeout: soon
+  - name: b
+    deploy:
+      cloudformation: {template: t.json}
+  - name: c
+    deploy:
+      cloudformation: {stack: shop, template: t.json, bucket: shop-t, capabilities: capability_iam}
+  - name: d
+    deploy:
+      s3: {bucket: shop-web}
+      cloudformation: {stack: shop, template: t.json, bucket: shop-t}
+"##,
+        r##"
+ferry.yml:6:16: `stack: 1shop` in `deploy.cloudformation` of environment `a` is not a valid CloudFormation stack name
+  help: start with a letter, then up to 127 letters, digits and `-`, like `stack: shop-api-production`
+ferry.yml:7:19: `template` in `deploy.cloudformation` of environment `a` must be a path inside the checkout, found a path leaving the checkout `../outside.json`
+  help: write a path relative to the repository root, like `template: cdk.out/shop-api.template.json`
+ferry.yml:8:17: `bucket: Templates` in `deploy.cloudformation` of environment `a` is not a valid S3 bucket name: only lowercase letters, digits, `-` and `.` are allowed
+  help: write 3 to 63 lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit, like `bucket: shop-api-templates`
+ferry.yml:9:22: invalid parameter name `Instance-Type` in `parameters` in `deploy.cloudformation` of environment `a`
+  help: CloudFormation parameter names are letters and digits only, like `InstanceType`
+ferry.yml:9:47: the value of `Tags` in `parameters` in `deploy.cloudformation` of environment `a` must be a text value, found a list
+  help: write it like `Tags: value` (a list parameter is one text: `a,b,c`)
+ferry.yml:10:40: unknown capability `CAPABILITY_NAMED_IAMS` in `capabilities` in `deploy.cloudformation` of environment `a`
+  help: did you mean `CAPABILITY_NAMED_IAM`?
+ferry.yml:10:63: unknown capability `SUPERPOWERS` in `capabilities` in `deploy.cloudformation` of environment `a`
+  help: write one of `CAPABILITY_IAM`, `CAPABILITY_NAMED_IAM` or `CAPABILITY_AUTO_EXPAND`
+ferry.yml:11:18: invalid duration `soon` for `timeout` in `deploy.cloudformation` of environment `a`: expected a number at `soon`
+  help: write a duration like `30s`, `10m`, `1h30m`
+ferry.yml:14:23: missing key `stack` in `deploy.cloudformation` of environment `b`
+  help: add `stack: shop-api-production`
+ferry.yml:14:23: missing key `bucket` in `deploy.cloudformation` of environment `b`
+  help: add `bucket: shop-api-templates`
+ferry.yml:17:85: unknown capability `capability_iam` in `capabilities` in `deploy.cloudformation` of environment `c`
+  help: did you mean `CAPABILITY_IAM`?
+ferry.yml:21:7: `deploy` of environment `d` has both `s3` and `cloudformation`
+  help: keep one of them: an environment is deployed one way
+"##,
+    );
+}
+
+#[test]
+fn s3_deploy_needs_the_build_artifact() {
+    check(
+        r##"
+pipeline: shop
+build:
+  steps: [{name: unit, run: ./ci/unit.sh}]
+environments:
+  - name: web
+    deploy: {s3: {bucket: shop-web}}
+"##,
+        r##"
+ferry.yml:6:14: environment `web` deploys with `s3`, which uploads the build artifact, but `build.artifact` is not set
+  help: add `artifact: dist` (the folder your build writes) under `build`
+"##,
     );
 }

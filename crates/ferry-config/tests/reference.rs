@@ -238,8 +238,8 @@ fn starter_file_parses_cleanly() {
 }
 
 /// Every `# key: value` line of the starter is valid when uncommented (except the
-/// `release:` block, the alternative to `command:`), so the file teaches only what ferry
-/// accepts.
+/// `release:`, `s3:` and `cloudformation:` blocks, the alternatives to `command:`), so the
+/// file teaches only what ferry accepts.
 #[test]
 fn starter_file_parses_with_every_option_uncommented() {
     let mut out = String::new();
@@ -253,7 +253,10 @@ fn starter_file_parses_with_every_option_uncommented() {
             out.push('\n');
             continue;
         };
-        if rest.starts_with("release:") {
+        if ["release:", "s3:", "cloudformation:"]
+            .iter()
+            .any(|k| rest.starts_with(k))
+        {
             alternative = Some(indent);
         } else if alternative == Some(indent) && rest.starts_with(' ') {
             // still inside the alternative block
@@ -296,4 +299,62 @@ fn starter_file_parses_with_every_option_uncommented() {
     assert_eq!(p.source.poll, Some(secs(60)));
     assert!(p.rollback.automatic);
     assert_eq!(p.rollback.validate.health_timeout, secs(30));
+}
+
+/// The starter's commented `s3:` and `cloudformation:` alternatives are valid when they
+/// replace `command:` (with an artifact for `s3:`).
+#[test]
+fn starter_aws_deploy_alternatives_parse() {
+    for kind in ["s3", "cloudformation"] {
+        let mut out = String::new();
+        let mut lines = STARTER.lines().peekable();
+        let mut replaced = false;
+        while let Some(line) = lines.next() {
+            let trimmed = line.trim_start();
+            let indent = line.len() - trimmed.len();
+            if !replaced && trimmed.starts_with("command:") {
+                // Skip the `command:` block: the lines indented deeper than it.
+                while lines.peek().is_some_and(|l| {
+                    l.len() - l.trim_start().len() > indent && !l.trim_start().starts_with('#')
+                }) {
+                    lines.next();
+                }
+                for alt in STARTER.lines().skip_while(|l| {
+                    !l.trim_start()
+                        .strip_prefix("# ")
+                        .is_some_and(|r| r.starts_with(&format!("{kind}:")))
+                }) {
+                    let t = alt.trim_start();
+                    let Some(rest) = t.strip_prefix("# ") else {
+                        break;
+                    };
+                    let alt_indent = alt.len() - t.len();
+                    if alt_indent != indent
+                        || (!rest.starts_with(&format!("{kind}:")) && !rest.starts_with("  "))
+                    {
+                        break;
+                    }
+                    let code = rest.split("  #").next().unwrap_or(rest).trim_end();
+                    if !code.trim().is_empty() {
+                        out.push_str(&" ".repeat(indent));
+                        out.push_str(code);
+                        out.push('\n');
+                    }
+                }
+                replaced = true;
+                continue;
+            }
+            if trimmed.starts_with("# artifact:") {
+                out.push_str(&" ".repeat(indent));
+                out.push_str(&trimmed[2..]);
+                out.push('\n');
+                continue;
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        assert!(replaced, "the starter has a `command:` block");
+        let p = parse_clean(&out);
+        assert_eq!(p.environments[0].deploy.kind(), kind, "{out}");
+    }
 }

@@ -34,7 +34,10 @@ pub use release::{ReleaseDeployer, STOP_GRACE};
 
 /// The local [`DeployerFactory`](ferry_engine::ports::DeployerFactory): `release`
 /// sections become [`ReleaseDeployer`]s (roots relative to the project folder),
-/// `command` sections [`CommandDeployer`]s (versions recorded under `state/envs`).
+/// `command` sections [`CommandDeployer`]s (versions recorded under `state/envs`);
+/// `s3` and `cloudformation` sections are a permanent error ([`needs_aws`]): the AWS
+/// deployers live in `ferry-aws`, which the `ferry` binary wires in with its `aws`
+/// feature.
 pub struct LocalDeployers {
     pub project: std::path::PathBuf,
     pub state: std::path::PathBuf,
@@ -54,8 +57,21 @@ impl ferry_engine::ports::DeployerFactory for LocalDeployers {
                 &self.project,
                 &self.state.join("envs"),
             )),
+            other => return Err(needs_aws(environment, other)),
         })
     }
+}
+
+/// The error for a deploy kind that needs ferry's AWS runtime (`s3`, `cloudformation`)
+/// in a ferry built without it: permanent, naming the environment, the kind and the fix.
+pub fn needs_aws(
+    environment: &str,
+    deploy: &ferry_config::Deploy,
+) -> ferry_engine::ports::PortError {
+    ferry_engine::ports::PortError::permanent(format!(
+        "environment {environment} deploys with `{}:`, which needs ferry built with AWS support: cargo install --path crates/ferry-cli --features aws (or cargo build --features ferry-cli/aws)",
+        deploy.kind()
+    ))
 }
 
 /// Tells whether a `host:pid@start` holder on this machine is still running: `/proc/<pid>`
@@ -118,5 +134,77 @@ impl ferry_engine::ports::Liveness for LocalLiveness {
             }
             None => Some(false),
         }
+    }
+}
+
+/// Wraps a deployer that syncs a folder (the S3 deployer) so it gets the local
+/// artifact's files: a `TarArtifactStore` artifact (one tar file) is unpacked into a
+/// scratch folder under `scratch` for the call, and removed after it. A location that is
+/// already a folder, or no longer exists, is passed on as it is (the inner deployer says
+/// what is missing).
+pub struct UnpackedArtifact<D> {
+    pub inner: D,
+    pub scratch: std::path::PathBuf,
+}
+
+impl<D: ferry_engine::ports::Deployer> UnpackedArtifact<D> {
+    fn with_files<T>(
+        &self,
+        req: &ferry_engine::ports::DeployRequest,
+        f: impl FnOnce(&ferry_engine::ports::DeployRequest) -> ferry_engine::ports::PortResult<T>,
+    ) -> ferry_engine::ports::PortResult<T> {
+        use ferry_engine::ports::PortError;
+        let location = std::path::Path::new(&req.artifact.location);
+        if !location.is_file() {
+            return f(req);
+        }
+        std::fs::create_dir_all(&self.scratch).map_err(|e| {
+            PortError::permanent(format!("cannot create {}: {e}", self.scratch.display()))
+        })?;
+        let dir = tempfile::Builder::new()
+            .prefix(".unpacked-")
+            .tempdir_in(&self.scratch)
+            .map_err(|e| {
+                PortError::permanent(format!(
+                    "cannot create a folder in {}: {e}",
+                    self.scratch.display()
+                ))
+            })?;
+        let unpacked = std::fs::File::open(location).and_then(|file| {
+            let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+            archive.set_preserve_mtime(false);
+            archive.unpack(dir.path())
+        });
+        unpacked.map_err(|e| {
+            PortError::permanent(format!(
+                "cannot unpack artifact `{}` into `{}`: {e}",
+                req.artifact.location,
+                dir.path().display()
+            ))
+        })?;
+        let mut files = req.clone();
+        files.artifact.location = dir.path().display().to_string();
+        f(&files)
+    }
+}
+
+impl<D: ferry_engine::ports::Deployer> ferry_engine::ports::Deployer for UnpackedArtifact<D> {
+    fn deploy(
+        &self,
+        req: &ferry_engine::ports::DeployRequest,
+    ) -> ferry_engine::ports::PortResult<()> {
+        self.with_files(req, |r| self.inner.deploy(r))
+    }
+    fn rollback(
+        &self,
+        req: &ferry_engine::ports::DeployRequest,
+    ) -> ferry_engine::ports::PortResult<()> {
+        self.with_files(req, |r| self.inner.rollback(r))
+    }
+    fn current_version(&self) -> ferry_engine::ports::PortResult<Option<String>> {
+        self.inner.current_version()
+    }
+    fn healthy(&self, within: std::time::Duration) -> ferry_engine::ports::PortResult<()> {
+        self.inner.healthy(within)
     }
 }

@@ -171,6 +171,58 @@ pub(crate) fn assume_role(service: &str) -> Value {
     })
 }
 
+/// The change-set calls of the CloudFormation deployer (`deploy: cloudformation:`), on
+/// its stack.
+pub const CLOUDFORMATION_DEPLOY_ACTIONS: &[&str] = &[
+    "cloudformation:CreateChangeSet",
+    "cloudformation:DeleteChangeSet",
+    "cloudformation:DescribeChangeSet",
+    "cloudformation:DescribeStackEvents",
+    "cloudformation:DescribeStacks",
+    "cloudformation:ExecuteChangeSet",
+    "cloudformation:GetTemplate",
+];
+
+/// Least-privilege statements for the deploy targets of `envs` (the roles that deploy
+/// and roll back: CodeBuild's and the rollback Lambda's). An `s3:` environment: objects
+/// read and written under its prefix, the bucket listed under it only (a missing
+/// `current` must read as 404, not 403). A `cloudformation:` environment: the change-set
+/// calls on its stack, and the same on the template bucket under `ENV/stacks/`. Other
+/// kinds deploy on a machine of their own and get nothing here.
+pub(crate) fn deploy_target_statements<'a>(
+    envs: impl IntoIterator<Item = &'a ferry_config::Environment>,
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    let objects = |bucket: &str, prefix: &str, out: &mut Vec<Value>| {
+        out.push(allow(
+            &["s3:GetObject", "s3:PutObject"],
+            vec![sub(&format!(
+                "arn:${{AWS::Partition}}:s3:::{bucket}/{prefix}/*"
+            ))],
+        ));
+        out.push(serde_json::json!({
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [sub(&format!("arn:${{AWS::Partition}}:s3:::{bucket}"))],
+            "Condition": { "StringLike": { "s3:prefix": [format!("{prefix}/*")] } }
+        }));
+    };
+    for env in envs {
+        match &env.deploy {
+            ferry_config::Deploy::S3(s) => objects(&s.bucket, &s.prefix_for(&env.name), &mut out),
+            ferry_config::Deploy::CloudFormation(c) => {
+                out.push(allow(
+                    CLOUDFORMATION_DEPLOY_ACTIONS,
+                    vec![arn("cloudformation", &format!("stack/{}/*", c.stack))],
+                ));
+                objects(&c.bucket, &format!("{}/stacks", env.name), &mut out);
+            }
+            ferry_config::Deploy::Release(_) | ferry_config::Deploy::Command(_) => {}
+        }
+    }
+    out
+}
+
 /// One `Allow` statement.
 pub(crate) fn allow(actions: &[&str], resources: Vec<Value>) -> Value {
     serde_json::json!({ "Effect": "Allow", "Action": actions, "Resource": resources })

@@ -9,7 +9,8 @@ use serde_json::{Map, Value, json};
 
 use crate::pipeline::pascal;
 use crate::{
-    Names, allow, arn, assume_role, core_stack_parameter, get_att, import, lambda_env, r#ref, sub,
+    Names, allow, arn, assume_role, core_stack_parameter, deploy_target_statements, get_att,
+    import, lambda_env, r#ref, sub,
 };
 
 /// Where the rollback Lambda's zip (a `bootstrap` binary) is in the artifacts bucket
@@ -106,6 +107,54 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
             alarm_arns.push(arn("cloudwatch", &format!("alarm:{}", a.name)));
         }
     }
+    let mut rollback_statements: Vec<Value> = vec![
+        allow(
+            &["logs:CreateLogStream", "logs:PutLogEvents"],
+            vec![import("RollbackLogGroupArn")],
+        ),
+        allow(
+            &[
+                "dynamodb:ConditionCheckItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:Query",
+                "dynamodb:Scan",
+                "dynamodb:UpdateItem",
+            ],
+            vec![
+                import("DeploymentsTableArn"),
+                json!({ "Fn::Join": ["", [import("DeploymentsTableArn"), "/index/EnvironmentStatusIndex"]] }),
+            ],
+        ),
+        allow(
+            &["sns:Publish"],
+            vec![r#ref("DeploymentsTopic"), r#ref("RollbacksTopic")],
+        ),
+        allow(
+            &["kms:Decrypt", "kms:GenerateDataKey"],
+            vec![import("KeyArn")],
+        ),
+        allow(
+            &["sqs:SendMessage"],
+            vec![get_att("RollbackDeadLetterQueue", "Arn")],
+        ),
+        allow(
+            &[
+                "codepipeline:GetPipelineExecution",
+                "codepipeline:GetPipelineState",
+                "codepipeline:StopPipelineExecution",
+            ],
+            vec![arn("codepipeline", &names.pipeline())],
+        ),
+        allow(&["cloudwatch:DescribeAlarms"], alarm_arns),
+        allow(
+            &["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+            vec![json!({ "Fn::Join": ["", [import("ArtifactsBucketArn"), "/*"]] })],
+        ),
+        allow(&["s3:ListBucket"], vec![import("ArtifactsBucketArn")]),
+    ];
+    rollback_statements.extend(deploy_target_statements(scope.iter().copied()));
     resources.insert(
         "RollbackRole".into(),
         json!({
@@ -115,21 +164,7 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
                 "AssumeRolePolicyDocument": assume_role("lambda.amazonaws.com"),
                 "Policies": [{
                     "PolicyName": "RollbackPolicy",
-                    "PolicyDocument": { "Version": "2012-10-17", "Statement": [
-                        allow(&["logs:CreateLogStream", "logs:PutLogEvents"], vec![import("RollbackLogGroupArn")]),
-                        allow(&["dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem"], vec![
-                            import("DeploymentsTableArn"),
-                            json!({ "Fn::Join": ["", [import("DeploymentsTableArn"), "/index/EnvironmentStatusIndex"]] })
-                        ]),
-                        allow(&["sns:Publish"], vec![r#ref("DeploymentsTopic"), r#ref("RollbacksTopic")]),
-                        allow(&["kms:Decrypt", "kms:GenerateDataKey"], vec![import("KeyArn")]),
-                        allow(&["sqs:SendMessage"], vec![get_att("RollbackDeadLetterQueue", "Arn")]),
-                        allow(&["codepipeline:GetPipelineExecution", "codepipeline:GetPipelineState", "codepipeline:StopPipelineExecution"],
-                            vec![arn("codepipeline", &names.pipeline())]),
-                        allow(&["cloudwatch:DescribeAlarms"], alarm_arns),
-                        allow(&["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"], vec![json!({ "Fn::Join": ["", [import("ArtifactsBucketArn"), "/*"]] })]),
-                        allow(&["s3:ListBucket"], vec![import("ArtifactsBucketArn")])
-                    ] }
+                    "PolicyDocument": { "Version": "2012-10-17", "Statement":  rollback_statements }
                 }]
             }
         }),

@@ -21,7 +21,10 @@
 use ferry_config::{Environment, ExecutionMode, Pipeline, Step};
 use serde_json::{Map, Value, json};
 
-use crate::{Names, allow, arn, assume_role, core_stack_parameter, get_att, import, r#ref};
+use crate::{
+    Names, allow, arn, assume_role, core_stack_parameter, deploy_target_statements, get_att,
+    import, r#ref,
+};
 
 /// The CodeBuild image the projects run in.
 pub const BUILD_IMAGE: &str = "aws/codebuild/amazonlinux-x86_64-standard:5.0";
@@ -127,6 +130,65 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names) -> Value {
     }
     let table = import("DeploymentsTableArn");
     let index = json!({ "Fn::Join": ["", [import("DeploymentsTableArn"), "/index/EnvironmentStatusIndex"]] });
+    let mut build_statements: Vec<Value> = vec![
+        allow(
+            &["logs:CreateLogStream", "logs:PutLogEvents"],
+            vec![import("BuildLogGroupArn")],
+        ),
+        allow(
+            &["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
+            vec![bucket_objects],
+        ),
+        allow(
+            &["s3:GetBucketAcl", "s3:GetBucketLocation"],
+            vec![import("ArtifactsBucketArn")],
+        ),
+        allow(
+            &[
+                "kms:Decrypt",
+                "kms:DescribeKey",
+                "kms:Encrypt",
+                "kms:GenerateDataKey",
+            ],
+            vec![import("KeyArn")],
+        ),
+        allow(&["secretsmanager:GetSecretValue"], secret_arns),
+        allow(
+            &[
+                "codebuild:BatchPutTestCases",
+                "codebuild:CreateReport",
+                "codebuild:CreateReportGroup",
+                "codebuild:UpdateReport",
+            ],
+            projects
+                .iter()
+                .map(|p| arn("codebuild", &format!("report-group/{}-*", p.name)))
+                .collect(),
+        ),
+        allow(
+            &[
+                "codeconnections:UseConnection",
+                "codestar-connections:UseConnection",
+            ],
+            vec![connection.clone()],
+        ),
+        allow(
+            &[
+                "dynamodb:ConditionCheckItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:Query",
+                "dynamodb:UpdateItem",
+            ],
+            vec![table, index],
+        ),
+        allow(
+            &["sns:Publish"],
+            vec![topic("deployments"), topic("rollbacks")],
+        ),
+        allow(&["cloudwatch:DescribeAlarms"], alarm_arns),
+    ];
+    build_statements.extend(deploy_target_statements(&pipeline.environments));
     resources.insert(
         "CodeBuildRole".into(),
         json!({
@@ -136,19 +198,7 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names) -> Value {
                 "AssumeRolePolicyDocument": assume_role("codebuild.amazonaws.com"),
                 "Policies": [{
                     "PolicyName": "BuildPolicy",
-                    "PolicyDocument": { "Version": "2012-10-17", "Statement": [
-                        allow(&["logs:CreateLogStream", "logs:PutLogEvents"], vec![import("BuildLogGroupArn")]),
-                        allow(&["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"], vec![bucket_objects]),
-                        allow(&["s3:GetBucketAcl", "s3:GetBucketLocation"], vec![import("ArtifactsBucketArn")]),
-                        allow(&["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"], vec![import("KeyArn")]),
-                        allow(&["secretsmanager:GetSecretValue"], secret_arns),
-                        allow(&["codebuild:BatchPutTestCases", "codebuild:CreateReport", "codebuild:CreateReportGroup", "codebuild:UpdateReport"],
-                            projects.iter().map(|p| arn("codebuild", &format!("report-group/{}-*", p.name))).collect()),
-                        allow(&["codeconnections:UseConnection", "codestar-connections:UseConnection"], vec![connection.clone()]),
-                        allow(&["dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"], vec![table, index]),
-                        allow(&["sns:Publish"], vec![topic("deployments"), topic("rollbacks")]),
-                        allow(&["cloudwatch:DescribeAlarms"], alarm_arns)
-                    ] }
+                    "PolicyDocument": { "Version": "2012-10-17", "Statement":  build_statements }
                 }]
             }
         }),

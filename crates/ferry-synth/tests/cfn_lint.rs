@@ -47,5 +47,5 @@ fn the_stacks_pass_cfn_lint() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(files.len(), 12);
+    assert_eq!(files.len(), 15);
 }

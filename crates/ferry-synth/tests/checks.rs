@@ -302,3 +302,78 @@ proptest! {
         }
     }
 }
+
+/// The statements of a role's inline policies.
+fn role_statements(stacks: &BTreeMap<String, Value>, role: &str) -> Vec<Value> {
+    stacks
+        .values()
+        .filter_map(|t| t["Resources"].get(role))
+        .flat_map(|r| {
+            r["Properties"]["Policies"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .flat_map(|p| {
+            p["PolicyDocument"]["Statement"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The statements allowing `action`, as `(resources, condition)` texts.
+fn allowing(statements: &[Value], action: &str) -> Vec<String> {
+    statements
+        .iter()
+        .filter(|s| {
+            s["Action"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == action))
+        })
+        .map(|s| format!("{} {}", s["Resource"], s["Condition"]))
+        .collect()
+}
+
+#[test]
+fn deploy_roles_may_reach_their_s3_and_cloudformation_targets_and_no_more() {
+    let stacks = common::stacks(common::AWS_KINDS, None);
+    for role in ["CodeBuildRole", "RollbackRole"] {
+        let st = role_statements(&stacks, role);
+        assert!(!st.is_empty(), "{role} has statements");
+        let stack_arn = "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/shop-infra/*";
+        for action in ferry_synth::CLOUDFORMATION_DEPLOY_ACTIONS {
+            let on = allowing(&st, action);
+            assert_eq!(on.len(), 1, "{role} {action}: {on:?}");
+            assert!(on[0].contains(stack_arn), "{role} {action}: {on:?}");
+        }
+        let put = allowing(&st, "s3:PutObject");
+        assert!(
+            put.iter()
+                .any(|r| r.contains("arn:${AWS::Partition}:s3:::shop-web-releases/site/web/*")),
+            "{role}: {put:?}"
+        );
+        assert!(
+            put.iter()
+                .any(|r| r.contains("arn:${AWS::Partition}:s3:::shop-templates/infra/stacks/*")),
+            "{role}: {put:?}"
+        );
+        let list = allowing(&st, "s3:ListBucket");
+        assert!(
+            list.iter().any(|r| r.contains("s3:::shop-web-releases\"")
+                && r.contains("\"s3:prefix\":[\"site/web/*\"]")),
+            "{role}: {list:?}"
+        );
+        assert!(
+            list.iter().any(|r| r.contains("s3:::shop-templates\"")
+                && r.contains("\"s3:prefix\":[\"infra/stacks/*\"]")),
+            "{role}: {list:?}"
+        );
+    }
+    // Scoped to one environment, the rollback Lambda reaches only that one's target.
+    let web = common::stacks(common::AWS_KINDS, Some("web"));
+    let st = role_statements(&web, "RollbackRole");
+    assert!(allowing(&st, "cloudformation:ExecuteChangeSet").is_empty());
+    assert!(!allowing(&st, "s3:PutObject").is_empty());
+}
