@@ -374,7 +374,7 @@ pub fn command(project: &Project, spec: &str, as_json: bool) -> CliResult<i32> {
     let dir = step_dir(project);
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::environment(format!("cannot create `{}`: {e}", dir.display())))?;
-    let (commit, origin) = workspace_commit(&project.root)?;
+    let (mut commit, origin) = workspace_commit(&project.root)?;
     let clock = SystemClock;
 
     // What the environment stages take from the build stage: the run id, the artifact
@@ -384,6 +384,14 @@ pub fn command(project: &Project, spec: &str, as_json: bool) -> CliResult<i32> {
     } else {
         None
     };
+    if let Some(b) = &build
+        && commit.message.is_empty()
+        && commit.author.is_empty()
+    {
+        // A workspace without `.git`: the build stage read them from the repository.
+        commit.message = b.commit.message.clone();
+        commit.author = b.commit.author.clone();
+    }
 
     let local = open_stage_db(&dir, stage)?;
     let shared = Shared::open(project)?;
@@ -617,6 +625,8 @@ fn open_stage_db(dir: &Path, stage: &str) -> CliResult<SqliteStore> {
 /// What an environment stage takes from the build stage of the same workspace.
 struct BuildRecord {
     id: RunId,
+    /// The commit as the build stage read it (message and author from the repository).
+    commit: Commit,
     artifact: Option<Artifact>,
     ledger: ferry_core::run::TestLedger,
 }
@@ -677,6 +687,7 @@ fn build_record(pipeline: &Pipeline, dir: &Path, commit: &Commit) -> CliResult<B
     });
     Ok(BuildRecord {
         id: view.id,
+        commit: view.commit.clone(),
         artifact,
         ledger,
     })

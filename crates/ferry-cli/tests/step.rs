@@ -218,6 +218,15 @@ fn a_commit_goes_through_build_and_test_one_step_per_process_across_workspaces()
     assert_eq!(d[0]["runId"], 101, "{:#}", d[0]);
     assert_eq!(d[0]["unitTestsPassed"], true, "{:#}", d[0]);
     assert_eq!(d[0]["coveragePercentage"], 75.0, "{:#}", d[0]);
+    // The workspace has no `.git`: the message and author are the build stage's.
+    assert_eq!(d[0]["commitMessage"], "A", "{:#}", d[0]);
+    assert!(
+        d[0]["commitAuthor"]
+            .as_str()
+            .is_some_and(|a| a.contains("Ivy")),
+        "{:#}",
+        d[0]
+    );
 
     // Production: CodePipeline's approval has passed when its stage runs.
     let wp = w.hop("ws-prod-a");

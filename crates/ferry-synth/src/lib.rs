@@ -18,7 +18,7 @@
 mod core_stack;
 mod monitoring;
 mod names;
-mod pipeline;
+pub mod pipeline;
 
 pub mod check;
 pub mod lambda_env;

@@ -113,15 +113,7 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
             vec![import("RollbackLogGroupArn")],
         ),
         allow(
-            &[
-                "dynamodb:ConditionCheckItem",
-                "dynamodb:DeleteItem",
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:Query",
-                "dynamodb:Scan",
-                "dynamodb:UpdateItem",
-            ],
+            &crate::pipeline::LEDGER_ACTIONS,
             vec![
                 import("DeploymentsTableArn"),
                 json!({ "Fn::Join": ["", [import("DeploymentsTableArn"), "/index/EnvironmentStatusIndex"]] }),

@@ -37,6 +37,20 @@ pub const GITHUB_TOKEN_SECRET: &str = "github-token";
 /// Cache folder the buildspecs keep between builds (§3.8.1).
 pub const CACHE_PATH: &str = ".ferry/cache/**/*";
 
+/// What the DynamoDB ledger (`ferry-aws`'s `DynamoLedger`) calls on the deployments
+/// table and its index: `ferry step` in CodeBuild and the rollback Lambda both record
+/// deployments, take and let go leases (`DeleteItem`), claim rollbacks
+/// (`ConditionCheckItem` in transactions) and read the history (`Query`, `Scan`).
+pub const LEDGER_ACTIONS: [&str; 7] = [
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:UpdateItem",
+];
+
 /// A stage's CodeBuild project.
 struct Project {
     /// Logical id.
@@ -172,16 +186,7 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names) -> Value {
             ],
             vec![connection.clone()],
         ),
-        allow(
-            &[
-                "dynamodb:ConditionCheckItem",
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:Query",
-                "dynamodb:UpdateItem",
-            ],
-            vec![table, index],
-        ),
+        allow(&LEDGER_ACTIONS, vec![table, index]),
         allow(
             &["sns:Publish"],
             vec![topic("deployments"), topic("rollbacks")],
@@ -545,6 +550,42 @@ pub(crate) fn pascal(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The DynamoDB actions a role's policy allows.
+    fn table_actions(template: &Value, role: &str) -> Vec<String> {
+        let mut out: Vec<String> =
+            template["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|s| s["Action"].as_array().cloned().unwrap_or_default())
+                .filter_map(|a| a.as_str().map(str::to_string))
+                .filter(|a| a.starts_with("dynamodb:"))
+                .collect();
+        out.sort();
+        out
+    }
+
+    /// `ferry step` (CodeBuild) and the rollback Lambda use the same ledger, so both
+    /// roles allow every call it makes: a lease let go is a `DeleteItem`, the history a
+    /// `Scan`.
+    #[test]
+    fn both_ledger_users_may_make_every_ledger_call() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let text = std::fs::read_to_string(root.join("reference/ferry.yml")).expect("example");
+        let pipeline = ferry_config::parse(&text, "ferry.yml").expect("valid");
+        let stacks = crate::synth(&pipeline, &crate::Options { env: None }).expect("synth");
+        let want: Vec<String> = LEDGER_ACTIONS.iter().map(|a| (*a).to_string()).collect();
+        let find = |suffix: &str| {
+            stacks
+                .iter()
+                .find(|(name, _)| name.ends_with(suffix))
+                .map(|(_, t)| t.clone())
+                .expect("stack")
+        };
+        assert_eq!(table_actions(&find("-pipeline"), "CodeBuildRole"), want);
+        assert_eq!(table_actions(&find("-monitoring"), "RollbackRole"), want);
+    }
 
     #[test]
     fn repositories_and_ids() {
