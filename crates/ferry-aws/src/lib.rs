@@ -14,6 +14,7 @@ pub mod cloudformation;
 pub mod cloudwatch;
 pub mod lambda;
 pub mod ledger;
+pub mod objects;
 pub mod s3;
 pub mod sns;
 

@@ -312,11 +312,58 @@ struct StopAfter<'a> {
     inner: &'a dyn Observer,
     targets: Vec<StepRef>,
     park: &'static AtomicBool,
+    /// Writes the custom metrics' log lines (see [`metric_lines`]), when set.
+    metrics: bool,
+}
+
+/// Whether to write `{"metric": NAME, "value": N}` lines: in CodeBuild (its log group's
+/// metric filters, made by the monitoring stack of `ferry synth aws`, turn them into the
+/// seed's custom metrics, §9.2) or when `FERRY_METRIC_LINES=1`.
+fn metric_lines() -> bool {
+    std::env::var_os("CODEBUILD_BUILD_ID").is_some_and(|v| !v.is_empty())
+        || std::env::var("FERRY_METRIC_LINES").is_ok_and(|v| v == "1")
+}
+
+/// One custom-metric line on stderr (CodeBuild sends it to the build log group).
+fn metric(name: &str, value: f64) {
+    eprintln!("{}", serde_json::json!({ "metric": name, "value": value }));
+}
+
+impl StopAfter<'_> {
+    /// The metrics a batch of a stage run's changes makes: a deployment that ended
+    /// (`DeploymentCount`, `DeploymentDuration` from its stage's start), a test report
+    /// (`TestSuccessRate`).
+    fn metrics(&self, run: &ferry_core::run::RunView, changes: &[Change]) {
+        for c in changes {
+            match c {
+                Change::DeploymentFinished { end_time, .. } => {
+                    metric("DeploymentCount", 1.0);
+                    if let Some(start) = run.stages.first().and_then(|s| s.started_at) {
+                        metric(
+                            "DeploymentDuration",
+                            (end_time.millis() - start.millis()).max(0) as f64,
+                        );
+                    }
+                }
+                Change::TestResults { report, .. } if report.total > 0 => {
+                    metric(
+                        "TestSuccessRate",
+                        (report.passed as f64 * 100.0 / report.total as f64 * 100.0).round()
+                            / 100.0,
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 impl Observer for StopAfter<'_> {
     fn changed(&self, run: &ferry_core::run::RunView, changes: &[Change]) {
         self.inner.changed(run, changes);
+        if self.metrics {
+            self.metrics(run, changes);
+        }
         let done = self.targets.iter().all(|r| {
             run.stages
                 .get(r.stage)
@@ -335,6 +382,186 @@ impl Observer for StopAfter<'_> {
     }
     fn rolled(&self, changes: &[Change]) {
         self.inner.rolled(changes);
+        if self.metrics {
+            for c in changes {
+                if matches!(c, Change::DeploymentRolledBack { .. }) {
+                    metric(ferry_synth::lambda_env::ROLLBACK_METRIC, 1.0);
+                }
+            }
+        }
+    }
+}
+
+/// Where `ferry step` keeps the build's packed artifact so that every later container
+/// reads the same bytes: environment stages, later executions, and rollbacks, which
+/// check a deployment's artifact digest before putting it back.
+enum StepArtifacts {
+    /// The project's state folder (`--state-dir`, which must be shared between the
+    /// machines that run the steps when there is no AWS).
+    Local(ferry_local::TarArtifactStore),
+    /// `s3://FERRY_ARTIFACTS_BUCKET/ferry/artifacts/<pipeline>/run-N.tar`, packed in
+    /// the workspace first; read back into `cache` (in the workspace) when used.
+    #[cfg(feature = "aws")]
+    S3(Box<S3Kept>),
+}
+
+/// The build's artifact in S3 (see [`StepArtifacts::S3`]).
+#[cfg(feature = "aws")]
+struct S3Kept {
+    aws: ferry_aws::Aws,
+    bucket: String,
+    prefix: String,
+    local: ferry_local::TarArtifactStore,
+    cache: PathBuf,
+}
+
+impl StepArtifacts {
+    fn open(
+        project: &Project,
+        pipeline: &Pipeline,
+        dir: &Path,
+        shared: &Shared,
+    ) -> CliResult<StepArtifacts> {
+        let bucket = std::env::var("FERRY_ARTIFACTS_BUCKET")
+            .ok()
+            .map(|b| b.trim().to_string())
+            .filter(|b| !b.is_empty());
+        match (bucket, shared) {
+            #[cfg(feature = "aws")]
+            (Some(bucket), Shared::Dynamo(_)) => Ok(StepArtifacts::S3(Box::new(S3Kept {
+                aws: ferry_aws::Aws::connect(&ferry_aws::Settings::default())?,
+                bucket,
+                prefix: format!("ferry/artifacts/{}", pipeline.name),
+                local: ferry_local::TarArtifactStore::new(dir.join("artifacts")),
+                cache: dir.join("artifacts").join("s3"),
+            }))),
+            #[cfg(feature = "aws")]
+            (None, Shared::Dynamo(_)) if pipeline.build.artifact.is_some() => {
+                Err(CliError::config(
+                    "ferry step records into DynamoDB (FERRY_DEPLOYMENTS_TABLE) but FERRY_ARTIFACTS_BUCKET is not set: the build's artifact must be kept in S3 so that later stages and rollbacks find it; set FERRY_ARTIFACTS_BUCKET to the artifacts bucket (the core stack of `ferry synth aws` makes it)",
+                ))
+            }
+            _ => {
+                let _ = (pipeline, dir);
+                Ok(StepArtifacts::Local(ferry_local::TarArtifactStore::new(
+                    project.state.join("artifacts"),
+                )))
+            }
+        }
+    }
+
+    /// Where an `s3://` artifact is read into; other locations are files already.
+    fn local_path(&self, location: &str) -> PathBuf {
+        match self {
+            #[cfg(feature = "aws")]
+            StepArtifacts::S3(k) if location.starts_with("s3://") => k
+                .cache
+                .join(location.trim_start_matches("s3://").replace('/', "_")),
+            _ => PathBuf::from(location),
+        }
+    }
+}
+
+impl ferry_engine::ports::ArtifactStore for StepArtifacts {
+    fn package(&self, dir: &Path, run: RunId) -> PortResult<Artifact> {
+        match self {
+            StepArtifacts::Local(s) => s.package(dir, run),
+            #[cfg(feature = "aws")]
+            StepArtifacts::S3(k) => {
+                let S3Kept {
+                    aws,
+                    bucket,
+                    prefix,
+                    local,
+                    ..
+                } = &**k;
+                let a = local.package(dir, run)?;
+                let name = Path::new(&a.location)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| format!("run-{run}.tar"));
+                let key = format!("{prefix}/{name}");
+                ferry_aws::objects::upload(aws, bucket, &key, Path::new(&a.location))?;
+                Ok(Artifact {
+                    location: format!("s3://{bucket}/{key}"),
+                    ..a
+                })
+            }
+        }
+    }
+
+    fn digest(&self, location: &str) -> PortResult<String> {
+        match self {
+            StepArtifacts::Local(s) => s.digest(location),
+            #[cfg(feature = "aws")]
+            StepArtifacts::S3(k) => {
+                let (aws, local) = (&k.aws, &k.local);
+                if !location.starts_with("s3://") {
+                    return local.digest(location);
+                }
+                let path = self.local_path(location);
+                if !path.exists() {
+                    let (bucket, key) = ferry_aws::objects::parse_url(location)?;
+                    ferry_aws::objects::download(aws, bucket, key, &path)?;
+                }
+                local.digest(&path.display().to_string())
+            }
+        }
+    }
+}
+
+/// Hands deployers a local file for an artifact kept in S3 (the digest check before
+/// every deploy and rollback has read it into the workspace).
+struct LocalArtifacts<'a> {
+    inner: &'a dyn ferry_engine::ports::DeployerFactory,
+    artifacts: &'a StepArtifacts,
+}
+
+struct LocalArtifactDeployer<'a> {
+    inner: Box<dyn ferry_engine::ports::Deployer + 'a>,
+    artifacts: &'a StepArtifacts,
+}
+
+impl LocalArtifactDeployer<'_> {
+    fn local(
+        &self,
+        req: &ferry_engine::ports::DeployRequest,
+    ) -> ferry_engine::ports::DeployRequest {
+        let mut req = req.clone();
+        req.artifact.location = self
+            .artifacts
+            .local_path(&req.artifact.location)
+            .display()
+            .to_string();
+        req
+    }
+}
+
+impl ferry_engine::ports::Deployer for LocalArtifactDeployer<'_> {
+    fn deploy(&self, req: &ferry_engine::ports::DeployRequest) -> PortResult<()> {
+        self.inner.deploy(&self.local(req))
+    }
+    fn rollback(&self, req: &ferry_engine::ports::DeployRequest) -> PortResult<()> {
+        self.inner.rollback(&self.local(req))
+    }
+    fn current_version(&self) -> PortResult<Option<String>> {
+        self.inner.current_version()
+    }
+    fn healthy(&self, within: std::time::Duration) -> PortResult<()> {
+        self.inner.healthy(within)
+    }
+}
+
+impl ferry_engine::ports::DeployerFactory for LocalArtifacts<'_> {
+    fn deployer(
+        &self,
+        environment: &str,
+        deploy: &ferry_config::Deploy,
+    ) -> PortResult<Box<dyn ferry_engine::ports::Deployer + '_>> {
+        Ok(Box::new(LocalArtifactDeployer {
+            inner: self.inner.deployer(environment, deploy)?,
+            artifacts: self.artifacts,
+        }))
     }
 }
 
@@ -410,16 +637,23 @@ pub fn command(project: &Project, spec: &str, as_json: bool) -> CliResult<i32> {
     let progress = Progress::new(as_json);
     let park: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
     let cancel = crate::signals::cancel_on_interrupt();
-    let mut adapters = Local::new(project, cancel).parking(park);
-    adapters.artifacts = ferry_local::TarArtifactStore::new(dir.join("artifacts"));
+    let adapters = Local::new(project, cancel).parking(park);
+    let artifacts = StepArtifacts::open(project, &pipeline, &dir, &shared)?;
+    let deployers = LocalArtifacts {
+        inner: &adapters.factory,
+        artifacts: &artifacts,
+    };
     let observer = StopAfter {
         inner: &*progress,
         targets: idx.iter().map(|&step| StepRef { stage: 0, step }).collect(),
         park,
+        metrics: metric_lines(),
     };
     let mut engine = adapters.engine(
         project, &pipeline, &text, &split, &workspace, &observer, cancel,
     );
+    engine.ports.artifacts = &artifacts;
+    engine.ports.deployers = &deployers;
     engine.layout = Layout {
         project: project.root.clone(),
         work: dir.join("work"),
@@ -535,7 +769,11 @@ pub fn command(project: &Project, spec: &str, as_json: bool) -> CliResult<i32> {
         &dir.join(format!("{stage}.db")),
         shared.topics()?,
     );
+    let id = run.id();
     let view = engine.drive(run);
+    // The checkout is a link to the workspace: left there, CodeBuild would follow it
+    // into itself when it uploads the workspace as the build's output artifact.
+    let _ = std::fs::remove_file(engine.layout.checkout(id));
     crate::notify::finish(notifier);
     progress.finish();
     let view = view?;
@@ -674,17 +912,9 @@ fn build_record(pipeline: &Pipeline, dir: &Path, commit: &Commit) -> CliResult<B
         }
         None => ferry_core::run::TestLedger::default(),
     };
-    // The artifact came with the workspace: same file name, this container's folder.
-    let artifact = view.artifact.map(|a| {
-        let name = Path::new(&a.location)
-            .file_name()
-            .map(PathBuf::from)
-            .unwrap_or_default();
-        Artifact {
-            location: dir.join("artifacts").join(name).display().to_string(),
-            ..a
-        }
-    });
+    // Kept where every container reads it (S3, or the shared state folder); its digest
+    // is checked before the environment deploys it.
+    let artifact = view.artifact;
     Ok(BuildRecord {
         id: view.id,
         commit: view.commit.clone(),

@@ -98,7 +98,8 @@ impl World {
             .env_remove("CODEBUILD_BUILD_NUMBER")
             .env_remove("FERRY_DEPLOYMENTS_TABLE")
             .env_remove("FERRY_COMMIT_SHA")
-            .env_remove("FERRY_STEP_DIR");
+            .env_remove("FERRY_STEP_DIR")
+            .env("FERRY_METRIC_LINES", "1");
         if let Some(s) = sha {
             c.env("FERRY_COMMIT_SHA", s);
         }
@@ -110,6 +111,14 @@ impl World {
         for spec in ["build/unit", "build/@gates", "build/@artifact"] {
             let out = self.step_in(self.repo.path(), spec, run_id, None);
             assert_code(&out, 0, &format!("ferry step {spec}"));
+            if spec == "build/unit" {
+                // The JUnit report's pass rate, for the build log group's metric filter.
+                assert!(
+                    metrics(&out).contains(&("TestSuccessRate".to_string(), 100.0)),
+                    "{}",
+                    describe(&out)
+                );
+            }
         }
     }
 
@@ -139,6 +148,16 @@ impl World {
         assert_code(&out, 0, "ferry history");
         serde_json::from_slice(&out.stdout).expect("history json")
     }
+}
+
+/// The `{"metric": NAME, "value": N}` lines a step wrote (what the monitoring stack's
+/// metric filters `{ $.metric = "NAME" }` read from the build log group).
+fn metrics(out: &Output) -> Vec<(String, f64)> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| Some((v["metric"].as_str()?.to_string(), v["value"].as_f64()?)))
+        .collect()
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -204,6 +223,19 @@ fn a_commit_goes_through_build_and_test_one_step_per_process_across_workspaces()
     assert_eq!(w.actions(), vec![format!("deploy test {a}")]);
     let out = w.step_in(&ws, "test/integration", "999", Some(&a));
     assert_code(&out, 0, "ferry step test/integration");
+    // The stage's end closes the deployment: one deployment, and how long it took.
+    let m = metrics(&out);
+    assert!(m.contains(&("DeploymentCount".to_string(), 1.0)), "{m:?}");
+    assert!(
+        m.iter()
+            .any(|(n, v)| n == "DeploymentDuration" && *v >= 0.0),
+        "{m:?}"
+    );
+    // The step left no link to the workspace inside it (CodeBuild uploads the folder).
+    assert!(
+        !support::walk(&ws).iter().any(|p| p.is_symlink()),
+        "a symlink is left in the workspace"
+    );
     // Run again (a retried CodeBuild action): nothing is deployed twice.
     let out = w.step_in(&ws, "test/@deploy", "999", Some(&a));
     assert_code(&out, 0, "ferry step test/@deploy, again");
@@ -244,6 +276,9 @@ fn a_failing_test_step_rolls_the_environment_back_to_the_previous_version() {
     for spec in ["test/@deploy", "test/integration"] {
         assert_code(&w.step_in(&ws, spec, "0", Some(&a)), 0, spec);
     }
+    // A's CodeBuild containers are gone when B runs: its rollback finds A's artifact in
+    // the shared state, not in A's workspace.
+    std::fs::remove_dir_all(&ws).expect("remove A's workspace");
     w.repo.write("broken", "yes\n");
     let b = w.repo.commit("B: breaks the integration test");
     // The repository's `.ferry/step` holds A's build: a new commit needs a clean one.
@@ -260,6 +295,11 @@ fn a_failing_test_step_rolls_the_environment_back_to_the_previous_version() {
     );
     let out = w.step_in(&ws, "test/integration", "0", Some(&b));
     assert_code(&out, 1, "the failing integration test");
+    assert!(
+        metrics(&out).contains(&("RollbackCount".to_string(), 1.0)),
+        "{}",
+        describe(&out)
+    );
     assert_eq!(
         w.actions(),
         vec![

@@ -63,6 +63,7 @@ fn moto() -> Moto {
 }
 
 const TABLE: &str = "ferry-step-deployments";
+const BUCKET: &str = "ferry-step-artifacts";
 
 fn pipeline(ops: &Path) -> String {
     let ops = ops.display();
@@ -106,6 +107,7 @@ fn step(
         .env("FERRY_DEPLOYMENTS_TOPIC", &topics[0].0)
         .env("FERRY_ROLLBACKS_TOPIC", &topics[1].0)
         .env("FERRY_DEPLOYMENTS_TABLE", TABLE)
+        .env("FERRY_ARTIFACTS_BUCKET", BUCKET)
         .env("AWS_ENDPOINT_URL", &moto.endpoint)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -187,6 +189,9 @@ fn steps_record_into_dynamodb_and_a_failing_test_rolls_back_there() {
     .expect("aws");
     let ledger = DynamoLedger::new(&aws, TABLE);
     ledger.create_table().expect("table");
+    ferry_aws::s3::S3Deployer::new(&aws, BUCKET, "unused")
+        .create_bucket()
+        .expect("bucket");
     // The stack's topics, each with an HTTP subscriber on loopback.
     let mut topics = Vec::new();
     for name in ["step-deployments", "step-rollbacks"] {
@@ -227,6 +232,8 @@ fn steps_record_into_dynamodb_and_a_failing_test_rolls_back_there() {
         assert_code(&out, 0, "test/@deploy");
         let out = step(&ws, &moto, &topics, "test/integration", "0", Some(&sha));
         assert_code(&out, if broken { 1 } else { 0 }, "test/integration");
+        // The container ends: nothing of it is left for later executions.
+        std::fs::remove_dir_all(&ws).expect("remove the workspace");
         shas.push(sha);
     }
     let (a, b) = (&shas[0], &shas[1]);
@@ -248,6 +255,12 @@ fn steps_record_into_dynamodb_and_a_failing_test_rolls_back_there() {
         (a.as_str(), 301)
     );
     assert_eq!(oldest.status, DeploymentStatus::Succeeded);
+    // The artifact a rollback restores is kept in S3, not in a container.
+    assert_eq!(
+        oldest.artifact_location,
+        format!("s3://{BUCKET}/ferry/artifacts/step-aws/run-301.tar"),
+        "{oldest:#?}"
+    );
     assert_eq!(
         (newest.version.as_str(), newest.run_id.0),
         (b.as_str(), 302)

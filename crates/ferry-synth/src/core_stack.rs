@@ -127,9 +127,22 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names) -> Value {
                         "Status": "Enabled",
                         "Transitions": [{ "StorageClass": "STANDARD_IA", "TransitionInDays": ARTIFACT_IA_DAYS }]
                     },
+                    // Only what pipeline executions write expires: CodePipeline's
+                    // artifacts (under the first 20 characters of the pipeline's name)
+                    // and the builds ferry keeps (`ferry/artifacts/`). The `ferry`
+                    // binary (`tools/`) and the Lambda's code (`lambda/`) stay.
                     {
                         "Id": "DeleteOldArtifacts",
                         "Status": "Enabled",
+                        "Prefix": format!("{}/", names.pipeline().chars().take(20).collect::<String>()),
+                        "ExpirationInDays": ARTIFACT_EXPIRY_DAYS,
+                        "NoncurrentVersionExpiration": { "NoncurrentDays": ARTIFACT_EXPIRY_DAYS },
+                        "AbortIncompleteMultipartUpload": { "DaysAfterInitiation": 7 }
+                    },
+                    {
+                        "Id": "DeleteOldBuilds",
+                        "Status": "Enabled",
+                        "Prefix": "ferry/artifacts/",
                         "ExpirationInDays": ARTIFACT_EXPIRY_DAYS,
                         "NoncurrentVersionExpiration": { "NoncurrentDays": ARTIFACT_EXPIRY_DAYS },
                         "AbortIncompleteMultipartUpload": { "DaysAfterInitiation": 7 }

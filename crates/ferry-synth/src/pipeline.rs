@@ -194,6 +194,14 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names) -> Value {
         allow(&["cloudwatch:DescribeAlarms"], alarm_arns),
     ];
     build_statements.extend(deploy_target_statements(&pipeline.environments));
+    if pipeline.infrastructure.is_some() {
+        // `infrastructure.deploy` (`cdk deploy`, seed §3.2) works through the CDK
+        // bootstrap's roles in this account; the build assumes them, nothing wider.
+        build_statements.push(allow(
+            &["sts:AssumeRole"],
+            vec![json!({ "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/cdk-*" })],
+        ));
+    }
     resources.insert(
         "CodeBuildRole".into(),
         json!({

@@ -119,6 +119,21 @@ fn the_core_stack_has_what_the_seed_asks_for() {
     assert_eq!(rules[0]["Transitions"][0]["TransitionInDays"], 30);
     assert_eq!(rules[0]["Transitions"][0]["StorageClass"], "STANDARD_IA");
     assert_eq!(rules[1]["ExpirationInDays"], 90);
+    // Only executions' artifacts expire, never the tools the pipeline runs on.
+    assert_eq!(rules[1]["Prefix"], "kiro-pipeline/");
+    assert_eq!(rules[2]["Prefix"], "ferry/artifacts/");
+    assert_eq!(rules[2]["ExpirationInDays"], 90);
+    for rule in rules.as_array().expect("rules") {
+        if rule.get("ExpirationInDays").is_some() {
+            let prefix = rule["Prefix"].as_str().unwrap_or("");
+            assert!(
+                !prefix.is_empty()
+                    && !"tools/ferry".starts_with(prefix)
+                    && !"lambda/".starts_with(prefix),
+                "{rule}"
+            );
+        }
+    }
     assert_eq!(r("/Resources/BuildLogGroup/Properties/RetentionInDays"), 90);
 
     let pipeline = &stacks["kiro-pipeline-pipeline"];
