@@ -178,7 +178,7 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
                 "Role": get_att("RollbackRole", "Arn"),
                 "MemorySize": 256,
                 "Timeout": timeout,
-                "ReservedConcurrentExecutions": 1,
+                "ReservedConcurrentExecutions": { "Fn::If": ["ReserveRollbackConcurrency", r#ref("RollbackConcurrency"), r#ref("AWS::NoValue")] },
                 "DeadLetterConfig": { "TargetArn": get_att("RollbackDeadLetterQueue", "Arn") },
                 "KmsKeyArn": import("KeyArn"),
                 "LoggingConfig": { "LogGroup": import("RollbackLogGroupName"), "LogFormat": "JSON" },
@@ -365,7 +365,16 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
                 "Default": "x86_64",
                 "AllowedValues": ["x86_64", "arm64"],
                 "Description": "The architecture the rollback Lambda's binary is built for."
+            },
+            "RollbackConcurrency": {
+                "Type": "Number",
+                "Default": 1,
+                "MinValue": 0,
+                "Description": "Concurrent executions reserved for the rollback Lambda (one rollback at a time); 0 reserves none, for accounts whose concurrency limit is still the new-account default of 10."
             }
+        },
+        "Conditions": {
+            "ReserveRollbackConcurrency": { "Fn::Not": [{ "Fn::Equals": [r#ref("RollbackConcurrency"), 0] }] }
         },
         "Resources": resources,
         "Outputs": outputs

@@ -216,7 +216,15 @@ fn the_core_stack_has_what_the_seed_asks_for() {
         .expect("function");
     assert_eq!(f["Runtime"], "provided.al2023");
     assert_eq!(f["Handler"], "bootstrap");
-    assert_eq!(f["ReservedConcurrentExecutions"], 1);
+    // One at a time by default; a parameter (0: none) for accounts at the default limit.
+    assert_eq!(
+        f["ReservedConcurrentExecutions"]["Fn::If"][0],
+        "ReserveRollbackConcurrency"
+    );
+    assert_eq!(
+        monitoring["Parameters"]["RollbackConcurrency"]["Default"],
+        1
+    );
 }
 
 #[test]
