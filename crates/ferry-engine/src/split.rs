@@ -117,6 +117,15 @@ impl Ledger for SplitStore<'_> {
     fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze> {
         self.shared.freeze(freeze)
     }
+    fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident> {
+        self.shared.resolve(environment, by, at)
+    }
+    fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>> {
+        self.shared.unfreeze(environment, by, at)
+    }
+    fn freezes(&self, environment: Option<&str>, at: Timestamp) -> PortResult<Vec<Freeze>> {
+        self.shared.freezes(environment, at)
+    }
     fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>> {
         self.shared.alarm_state(alarm)
     }
@@ -201,9 +210,6 @@ impl Store for SplitStore<'_> {
     fn rollbacks(&self, limit: usize) -> PortResult<Vec<RollbackRecord>> {
         self.local.rollbacks(limit)
     }
-    fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident> {
-        self.local.resolve(environment, by, at)
-    }
     fn put_config(&self, digest: &str, text: &str) -> PortResult<()> {
         self.local.put_config(digest, text)
     }
@@ -220,12 +226,6 @@ impl Store for SplitStore<'_> {
     }
     fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>> {
         self.local.delivery(id)
-    }
-    fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>> {
-        self.local.unfreeze(environment, by, at)
-    }
-    fn freezes(&self, environment: Option<&str>, at: Timestamp) -> PortResult<Vec<Freeze>> {
-        self.local.freezes(environment, at)
     }
     fn request_override(&self, request: &BreakGlass) -> PortResult<BreakGlass> {
         self.local.request_override(request)
