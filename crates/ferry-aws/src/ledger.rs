@@ -35,6 +35,10 @@ pub const STATUS_INDEX: &str = "EnvironmentStatusIndex";
 
 type Item = HashMap<String, AttributeValue>;
 
+/// An item to put in a transaction, its condition (`""`: none) and the values the
+/// condition names.
+type ConditionalPut<'a> = (Item, &'a str, Vec<(&'a str, AttributeValue)>);
+
 /// The deployments table on DynamoDB. Alarm states are CloudWatch's (`DescribeAlarms`).
 pub struct DynamoLedger {
     aws: Aws,
@@ -348,11 +352,7 @@ impl DynamoLedger {
 
     /// Writes items in one transaction, each with its condition and the values it
     /// names: `Ok(false)` when a condition failed (nothing was written).
-    fn transact_if(
-        &self,
-        puts: Vec<(Item, &str, Vec<(&str, AttributeValue)>)>,
-        call: &str,
-    ) -> PortResult<bool> {
+    fn transact_if(&self, puts: Vec<ConditionalPut<'_>>, call: &str) -> PortResult<bool> {
         let mut req = self.client.transact_write_items();
         for (item, condition, values) in puts {
             let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
