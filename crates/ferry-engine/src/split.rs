@@ -1,7 +1,9 @@
 //! A [`Store`] split in two: the run's own record in one store (`local`: its stages,
 //! steps, events, findings, outbox) and everything shared between runs and runtimes in
-//! a [`Ledger`] (`shared`: deployments, leases, rollbacks, incidents, freezes set by a
-//! rollback, alarm states, pipeline files).
+//! a [`Ledger`] (`shared`: deployments, leases, rollbacks, incidents and their
+//! resolution, freezes — set by a person or a rollback, listed by the deploy gate,
+//! lifted —, alarm states, pipeline files). Break-glass overrides belong to a run and
+//! stay local.
 //!
 //! `ferry step` runs one step of a CodePipeline stage per process, in a CodeBuild
 //! container that lives for one stage: the run's record is a SQLite file in the
