@@ -7,11 +7,17 @@
 //! Configuration (the Lambda's environment, which the monitoring stack of
 //! `ferry synth aws` sets; the names are `ferry_synth::lambda_env`'s): `FERRY_CONFIG`
 //! (the `ferry.yml` bundled with the function, default `ferry.yml`),
-//! `FERRY_DEPLOYMENTS_TABLE` (the deployments table), `FERRY_DEPLOY_BUCKET` (the bucket
-//! the environments without an `s3:` or `cloudformation:` section deploy to, under their
-//! name), `FERRY_ROLLBACKS_TOPIC` (optional: the SNS topic of rollback events),
+//! `FERRY_DEPLOYMENTS_TABLE` (the deployments table), `FERRY_ROLLBACKS_TOPIC` (optional:
+//! the SNS topic of rollback events),
 //! `FERRY_PIPELINE` (optional: the pipeline the stack was synthesized for; a bundled
-//! file of another pipeline is refused).
+//! file of another pipeline is refused). `FERRY_DEPLOY_BUCKET` is optional and unused
+//! (stacks synthesized earlier set it).
+//!
+//! Only `s3:` and `cloudformation:` environments are rolled back here. A `release:` or
+//! `command:` environment deploys on the machine that runs `ferry step` (CodeBuild):
+//! the Lambda cannot reach it, so for those it records the rollback `not_performed`
+//! with the reason (`ferry rollback ENV` on that machine), logs it as an error and
+//! publishes a `rollback_failed` event to SNS; nothing is redeployed.
 //!
 //! Failures: an event of an unexpected shape is logged with its id and dropped (the
 //! handler succeeds, so neither EventBridge nor Lambda retries it); a failure while
@@ -45,7 +51,9 @@ use std::time::Duration;
 pub struct LambdaConfig {
     pub config: PathBuf,
     pub table: String,
-    pub bucket: String,
+    /// `FERRY_DEPLOY_BUCKET`, when set: no longer used (only `s3:` and
+    /// `cloudformation:` environments are rolled back, each to its own target).
+    pub bucket: Option<String>,
     pub topic_arn: Option<String>,
     /// The `pipeline:` name the stack was synthesized for, when set.
     pub pipeline: Option<String>,
@@ -59,9 +67,8 @@ impl LambdaConfig {
         let need = |k: &str| {
             std::env::var(k).map_err(|_| {
                 PortError::unavailable(format!(
-                    "{k} is not set: the rollback Lambda needs {} (the deployments table) and {} (the deployment bucket); the monitoring stack of `ferry synth aws` sets them",
+                    "{k} is not set: the rollback Lambda needs {} (the deployments table); the monitoring stack of `ferry synth aws` sets it",
                     lambda_env::TABLE,
-                    lambda_env::DEPLOY_BUCKET
                 ))
             })
         };
@@ -71,7 +78,7 @@ impl LambdaConfig {
                 optional(lambda_env::CONFIG).unwrap_or_else(|| lambda_env::CONFIG_DEFAULT.into()),
             ),
             table: need(lambda_env::TABLE)?,
-            bucket: need(lambda_env::DEPLOY_BUCKET)?,
+            bucket: optional(lambda_env::DEPLOY_BUCKET),
             topic_arn: optional(lambda_env::ROLLBACKS_TOPIC),
             pipeline: optional(lambda_env::PIPELINE),
             work: std::env::temp_dir().join("ferry-lambda"),
@@ -114,7 +121,6 @@ pub struct Handler {
     aws: Aws,
     pipeline: Pipeline,
     ledger: DynamoLedger,
-    bucket: String,
     notifier: Option<SnsNotifier>,
     work: PathBuf,
     cloudwatch: CloudWatch,
@@ -214,11 +220,11 @@ impl AlarmProbe for CloudWatchProbe<'_> {
 }
 
 /// `s3:` environments deploy to their own bucket and prefix, `cloudformation:` ones to
-/// their stack; the others (`release`, `command`, which need a machine) to
-/// `FERRY_DEPLOY_BUCKET` under their own name.
+/// their stack. The others (`release`, `command`) deploy on a machine the Lambda cannot
+/// reach: no deployer (an error naming the environment, should a full-level rollback
+/// reach one).
 struct AwsDeployers<'a> {
     aws: &'a Aws,
-    bucket: &'a str,
 }
 impl DeployerFactory for AwsDeployers<'_> {
     fn deployer(
@@ -236,7 +242,7 @@ impl DeployerFactory for AwsDeployers<'_> {
                 Box::new(CloudFormationDeployer::new(self.aws, environment, c))
             }
             ferry_config::Deploy::Release(_) | ferry_config::Deploy::Command(_) => {
-                Box::new(S3Deployer::new(self.aws, self.bucket, environment))
+                return Err(PortError::permanent(machine_bound(environment, deploy)));
             }
         })
     }
@@ -305,7 +311,6 @@ impl Handler {
             aws: aws.clone(),
             pipeline,
             ledger: DynamoLedger::new(aws, &cfg.table),
-            bucket: cfg.bucket.clone(),
             notifier: cfg
                 .topic_arn
                 .as_ref()
@@ -382,10 +387,20 @@ impl Handler {
         let probe = CloudWatchProbe {
             cloudwatch: &self.cloudwatch,
         };
-        let deployers = AwsDeployers {
-            aws: &self.aws,
-            bucket: &self.bucket,
-        };
+        if let Some(env) = self.pipeline.environment(&environment)
+            && matches!(
+                env.deploy,
+                ferry_config::Deploy::Release(_) | ferry_config::Deploy::Command(_)
+            )
+        {
+            let why = machine_bound(&environment, &env.deploy);
+            let rec = self.not_performed(&bad, &alarm, &reason, &why)?;
+            return Ok(Outcome {
+                action,
+                rollback: Some(rec),
+            });
+        }
+        let deployers = AwsDeployers { aws: &self.aws };
         let observer = LambdaObserver {
             notifier: self.notifier.as_ref(),
         };
@@ -438,6 +453,67 @@ impl Handler {
 }
 
 impl Handler {
+    /// Records the rollback of `bad` as `not_performed` with `why` (unless a rollback
+    /// of it is already recorded: that record is returned and nothing is repeated),
+    /// logs `why` as an error and records and publishes a `rollback_failed` event. A
+    /// person may still roll back with `ferry rollback` (a manual rollback retries a
+    /// `not_performed` one).
+    fn not_performed(
+        &self,
+        bad: &ferry_core::DeploymentRecord,
+        alarm: &str,
+        reason: &str,
+        why: &str,
+    ) -> PortResult<RollbackRecord> {
+        let now = SystemClock.now();
+        let mut rec = RollbackRecord::start(
+            bad,
+            &format!("alarm {alarm}: {reason}"),
+            Trigger::Alarm {
+                name: alarm.to_string(),
+            },
+            &format!("lambda:{}", std::process::id()),
+            now,
+        );
+        rec.status = ferry_core::rollback::RollbackStatus::NotPerformed;
+        rec.detail.push(why.to_string());
+        rec.ended_at = Some(now);
+        if let Err(existing) = self.ledger.claim_rollback(&rec)? {
+            return Ok(existing);
+        }
+        eprintln!(
+            "{}",
+            serde_json::json!({"level": "error", "environment": bad.environment, "message": why})
+        );
+        let event = ferry_core::Event {
+            at: now,
+            kind: ferry_core::EventKind::RollbackFailed,
+            run: Some(bad.run_id),
+            environment: Some(bad.environment.clone()),
+            message: format!(
+                "{} was not rolled back by the rollback Lambda: {why}",
+                bad.environment
+            ),
+            data: serde_json::json!({
+                "event": "rollback_failed",
+                "status": "not_performed",
+                "environment": bad.environment,
+                "version": bad.version,
+                "deploymentId": bad.deployment_id,
+                "alarm": alarm,
+                "reason": why,
+                "timestamp": ferry_core::events::iso8601(now),
+            }),
+        };
+        let changes = [Change::Event(event)];
+        self.ledger.record_rollback(bad.run_id, &changes)?;
+        LambdaObserver {
+            notifier: self.notifier.as_ref(),
+        }
+        .rolled(&changes);
+        Ok(rec)
+    }
+
     /// The rollback of one of `environment`'s recent deployments that began at or after
     /// `at_ms`, if any.
     fn handled_by(&self, environment: &str, at_ms: i64) -> PortResult<Option<RollbackRecord>> {
@@ -453,6 +529,17 @@ impl Handler {
         }
         Ok(None)
     }
+}
+
+/// Why the Lambda does not roll back an environment that deploys on a machine.
+fn machine_bound(environment: &str, deploy: &ferry_config::Deploy) -> String {
+    let kind = match deploy {
+        ferry_config::Deploy::Command(_) => "command",
+        _ => "release",
+    };
+    format!(
+        "environment {environment} deploys with `{kind}:`, which runs on a machine; the Lambda rolls back `s3:` and `cloudformation:` environments — use `ferry rollback {environment}` on that machine"
+    )
 }
 
 fn event_id(a: &Action) -> String {

@@ -1,8 +1,12 @@
 //! The [`Ledger`] on DynamoDB: the deployments table of seed §3.5.1 (partition key
 //! `deploymentId`, the `EnvironmentStatusIndex` GSI on `environment` + `status`, TTL on
 //! `expiresAt`). Leases and rollback claims live in the same table under the keys
-//! `lease#{environment}` and `rollback#{deploymentId}`; they carry no `environment` /
-//! `status` attributes, so the (sparse) index holds deployments only.
+//! `lease#{environment}` and `rollback#{deploymentId}`, incidents under
+//! `incident#{environment}` (resolved ones keep `resolvedAt`/`resolvedBy` until a new
+//! one replaces them), freezes under `freeze#{environment}#{from}#{seq}` (a lifted one
+//! gets `liftedAt`), events under `event#…`; none of them carries the `environment` /
+//! `status` attributes, so the (sparse) index holds deployments only, and freezes are
+//! listed with a `Scan` filtered on their key's prefix.
 //!
 //! Every write that decides something is conditional: a lease is taken only if it is
 //! free, expired or ours, a rollback claimed only if no claim exists. The loser of a
@@ -30,6 +34,10 @@ static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 pub const STATUS_INDEX: &str = "EnvironmentStatusIndex";
 
 type Item = HashMap<String, AttributeValue>;
+
+/// An item to put in a transaction, its condition (`""`: none) and the values the
+/// condition names.
+type ConditionalPut<'a> = (Item, &'a str, Vec<(&'a str, AttributeValue)>);
 
 /// The deployments table on DynamoDB. Alarm states are CloudWatch's (`DescribeAlarms`).
 pub struct DynamoLedger {
@@ -342,6 +350,95 @@ impl DynamoLedger {
         Ok(newest(out))
     }
 
+    /// Writes items in one transaction, each with its condition and the values it
+    /// names: `Ok(false)` when a condition failed (nothing was written).
+    fn transact_if(&self, puts: Vec<ConditionalPut<'_>>, call: &str) -> PortResult<bool> {
+        let mut req = self.client.transact_write_items();
+        for (item, condition, values) in puts {
+            let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
+            if !condition.is_empty() {
+                put = put.condition_expression(condition);
+            }
+            for (k, v) in values {
+                put = put.expression_attribute_values(k, v);
+            }
+            let put = put
+                .build()
+                .map_err(|e| PortError::permanent(e.to_string()))?;
+            req = req.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        match self.aws.block_on(req.send()) {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_transaction_canceled_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(self.aws.error("DynamoDB", call, &e)),
+        }
+    }
+
+    /// Every freeze item (`freeze#ENV#FROM#SEQ`) of one environment or all, with its
+    /// key and its item: a `Scan` filtered on the key's prefix (the table's only key is
+    /// `deploymentId`, and the index holds deployments only), ordered by key (by
+    /// environment, then oldest first).
+    fn scan_freezes(&self, environment: Option<&str>) -> PortResult<Vec<(Freeze, Item)>> {
+        let prefix = match environment {
+            Some(e) => format!("freeze#{e}#"),
+            None => "freeze#".to_string(),
+        };
+        let mut out: Vec<(String, Freeze, Item)> = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let req = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(deploymentId, :p)")
+                .expression_attribute_values(":p", s(&prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take());
+            let page = self
+                .aws
+                .block_on(req.send())
+                .map_err(|e| self.aws.error("DynamoDB", "Scan", &e))?;
+            for item in page.items() {
+                let key = get_s(item, "deploymentId").unwrap_or("?").to_string();
+                let json =
+                    get_s(item, "record").ok_or_else(|| corrupt("freeze", &key, "no `record`"))?;
+                let f: Freeze =
+                    serde_json::from_str(json).map_err(|e| corrupt("freeze", &key, e))?;
+                if environment.is_some_and(|e| e != f.environment) {
+                    continue;
+                }
+                out.push((key, f, item.clone()));
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| {
+            (&a.1.environment, a.1.from, &a.0).cmp(&(&b.1.environment, b.1.from, &b.0))
+        });
+        Ok(out.into_iter().map(|(_, f, item)| (f, item)).collect())
+    }
+
+    /// The freezes not over at `at` (neither lifted nor past their `until`), as
+    /// `Ledger::freezes` and the SQLite store define it.
+    fn open_freezes(
+        &self,
+        environment: Option<&str>,
+        at: Timestamp,
+    ) -> PortResult<Vec<(Freeze, Item)>> {
+        Ok(self
+            .scan_freezes(environment)?
+            .into_iter()
+            .filter(|(f, _)| f.until > at && f.lifted_at.is_none_or(|l| l > at))
+            .collect())
+    }
+
     fn lease_item(lease: &Lease) -> Item {
         HashMap::from([
             (
@@ -584,6 +681,81 @@ impl Ledger for DynamoLedger {
             resolved_at: None,
             resolved_by: None,
         }))
+    }
+
+    /// Sets `resolvedAt`/`resolvedBy` on `incident#ENV` and writes its
+    /// `incident_resolved` event in one transaction, on condition that the incident read
+    /// is still the open one (not resolved meanwhile, not replaced by a newer one).
+    fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident> {
+        let none =
+            || PortError::not_found(format!("environment {environment} has no open incident"));
+        let mut incident = self.hold(environment)?.ok_or_else(none)?;
+        let mut item = self
+            .get(&format!("incident#{environment}"))?
+            .ok_or_else(none)?;
+        item.insert("resolvedAt".into(), n(at.0));
+        item.insert("resolvedBy".into(), s(by));
+        incident.resolved_at = Some(at);
+        incident.resolved_by = Some(by.to_string());
+        let event = Self::event_item(&incident.resolved_event(at))?;
+        let written = self.transact_if(
+            vec![
+                (
+                    item,
+                    "attribute_exists(deploymentId) AND attribute_not_exists(resolvedAt) AND incidentId = :id",
+                    vec![(":id", n(incident.id))],
+                ),
+                (event, "", Vec::new()),
+            ],
+            "TransactWriteItems",
+        )?;
+        if !written {
+            return Err(PortError::conflict(format!(
+                "the incident of environment {environment} changed while it was being resolved (someone else resolved it, or a new one opened); see `ferry status` and try again"
+            )));
+        }
+        Ok(incident)
+    }
+
+    /// Marks every open freeze of the environment lifted (its `record` and a
+    /// `liftedAt` attribute) with one `freeze_lifted` event each, in one transaction, on
+    /// condition that none was lifted meanwhile.
+    fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>> {
+        let open = self.open_freezes(Some(environment), at)?;
+        if open.is_empty() {
+            return Err(PortError::not_found(ferry_core::window::not_frozen(
+                environment,
+            )));
+        }
+        let mut lifted = Vec::new();
+        let mut puts = Vec::new();
+        for (mut f, mut item) in open {
+            f.lifted_at = Some(at);
+            f.lifted_by = Some(by.to_string());
+            item.insert("record".into(), s(Self::encode("a freeze", &f)?));
+            item.insert("liftedAt".into(), n(at.0));
+            puts.push((
+                item,
+                "attribute_exists(deploymentId) AND attribute_not_exists(liftedAt)",
+                Vec::new(),
+            ));
+            puts.push((Self::event_item(&f.lifted_event())?, "", Vec::new()));
+            lifted.push(f);
+        }
+        if !self.transact_if(puts, "TransactWriteItems")? {
+            return Err(PortError::conflict(format!(
+                "the freezes of environment {environment} changed while they were being lifted (someone else lifted one); see `ferry status` and try again"
+            )));
+        }
+        Ok(lifted)
+    }
+
+    fn freezes(&self, environment: Option<&str>, at: Timestamp) -> PortResult<Vec<Freeze>> {
+        Ok(self
+            .open_freezes(environment, at)?
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect())
     }
 
     /// The freeze (`freeze#ENV#FROM#SEQ`) and its `freeze_set` event in one transaction.

@@ -31,12 +31,10 @@ build:
 environments:
   - name: staging
     deploy:
-      command:
-        run: ./deploy.sh staging
+      s3: {bucket: site}
   - name: production
     deploy:
-      command:
-        run: ./deploy.sh production
+      s3: {bucket: site}
 rollback:
   validate:
     stabilize: 0s
@@ -66,7 +64,6 @@ impl World {
             .env("AWS_SHARED_CREDENTIALS_FILE", self.dir.path().join("none"))
             .env(lambda_env::CONFIG, self.dir.path().join("ferry.yml"))
             .env(lambda_env::TABLE, "ferry-deployments")
-            .env(lambda_env::DEPLOY_BUCKET, "site")
             .env(lambda_env::ROLLBACKS_TOPIC, &self.topic)
             .env(lambda_env::PIPELINE, "shop")
             .env("TMPDIR", self.dir.path())
@@ -324,7 +321,7 @@ fn handler(aws: &ferry_aws::Aws, dir: &Path) -> Handler {
     let cfg = LambdaConfig {
         config: dir.join("ferry.yml"),
         table: "ferry-deployments".into(),
-        bucket: "site".into(),
+        bucket: None,
         topic_arn: None,
         pipeline: Some("shop".into()),
         work: dir.join("work"),
@@ -410,7 +407,7 @@ fn a_bundled_file_of_another_pipeline_is_refused() {
     let cfg = LambdaConfig {
         config: dir.path().join("ferry.yml"),
         table: "t".into(),
-        bucket: "b".into(),
+        bucket: None,
         topic_arn: None,
         pipeline: Some("billing".into()),
         work: dir.path().join("work"),
@@ -564,4 +561,108 @@ fn an_alarm_event_puts_back_the_earlier_cloudformation_template() {
     assert_eq!(out["rollback"]["to_version"], "v1", "{out}");
     assert_eq!(running(), v1);
     assert_eq!(cfn.current_version().unwrap().as_deref(), Some("v1"));
+}
+
+/// `release:` and `command:` environments deploy on the machine that runs `ferry step`:
+/// the Lambda redeploys nothing there (and writes nothing to any bucket), records the
+/// rollback `not_performed` with the reason naming `ferry rollback ENV`, logs it as an
+/// error, and publishes a `rollback_failed` event to SNS. The same alarm again repeats
+/// nothing.
+#[test]
+fn a_machine_bound_environment_is_not_rolled_back_by_the_lambda() {
+    let moto = common::Moto::start();
+    let aws = moto.aws();
+    let dir = tempfile::tempdir().unwrap();
+    let text = PIPELINE.replace(
+        "  - name: production\n    deploy:\n      s3: {bucket: site}\n",
+        "  - name: production\n    deploy:\n      command:\n        run: ./deploy.sh production\n",
+    );
+    assert!(text.contains("./deploy.sh production"), "{text}");
+    std::fs::write(dir.path().join("ferry.yml"), &text).unwrap();
+    let ledger = DynamoLedger::new(&aws, "ferry-deployments");
+    ledger.create_table().unwrap();
+    common::create_bucket(&aws, "site");
+    for (start, v) in [(1_000, "v1"), (2_000, "v2")] {
+        ledger
+            .record_deployment(&deployment(
+                "production",
+                start,
+                v,
+                DeploymentStatus::Succeeded,
+            ))
+            .unwrap();
+    }
+    let sns = aws_sdk_sns::Client::new(aws.config());
+    let topic = aws
+        .block_on(sns.create_topic().name("ferry-rollbacks").send())
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_string();
+    let (url, notes) = common::http_subscriber();
+    aws.block_on(
+        sns.subscribe()
+            .topic_arn(&topic)
+            .protocol("http")
+            .endpoint(&url)
+            .attributes("FilterPolicy", r#"{"event": ["rollback_failed"]}"#)
+            .send(),
+    )
+    .unwrap();
+    let world = World {
+        endpoint: moto.endpoint.clone(),
+        _moto: moto,
+        dir,
+        topic,
+    };
+
+    let (code, out, err) = world.invoke("alarm");
+    assert_eq!(code, 0, "not an error for the dead-letter queue: {err}");
+    assert_eq!(out["action"], "rollback", "{out}");
+    assert_eq!(out["rollback"]["status"], "not_performed", "{out}\n{err}");
+    let why = "environment production deploys with `command:`, which runs on a machine; the Lambda rolls back `s3:` and `cloudformation:` environments — use `ferry rollback production` on that machine";
+    assert!(
+        out["rollback"]["detail"]
+            .to_string()
+            .contains("ferry rollback production"),
+        "{out}"
+    );
+    assert!(err.contains(why), "logged: {err}");
+    assert!(err.contains(r#""level":"error""#), "as an error: {err}");
+    assert_eq!(
+        rollback_metric_lines(&err),
+        0,
+        "not counted as a rollback: {err}"
+    );
+    let rec = ledger.rollback("production#2000").unwrap().unwrap();
+    assert_eq!(
+        rec.status,
+        ferry_core::rollback::RollbackStatus::NotPerformed
+    );
+    assert!(rec.detail.iter().any(|d| d == why), "{rec:?}");
+    // Nothing redeployed, nothing marked rolled back, nothing written to the bucket.
+    assert_eq!(
+        ledger
+            .current_deployment("production")
+            .unwrap()
+            .map(|d| d.version),
+        Some("v2".to_string())
+    );
+    assert_eq!(
+        S3Deployer::new(&aws, "site", "production")
+            .current_version()
+            .unwrap(),
+        None
+    );
+    let note = notes
+        .recv_timeout(Duration::from_secs(20))
+        .expect("SNS publish of rollback_failed");
+    let message = note["Message"].as_str().unwrap();
+    assert!(message.contains("ferry rollback production"), "{note}");
+
+    // The same alarm again: the recorded refusal is reported, nothing is repeated.
+    let (code, again, err) = world.invoke("alarm");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(again["rollback"], out["rollback"], "{again}");
+    assert!(!err.contains(r#""level":"error""#), "{err}");
 }

@@ -255,8 +255,7 @@ build:
 environments:
   - name: production
     deploy:
-      command:
-        run: ./deploy.sh
+      s3: {bucket: site}
     monitor:
       duration: 1m
       alarms: [shop-production-errors]
@@ -312,7 +311,7 @@ rollback:
         &LambdaConfig {
             config: dir.path().join("ferry.yml"),
             table: "ferry-deployments".into(),
-            bucket: "site".into(),
+            bucket: None,
             topic_arn: Some(topic),
             pipeline: Some("shop".into()),
             work: dir.path().join("work"),

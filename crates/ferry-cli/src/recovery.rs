@@ -388,9 +388,11 @@ pub fn alarm(
 pub fn resolve(project: &Project, env: &str, by: Option<&str>, as_json: bool) -> CliResult<i32> {
     let pipeline = project.pipeline()?;
     known_environment(&pipeline, env)?;
-    let store = project.open_store()?;
+    // The DynamoDB ledger when FERRY_DEPLOYMENTS_TABLE is set (where the rollback
+    // Lambda and `ferry step` record incidents), else the project's store.
+    let shared = crate::step::Shared::open(project)?;
     let who = user(by);
-    let incident = store.resolve(env, &who, SystemClock.now())?;
+    let incident = shared.ledger().resolve(env, &who, SystemClock.now())?;
     if as_json {
         json(&incident);
     } else {

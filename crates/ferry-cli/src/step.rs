@@ -213,15 +213,17 @@ fn new_run_id(clock: &dyn Clock) -> CliResult<RunId> {
     Ok(RunId((clock.now().millis() / 1000).max(1)))
 }
 
-/// The ledger deployments go to.
-enum Shared {
+/// The ledger deployments go to (also where `ferry resolve`, `ferry freeze` and
+/// `ferry unfreeze` act): the DynamoDB table `FERRY_DEPLOYMENTS_TABLE` names, else the
+/// project's own store.
+pub(crate) enum Shared {
     Local(SqliteStore),
     #[cfg(feature = "aws")]
     Dynamo(Box<ferry_aws::ledger::DynamoLedger>),
 }
 
 impl Shared {
-    fn open(project: &Project) -> CliResult<Shared> {
+    pub(crate) fn open(project: &Project) -> CliResult<Shared> {
         let table = std::env::var("FERRY_DEPLOYMENTS_TABLE")
             .ok()
             .filter(|t| !t.trim().is_empty());
@@ -236,12 +238,12 @@ impl Shared {
             }
             #[cfg(not(feature = "aws"))]
             Some(t) => Err(CliError::environment(format!(
-                "FERRY_DEPLOYMENTS_TABLE is `{t}`: ferry step would record into that DynamoDB table, but this ferry was built without AWS support; build it with `cargo build --release -p ferry-cli --features aws`, or unset FERRY_DEPLOYMENTS_TABLE to record into the project's own store"
+                "FERRY_DEPLOYMENTS_TABLE is `{t}`: ferry would record into that DynamoDB table, but this ferry was built without AWS support; build it with `cargo build --release -p ferry-cli --features aws`, or unset FERRY_DEPLOYMENTS_TABLE to record into the project's own store"
             ))),
         }
     }
 
-    fn ledger(&self) -> &dyn Ledger {
+    pub(crate) fn ledger(&self) -> &dyn Ledger {
         match self {
             Shared::Local(s) => s,
             #[cfg(feature = "aws")]
@@ -757,6 +759,7 @@ pub fn command(project: &Project, spec: &str, as_json: bool) -> CliResult<i32> {
             return Ok(exit::RUN_FAILED);
         }
     }
+    refuse_if_frozen(&plan.stages[0], &refs, shared.ledger(), clock.now())?;
     progress.say(&format!(
         "ferry step {spec} · run {} · {} · commit {}",
         run.id(),
@@ -780,6 +783,37 @@ pub fn command(project: &Project, spec: &str, as_json: bool) -> CliResult<i32> {
     let run = Run::resume_with(view, plan, Vec::new())
         .ok_or_else(|| CliError::new(exit::INTERNAL, "the stage's plan changed while it ran"))?;
     Ok(report(&run, &refs, spec, &progress, as_json))
+}
+
+/// A freeze of the stage's environment (`ferry freeze`, or one the rollback Lambda set
+/// for a rollback-unsafe deployment, read from the shared ledger) fails a `@deploy`
+/// step at once: the engine would hold the run until the freeze ends, which inside
+/// CodeBuild means a build waiting for hours.
+fn refuse_if_frozen(
+    plan: &StagePlan,
+    refs: &[StepRef],
+    ledger: &dyn Ledger,
+    now: ferry_core::Timestamp,
+) -> CliResult<()> {
+    let Some(env) = plan.environment() else {
+        return Ok(());
+    };
+    if !refs
+        .iter()
+        .any(|r| matches!(plan.steps[r.step].kind, StepKind::Deploy))
+    {
+        return Ok(());
+    }
+    let freezes = ledger.freezes(Some(env), now)?;
+    let Some(f) = freezes.iter().find(|f| f.active_at(now)) else {
+        return Ok(());
+    };
+    Err(CliError::conflict(format!(
+        "environment {env} is frozen until {} by {}: {}; ferry step does not wait for a freeze inside CodeBuild: lift it with `ferry unfreeze {env}` (with FERRY_DEPLOYMENTS_TABLE set to the stack's table) and retry the stage, or retry it once the freeze is over",
+        ferry_core::events::iso8601(f.until),
+        f.by,
+        f.reason
+    )))
 }
 
 /// `@deploy` for a ferry step, the user's name for a command step.

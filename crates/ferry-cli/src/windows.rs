@@ -14,7 +14,7 @@ use ferry_core::events::{EventKind, iso8601};
 use ferry_core::run::RunView;
 use ferry_core::window::{self, BreakGlass, Freeze, Gate};
 use ferry_core::{RunId, Timestamp};
-use ferry_engine::ports::{Clock, EventFilter, Store};
+use ferry_engine::ports::{Clock, EventFilter, Ledger, Store};
 
 /// How `--until` may be written.
 pub const UNTIL_HELP: &str = "write a duration from now (`2h`, `3d`), an instant with its offset (`2026-12-24T08:00:00+01:00`, `2026-12-24T07:00:00Z`), or a local date and time (`2026-12-24 08:00`, `2026-12-24`) read in the environment's `windows.timezone` (UTC without one)";
@@ -72,7 +72,7 @@ fn need_reason(reason: &str, what: &str) -> CliResult<String> {
 /// Records a freeze of `env` until `until` (parsed by [`parse_until`]).
 pub fn set_freeze(
     pipeline: &Pipeline,
-    store: &dyn Store,
+    store: &dyn Ledger,
     env: &str,
     until: &str,
     reason: &str,
@@ -98,7 +98,7 @@ pub fn set_freeze(
 /// Lifts the freezes of `env`.
 pub fn lift_freeze(
     pipeline: &Pipeline,
-    store: &dyn Store,
+    store: &dyn Ledger,
     env: &str,
     by: &str,
     now: Timestamp,
@@ -251,10 +251,12 @@ pub fn freeze(
     as_json: bool,
 ) -> CliResult<i32> {
     let pipeline = project.pipeline()?;
-    let store = project.open_store()?;
+    // The DynamoDB ledger when FERRY_DEPLOYMENTS_TABLE is set (where `ferry step` and
+    // the rollback Lambda look), else the project's store.
+    let shared = crate::step::Shared::open(project)?;
     let f = set_freeze(
         &pipeline,
-        &store,
+        shared.ledger(),
         env,
         until,
         reason,
@@ -275,9 +277,9 @@ pub fn freeze(
 /// `ferry unfreeze ENV [--by NAME]`.
 pub fn unfreeze(project: &Project, env: &str, by: Option<&str>, as_json: bool) -> CliResult<i32> {
     let pipeline = project.pipeline()?;
-    let store = project.open_store()?;
+    let shared = crate::step::Shared::open(project)?;
     let who = user(by);
-    let lifted = lift_freeze(&pipeline, &store, env, &who, SystemClock.now())?;
+    let lifted = lift_freeze(&pipeline, shared.ledger(), env, &who, SystemClock.now())?;
     if as_json {
         json(&ferry_api::Freezes { freezes: lifted });
     } else {

@@ -479,3 +479,40 @@ fn a_closed_deployment_window_holds_a_real_run_until_its_override() {
         assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
     }
 }
+
+/// With `FERRY_DEPLOYMENTS_TABLE` set, `freeze`, `unfreeze` and `resolve` act on that
+/// DynamoDB table (`tests/ledger_aws.rs`); a ferry built without AWS support refuses
+/// with the fix, as `ferry step` does, rather than act on the project's store.
+#[test]
+fn freeze_unfreeze_and_resolve_need_aws_support_for_a_dynamodb_table() {
+    if cfg!(feature = "aws") {
+        return;
+    }
+    let repo = Repo::new();
+    pipeline(&repo, "");
+    repo.commit("Init");
+    for args in [
+        &["freeze", "production", "--until", "1h", "--reason", "x"][..],
+        &["unfreeze", "production"][..],
+        &["resolve", "production"][..],
+    ] {
+        let mut c = support::ferry_cmd(repo.path(), args);
+        c.env("FERRY_DEPLOYMENTS_TABLE", "ferry-deployments");
+        let out = support::Running::spawn(c, args).wait(support::LONG);
+        assert_code(&out, 7, &args.join(" "));
+        assert!(
+            describe(&out).contains("FERRY_DEPLOYMENTS_TABLE is `ferry-deployments`")
+                && describe(&out).contains("--features aws"),
+            "{}",
+            describe(&out)
+        );
+    }
+    // Nothing was written to the project's store.
+    let status = repo.ferry(&["status", "--json"]);
+    assert_code(&status, 0, "ferry status");
+    assert!(
+        !stdout(&status).contains("\"reason\":\"x\""),
+        "{}",
+        describe(&status)
+    );
+}

@@ -124,7 +124,8 @@ pub struct EventFilter {
 /// The part of the state the rollback orchestrator needs (`crate::rollback`):
 /// deployments (their history, the current one, the last known good), environment
 /// leases, rollback claims, the changes a rollback records, incidents holding an
-/// environment, freezes, alarm states and recorded pipeline files. It is all that an
+/// environment (and their resolution), freezes (set, listed, lifted), alarm states and
+/// recorded pipeline files. It is all that an
 /// adapter outside the local runtime must keep for rollbacks (the DynamoDB ledger of
 /// `ferry-aws`, seed §3.5.1), and what the ledger conformance suite checks on every
 /// implementation.
@@ -177,6 +178,16 @@ pub trait Ledger: Send + Sync {
     /// Records a freeze and its `freeze_set` event (`Freeze::set_event`) in one
     /// transaction; returns it with its id.
     fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze>;
+    /// Closes the open incident of an environment (its `resolved_at`/`resolved_by`) and
+    /// records its `incident_resolved` event (`Incident::resolved_event`) in one
+    /// transaction; returns it. NotFound when the environment has no open incident.
+    fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident>;
+    /// Lifts every freeze of `environment` that is not over at `at`, appending each one's
+    /// `freeze_lifted` event; returns them. NotFound when there is none.
+    fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>>;
+    /// The freezes (of one environment, or all) not over at `at`: neither lifted nor past
+    /// their `until`. Oldest first.
+    fn freezes(&self, environment: Option<&str>, at: Timestamp) -> PortResult<Vec<Freeze>>;
     /// An alarm's last recorded state: `(state, reason, at)`.
     fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>>;
     fn config(&self, digest: &str) -> PortResult<Option<String>>;
@@ -240,9 +251,6 @@ pub trait Store: Ledger {
     /// Rollback records, newest first.
     fn rollbacks(&self, limit: usize) -> PortResult<Vec<RollbackRecord>>;
 
-    /// Closes the open incident of an environment; NotFound if there is none.
-    fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident>;
-
     /// Remembers a pipeline file's text under its digest (release sets refer to it).
     fn put_config(&self, digest: &str, text: &str) -> PortResult<()>;
 
@@ -262,14 +270,8 @@ pub trait Store: Ledger {
     /// delivery that started no run.
     fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>>;
 
-    // ----- deployment windows: freezes and break-glass overrides ----------------------
+    // ----- deployment windows: break-glass overrides (freezes are the ledger's) -------
 
-    /// Lifts every freeze of `environment` that is not over at `at`, appending each one's
-    /// `freeze_lifted` event; returns them. NotFound when there is none.
-    fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>>;
-    /// The freezes (of one environment, or all) not over at `at`: neither lifted nor past
-    /// their `until`. Oldest first.
-    fn freezes(&self, environment: Option<&str>, at: Timestamp) -> PortResult<Vec<Freeze>>;
     /// Records a break-glass request and its `break_glass_requested` event; returns it
     /// with its id. Conflict when the run already has one for that environment.
     fn request_override(&self, request: &BreakGlass) -> PortResult<BreakGlass>;

@@ -1,7 +1,9 @@
 //! A [`Store`] split in two: the run's own record in one store (`local`: its stages,
 //! steps, events, findings, outbox) and everything shared between runs and runtimes in
-//! a [`Ledger`] (`shared`: deployments, leases, rollbacks, incidents, freezes set by a
-//! rollback, alarm states, pipeline files).
+//! a [`Ledger`] (`shared`: deployments, leases, rollbacks, incidents and their
+//! resolution, freezes — set by a person or a rollback, listed by the deploy gate,
+//! lifted —, alarm states, pipeline files). Break-glass overrides belong to a run and
+//! stay local.
 //!
 //! `ferry step` runs one step of a CodePipeline stage per process, in a CodeBuild
 //! container that lives for one stage: the run's record is a SQLite file in the
@@ -117,6 +119,15 @@ impl Ledger for SplitStore<'_> {
     fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze> {
         self.shared.freeze(freeze)
     }
+    fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident> {
+        self.shared.resolve(environment, by, at)
+    }
+    fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>> {
+        self.shared.unfreeze(environment, by, at)
+    }
+    fn freezes(&self, environment: Option<&str>, at: Timestamp) -> PortResult<Vec<Freeze>> {
+        self.shared.freezes(environment, at)
+    }
     fn alarm_state(&self, alarm: &str) -> PortResult<Option<(AlarmState, String, Timestamp)>> {
         self.shared.alarm_state(alarm)
     }
@@ -201,9 +212,6 @@ impl Store for SplitStore<'_> {
     fn rollbacks(&self, limit: usize) -> PortResult<Vec<RollbackRecord>> {
         self.local.rollbacks(limit)
     }
-    fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident> {
-        self.local.resolve(environment, by, at)
-    }
     fn put_config(&self, digest: &str, text: &str) -> PortResult<()> {
         self.local.put_config(digest, text)
     }
@@ -220,12 +228,6 @@ impl Store for SplitStore<'_> {
     }
     fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>> {
         self.local.delivery(id)
-    }
-    fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>> {
-        self.local.unfreeze(environment, by, at)
-    }
-    fn freezes(&self, environment: Option<&str>, at: Timestamp) -> PortResult<Vec<Freeze>> {
-        self.local.freezes(environment, at)
     }
     fn request_override(&self, request: &BreakGlass) -> PortResult<BreakGlass> {
         self.local.request_override(request)

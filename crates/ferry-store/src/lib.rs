@@ -485,6 +485,34 @@ impl Ledger for SqliteStore {
             open_incident(tx, environment)
         })
     }
+    fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            let Some(mut incident) = open_incident(tx, environment)? else {
+                return Err(PortError::not_found(format!(
+                    "environment {environment} has no open incident"
+                ))
+                .into());
+            };
+            tx.execute(
+                "UPDATE incidents SET resolved_at = ?2, resolved_by = ?3 WHERE id = ?1",
+                params![incident.id, at.0, by],
+            )?;
+            incident.resolved_at = Some(at);
+            incident.resolved_by = Some(by.to_string());
+            insert_event(tx, &incident.resolved_event(at))?;
+            Ok(incident)
+        })
+    }
+    fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            windows::unfreeze(tx, environment, by, at)
+        })
+    }
+    fn freezes(&self, environment: Option<&str>, at: Timestamp) -> PortResult<Vec<Freeze>> {
+        self.transaction(TransactionBehavior::Deferred, |tx| {
+            windows::freezes(tx, environment, at)
+        })
+    }
     fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze> {
         self.transaction(TransactionBehavior::Immediate, |tx| {
             windows::freeze(tx, freeze)
@@ -865,25 +893,6 @@ impl Store for SqliteStore {
         })
     }
 
-    fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident> {
-        self.transaction(TransactionBehavior::Immediate, |tx| {
-            let Some(mut incident) = open_incident(tx, environment)? else {
-                return Err(PortError::not_found(format!(
-                    "environment {environment} has no open incident"
-                ))
-                .into());
-            };
-            tx.execute(
-                "UPDATE incidents SET resolved_at = ?2, resolved_by = ?3 WHERE id = ?1",
-                params![incident.id, at.0, by],
-            )?;
-            incident.resolved_at = Some(at);
-            incident.resolved_by = Some(by.to_string());
-            insert_event(tx, &incident.resolved_event(at))?;
-            Ok(incident)
-        })
-    }
-
     fn put_config(&self, digest: &str, text: &str) -> PortResult<()> {
         self.transaction(TransactionBehavior::Immediate, |tx| {
             tx.execute(
@@ -946,18 +955,6 @@ impl Store for SqliteStore {
                 params![id, run.map(|r| r.0), at.0],
             )?;
             Ok(Ok(()))
-        })
-    }
-
-    fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>> {
-        self.transaction(TransactionBehavior::Immediate, |tx| {
-            windows::unfreeze(tx, environment, by, at)
-        })
-    }
-
-    fn freezes(&self, environment: Option<&str>, at: Timestamp) -> PortResult<Vec<Freeze>> {
-        self.transaction(TransactionBehavior::Deferred, |tx| {
-            windows::freezes(tx, environment, at)
         })
     }
 

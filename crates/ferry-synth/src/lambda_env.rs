@@ -10,8 +10,12 @@ pub const CONFIG: &str = "FERRY_CONFIG";
 pub const CONFIG_DEFAULT: &str = "ferry.yml";
 /// The deployments table (seed §3.5.1). Required.
 pub const TABLE: &str = "FERRY_DEPLOYMENTS_TABLE";
-/// The bucket every environment deploys to, under a prefix named after the environment
-/// (`ferry_aws::s3::S3Deployer`). Required.
+/// The stack's artifacts bucket. The Lambda no longer uses it (and starts without it):
+/// it rolls back only `s3:` environments (each to its own bucket and prefix) and
+/// `cloudformation:` ones; `release:` and `command:` environments deploy on the machine
+/// running `ferry step`, and the Lambda records their rollback `not_performed`. Still
+/// set by the stack, and listed in [`REQUIRED`] for stacks and Lambdas of earlier
+/// versions.
 pub const DEPLOY_BUCKET: &str = "FERRY_DEPLOY_BUCKET";
 /// The SNS topic the Lambda publishes every event of a rollback to. Optional.
 pub const ROLLBACKS_TOPIC: &str = "FERRY_ROLLBACKS_TOPIC";

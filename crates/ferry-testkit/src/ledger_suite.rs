@@ -3,7 +3,9 @@
 //! `ferry-aws` on moto). Each check uses its own environment names, so one table can
 //! serve them all.
 
+use ferry_core::Change;
 use ferry_core::rollback::{RollbackRecord, RollbackStatus, Trigger};
+use ferry_core::window::Freeze;
 use ferry_core::{DeploymentRecord, DeploymentStatus, RunId, Timestamp};
 use ferry_engine::ports::{Lease, Ledger, PortErrorKind};
 use std::sync::{Arc, Barrier};
@@ -51,6 +53,8 @@ pub fn run_all(ledger: &dyn Ledger, prefix: &str) {
     last_known_good(ledger, &format!("{prefix}lkg"));
     lease_rules(ledger, &format!("{prefix}lease"));
     rollback_claims(ledger, &format!("{prefix}claim"));
+    freezes_and_lifting(ledger, &format!("{prefix}freeze"));
+    incidents_and_resolving(ledger, &format!("{prefix}incident"));
 }
 
 /// A recorded deployment reads back equal, newest first; recording it again replaces it.
@@ -281,4 +285,130 @@ pub fn claim_race(ledger: Arc<dyn Ledger>, env: &str, n: usize) {
             assert_eq!(seen, &winners[0].0);
         }
     }
+}
+
+fn a_freeze(env: &str, from: i64, until: i64, reason: &str) -> Freeze {
+    Freeze {
+        id: 0,
+        environment: env.into(),
+        from: Timestamp(from),
+        until: Timestamp(until),
+        reason: reason.into(),
+        by: "ada".into(),
+        lifted_at: None,
+        lifted_by: None,
+    }
+}
+
+/// Freezes (DESIGN's deployment windows; the ones a rollback sets for a rollback-unsafe
+/// deployment): a recorded freeze is listed, oldest first, until its `until` or until
+/// it is lifted; lifting takes every open freeze of that environment only, and lifting
+/// an environment with none is NotFound.
+pub fn freezes_and_lifting(ledger: &dyn Ledger, env: &str) {
+    let other = format!("{env}-other");
+    assert_eq!(
+        ledger.freezes(Some(env), Timestamp(0)).expect("none"),
+        vec![]
+    );
+    let a = ledger
+        .freeze(&a_freeze(env, 1_000, 50_000, "release week"))
+        .expect("freeze a");
+    let b = ledger
+        .freeze(&a_freeze(env, 2_000, 9_000, "schema change"))
+        .expect("freeze b");
+    ledger
+        .freeze(&a_freeze(&other, 1_000, 50_000, "elsewhere"))
+        .expect("freeze other");
+    assert_eq!((a.lifted_at, b.lifted_at), (None, None));
+    let at = |t: i64| {
+        ledger
+            .freezes(Some(env), Timestamp(t))
+            .expect("freezes")
+            .into_iter()
+            .map(|f| f.reason)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(at(3_000), vec!["release week", "schema change"]);
+    // Past its `until`, a freeze is over.
+    assert_eq!(at(9_000), vec!["release week"]);
+    let all = ledger.freezes(None, Timestamp(3_000)).expect("all");
+    assert!(all.iter().any(|f| f.environment == other), "{all:?}");
+    assert!(all.iter().filter(|f| f.environment == *env).count() == 2);
+
+    let lifted = ledger
+        .unfreeze(env, "grace", Timestamp(4_000))
+        .expect("unfreeze");
+    assert_eq!(lifted.len(), 2, "{lifted:?}");
+    for f in &lifted {
+        assert_eq!(f.lifted_at, Some(Timestamp(4_000)));
+        assert_eq!(f.lifted_by.as_deref(), Some("grace"));
+        assert_eq!(f.environment, env);
+    }
+    assert_eq!(at(4_000), Vec::<String>::new());
+    // Before it was lifted, it still held (the freezes as they were then).
+    assert_eq!(at(3_999), vec!["release week", "schema change"]);
+    // The other environment keeps its freeze.
+    assert_eq!(
+        ledger
+            .freezes(Some(&other), Timestamp(4_000))
+            .expect("other")
+            .len(),
+        1
+    );
+    let err = ledger
+        .unfreeze(env, "grace", Timestamp(5_000))
+        .expect_err("nothing left to lift");
+    assert_eq!(err.kind, PortErrorKind::NotFound, "{err}");
+    assert!(err.message.contains(env), "{err}");
+}
+
+/// Incidents: a rollback's `IncidentOpened` holds the environment; resolving closes it
+/// (who, when) and the environment is free; resolving again (or an environment never
+/// held) is NotFound; a later incident holds it again.
+pub fn incidents_and_resolving(ledger: &dyn Ledger, env: &str) {
+    let open = |at: i64, deployment: &str| {
+        ledger
+            .record_rollback(
+                RunId(-7),
+                &[Change::IncidentOpened {
+                    environment: env.into(),
+                    deployment_id: deployment.into(),
+                    reason: "the rollback failed".into(),
+                    at: Timestamp(at),
+                }],
+            )
+            .expect("open an incident")
+    };
+    assert_eq!(ledger.hold(env).expect("hold"), None);
+    let err = ledger
+        .resolve(env, "ada", Timestamp(500))
+        .expect_err("nothing to resolve");
+    assert_eq!(err.kind, PortErrorKind::NotFound, "{err}");
+    assert!(err.message.contains(env), "{err}");
+
+    open(1_000, &format!("{env}#1000"));
+    let held = ledger.hold(env).expect("hold").expect("held");
+    assert_eq!(held.deployment_id, format!("{env}#1000"));
+    assert_eq!(held.opened_at, Timestamp(1_000));
+    let resolved = ledger
+        .resolve(env, "ada", Timestamp(2_000))
+        .expect("resolve");
+    assert_eq!(resolved.resolved_at, Some(Timestamp(2_000)));
+    assert_eq!(resolved.resolved_by.as_deref(), Some("ada"));
+    assert_eq!(resolved.deployment_id, held.deployment_id);
+    assert_eq!(ledger.hold(env).expect("hold"), None);
+    let err = ledger
+        .resolve(env, "ada", Timestamp(2_500))
+        .expect_err("already resolved");
+    assert_eq!(err.kind, PortErrorKind::NotFound, "{err}");
+
+    open(3_000, &format!("{env}#3000"));
+    assert_eq!(
+        ledger.hold(env).expect("hold").map(|i| i.deployment_id),
+        Some(format!("{env}#3000"))
+    );
+    ledger
+        .resolve(env, "bob", Timestamp(4_000))
+        .expect("resolve the second");
+    assert_eq!(ledger.hold(env).expect("hold"), None);
 }

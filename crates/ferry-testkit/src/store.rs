@@ -751,6 +751,54 @@ impl Ledger for MemoryStore {
             .find(|i| i.environment == environment && i.resolved_at.is_none())
             .cloned())
     }
+    fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident> {
+        let mut st = self.lock();
+        let Some(incident) = st
+            .incidents
+            .iter_mut()
+            .find(|i| i.environment == environment && i.resolved_at.is_none())
+        else {
+            return Err(PortError::not_found(format!(
+                "environment {environment} has no open incident"
+            )));
+        };
+        incident.resolved_at = Some(at);
+        incident.resolved_by = Some(by.to_string());
+        let incident = incident.clone();
+        let mut pending = Pending::of(&st, self.ticks.next());
+        pending.event(&incident.resolved_event(at));
+        pending.commit(&mut st);
+        Ok(incident)
+    }
+    fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>> {
+        let mut st = self.lock();
+        let mut lifted = Vec::new();
+        for f in st.freezes.iter_mut() {
+            if f.environment == environment && f.end() > at {
+                f.lifted_at = Some(at);
+                f.lifted_by = Some(by.to_string());
+                lifted.push(f.clone());
+            }
+        }
+        if lifted.is_empty() {
+            return Err(PortError::not_found(window::not_frozen(environment)));
+        }
+        let mut pending = Pending::of(&st, self.ticks.next());
+        for f in &lifted {
+            pending.event(&f.lifted_event());
+        }
+        pending.commit(&mut st);
+        Ok(lifted)
+    }
+    fn freezes(&self, environment: Option<&str>, at: Timestamp) -> PortResult<Vec<Freeze>> {
+        Ok(self
+            .lock()
+            .freezes
+            .iter()
+            .filter(|f| environment.is_none_or(|e| f.environment == e) && f.end() > at)
+            .cloned()
+            .collect())
+    }
     fn freeze(&self, freeze: &Freeze) -> PortResult<Freeze> {
         let mut st = self.lock();
         let mut f = freeze.clone();
@@ -1074,26 +1122,6 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
-    fn resolve(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Incident> {
-        let mut st = self.lock();
-        let Some(incident) = st
-            .incidents
-            .iter_mut()
-            .find(|i| i.environment == environment && i.resolved_at.is_none())
-        else {
-            return Err(PortError::not_found(format!(
-                "environment {environment} has no open incident"
-            )));
-        };
-        incident.resolved_at = Some(at);
-        incident.resolved_by = Some(by.to_string());
-        let incident = incident.clone();
-        let mut pending = Pending::of(&st, self.ticks.next());
-        pending.event(&incident.resolved_event(at));
-        pending.commit(&mut st);
-        Ok(incident)
-    }
-
     fn put_config(&self, digest: &str, text: &str) -> PortResult<()> {
         self.lock()
             .configs
@@ -1150,37 +1178,6 @@ impl Store for MemoryStore {
 
     fn delivery(&self, id: &str) -> PortResult<Option<Option<RunId>>> {
         Ok(self.lock().deliveries.get(id).map(|(run, _)| *run))
-    }
-
-    fn unfreeze(&self, environment: &str, by: &str, at: Timestamp) -> PortResult<Vec<Freeze>> {
-        let mut st = self.lock();
-        let mut lifted = Vec::new();
-        for f in st.freezes.iter_mut() {
-            if f.environment == environment && f.end() > at {
-                f.lifted_at = Some(at);
-                f.lifted_by = Some(by.to_string());
-                lifted.push(f.clone());
-            }
-        }
-        if lifted.is_empty() {
-            return Err(PortError::not_found(window::not_frozen(environment)));
-        }
-        let mut pending = Pending::of(&st, self.ticks.next());
-        for f in &lifted {
-            pending.event(&f.lifted_event());
-        }
-        pending.commit(&mut st);
-        Ok(lifted)
-    }
-
-    fn freezes(&self, environment: Option<&str>, at: Timestamp) -> PortResult<Vec<Freeze>> {
-        Ok(self
-            .lock()
-            .freezes
-            .iter()
-            .filter(|f| environment.is_none_or(|e| f.environment == e) && f.end() > at)
-            .cloned()
-            .collect())
     }
 
     fn request_override(&self, request: &BreakGlass) -> PortResult<BreakGlass> {

@@ -9,6 +9,7 @@ mod deliveries;
 mod findings;
 mod incidents;
 mod leases;
+mod ledger_model;
 mod metrics;
 mod migration;
 mod open;
