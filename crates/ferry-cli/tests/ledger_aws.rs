@@ -90,6 +90,7 @@ environments:
 fn ferry(dir: &Path, moto: &Moto, args: &[&str], extra: &[(&str, &str)]) -> Output {
     let mut c = ferry_cmd(dir, args);
     c.env("FERRY_DEPLOYMENTS_TABLE", TABLE)
+        .env("FERRY_ARTIFACTS_BUCKET", BUCKET)
         .env("AWS_ENDPOINT_URL", &moto.endpoint)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "testing")
@@ -130,8 +131,12 @@ fn ledger(moto: &Moto) -> DynamoLedger {
         max_attempts: Some(2),
     })
     .expect("aws");
+    // The bucket `ferry step` keeps the build's artifact in.
+    let _ = ferry_aws::s3::S3Deployer::new(&aws, BUCKET, "unused").create_bucket();
     DynamoLedger::new(&aws, TABLE)
 }
+
+const BUCKET: &str = "ferry-ledger-artifacts";
 
 #[test]
 fn resolve_freeze_and_unfreeze_act_on_the_dynamodb_ledger() {
