@@ -57,58 +57,20 @@ mod with_aws {
     use ferry_aws::s3::S3Deployer;
     use ferry_aws::{Aws, Settings};
     use ferry_engine::ports::Deployer;
-    use std::net::TcpListener;
     use std::path::PathBuf;
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::process::Command;
 
-    /// moto's server on a free loopback port, killed (by its pid) on drop.
-    struct Moto {
-        child: Child,
-        endpoint: String,
+    use super::support::moto::Moto;
+
+    /// What these tests do with a moto server: the AWS environment that reaches it,
+    /// an object's text, the S3 deployer of the environment under test.
+    trait MotoExt {
+        fn env(&self) -> Vec<(&'static str, String)>;
+        fn object(&self, key: &str) -> String;
+        fn deployer(&self) -> S3Deployer;
     }
 
-    impl Drop for Moto {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    impl Moto {
-        fn start() -> Moto {
-            let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../target/aws-venv/bin/moto_server");
-            assert!(
-                bin.exists(),
-                "moto is not installed at {}: run `.ci/aws-setup`",
-                bin.display()
-            );
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
-            let child = Command::new(&bin)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start moto_server");
-            let moto = Moto {
-                child,
-                endpoint: format!("http://127.0.0.1:{port}"),
-            };
-            let start = Instant::now();
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    start.elapsed() < Duration::from_secs(60),
-                    "moto did not start"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            moto
-        }
-
+    impl MotoExt for Moto {
         /// The standard AWS environment that reaches this server.
         fn env(&self) -> Vec<(&'static str, String)> {
             vec![
@@ -172,7 +134,7 @@ mod with_aws {
 
     #[test]
     fn ferry_run_deploys_to_s3_and_a_failing_test_rolls_s3_back() {
-        let moto = Moto::start();
+        let moto = super::support::moto::start();
         let s3 = moto.deployer();
         s3.create_bucket().expect("create the bucket");
         let repo = Repo::new();

@@ -13,56 +13,11 @@ use ferry_aws::{Aws, Settings};
 use ferry_core::window::Freeze;
 use ferry_core::{Change, RunId, Timestamp};
 use ferry_engine::ports::Ledger;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Output;
 use support::{Repo, assert_code, ferry_cmd};
 
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto() -> Moto {
-    let bin =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/aws-venv/bin/moto_server");
-    assert!(
-        bin.exists(),
-        "moto is not installed at {}: run `.ci/aws-setup`",
-        bin.display()
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto");
-    let m = Moto {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    };
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "moto did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    m
-}
+use support::moto::{Moto, start as moto};
 
 const TABLE: &str = "ferry-ledger-cli";
 

@@ -125,7 +125,7 @@ impl World {
     /// A copy of the workspace without `.git`: the next CodeBuild container's.
     fn hop(&self, name: &str) -> PathBuf {
         let dest = self.shared.path().join(name);
-        copy_tree(self.repo.path(), &dest);
+        support::copy_workspace(self.repo.path(), &dest);
         dest
     }
 
@@ -158,28 +158,6 @@ fn metrics(out: &Output) -> Vec<(String, f64)> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter_map(|v| Some((v["metric"].as_str()?.to_string(), v["value"].as_f64()?)))
         .collect()
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let name = entry.file_name();
-        if name == ".git" {
-            continue;
-        }
-        let (src, dst) = (entry.path(), to.join(&name));
-        let ft = entry.file_type().expect("file type");
-        if ft.is_symlink() {
-            // Links inside `.ferry/step/work` point into the old container's folder.
-            let target = std::fs::read_link(&src).expect("readlink");
-            std::os::unix::fs::symlink(target, &dst).expect("symlink");
-        } else if ft.is_dir() {
-            copy_tree(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).expect("copy");
-        }
-    }
 }
 
 fn deployments(h: &Value, env: &str) -> Vec<Value> {

@@ -12,55 +12,12 @@ use ferry_aws::{Aws, Settings};
 use ferry_core::DeploymentStatus;
 use ferry_engine::ports::Ledger;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
 use support::{Repo, assert_code, ferry_cmd};
 
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto() -> Moto {
-    let bin =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/aws-venv/bin/moto_server");
-    assert!(
-        bin.exists(),
-        "moto is not installed at {}: run `.ci/aws-setup`",
-        bin.display()
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto");
-    let m = Moto {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    };
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "moto did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    m
-}
+use support::moto::{Moto, start as moto};
 
 const TABLE: &str = "ferry-step-deployments";
 const BUCKET: &str = "ferry-step-artifacts";
@@ -119,25 +76,6 @@ fn step(
         c.env("FERRY_COMMIT_SHA", s);
     }
     support::Running::spawn(c, &["step", spec]).wait(support::LONG)
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        if entry.file_name() == ".git" {
-            continue;
-        }
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        let ft = entry.file_type().expect("file type");
-        if ft.is_symlink() {
-            continue;
-        } else if ft.is_dir() {
-            copy_tree(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).expect("copy");
-        }
-    }
 }
 
 /// Accepts HTTP POSTs on loopback; each JSON body that is an SNS `Notification` goes
@@ -227,7 +165,7 @@ fn steps_record_into_dynamodb_and_a_failing_test_rolls_back_there() {
             assert_code(&out, 0, spec);
         }
         let ws = shared.path().join(format!("ws-{n}"));
-        copy_tree(repo.path(), &ws);
+        support::copy_workspace(repo.path(), &ws);
         let out = step(&ws, &moto, &topics, "test/@deploy", "0", Some(&sha));
         assert_code(&out, 0, "test/@deploy");
         let out = step(&ws, &moto, &topics, "test/integration", "0", Some(&sha));

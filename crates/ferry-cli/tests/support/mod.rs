@@ -4,6 +4,7 @@
 //! started (process groups named by `.ferry/envs/*/service.pid`).
 #![allow(dead_code)]
 
+pub mod moto;
 pub mod serve;
 pub mod webdriver;
 
@@ -535,4 +536,25 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
 /// A YAML double-quoted scalar holding `s` exactly.
 pub fn yaml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Copies a workspace without its `.git` (and without symlinks): what CodePipeline hands
+/// the next CodeBuild action (`ferry step` tests).
+pub fn copy_workspace(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        if entry.file_name() == ".git" {
+            continue;
+        }
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let ft = entry.file_type().expect("file type");
+        if ft.is_symlink() {
+            continue;
+        } else if ft.is_dir() {
+            copy_workspace(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).expect("copy");
+        }
+    }
 }
