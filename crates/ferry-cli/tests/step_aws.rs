@@ -153,6 +153,24 @@ fn steps_record_into_dynamodb_and_a_failing_test_rolls_back_there() {
             .collect()
     };
 
+    // DynamoDB without an artifacts bucket: the artifact would die with the container.
+    repo.commit("setup");
+    let mut c = ferry_cmd(repo.path(), &["step", "build/unit"]);
+    c.env("FERRY_RUN_ID", "300")
+        .env("FERRY_DEPLOYMENTS_TABLE", TABLE)
+        .env_remove("FERRY_ARTIFACTS_BUCKET")
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing");
+    let out = support::Running::spawn(c, &["step"]).wait(support::LONG);
+    assert_code(&out, 3, "DynamoDB without FERRY_ARTIFACTS_BUCKET");
+    assert!(
+        support::describe(&out).contains("set FERRY_ARTIFACTS_BUCKET"),
+        "{}",
+        support::describe(&out)
+    );
+
     let mut shas = Vec::new();
     for (n, broken) in [(301, false), (302, true)] {
         if broken {
