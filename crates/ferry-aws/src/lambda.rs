@@ -116,6 +116,53 @@ impl Outcome {
     }
 }
 
+/// One invocation of the handler: who it is, and when the Lambda service ends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// The Lambda request id (unique per invocation; a retry gets a new one).
+    pub request_id: String,
+    /// When the Lambda service stops this invocation (its `deadline`), if known.
+    pub deadline: Option<Timestamp>,
+}
+
+impl Invocation {
+    /// A run outside the Lambda service (`ferry-lambda invoke`): an id of its own, no
+    /// deadline.
+    pub fn local() -> Invocation {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Invocation {
+            request_id: format!("local-{}-{nanos}", std::process::id()),
+            deadline: None,
+        }
+    }
+
+    /// The name leases and rollback records carry: `lambda:REQUEST_ID`, with the
+    /// deadline when there is one (`…/until=MS`), so that the retry of an invocation the
+    /// Lambda service stopped mid-rollback (its 15-minute limit, a crash) takes over
+    /// what it left instead of waiting for it.
+    pub fn holder(&self) -> String {
+        let name = format!("lambda:{}", self.request_id);
+        match self.deadline {
+            Some(d) => holder_until(&name, d),
+            None => name,
+        }
+    }
+
+    /// The run id the environment's lease is held under while this invocation rolls
+    /// back: negative (no run of the pipeline has it) and derived from the request id.
+    /// Not the process id: Lambda sandboxes run their bootstrap under the same few
+    /// process ids, and a lease is "ours" by its run id.
+    pub fn lease_run(&self) -> RunId {
+        let digest = Sha256::digest(self.request_id.as_bytes());
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&digest[..8]);
+        let n = i64::from_be_bytes(bytes) & i64::MAX;
+        RunId(-n.max(1))
+    }
+}
+
 /// The handler: built once per cold start, then one call per event.
 pub struct Handler {
     aws: Aws,
@@ -324,6 +371,11 @@ impl Handler {
     /// dropped (`Ok`); a failure while handling a good event is an error, so the
     /// Lambda's retries and then its dead-letter queue receive the event.
     pub fn handle(&self, event: &Value) -> PortResult<Outcome> {
+        self.handle_invocation(event, &Invocation::local())
+    }
+
+    /// [`Handler::handle`] as one invocation of the Lambda service.
+    pub fn handle_invocation(&self, event: &Value, call: &Invocation) -> PortResult<Outcome> {
         let action = route(event, &self.routes);
         let (environment, alarm, reason, at_ms) = match &action {
             Action::RollBack {
@@ -394,7 +446,7 @@ impl Handler {
             )
         {
             let why = machine_bound(&environment, &env.deploy);
-            let rec = self.not_performed(&bad, &alarm, &reason, &why)?;
+            let rec = self.not_performed(&bad, &alarm, &reason, &why, call)?;
             return Ok(Outcome {
                 action,
                 rollback: Some(rec),
@@ -405,10 +457,13 @@ impl Handler {
             notifier: self.notifier.as_ref(),
         };
         let settings = Settings {
-            holder: format!("lambda:{}", std::process::id()),
-            outside_run: RunId(-i64::from(std::process::id()).max(1)),
+            holder: call.holder(),
+            outside_run: call.lease_run(),
             ..Settings::default()
         };
+        // An invocation is known to be gone once its deadline has passed: a lease or
+        // rollback left by one the Lambda service stopped is taken over.
+        let liveness = Deadlines { clock: &clock };
         let orchestrator = Orchestrator {
             pipeline: &self.pipeline,
             ports: RollbackPorts {
@@ -419,7 +474,7 @@ impl Handler {
                 probe: &probe,
                 observer: &observer,
                 deployers: &deployers,
-                liveness: &Unknown,
+                liveness: &liveness,
             },
             layout: Layout {
                 project: self.work.clone(),
@@ -464,6 +519,7 @@ impl Handler {
         alarm: &str,
         reason: &str,
         why: &str,
+        call: &Invocation,
     ) -> PortResult<RollbackRecord> {
         let now = SystemClock.now();
         let mut rec = RollbackRecord::start(
@@ -472,7 +528,7 @@ impl Handler {
             Trigger::Alarm {
                 name: alarm.to_string(),
             },
-            &format!("lambda:{}", std::process::id()),
+            &call.holder(),
             now,
         );
         rec.status = ferry_core::rollback::RollbackStatus::NotPerformed;

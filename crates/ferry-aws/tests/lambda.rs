@@ -9,10 +9,10 @@ mod common;
 
 use common::proxy::{Answer, Proxy};
 use ferry_aws::alarm_event::Action;
-use ferry_aws::lambda::{Handler, LambdaConfig};
+use ferry_aws::lambda::{Handler, Invocation, LambdaConfig};
 use ferry_aws::ledger::DynamoLedger;
 use ferry_aws::s3::S3Deployer;
-use ferry_core::{Artifact, DeploymentStatus};
+use ferry_core::{Artifact, DeploymentStatus, RunId};
 use ferry_engine::ports::{DeployRequest, Deployer, Ledger, PortErrorKind};
 use ferry_synth::lambda_env;
 use ferry_testkit::ledger_suite::deployment;
@@ -665,4 +665,101 @@ fn a_machine_bound_environment_is_not_rolled_back_by_the_lambda() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(again["rollback"], out["rollback"], "{again}");
     assert!(!err.contains(r#""level":"error""#), "{err}");
+}
+
+/// An invocation the Lambda service stopped mid-rollback (its 15-minute limit, a crash)
+/// leaves the environment's lease and an in-progress rollback claim. Its retry (a new
+/// request id) sees the first one's deadline has passed and finishes the rollback in
+/// its place, instead of waiting for the lease to expire and then reporting the claim.
+#[test]
+fn the_retry_of_an_invocation_stopped_mid_rollback_finishes_it() {
+    use ferry_core::Timestamp;
+    use ferry_core::rollback::{RollbackRecord, RollbackStatus, Trigger};
+    use ferry_engine::ports::{Lease, holder_until};
+    let moto = common::Moto::start();
+    let aws = moto.aws();
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, s3) = production_with_three_versions(&aws, dir.path());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // The stopped invocation: its deadline a minute ago, its lease still valid for ten.
+    let gone = holder_until("lambda:first-attempt", Timestamp(now - 60_000));
+    let lease = Lease {
+        environment: "production".into(),
+        run: RunId(-7),
+        holder: gone.clone(),
+        expires_at: Timestamp(now + 600_000),
+    };
+    ledger
+        .acquire_lease(&lease, Timestamp(now - 900_000))
+        .unwrap()
+        .unwrap();
+    let bad = ledger
+        .deployments(Some("production"), 10)
+        .unwrap()
+        .into_iter()
+        .find(|d| d.version == "v2")
+        .unwrap();
+    let claim = RollbackRecord::start(
+        &bad,
+        "alarm shop-production-errors: Threshold Crossed",
+        Trigger::Alarm {
+            name: "shop-production-errors".into(),
+        },
+        &gone,
+        Timestamp(now - 120_000),
+    );
+    ledger.claim_rollback(&claim).unwrap().unwrap();
+
+    let retry = Invocation {
+        request_id: "second-attempt".into(),
+        deadline: Some(Timestamp(now + 900_000)),
+    };
+    let out = handler(&aws, dir.path())
+        .handle_invocation(&event("alarm"), &retry)
+        .unwrap();
+    let rec = out.rollback.expect("the retry's rollback");
+    assert_eq!(rec.status, RollbackStatus::Succeeded, "{rec:?}");
+    assert_eq!(rec.to_version.as_deref(), Some("v1"));
+    assert_eq!(rec.holder, retry.holder());
+    assert!(
+        rec.detail
+            .iter()
+            .any(|d| d.contains("taken over from lambda:first-attempt")),
+        "{:?}",
+        rec.detail
+    );
+    // Production is on v1, the record says so, and no lease is left behind.
+    assert_eq!(s3.current_version().unwrap().as_deref(), Some("v1"));
+    let stored = ledger.rollback(&bad.deployment_id).unwrap().unwrap();
+    assert_eq!(stored.status, RollbackStatus::Succeeded);
+    let next = Lease {
+        environment: "production".into(),
+        run: RunId(9),
+        holder: "next".into(),
+        expires_at: Timestamp(now + 1_000),
+    };
+    assert!(
+        ledger.acquire_lease(&next, Timestamp(now)).unwrap().is_ok(),
+        "the lease was let go"
+    );
+}
+
+#[test]
+fn invocations_hold_leases_under_their_own_ids() {
+    let a = Invocation {
+        request_id: "5a1c7f0e-1".into(),
+        deadline: None,
+    };
+    let b = Invocation {
+        request_id: "5a1c7f0e-2".into(),
+        deadline: None,
+    };
+    // Same process id in every sandbox, but never the same lease run.
+    assert_ne!(a.lease_run(), b.lease_run());
+    assert!(a.lease_run().0 < 0 && b.lease_run().0 < 0);
+    assert_eq!(a.lease_run(), a.clone().lease_run());
+    assert_eq!(a.holder(), "lambda:5a1c7f0e-1");
 }

@@ -599,6 +599,42 @@ impl Liveness for Unknown {
     }
 }
 
+/// How long after its deadline a holder is still given, for clocks of different
+/// machines that disagree (a Lambda's and a CodeBuild container's).
+pub const DEADLINE_GRACE: Duration = Duration::from_secs(30);
+
+/// The holder name of a process that cannot outlive `deadline`: a Lambda invocation is
+/// ended by the Lambda service at its deadline, so once that has passed (plus
+/// [`DEADLINE_GRACE`]) the lease or rollback it left is known to be abandoned, on any
+/// machine.
+pub fn holder_until(name: &str, deadline: Timestamp) -> String {
+    format!("{name}/until={}", deadline.0)
+}
+
+/// The deadline a holder name carries (see [`holder_until`]), if any.
+pub fn holder_deadline(holder: &str) -> Option<Timestamp> {
+    let (_, until) = holder.rsplit_once("/until=")?;
+    until.parse().ok().map(Timestamp)
+}
+
+/// What a holder's deadline tells at `now`: `Some(false)` (gone) once it is past the
+/// deadline plus [`DEADLINE_GRACE`]; `None` before that, or for a holder without one.
+pub fn alive_by_deadline(holder: &str, now: Timestamp) -> Option<bool> {
+    let deadline = holder_deadline(holder)?;
+    (now > deadline.plus(DEADLINE_GRACE)).then_some(false)
+}
+
+/// A liveness that knows only deadlines ([`holder_until`]): what the rollback Lambda
+/// can tell about other invocations.
+pub struct Deadlines<'a> {
+    pub clock: &'a dyn Clock,
+}
+impl Liveness for Deadlines<'_> {
+    fn alive(&self, holder: &str) -> Option<bool> {
+        alive_by_deadline(holder, self.clock.now())
+    }
+}
+
 /// Told about every committed batch, and about waits, so people can watch a run.
 pub trait Observer: Send + Sync {
     fn changed(&self, run: &RunView, changes: &[Change]);
@@ -629,4 +665,32 @@ pub trait AlarmProbe: Send + Sync {
     /// One period's observation and a short description of what was seen
     /// (`status 503 in 12ms`, `connection refused`, `value 0.7 > 0.5`).
     fn sample(&self, alarm: &ferry_config::Alarm) -> (ferry_core::alarm::Datapoint, String);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_with_a_deadline_is_gone_only_after_it_and_the_grace() {
+        let holder = holder_until("lambda:8a1f-42", Timestamp(1_000_000));
+        assert_eq!(holder, "lambda:8a1f-42/until=1000000");
+        assert_eq!(holder_deadline(&holder), Some(Timestamp(1_000_000)));
+        // Before the deadline, at it and within the grace: it may still be at work.
+        for now in [0, 1_000_000, 1_000_000 + 30_000] {
+            assert_eq!(alive_by_deadline(&holder, Timestamp(now)), None, "at {now}");
+        }
+        assert_eq!(
+            alive_by_deadline(&holder, Timestamp(1_000_000 + 30_001)),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn holders_without_a_deadline_are_not_judged_by_one() {
+        for holder in ["web-1:4242@99", "lambda:4242", "x/until=soon", ""] {
+            assert_eq!(holder_deadline(holder), None, "{holder}");
+            assert_eq!(alive_by_deadline(holder, Timestamp(i64::MAX)), None);
+        }
+    }
 }

@@ -120,6 +120,13 @@ fn start_ticks(pid: u32) -> Option<u64> {
 
 impl ferry_engine::ports::Liveness for LocalLiveness {
     fn alive(&self, holder: &str) -> Option<bool> {
+        // A holder with a deadline (a Lambda invocation) is judged by it, wherever it ran.
+        if ferry_engine::ports::holder_deadline(holder).is_some() {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            return ferry_engine::ports::alive_by_deadline(holder, ferry_core::Timestamp(now));
+        }
         let (host, process) = holder.rsplit_once(':')?;
         if host != self.host {
             return None;

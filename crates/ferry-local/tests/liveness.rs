@@ -25,3 +25,18 @@ fn a_holder_is_its_pid_and_start_time() {
     // Not a holder name.
     assert_eq!(live.alive("garbage"), None);
 }
+
+#[test]
+fn a_lambda_holder_is_judged_by_its_deadline_from_any_machine() {
+    let live = LocalLiveness::here();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64;
+    let past =
+        ferry_engine::ports::holder_until("lambda:9c2e", ferry_core::Timestamp(now - 60_000));
+    assert_eq!(live.alive(&past), Some(false), "{past}");
+    let future =
+        ferry_engine::ports::holder_until("lambda:9c2e", ferry_core::Timestamp(now + 600_000));
+    assert_eq!(live.alive(&future), None, "{future}");
+}

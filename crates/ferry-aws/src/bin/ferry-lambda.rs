@@ -4,8 +4,9 @@
 //! `ferry-lambda invoke EVENT.json` runs the same handler once on an event file (local
 //! testing): it prints the outcome as JSON and exits 0, or prints the error and exits 1.
 
-use ferry_aws::lambda::{Handler, LambdaConfig};
+use ferry_aws::lambda::{Handler, Invocation, LambdaConfig};
 use ferry_aws::{Aws, Settings};
+use ferry_core::Timestamp;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use std::sync::Arc;
@@ -89,9 +90,13 @@ fn main() {
         move |event: LambdaEvent<Value>| {
             let handler = handler.clone();
             async move {
+                let call = Invocation {
+                    request_id: event.context.request_id.clone(),
+                    deadline: i64::try_from(event.context.deadline).ok().map(Timestamp),
+                };
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 std::thread::spawn(move || {
-                    let _ = tx.send(handler.handle(&event.payload));
+                    let _ = tx.send(handler.handle_invocation(&event.payload, &call));
                 });
                 match rx.await {
                     Ok(Ok(outcome)) => Ok::<Value, Error>(outcome.to_json()),
