@@ -316,6 +316,11 @@ struct StopAfter<'a> {
     park: &'static AtomicBool,
     /// Writes the custom metrics' log lines (see [`metric_lines`]), when set.
     metrics: bool,
+    /// The engine's `run_held` event when it found the environment's gate closed (a
+    /// freeze, from the shared ledger, or a closed deployment window): the run is
+    /// parked at once rather than waiting inside CodeBuild, and the step fails
+    /// ([`held_refusal`]).
+    held: std::sync::Mutex<Option<ferry_core::Event>>,
 }
 
 /// Whether to write `{"metric": NAME, "value": N}` lines: in CodeBuild (its log group's
@@ -375,8 +380,22 @@ impl Observer for StopAfter<'_> {
         if done {
             self.park.store(true, Ordering::SeqCst);
         }
+        if let Some(e) = changes.iter().find_map(|c| match c {
+            Change::Event(e) if e.kind == ferry_core::EventKind::RunHeld => Some(e),
+            _ => None,
+        }) {
+            if let Ok(mut held) = self.held.lock() {
+                *held = Some(e.clone());
+            }
+            self.park.store(true, Ordering::SeqCst);
+        }
     }
     fn note(&self, run: &ferry_core::run::RunView, message: &str) {
+        // "held …; it goes on by itself at …" is not so here: the step fails instead,
+        // with its own message (`held_refusal`).
+        if message.starts_with(&format!("run {} held before deploying to ", run.id)) {
+            return;
+        }
         self.inner.note(run, message);
     }
     fn notice(&self, message: &str) {
@@ -650,6 +669,7 @@ pub fn command(project: &Project, spec: &str, as_json: bool) -> CliResult<i32> {
         targets: idx.iter().map(|&step| StepRef { stage: 0, step }).collect(),
         park,
         metrics: metric_lines(),
+        held: std::sync::Mutex::new(None),
     };
     let mut engine = adapters.engine(
         project, &pipeline, &text, &split, &workspace, &observer, cancel,
@@ -759,7 +779,6 @@ pub fn command(project: &Project, spec: &str, as_json: bool) -> CliResult<i32> {
             return Ok(exit::RUN_FAILED);
         }
     }
-    refuse_if_frozen(&plan.stages[0], &refs, shared.ledger(), clock.now())?;
     progress.say(&format!(
         "ferry step {spec} · run {} · {} · commit {}",
         run.id(),
@@ -782,38 +801,40 @@ pub fn command(project: &Project, spec: &str, as_json: bool) -> CliResult<i32> {
     let view = view?;
     let run = Run::resume_with(view, plan, Vec::new())
         .ok_or_else(|| CliError::new(exit::INTERNAL, "the stage's plan changed while it ran"))?;
+    let held = observer.held.lock().ok().and_then(|h| h.clone());
+    if let Some(e) = held
+        && !refs.iter().all(|r| status_of(&run, r).is_terminal())
+    {
+        return Err(held_refusal(stage, &e));
+    }
     Ok(report(&run, &refs, spec, &progress, as_json))
 }
 
-/// A freeze of the stage's environment (`ferry freeze`, or one the rollback Lambda set
-/// for a rollback-unsafe deployment, read from the shared ledger) fails a `@deploy`
-/// step at once: the engine would hold the run until the freeze ends, which inside
-/// CodeBuild means a build waiting for hours.
-fn refuse_if_frozen(
-    plan: &StagePlan,
-    refs: &[StepRef],
-    ledger: &dyn Ledger,
-    now: ferry_core::Timestamp,
-) -> CliResult<()> {
-    let Some(env) = plan.environment() else {
-        return Ok(());
+/// Why a `@deploy` step did not deploy: the gate before the environment was closed
+/// (`event`: the engine's `run_held` event). `ferry run` holds the run until the gate
+/// opens; inside CodeBuild that would be a build waiting for hours, so the step fails
+/// at once and says when to retry.
+fn held_refusal(env: &str, event: &ferry_core::Event) -> CliError {
+    let d = &event.data;
+    let reason = d["reason"].as_str().unwrap_or(&event.message);
+    let freeze = d["cause"].as_str() == Some("freeze");
+    let lift = if freeze {
+        format!(
+            "lift the freeze with `ferry unfreeze {env}` (with FERRY_DEPLOYMENTS_TABLE set to the stack's table) and retry the stage, or "
+        )
+    } else {
+        String::new()
     };
-    if !refs
-        .iter()
-        .any(|r| matches!(plan.steps[r.step].kind, StepKind::Deploy))
-    {
-        return Ok(());
-    }
-    let freezes = ledger.freezes(Some(env), now)?;
-    let Some(f) = freezes.iter().find(|f| f.active_at(now)) else {
-        return Ok(());
+    let when = match d["opensAt"].as_str() {
+        Some(t) => format!("{lift}retry the stage at or after {t}"),
+        None if freeze => format!("{lift}retry it once the freeze is over"),
+        None => {
+            format!("no opening is in sight within a week: change `windows:` of {env} in ferry.yml")
+        }
     };
-    Err(CliError::conflict(format!(
-        "environment {env} is frozen until {} by {}: {}; ferry step does not wait for a freeze inside CodeBuild: lift it with `ferry unfreeze {env}` (with FERRY_DEPLOYMENTS_TABLE set to the stack's table) and retry the stage, or retry it once the freeze is over",
-        ferry_core::events::iso8601(f.until),
-        f.by,
-        f.reason
-    )))
+    CliError::conflict(format!(
+        "environment {env} may not be deployed to now: {reason}; ferry step does not wait inside CodeBuild: {when}"
+    ))
 }
 
 /// `@deploy` for a ferry step, the user's name for a command step.

@@ -206,7 +206,10 @@ fn ferry_step_refuses_to_deploy_into_an_environment_frozen_in_dynamodb() {
     let out = ferry(repo.path(), &moto, &["step", "test/@deploy"], &run);
     assert_code(&out, ferry_api::exit::CONFLICT, "a frozen deploy step");
     let said = text(&out);
-    assert!(said.contains("environment test is frozen until"), "{said}");
+    assert!(
+        said.contains("environment test may not be deployed to now: frozen until"),
+        "{said}"
+    );
     assert!(said.contains("rollback-unsafe deployment"), "{said}");
     assert!(said.contains("ferry unfreeze test"), "{said}");
     assert_eq!(actions(), "", "nothing deployed");

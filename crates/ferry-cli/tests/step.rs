@@ -379,3 +379,49 @@ fn bad_input_gets_a_message_naming_the_fix() {
         describe(&out)
     );
 }
+
+/// `ferry run` holds a run at a closed deployment window until it opens; inside
+/// CodeBuild that would be a build waiting for hours, so `ferry step ENV/@deploy` fails
+/// at once (exit 6), says why and when to retry, and deploys nothing.
+#[test]
+fn a_closed_deployment_window_fails_the_deploy_step_instead_of_waiting() {
+    let w = World::new();
+    // Closed all of today and tomorrow (UTC), so for the whole test whenever it runs.
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        / 86_400;
+    let names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    // 1970-01-01 was a Thursday.
+    let today = names[((days + 3) % 7) as usize];
+    let tomorrow = names[((days + 4) % 7) as usize];
+    let text = pipeline(&w.shared.path().join("ops")).replace(
+        "  - name: test\n",
+        &format!(
+            "  - name: test\n    windows:\n      deny: [\"{today},{tomorrow} 00:00-24:00\"]\n"
+        ),
+    );
+    w.repo.write("ferry.yml", &text);
+    let a = w.repo.commit("A");
+    w.build("31");
+    let ws = w.hop("ws-window");
+    let out = w.step_in(&ws, "test/@deploy", "31", Some(&a));
+    assert_code(&out, 6, "a deploy step at a closed window");
+    let said = describe(&out);
+    assert!(
+        said.contains("environment test may not be deployed to now"),
+        "{said}"
+    );
+    assert!(said.contains("does not wait"), "{said}");
+    assert!(said.contains("retry the stage at or after"), "{said}");
+    assert!(
+        !said.contains("goes on by itself"),
+        "not in step mode: {said}"
+    );
+    assert!(
+        w.actions().is_empty(),
+        "nothing deployed: {:?}",
+        w.actions()
+    );
+}
