@@ -59,8 +59,8 @@ pub fn parse_since(text: &str, now: Timestamp) -> Result<Window, String> {
     }
 }
 
-/// The environment asked for, or the pipeline's last one; an unknown name is a usage
-/// error listing the environments.
+/// The environment asked for, or the pipeline's last one; an unknown name is not found
+/// (exit 5, as for every command that takes `--env`), listing the environments.
 pub fn environment(pipeline: &Pipeline, env: Option<&str>) -> CliResult<String> {
     let names: Vec<&str> = pipeline
         .environments
@@ -69,13 +69,10 @@ pub fn environment(pipeline: &Pipeline, env: Option<&str>) -> CliResult<String> 
         .collect();
     match env {
         Some(e) if names.contains(&e) => Ok(e.to_string()),
-        Some(e) => Err(CliError::new(
-            exit::USAGE,
-            format!(
-                "no environment `{e}` in the pipeline; its environments are: {}",
-                names.join(", ")
-            ),
-        )),
+        Some(e) => Err(CliError::not_found(format!(
+            "no environment `{e}` in the pipeline; its environments are: {}",
+            names.join(", ")
+        ))),
         None => names
             .last()
             .map(|n| (*n).to_string())

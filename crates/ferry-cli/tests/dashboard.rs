@@ -294,7 +294,7 @@ fn the_dashboard_in_chromium_shows_every_page_escapes_commit_text_and_approves()
         support::stderr(&out)
     );
     let out = repo.ferry(&["report", "--env", "prod"]);
-    assert_code(&out, 2, "an unknown environment");
+    assert_code(&out, 5, "an unknown environment");
     assert!(support::stderr(&out).contains("production"));
 }
 
