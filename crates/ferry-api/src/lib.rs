@@ -50,6 +50,30 @@ pub struct Status {
     /// The notification outbox per channel (deliveries pending, dead letters).
     #[serde(default)]
     pub notifications: Vec<ChannelOutbox>,
+    /// Where deployments, last known good versions, incidents and freezes were read
+    /// when not from the project's own store (absent): the DynamoDB table of the AWS
+    /// runtime, when `FERRY_DEPLOYMENTS_TABLE` is set. Runs in progress are always the
+    /// project's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerSource>,
+}
+
+/// A shared ledger read instead of the project's own store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerSource {
+    /// `dynamodb`.
+    pub kind: String,
+    /// The table's name.
+    pub name: String,
+}
+
+impl std::fmt::Display for LedgerSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind.as_str() {
+            "dynamodb" => write!(f, "DynamoDB table {}", self.name),
+            k => write!(f, "{k} {}", self.name),
+        }
+    }
 }
 
 /// One alarm on the pipeline itself, as last evaluated.
@@ -201,6 +225,10 @@ pub struct History {
     pub deployments: Vec<DeploymentRecord>,
     /// Rollbacks, newest first, with what was tried and seen.
     pub rollbacks: Vec<ferry_core::rollback::RollbackRecord>,
+    /// Where deployments and rollbacks were read when not from the project's own store
+    /// (absent): see [`Status::ledger`]. Runs are always the project's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerSource>,
 }
 
 /// `ferry logs --json`.

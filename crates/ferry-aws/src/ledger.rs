@@ -113,6 +113,45 @@ impl DynamoLedger {
         }
     }
 
+    /// The table's name (what `FERRY_DEPLOYMENTS_TABLE` named).
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The rollbacks recorded in the table (`rollback#…` items), newest first, at most
+    /// `limit`: a `Scan` filtered on `rollbackOf` (only rollback items carry it), as
+    /// `ferry history` lists them.
+    pub fn rollbacks(&self, limit: usize) -> PortResult<Vec<RollbackRecord>> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let req = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("attribute_exists(rollbackOf)")
+                .set_exclusive_start_key(start.take());
+            let page = self
+                .aws
+                .block_on(req.send())
+                .map_err(|e| self.aws.error("DynamoDB", "Scan", &e))?;
+            for item in page.items() {
+                out.push(rollback_of(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        out.sort_by(|a: &RollbackRecord, b: &RollbackRecord| {
+            b.started_at
+                .cmp(&a.started_at)
+                .then_with(|| b.deployment_id.cmp(&a.deployment_id))
+        });
+        out.truncate(limit);
+        Ok(out)
+    }
+
     /// Records a pipeline file's text under its digest (release sets refer to it; a
     /// rollback restores with the file that deployed the release).
     pub fn put_config(&self, digest: &str, text: &str) -> PortResult<()> {

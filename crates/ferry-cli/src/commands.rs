@@ -10,7 +10,6 @@ use ferry_config::Pipeline;
 use ferry_core::approval::{self, Decision};
 use ferry_core::run::RunView;
 use ferry_core::{DeploymentStatus, RunId, RunStatus, StageStatus, short_sha, time::human};
-use ferry_engine::ports::Ledger as _;
 use ferry_engine::ports::{Clock, Store};
 use ferry_engine::{Engine, Layout, Ports, Settings};
 use std::sync::atomic::AtomicBool;
@@ -477,7 +476,18 @@ pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
     // Read-only: runs a killed ferry left behind are left to `ferry serve` (which
     // resumes them) or the next `ferry run` (which ends them); `status` shows them as
     // they are.
-    let st = build_status(project, &pipeline, &store)?;
+    // With FERRY_DEPLOYMENTS_TABLE: what is deployed where on AWS (the table), runs in
+    // progress of this project's store.
+    let shared = crate::step::Shared::open(project)?;
+    let st = match shared.over(&store) {
+        None => build_status(project, &pipeline, &store)?,
+        Some(split) => {
+            let mut st = build_status_with(&pipeline, &split, &shared.running(project, &pipeline))
+                .map_err(|e| shared.explain(e))?;
+            st.ledger = shared.source();
+            st
+        }
+    };
     if as_json {
         json(&st);
         return Ok(exit::OK);
@@ -615,6 +625,7 @@ pub fn build_status_with(
         runs,
         pipeline_alarms,
         notifications,
+        ledger: None,
     })
 }
 
@@ -639,7 +650,13 @@ pub(crate) fn print_status(st: &ferry_api::Status) {
             e.url.clone().unwrap_or_default(),
         ]);
     }
-    line(format!("pipeline {}\n", st.pipeline));
+    line(format!("pipeline {}", st.pipeline));
+    if let Some(l) = &st.ledger {
+        line(format!(
+            "deployments, incidents and freezes: {l} (runs in progress: this project's store)"
+        ));
+    }
+    line("");
     crate::output::out(&table(&rows));
     for e in &st.environments {
         if let Some(l) = &e.latest {
@@ -799,19 +816,33 @@ pub fn history(
         .iter()
         .map(run_summary)
         .collect();
-    let deployments = store.deployments(env, limit)?;
-    let rollbacks: Vec<_> = store
-        .rollbacks(limit)?
+    // Deployments and rollbacks of the shared ledger: the DynamoDB table when
+    // FERRY_DEPLOYMENTS_TABLE is set, else this project's store. Runs stay local.
+    let shared = crate::step::Shared::open(project)?;
+    let deployments = shared
+        .ledger()
+        .deployments(env, limit)
+        .map_err(|e| shared.explain(e))?;
+    let rollbacks: Vec<_> = shared
+        .rollbacks(&store, limit)
+        .map_err(|e| shared.explain(e))?
         .into_iter()
         .filter(|r| env.is_none_or(|e| r.environment == e))
         .collect();
+    let ledger = shared.source();
     if as_json {
         json(&ferry_api::History {
             runs,
             deployments,
             rollbacks,
+            ledger,
         });
         return Ok(exit::OK);
+    }
+    if let Some(l) = &ledger {
+        line(format!(
+            "deployments and rollbacks: {l} (runs: this project's store)\n"
+        ));
     }
     if env.is_none() {
         let mut rows = vec![vec![

@@ -18,6 +18,7 @@ mod report;
 mod sample;
 mod scan;
 mod serve;
+mod shared;
 mod signals;
 mod sns;
 mod step;

@@ -392,7 +392,13 @@ pub fn resolve(project: &Project, env: &str, by: Option<&str>, as_json: bool) ->
     // Lambda and `ferry step` record incidents), else the project's store.
     let shared = crate::step::Shared::open(project)?;
     let who = user(by);
-    let incident = shared.ledger().resolve(env, &who, SystemClock.now())?;
+    let at = SystemClock.now();
+    let incident = shared
+        .ledger()
+        .resolve(env, &who, at)
+        .map_err(|e| shared.explain(e))?;
+    // On the table: announced on the stack's rollbacks topic too (when set).
+    shared.publish(&[incident.resolved_event(at)]);
     if as_json {
         json(&incident);
     } else {

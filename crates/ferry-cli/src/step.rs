@@ -253,8 +253,10 @@ impl Shared {
 
     /// The stack's SNS topics as notification channels (`FERRY_DEPLOYMENTS_TOPIC`:
     /// the seed's notification events; `FERRY_ROLLBACKS_TOPIC`: rollbacks and
-    /// incidents), when ferry records into DynamoDB.
-    fn topics(&self) -> CliResult<Vec<std::sync::Arc<dyn ferry_engine::ports::Notifier>>> {
+    /// incidents, freezes), when ferry records into DynamoDB.
+    pub(crate) fn topics(
+        &self,
+    ) -> CliResult<Vec<std::sync::Arc<dyn ferry_engine::ports::Notifier>>> {
         match self {
             Shared::Local(_) => Ok(Vec::new()),
             #[cfg(feature = "aws")]
@@ -275,6 +277,9 @@ impl Shared {
                             "rollback_succeeded",
                             "rollback_failed",
                             "incident_opened",
+                            "incident_resolved",
+                            "freeze_set",
+                            "freeze_lifted",
                         ],
                     ),
                 ];

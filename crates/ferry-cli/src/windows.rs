@@ -262,7 +262,10 @@ pub fn freeze(
         reason,
         &user(by),
         SystemClock.now(),
-    )?;
+    )
+    .map_err(|e| shared.explain(e))?;
+    // On the table: announced on the stack's rollbacks topic too (when set).
+    shared.publish(&[f.set_event()]);
     if as_json {
         json(&ferry_api::Freezes { freezes: vec![f] });
     } else {
@@ -279,7 +282,9 @@ pub fn unfreeze(project: &Project, env: &str, by: Option<&str>, as_json: bool) -
     let pipeline = project.pipeline()?;
     let shared = crate::step::Shared::open(project)?;
     let who = user(by);
-    let lifted = lift_freeze(&pipeline, shared.ledger(), env, &who, SystemClock.now())?;
+    let lifted = lift_freeze(&pipeline, shared.ledger(), env, &who, SystemClock.now())
+        .map_err(|e| shared.explain(e))?;
+    shared.publish(&lifted.iter().map(Freeze::lifted_event).collect::<Vec<_>>());
     if as_json {
         json(&ferry_api::Freezes { freezes: lifted });
     } else {

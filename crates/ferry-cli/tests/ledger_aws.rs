@@ -9,7 +9,6 @@
 mod support;
 
 use ferry_aws::ledger::DynamoLedger;
-use ferry_aws::{Aws, Settings};
 use ferry_core::window::Freeze;
 use ferry_core::{Change, RunId, Timestamp};
 use ferry_engine::ports::Ledger;
@@ -43,18 +42,13 @@ environments:
 
 /// `ferry ARGS` in `dir` against the table on moto.
 fn ferry(dir: &Path, moto: &Moto, args: &[&str], extra: &[(&str, &str)]) -> Output {
+    ferry_on(dir, moto, TABLE, args, extra)
+}
+
+/// `ferry ARGS` in `dir` against table `table` on moto.
+fn ferry_on(dir: &Path, moto: &Moto, table: &str, args: &[&str], extra: &[(&str, &str)]) -> Output {
     let mut c = ferry_cmd(dir, args);
-    c.env("FERRY_DEPLOYMENTS_TABLE", TABLE)
-        .env("FERRY_ARTIFACTS_BUCKET", BUCKET)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .env_remove("FERRY_DEPLOYMENTS_TOPIC")
-        .env_remove("FERRY_ROLLBACKS_TOPIC")
-        .env_remove("FERRY_COMMIT_SHA")
-        .env_remove("FERRY_STEP_DIR");
+    support::moto::aws_env(&mut c, moto, table, Some(BUCKET));
     for (k, v) in extra {
         c.env(k, v);
     }
@@ -79,13 +73,7 @@ fn now() -> Timestamp {
 }
 
 fn ledger(moto: &Moto) -> DynamoLedger {
-    let aws = Aws::connect(&Settings {
-        region: Some("us-east-1".into()),
-        endpoint: Some(moto.endpoint.clone()),
-        credentials: Some(("testing".into(), "testing".into())),
-        max_attempts: Some(2),
-    })
-    .expect("aws");
+    let aws = support::moto::connect(moto);
     // The bucket `ferry step` keeps the build's artifact in.
     let _ = ferry_aws::s3::S3Deployer::new(&aws, BUCKET, "unused").create_bucket();
     DynamoLedger::new(&aws, TABLE)
@@ -220,4 +208,336 @@ fn ferry_step_refuses_to_deploy_into_an_environment_frozen_in_dynamodb() {
     let out = ferry(repo.path(), &moto, &["step", "test/@deploy"], &run);
     assert_code(&out, 0, "test/@deploy after the unfreeze");
     assert_eq!(actions(), format!("deploy test {sha}\n"));
+}
+
+const A: &str = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1";
+const B: &str = "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2";
+const C: &str = "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3";
+
+/// Two environments: `test` deployed by a command (in CodeBuild, on AWS), `prod` to S3
+/// (a bucket that does not exist here, so its deployer cannot tell what runs).
+fn two_environments(ops: &Path) -> String {
+    format!(
+        r#"{}  - name: prod
+    deploy:
+      s3:
+        bucket: ferry-ledger-site
+"#,
+        pipeline(ops)
+    )
+}
+
+/// A deployment record as `ferry step` writes it.
+fn deployment(
+    env: &str,
+    start: i64,
+    version: &str,
+    run: i64,
+    status: ferry_core::DeploymentStatus,
+) -> ferry_core::DeploymentRecord {
+    ferry_core::DeploymentRecord {
+        deployment_id: format!("{env}#{start}"),
+        environment: env.into(),
+        version: version.into(),
+        status,
+        start_time: start,
+        end_time: Some(start + 10),
+        infrastructure_changed: false,
+        commit_message: format!("commit {version}"),
+        commit_author: "ada".into(),
+        pipeline_execution_id: format!("exec-{run}"),
+        unit_tests_passed: true,
+        integration_tests_passed: true,
+        e2e_tests_passed: false,
+        coverage_percentage: 81.5,
+        rollback_reason: None,
+        rollback_level: None,
+        rollback_time: None,
+        artifact_location: format!("s3://{BUCKET}/{version}.tar"),
+        expires_at: start / 1000 + 90 * 86_400,
+        run_id: RunId(run),
+        artifact_digest: "sha256:aa".into(),
+        previous_version: None,
+        config_digest: None,
+        template_digests: Default::default(),
+        rollback_unsafe: false,
+        rollback_unsafe_reason: None,
+    }
+}
+
+fn json_of(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
+}
+
+#[test]
+fn status_and_history_show_what_the_dynamodb_table_holds() {
+    use ferry_core::DeploymentStatus::Succeeded;
+    use ferry_core::rollback::{RollbackRecord, RollbackStatus, Trigger};
+    let moto = moto();
+    let ledger = ledger(&moto);
+    let repo = Repo::new();
+    let ops = tempfile::tempdir().expect("ops");
+    repo.write("ferry.yml", &two_environments(ops.path()));
+    repo.write(".gitignore", ".ferry/\ndist/\n");
+    repo.commit("first");
+
+    // A table that does not exist (a typo, another region): said plainly, with the fix.
+    for args in [
+        &["status"][..],
+        &["history"],
+        &["resolve", "test"],
+        &["unfreeze", "test"],
+    ] {
+        let out = ferry_on(repo.path(), &moto, "ferry-no-such-table", args, &[]);
+        assert_code(&out, ferry_api::exit::ENVIRONMENT, &args.join(" "));
+        let said = support::stderr(&out);
+        assert!(
+            said.contains(
+                "the DynamoDB table `ferry-no-such-table` (FERRY_DEPLOYMENTS_TABLE) does not exist"
+            ),
+            "{said}"
+        );
+        assert!(said.contains("unset FERRY_DEPLOYMENTS_TABLE"), "{said}");
+    }
+
+    // What `ferry step` and the rollback Lambda leave in the table: test runs A (B was
+    // rolled back by the Lambda), frozen; prod runs C and has an open incident.
+    ledger.create_table().expect("table");
+    let t = now().0 - 3_600_000;
+    ledger
+        .record_deployment(&deployment("test", t, A, 501, Succeeded))
+        .expect("A");
+    let bad = deployment("test", t + 60_000, B, 502, Succeeded);
+    ledger.record_deployment(&bad).expect("B");
+    ledger
+        .record_deployment(&deployment("prod", t + 120_000, C, 503, Succeeded))
+        .expect("C");
+    let mut rb = RollbackRecord::start(
+        &bad,
+        "alarm api-errors",
+        Trigger::Alarm {
+            name: "api-errors".into(),
+        },
+        "lambda",
+        Timestamp(t + 90_000),
+    );
+    assert_eq!(ledger.claim_rollback(&rb).expect("claim"), Ok(()));
+    rb.status = RollbackStatus::Succeeded;
+    rb.to_version = Some(A.into());
+    rb.ended_at = Some(Timestamp(t + 95_000));
+    ledger.update_rollback(&rb).expect("rollback");
+    ledger
+        .record_rollback(
+            RunId(-1),
+            &[
+                Change::DeploymentRolledBack {
+                    deployment_id: bad.deployment_id.clone(),
+                    reason: "alarm api-errors".into(),
+                    level: ferry_core::RollbackLevel::Full,
+                    at: Timestamp(t + 95_000),
+                },
+                Change::IncidentOpened {
+                    environment: "prod".into(),
+                    deployment_id: format!("prod#{}", t + 120_000),
+                    reason: "both rollback levels failed".into(),
+                    at: Timestamp(t + 130_000),
+                },
+            ],
+        )
+        .expect("rolled back");
+    let until = now().0 + 7_200_000;
+    ledger
+        .freeze(&Freeze {
+            id: 0,
+            environment: "test".into(),
+            from: now(),
+            until: Timestamp(until),
+            reason: "release week".into(),
+            by: "ada".into(),
+            lifted_at: None,
+            lifted_by: None,
+        })
+        .expect("freeze");
+
+    let out = ferry(repo.path(), &moto, &["status", "--json"], &[]);
+    assert_code(&out, 0, "ferry status --json");
+    let st = json_of(&out);
+    assert_eq!(
+        st["ledger"],
+        serde_json::json!({ "kind": "dynamodb", "name": TABLE }),
+        "{st:#}"
+    );
+    let env = |name: &str| {
+        st["environments"]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {st:#}"))
+    };
+    let test = env("test");
+    assert_eq!(test["version"], A, "{test:#}");
+    assert_eq!(test["status"], "succeeded", "{test:#}");
+    assert_eq!(test["latest"]["version"], B, "{test:#}");
+    assert_eq!(test["latest"]["status"], "rolled_back", "{test:#}");
+    assert_eq!(test["freezes"][0]["reason"], "release week", "{test:#}");
+    assert!(test["incident"].is_null(), "{test:#}");
+    let prod = env("prod");
+    assert_eq!(prod["version"], C, "{prod:#}");
+    assert_eq!(
+        prod["incident"]["reason"], "both rollback levels failed",
+        "{prod:#}"
+    );
+    assert!(prod["freezes"].as_array().is_some_and(Vec::is_empty));
+    assert_eq!(st["runs"], serde_json::json!([]));
+
+    let out = ferry(repo.path(), &moto, &["status"], &[]);
+    assert_code(&out, 0, "ferry status");
+    let said = support::stdout(&out);
+    for want in [
+        &format!("deployments, incidents and freezes: DynamoDB table {TABLE}")[..],
+        &A[..7],
+        &C[..7],
+        "test FROZEN until",
+        "release week",
+        "prod NEEDS A PERSON",
+        "ferry resolve prod",
+    ] {
+        assert!(said.contains(want), "`{want}` not in:\n{said}");
+    }
+
+    let out = ferry(repo.path(), &moto, &["history", "--json"], &[]);
+    assert_code(&out, 0, "ferry history --json");
+    let h = json_of(&out);
+    assert_eq!(h["ledger"]["name"], TABLE, "{h:#}");
+    let versions: Vec<&str> = h["deployments"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d["version"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(versions, vec![C, B, A], "{h:#}");
+    assert_eq!(
+        h["rollbacks"][0]["deployment_id"], bad.deployment_id,
+        "{h:#}"
+    );
+    assert_eq!(h["rollbacks"][0]["status"], "succeeded", "{h:#}");
+    let out = ferry(
+        repo.path(),
+        &moto,
+        &["history", "--env", "prod", "--json"],
+        &[],
+    );
+    let h = json_of(&out);
+    assert_eq!(h["deployments"].as_array().map(Vec::len), Some(1), "{h:#}");
+    assert_eq!(h["rollbacks"], serde_json::json!([]), "{h:#}");
+    let out = ferry(repo.path(), &moto, &["history"], &[]);
+    assert_code(&out, 0, "ferry history");
+    let said = support::stdout(&out);
+    for want in [
+        &format!("deployments and rollbacks: DynamoDB table {TABLE}")[..],
+        "rolled_back",
+        "rollbacks:",
+        "alarm api-errors",
+    ] {
+        assert!(said.contains(want), "`{want}` not in:\n{said}");
+    }
+
+    // Without the table: the project's own store, which has none of it.
+    let mut c = ferry_cmd(repo.path(), &["status", "--json"]);
+    c.env_remove("FERRY_DEPLOYMENTS_TABLE");
+    let out = support::Running::spawn(c, &["status"]).wait(support::LONG);
+    assert_code(&out, 0, "ferry status without the table");
+    let st = json_of(&out);
+    assert!(st.get("ledger").is_none(), "{st:#}");
+    assert_eq!(st["environments"][0]["status"], "never_deployed", "{st:#}");
+}
+
+#[test]
+fn freeze_unfreeze_and_resolve_on_the_table_are_published_to_the_rollbacks_topic() {
+    let moto = moto();
+    let ledger = ledger(&moto);
+    ledger.create_table().expect("table");
+    let aws = support::moto::connect(&moto);
+    let mut topics = Vec::new();
+    for name in ["ops-deployments", "ops-rollbacks"] {
+        let arn = ferry_aws::sns::create_topic(&aws, name).expect("topic");
+        let (url, rx) = support::moto::http_subscriber();
+        ferry_aws::sns::subscribe(&aws, &arn, "http", &url).expect("subscribe");
+        topics.push((arn, rx));
+    }
+    let env = [
+        ("FERRY_DEPLOYMENTS_TOPIC", topics[0].0.as_str()),
+        ("FERRY_ROLLBACKS_TOPIC", topics[1].0.as_str()),
+    ];
+    let repo = Repo::new();
+    let ops = tempfile::tempdir().expect("ops");
+    repo.write("ferry.yml", &pipeline(ops.path()));
+    repo.write(".gitignore", ".ferry/\ndist/\n");
+    repo.commit("first");
+
+    let freeze = [
+        "freeze",
+        "test",
+        "--until",
+        "2h",
+        "--reason",
+        "release week",
+        "--by",
+        "ada",
+    ];
+    let out = ferry(repo.path(), &moto, &freeze, &env);
+    assert_code(&out, 0, "ferry freeze test");
+    let out = ferry(
+        repo.path(),
+        &moto,
+        &["unfreeze", "test", "--by", "bob"],
+        &env,
+    );
+    assert_code(&out, 0, "ferry unfreeze test");
+    ledger
+        .record_rollback(
+            RunId(-1),
+            &[Change::IncidentOpened {
+                environment: "test".into(),
+                deployment_id: "test#1".into(),
+                reason: "both rollback levels failed".into(),
+                at: Timestamp(1_000),
+            }],
+        )
+        .expect("incident");
+    let out = ferry(
+        repo.path(),
+        &moto,
+        &["resolve", "test", "--by", "ada"],
+        &env,
+    );
+    assert_code(&out, 0, "ferry resolve test");
+    assert!(!support::stderr(&out).contains("warning"), "{}", text(&out));
+
+    let rollbacks = support::moto::event_kinds(&topics[1].1);
+    let mut seen = rollbacks.clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec!["freeze_lifted", "freeze_set", "incident_resolved"],
+        "{rollbacks:?}"
+    );
+    let deployments = support::moto::event_kinds(&topics[0].1);
+    assert_eq!(deployments, Vec::<String>::new());
+
+    // A topic that cannot be published to: a warning; the freeze stands in the table.
+    let gone = [(
+        "FERRY_ROLLBACKS_TOPIC",
+        "arn:aws:sns:us-east-1:123456789012:no-such-topic",
+    )];
+    let out = ferry(repo.path(), &moto, &freeze, &gone);
+    assert_code(&out, 0, "ferry freeze with a topic that does not exist");
+    let said = support::stderr(&out);
+    assert!(
+        said.contains("warning: freeze_set was not published to sns-rollbacks"),
+        "{said}"
+    );
+    assert!(said.contains("recorded in the table"), "{said}");
+    assert_eq!(
+        ledger.freezes(Some("test"), now()).expect("freezes").len(),
+        1
+    );
 }

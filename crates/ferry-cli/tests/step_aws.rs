@@ -8,13 +8,10 @@
 mod support;
 
 use ferry_aws::ledger::DynamoLedger;
-use ferry_aws::{Aws, Settings};
 use ferry_core::DeploymentStatus;
 use ferry_engine::ports::Ledger;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Output;
-use std::time::Duration;
 use support::{Repo, assert_code, ferry_cmd};
 
 use support::moto::{Moto, start as moto};
@@ -60,71 +57,20 @@ fn step(
     sha: Option<&str>,
 ) -> Output {
     let mut c = ferry_cmd(dir, &["step", spec]);
-    c.env("FERRY_RUN_ID", run_id)
+    support::moto::aws_env(&mut c, moto, TABLE, Some(BUCKET))
+        .env("FERRY_RUN_ID", run_id)
         .env("FERRY_DEPLOYMENTS_TOPIC", &topics[0].0)
-        .env("FERRY_ROLLBACKS_TOPIC", &topics[1].0)
-        .env("FERRY_DEPLOYMENTS_TABLE", TABLE)
-        .env("FERRY_ARTIFACTS_BUCKET", BUCKET)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .env_remove("FERRY_COMMIT_SHA")
-        .env_remove("FERRY_STEP_DIR");
+        .env("FERRY_ROLLBACKS_TOPIC", &topics[1].0);
     if let Some(s) = sha {
         c.env("FERRY_COMMIT_SHA", s);
     }
     support::Running::spawn(c, &["step", spec]).wait(support::LONG)
 }
 
-/// Accepts HTTP POSTs on loopback; each JSON body that is an SNS `Notification` goes
-/// down the channel.
-fn http_subscriber() -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/sns", listener.local_addr().expect("addr"));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { break };
-            let Ok(read) = stream.try_clone() else { break };
-            let mut reader = BufReader::new(read);
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; len];
-            let _ = reader.read_exact(&mut body);
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
-                && v["Type"] == "Notification"
-                && tx.send(v).is_err()
-            {
-                break;
-            }
-        }
-    });
-    (url, rx)
-}
-
 #[test]
 fn steps_record_into_dynamodb_and_a_failing_test_rolls_back_there() {
     let moto = moto();
-    let aws = Aws::connect(&Settings {
-        region: Some("us-east-1".into()),
-        endpoint: Some(moto.endpoint.clone()),
-        credentials: Some(("testing".into(), "testing".into())),
-        max_attempts: Some(2),
-    })
-    .expect("aws");
+    let aws = support::moto::connect(&moto);
     let ledger = DynamoLedger::new(&aws, TABLE);
     ledger.create_table().expect("table");
     ferry_aws::s3::S3Deployer::new(&aws, BUCKET, "unused")
@@ -134,7 +80,7 @@ fn steps_record_into_dynamodb_and_a_failing_test_rolls_back_there() {
     let mut topics = Vec::new();
     for name in ["step-deployments", "step-rollbacks"] {
         let arn = ferry_aws::sns::create_topic(&aws, name).expect("topic");
-        let (url, rx) = http_subscriber();
+        let (url, rx) = support::moto::http_subscriber();
         ferry_aws::sns::subscribe(&aws, &arn, "http", &url).expect("subscribe");
         topics.push((arn, rx));
     }
@@ -156,13 +102,7 @@ fn steps_record_into_dynamodb_and_a_failing_test_rolls_back_there() {
     // DynamoDB without an artifacts bucket: the artifact would die with the container.
     repo.commit("setup");
     let mut c = ferry_cmd(repo.path(), &["step", "build/unit"]);
-    c.env("FERRY_RUN_ID", "300")
-        .env("FERRY_DEPLOYMENTS_TABLE", TABLE)
-        .env_remove("FERRY_ARTIFACTS_BUCKET")
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing");
+    support::moto::aws_env(&mut c, &moto, TABLE, None).env("FERRY_RUN_ID", "300");
     let out = support::Running::spawn(c, &["step"]).wait(support::LONG);
     assert_code(&out, 3, "DynamoDB without FERRY_ARTIFACTS_BUCKET");
     assert!(
@@ -255,16 +195,7 @@ fn steps_record_into_dynamodb_and_a_failing_test_rolls_back_there() {
 
     // Every step published its events to the stack's topics (seed §3.6), with the
     // event kind in the message (and as a message attribute subscribers filter on).
-    let kinds = |rx: &std::sync::mpsc::Receiver<serde_json::Value>| -> Vec<String> {
-        let mut out = Vec::new();
-        while let Ok(v) = rx.recv_timeout(Duration::from_secs(2)) {
-            let body: serde_json::Value =
-                serde_json::from_str(v["Message"].as_str().unwrap_or("{}")).unwrap_or_default();
-            out.push(body["event"].as_str().unwrap_or("?").to_string());
-        }
-        out
-    };
-    let deployments = kinds(&topics[0].1);
+    let deployments = support::moto::event_kinds(&topics[0].1);
     for k in [
         "deployment_started",
         "deployment_succeeded",
@@ -276,7 +207,7 @@ fn steps_record_into_dynamodb_and_a_failing_test_rolls_back_there() {
             "{k} not published: {deployments:?}"
         );
     }
-    let rollbacks = kinds(&topics[1].1);
+    let rollbacks = support::moto::event_kinds(&topics[1].1);
     assert!(
         rollbacks.iter().any(|d| d == "rollback_succeeded"),
         "{rollbacks:?}"

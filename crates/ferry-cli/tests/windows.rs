@@ -481,8 +481,9 @@ fn a_closed_deployment_window_holds_a_real_run_until_its_override() {
 }
 
 /// With `FERRY_DEPLOYMENTS_TABLE` set, `freeze`, `unfreeze` and `resolve` act on that
-/// DynamoDB table (`tests/ledger_aws.rs`); a ferry built without AWS support refuses
-/// with the fix, as `ferry step` does, rather than act on the project's store.
+/// DynamoDB table, and `status` and `history` read it (`tests/ledger_aws.rs`); a ferry
+/// built without AWS support refuses with the fix, as `ferry step` does, rather than act
+/// on (or show) the project's store.
 #[test]
 fn freeze_unfreeze_and_resolve_need_aws_support_for_a_dynamodb_table() {
     if cfg!(feature = "aws") {
@@ -495,6 +496,8 @@ fn freeze_unfreeze_and_resolve_need_aws_support_for_a_dynamodb_table() {
         &["freeze", "production", "--until", "1h", "--reason", "x"][..],
         &["unfreeze", "production"][..],
         &["resolve", "production"][..],
+        &["status"][..],
+        &["history", "--json"][..],
     ] {
         let mut c = support::ferry_cmd(repo.path(), args);
         c.env("FERRY_DEPLOYMENTS_TABLE", "ferry-deployments");

@@ -40,7 +40,7 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
         (
             "RollbacksTopic",
             "rollbacks",
-            "rollbacks started, succeeded, failed",
+            "rollbacks started, succeeded, failed; incidents and freezes",
         ),
     ] {
         resources.insert(
