@@ -80,7 +80,8 @@ impl std::fmt::Display for LedgerSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PipelineAlarm {
     pub name: String,
-    /// `OK` or `ALARM`.
+    /// `OK` or `ALARM`; `UNKNOWN` when it could not be read (on AWS: CloudWatch
+    /// refused), with the error as `reason`.
     pub state: String,
     /// What was counted (`4 failed runs in the last 60 minutes (threshold: more than 3)`);
     /// `null` before the first evaluation.

@@ -99,6 +99,46 @@ impl CloudWatch {
         Ok(out)
     }
 
+    /// Sets the state of the alarm `name`, creating it first (a metric alarm on
+    /// `Ferry/name`) when it does not exist: for tests and a first try against an
+    /// empty account (in production the monitoring stack of `ferry synth aws` creates
+    /// the alarms and CloudWatch sets their states).
+    pub fn set_alarm(&self, name: &str, state: AlarmState, reason: &str) -> PortResult<()> {
+        if self.alarms(&[name.to_string()], None)?.is_empty() {
+            let req = self
+                .client
+                .put_metric_alarm()
+                .alarm_name(name)
+                .namespace("Ferry")
+                .metric_name(name)
+                .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+                .period(60)
+                .evaluation_periods(1)
+                .threshold(0.0)
+                .comparison_operator(
+                    aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold,
+                );
+            self.aws
+                .block_on(req.send())
+                .map_err(|e| self.aws.error("CloudWatch", "PutMetricAlarm", &e))?;
+        }
+        let value = match state {
+            AlarmState::Alarm => StateValue::Alarm,
+            AlarmState::Ok => StateValue::Ok,
+            AlarmState::InsufficientData => StateValue::InsufficientData,
+        };
+        let req = self
+            .client
+            .set_alarm_state()
+            .alarm_name(name)
+            .state_value(value)
+            .state_reason(reason);
+        self.aws
+            .block_on(req.send())
+            .map_err(|e| self.aws.error("CloudWatch", "SetAlarmState", &e))?;
+        Ok(())
+    }
+
     /// Publishes one datapoint of a custom metric (seed §9.2: `DeploymentDuration`,
     /// `RollbackCount`, …) under `namespace`, with `dimensions` such as
     /// `("Environment", "production")`.

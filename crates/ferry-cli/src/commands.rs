@@ -485,6 +485,11 @@ pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
             let mut st = build_status_with(&pipeline, &split, &shared.running(project, &pipeline))
                 .map_err(|e| shared.explain(e))?;
             st.ledger = shared.source();
+            // On AWS the pipeline's alarms are the monitoring stack's CloudWatch alarms
+            // (`<pipeline>-failures`, `<pipeline>-rollbacks`), not ferry's own.
+            let names = ferry_synth::Names::new(&pipeline.name, None);
+            let (failures, rollbacks) = (names.alarm("failures"), names.alarm("rollbacks"));
+            st.pipeline_alarms = pipeline_alarm_states(&split, &[&failures, &rollbacks]);
             st
         }
     };
@@ -494,6 +499,30 @@ pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
     }
     print_status(&st);
     Ok(exit::OK)
+}
+
+/// The states of the pipeline's own alarms named `names`, as `store` knows them
+/// (`OK` before the first evaluation). A state that cannot be read (CloudWatch
+/// refusing `DescribeAlarms`, say) is `UNKNOWN` with the reason: the rest of the
+/// status is still worth showing.
+pub fn pipeline_alarm_states(store: &dyn Store, names: &[&str]) -> Vec<ferry_api::PipelineAlarm> {
+    names
+        .iter()
+        .map(|name| match store.alarm_state(name) {
+            Ok(st) => ferry_api::PipelineAlarm {
+                name: (*name).to_string(),
+                state: st.as_ref().map_or("OK", |s| s.0.as_str()).to_string(),
+                reason: st.as_ref().map(|s| s.1.clone()),
+                since: st.as_ref().map(|s| s.2.millis()),
+            },
+            Err(e) => ferry_api::PipelineAlarm {
+                name: (*name).to_string(),
+                state: "UNKNOWN".to_string(),
+                reason: Some(format!("its state cannot be read: {}", e.message)),
+                since: None,
+            },
+        })
+        .collect()
 }
 
 /// What is deployed where and the runs in progress: `ferry status --json` and
@@ -599,16 +628,11 @@ pub fn build_status_with(
         r.findings = crate::findings::gate_counts(store, &v)?;
         runs.push(r);
     }
-    let mut pipeline_alarms = Vec::new();
-    for rule in ferry_core::pipeline_alarm::RULES {
-        let st = store.alarm_state(rule.name)?;
-        pipeline_alarms.push(ferry_api::PipelineAlarm {
-            name: rule.name.to_string(),
-            state: st.as_ref().map_or("OK", |s| s.0.as_str()).to_string(),
-            reason: st.as_ref().map(|s| s.1.clone()),
-            since: st.as_ref().map(|s| s.2.millis()),
-        });
-    }
+    let names: Vec<&str> = ferry_core::pipeline_alarm::RULES
+        .iter()
+        .map(|r| r.name)
+        .collect();
+    let pipeline_alarms = pipeline_alarm_states(store, &names);
     let notifications = store
         .outbox_counts()?
         .into_iter()
@@ -712,6 +736,13 @@ pub(crate) fn print_status(st: &ferry_api::Status) {
                 e.name, i.id, i.reason, e.name
             ));
         }
+    }
+    for a in st.pipeline_alarms.iter().filter(|a| a.state == "UNKNOWN") {
+        line(format!(
+            "\npipeline alarm {}: {}",
+            a.name,
+            a.reason.as_deref().unwrap_or("-")
+        ));
     }
     for a in st.pipeline_alarms.iter().filter(|a| a.state == "ALARM") {
         line(format!(

@@ -359,9 +359,32 @@ fn status_and_history_show_what_the_dynamodb_table_holds() {
         })
         .expect("freeze");
 
+    // The monitoring stack's rollback alarm has gone off (CloudWatch, not ferry's own).
+    ferry_aws::cloudwatch::CloudWatch::new(&support::moto::connect(&moto))
+        .set_alarm(
+            "ledger-aws-rollbacks",
+            ferry_core::alarm::AlarmState::Alarm,
+            "Threshold Crossed: 3 rollbacks in the last hour",
+        )
+        .expect("alarm");
+
     let out = ferry(repo.path(), &moto, &["status", "--json"], &[]);
     assert_code(&out, 0, "ferry status --json");
     let st = json_of(&out);
+    let alarms: Vec<(String, String)> = st["pipeline_alarms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| (a["name"].to_string(), a["state"].to_string()))
+        .collect();
+    assert_eq!(
+        alarms,
+        vec![
+            ("\"ledger-aws-failures\"".into(), "\"OK\"".into()),
+            ("\"ledger-aws-rollbacks\"".into(), "\"ALARM\"".into()),
+        ],
+        "{st:#}"
+    );
     assert_eq!(
         st["ledger"],
         serde_json::json!({ "kind": "dynamodb", "name": TABLE }),
@@ -401,6 +424,7 @@ fn status_and_history_show_what_the_dynamodb_table_holds() {
         "release week",
         "prod NEEDS A PERSON",
         "ferry resolve prod",
+        "PIPELINE ALARM ledger-aws-rollbacks: Threshold Crossed: 3 rollbacks",
     ] {
         assert!(said.contains(want), "`{want}` not in:\n{said}");
     }
