@@ -44,6 +44,37 @@ pub fn rollback(
     known_environment(&pipeline, env)?;
     let store = project.open_store()?;
     let source = ferry_local::GitSource::open(&project.root)?;
+    // With FERRY_DEPLOYMENTS_TABLE: the environment as the AWS runtime recorded it.
+    let shared = crate::step::Shared::open(project)?;
+    if let Some(split) = shared.over(&store) {
+        let progress = Progress::new(as_json);
+        let observer = KeepEvents {
+            inner: progress.as_ref(),
+            events: std::sync::Mutex::new(Vec::new()),
+        };
+        let local = Local::new(project, cancel);
+        let artifacts = crate::step::StepArtifacts::reading(project, &shared)?;
+        let deployers = crate::step::LocalArtifacts {
+            inner: &local.factory,
+            artifacts: &artifacts,
+        };
+        let mut engine = local.engine(
+            project, &pipeline, &text, &split, &source, &observer, cancel,
+        );
+        engine.ports.artifacts = &artifacts;
+        engine.ports.deployers = &deployers;
+        let rec = roll_back_env(&engine, env, to, reason, &user(None), accept_data_loss)
+            .map_err(|e| shared.explain(e))?;
+        progress.finish();
+        let events = observer
+            .events
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
+        shared.publish(&events);
+        report(&rec, as_json);
+        return Ok(rollback_exit(&rec));
+    }
     crate::commands::reconcile(project, &pipeline, &text, &store, true)?;
     let progress = Progress::new(as_json);
     let local = Local::new(project, cancel);
@@ -60,6 +91,36 @@ pub fn rollback(
     progress.finish();
     report(&rec, as_json);
     Ok(rollback_exit(&rec))
+}
+
+/// Passes everything on to `inner` and keeps the events of the rollback batches it sees
+/// (`rollback_initiated` … `rollback_succeeded` or `_failed`, `incident_opened`): what
+/// `ferry rollback` on the table publishes to the stack's topics afterwards, as the
+/// rollback Lambda does for its own.
+struct KeepEvents<'a> {
+    inner: &'a dyn ferry_engine::ports::Observer,
+    events: std::sync::Mutex<Vec<Event>>,
+}
+
+impl ferry_engine::ports::Observer for KeepEvents<'_> {
+    fn changed(&self, run: &ferry_core::run::RunView, changes: &[Change]) {
+        self.inner.changed(run, changes);
+    }
+    fn note(&self, run: &ferry_core::run::RunView, message: &str) {
+        self.inner.note(run, message);
+    }
+    fn notice(&self, message: &str) {
+        self.inner.notice(message);
+    }
+    fn rolled(&self, changes: &[Change]) {
+        self.inner.rolled(changes);
+        if let Ok(mut kept) = self.events.lock() {
+            kept.extend(changes.iter().filter_map(|c| match c {
+                Change::Event(e) => Some(e.clone()),
+                _ => None,
+            }));
+        }
+    }
 }
 
 /// `ferry rollback`'s exit code for a rollback's outcome.

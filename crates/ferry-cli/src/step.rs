@@ -421,7 +421,7 @@ impl Observer for StopAfter<'_> {
 /// Where `ferry step` keeps the build's packed artifact so that every later container
 /// reads the same bytes: environment stages, later executions, and rollbacks, which
 /// check a deployment's artifact digest before putting it back.
-enum StepArtifacts {
+pub(crate) enum StepArtifacts {
     /// The project's state folder (`--state-dir`, which must be shared between the
     /// machines that run the steps when there is no AWS).
     Local(ferry_local::TarArtifactStore),
@@ -433,7 +433,7 @@ enum StepArtifacts {
 
 /// The build's artifact in S3 (see [`StepArtifacts::S3`]).
 #[cfg(feature = "aws")]
-struct S3Kept {
+pub(crate) struct S3Kept {
     aws: ferry_aws::Aws,
     bucket: String,
     prefix: String,
@@ -473,6 +473,25 @@ impl StepArtifacts {
                     project.state.join("artifacts"),
                 )))
             }
+        }
+    }
+
+    /// What a rollback outside CodeBuild (`ferry rollback ENV` with the table) reads
+    /// artifacts from: `s3://` locations (recorded by `ferry step`) are read into the
+    /// project's state folder; it never packs one, so no bucket needs to be named.
+    pub(crate) fn reading(project: &Project, shared: &Shared) -> CliResult<StepArtifacts> {
+        match shared {
+            #[cfg(feature = "aws")]
+            Shared::Dynamo(_) => Ok(StepArtifacts::S3(Box::new(S3Kept {
+                aws: ferry_aws::Aws::connect(&ferry_aws::Settings::default())?,
+                bucket: std::env::var("FERRY_ARTIFACTS_BUCKET").unwrap_or_default(),
+                prefix: String::new(),
+                local: ferry_local::TarArtifactStore::new(project.state.join("artifacts")),
+                cache: project.state.join("artifacts").join("s3"),
+            }))),
+            Shared::Local(_) => Ok(StepArtifacts::Local(ferry_local::TarArtifactStore::new(
+                project.state.join("artifacts"),
+            ))),
         }
     }
 
@@ -538,9 +557,9 @@ impl ferry_engine::ports::ArtifactStore for StepArtifacts {
 
 /// Hands deployers a local file for an artifact kept in S3 (the digest check before
 /// every deploy and rollback has read it into the workspace).
-struct LocalArtifacts<'a> {
-    inner: &'a dyn ferry_engine::ports::DeployerFactory,
-    artifacts: &'a StepArtifacts,
+pub(crate) struct LocalArtifacts<'a> {
+    pub(crate) inner: &'a dyn ferry_engine::ports::DeployerFactory,
+    pub(crate) artifacts: &'a StepArtifacts,
 }
 
 struct LocalArtifactDeployer<'a> {

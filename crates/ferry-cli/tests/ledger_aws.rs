@@ -565,3 +565,102 @@ fn freeze_unfreeze_and_resolve_on_the_table_are_published_to_the_rollbacks_topic
         1
     );
 }
+
+/// `ferry rollback ENV` from a laptop with `FERRY_DEPLOYMENTS_TABLE` set: the
+/// environment as the AWS runtime recorded it (two `ferry step` deployments, their
+/// artifacts in S3), rolled back through the same orchestrator, the table updated, and
+/// the rollback's events published to the stack's rollbacks topic (what the rollback
+/// Lambda's `not_performed` record tells a person to run).
+#[test]
+fn ferry_rollback_acts_on_what_the_table_records() {
+    let moto = moto();
+    let ledger = ledger(&moto);
+    ledger.create_table().expect("table");
+    let aws = support::moto::connect(&moto);
+    let arn = ferry_aws::sns::create_topic(&aws, "ops-rollbacks").expect("topic");
+    let (url, rx) = support::moto::http_subscriber();
+    ferry_aws::sns::subscribe(&aws, &arn, "http", &url).expect("subscribe");
+    let repo = Repo::new();
+    let ops = tempfile::tempdir().expect("ops");
+    // The restored version is checked at once (the default waits a minute first).
+    let text_of = format!(
+        "{}rollback:\n  validate:\n    stabilize: 0s\n",
+        pipeline(ops.path())
+    );
+    repo.write("ferry.yml", &text_of);
+    repo.write(".gitignore", ".ferry/\ndist/\n");
+    let actions = || std::fs::read_to_string(ops.path().join("actions.log")).unwrap_or_default();
+
+    // Two pipeline executions, as CodeBuild runs them: A, then B, each deployed to test.
+    let mut shas = Vec::new();
+    for (id, msg) in [("601", "A"), ("602", "B")] {
+        repo.write("version.txt", msg);
+        let sha = repo.commit(msg);
+        let _ = std::fs::remove_dir_all(repo.path().join(".ferry/step"));
+        for spec in ["build/unit", "build/@artifact", "test/@deploy"] {
+            let out = ferry(
+                repo.path(),
+                &moto,
+                &["step", spec],
+                &[("FERRY_RUN_ID", id), ("FERRY_COMMIT_SHA", sha.as_str())],
+            );
+            assert_code(&out, 0, &format!("{msg}: {spec}"));
+        }
+        shas.push(sha);
+    }
+    let (a, b) = (&shas[0], &shas[1]);
+    assert_eq!(actions(), format!("deploy test {a}\ndeploy test {b}\n"));
+    // This laptop's own store has never seen a deployment: the table is what counts.
+    let _ = std::fs::remove_dir_all(repo.path().join(".ferry"));
+
+    let out = ferry(
+        repo.path(),
+        &moto,
+        &["rollback", "test", "--reason", "bad release"],
+        &[("FERRY_ROLLBACKS_TOPIC", arn.as_str())],
+    );
+    assert_code(&out, 0, "ferry rollback test on the table");
+    assert!(
+        text(&out).contains(&format!("rolled back test from {}", &b[..12])),
+        "{}",
+        text(&out)
+    );
+    // A redeployed (its artifact read back from S3 and checked), B rolled back there.
+    assert_eq!(
+        actions(),
+        format!("deploy test {a}\ndeploy test {b}\ndeploy test {a}\n")
+    );
+    let current = ledger
+        .current_deployment("test")
+        .expect("current")
+        .expect("a deployment");
+    assert_eq!(&current.version, a);
+    let b_rec = ledger
+        .deployments(Some("test"), 10)
+        .expect("deployments")
+        .into_iter()
+        .find(|d| &d.version == b)
+        .expect("B's record");
+    assert_eq!(b_rec.status, ferry_core::DeploymentStatus::RolledBack);
+    let rb = ledger
+        .rollback(&b_rec.deployment_id)
+        .expect("rollback")
+        .expect("B's rollback");
+    assert_eq!(rb.to_version.as_deref(), Some(a.as_str()));
+    assert_eq!(rb.reason, "bad release");
+    let kinds = support::moto::event_kinds(&rx);
+    assert!(
+        kinds.contains(&"rollback_initiated".to_string())
+            && kinds.contains(&"rollback_succeeded".to_string()),
+        "{kinds:?}"
+    );
+    // Nothing left to roll back to: said, exit 0, nothing redeployed.
+    let out = ferry(repo.path(), &moto, &["rollback", "test"], &[]);
+    assert_code(&out, 0, "a second rollback");
+    assert!(
+        text(&out).contains("nothing to roll back"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(actions().lines().count(), 3);
+}
