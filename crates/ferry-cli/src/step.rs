@@ -677,7 +677,11 @@ pub fn command(project: &Project, spec: &str, as_json: bool) -> CliResult<i32> {
         origin,
     };
     let digest = ferry_engine::driver::sha256(text.as_bytes());
-    shared.put_config(&digest, &text)?;
+    // The first call on the table: a table that does not exist is named here, with the
+    // fix, before anything runs.
+    shared
+        .put_config(&digest, &text)
+        .map_err(|e| shared.explain(e))?;
 
     let progress = Progress::new(as_json);
     let park: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));

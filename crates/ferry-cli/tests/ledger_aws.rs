@@ -287,6 +287,8 @@ fn status_and_history_show_what_the_dynamodb_table_holds() {
         &["history"],
         &["resolve", "test"],
         &["unfreeze", "test"],
+        &["rollback", "test"],
+        &["step", "build/unit"],
     ] {
         let out = ferry_on(repo.path(), &moto, "ferry-no-such-table", args, &[]);
         assert_code(&out, ferry_api::exit::ENVIRONMENT, &args.join(" "));
