@@ -155,11 +155,7 @@ impl Invocation {
     /// Not the process id: Lambda sandboxes run their bootstrap under the same few
     /// process ids, and a lease is "ours" by its run id.
     pub fn lease_run(&self) -> RunId {
-        let digest = Sha256::digest(self.request_id.as_bytes());
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&digest[..8]);
-        let n = i64::from_be_bytes(bytes) & i64::MAX;
-        RunId(-n.max(1))
+        outside_run_for(&format!("lambda:{}", self.request_id))
     }
 }
 
@@ -407,13 +403,27 @@ impl Handler {
         // race: a rollback begun since the alarm changed state has handled it. Its
         // deployment is no longer current, so without this the restored one would be
         // rolled back too.
-        if let Some(rec) = self.handled_by(&environment, at_ms)? {
-            return Ok(Outcome {
-                action,
-                rollback: Some(rec),
-            });
+        let clock = SystemClock;
+        let mut abandoned = None;
+        if let Some((d, rec)) = self.handled_by(&environment, at_ms)? {
+            // Unless the invocation that began it stopped (its deadline passed) after
+            // recording the outcome but before closing the record: the orchestrator
+            // closes it (`Some(abandoned)` below), redeploying nothing.
+            let stopped = rec.status == ferry_core::rollback::RollbackStatus::InProgress
+                && alive_by_deadline(&rec.holder, clock.now()) == Some(false);
+            if !stopped {
+                return Ok(Outcome {
+                    action,
+                    rollback: Some(rec),
+                });
+            }
+            abandoned = Some(d);
         }
-        let Some(bad) = self.ledger.current_deployment(&environment)? else {
+        let current = match abandoned {
+            Some(d) => Some(d),
+            None => self.ledger.current_deployment(&environment)?,
+        };
+        let Some(bad) = current else {
             return Ok(Outcome {
                 action: Action::Nothing {
                     event_id: event_id(&action),
@@ -434,7 +444,6 @@ impl Handler {
                 rollback: None,
             });
         }
-        let clock = SystemClock;
         let artifacts = ArtifactDigests { aws: &self.aws };
         let probe = CloudWatchProbe {
             cloudwatch: &self.cloudwatch,
@@ -485,13 +494,19 @@ impl Handler {
         };
         let holder = orchestrator.settings.holder.clone();
         let began = clock.now();
-        let rec = orchestrator.roll_back(
+        let rec = match orchestrator.roll_back(
             &bad,
             &format!("alarm {alarm}: {reason}"),
             Trigger::Alarm { name: alarm },
             None,
             None,
-        )?;
+        ) {
+            Ok(rec) => rec,
+            Err(e) => {
+                self.hand_over(&bad, &holder, call, &e);
+                return Err(e);
+            }
+        };
         // A rollback this invocation performed (not another's it found) is counted for
         // the stack's rollback alarm (a metric filter on the Lambda's log group).
         if rec.holder == holder && rec.started_at >= began && rec.level.is_some() {
@@ -571,8 +586,12 @@ impl Handler {
     }
 
     /// The rollback of one of `environment`'s recent deployments that began at or after
-    /// `at_ms`, if any.
-    fn handled_by(&self, environment: &str, at_ms: i64) -> PortResult<Option<RollbackRecord>> {
+    /// `at_ms`, if any, with that deployment.
+    fn handled_by(
+        &self,
+        environment: &str,
+        at_ms: i64,
+    ) -> PortResult<Option<(ferry_core::DeploymentRecord, RollbackRecord)>> {
         for d in self.ledger.deployments(Some(environment), 20)? {
             if d.status != DeploymentStatus::RolledBack {
                 continue;
@@ -580,10 +599,40 @@ impl Handler {
             if let Some(rec) = self.ledger.rollback(&d.deployment_id)?
                 && rec.started_at.0 >= at_ms
             {
-                return Ok(Some(rec));
+                return Ok(Some((d, rec)));
             }
         }
         Ok(None)
+    }
+
+    /// After this invocation failed (it returns the error, so Lambda retries the
+    /// event): a rollback claim it leaves in progress is marked as held by an invocation
+    /// already past its deadline, so the retry takes it over at once instead of waiting
+    /// for this invocation's deadline.
+    fn hand_over(
+        &self,
+        bad: &ferry_core::DeploymentRecord,
+        holder: &str,
+        call: &Invocation,
+        e: &PortError,
+    ) {
+        let Ok(Some(mut claim)) = self.ledger.rollback(&bad.deployment_id) else {
+            return;
+        };
+        if claim.holder != holder
+            || claim.status != ferry_core::rollback::RollbackStatus::InProgress
+        {
+            return;
+        }
+        let now = SystemClock.now();
+        let past =
+            Timestamp(now.0 - i64::try_from(DEADLINE_GRACE.as_millis()).unwrap_or(0) - 1_000);
+        claim.holder = holder_until(&format!("lambda:{}", call.request_id), past);
+        claim.detail.push(format!(
+            "invocation {} stopped on an error, left to the retry: {}",
+            call.request_id, e.message
+        ));
+        let _ = self.ledger.update_rollback(&claim);
     }
 }
 

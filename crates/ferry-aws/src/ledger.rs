@@ -614,6 +614,25 @@ impl Ledger for DynamoLedger {
         }
     }
 
+    fn take_over_lease(&self, want: &Lease, gone: &Lease) -> PortResult<Result<(), Lease>> {
+        let key = format!("lease#{}", want.environment);
+        loop {
+            let won = self.put_if(
+                Self::lease_item(want),
+                "attribute_not_exists(deploymentId) OR (leaseRun = :run AND leaseHolder = :holder)",
+                &[],
+                &[(":run", n(gone.run.0)), (":holder", s(&gone.holder))],
+            )?;
+            if won {
+                return Ok(Ok(()));
+            }
+            // Someone else took it (over) first: theirs, unless released meanwhile.
+            if let Some(item) = self.get(&key)? {
+                return Ok(Err(lease_of(&item)?));
+            }
+        }
+    }
+
     fn renew_lease(&self, lease: &Lease) -> PortResult<()> {
         let ok = self.put_if(
             Self::lease_item(lease),

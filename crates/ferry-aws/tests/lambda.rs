@@ -763,3 +763,144 @@ fn invocations_hold_leases_under_their_own_ids() {
     assert_eq!(a.lease_run(), a.clone().lease_run());
     assert_eq!(a.holder(), "lambda:5a1c7f0e-1");
 }
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The invocation stopped after recording that v2 was rolled back but before closing
+/// its rollback record: the retry closes the record (succeeded, to what production runs
+/// now) and redeploys nothing, instead of returning the record still `in_progress`.
+#[test]
+fn the_retry_closes_a_rollback_recorded_but_left_open_without_redeploying() {
+    use ferry_core::rollback::{RollbackRecord, RollbackStatus, Trigger};
+    use ferry_core::{Change, RollbackLevel, Timestamp};
+    use ferry_engine::ports::holder_until;
+    let moto = common::Moto::start();
+    let aws = moto.aws();
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, s3) = production_with_three_versions(&aws, dir.path());
+    let now = now_ms();
+    let gone = holder_until("lambda:first-attempt", Timestamp(now - 60_000));
+    let bad = ledger
+        .deployments(Some("production"), 10)
+        .unwrap()
+        .into_iter()
+        .find(|d| d.version == "v2")
+        .unwrap();
+    let claim = RollbackRecord::start(
+        &bad,
+        "alarm shop-production-errors: Threshold Crossed",
+        Trigger::Alarm {
+            name: "shop-production-errors".into(),
+        },
+        &gone,
+        Timestamp(now - 120_000),
+    );
+    ledger.claim_rollback(&claim).unwrap().unwrap();
+    ledger
+        .record_rollback(
+            bad.run_id,
+            &[Change::DeploymentRolledBack {
+                deployment_id: bad.deployment_id.clone(),
+                reason: claim.reason.clone(),
+                level: RollbackLevel::Stage,
+                at: Timestamp(now - 90_000),
+            }],
+        )
+        .unwrap();
+    // The bucket's pointer is left as it is: the retry must not touch it.
+    assert_eq!(s3.current_version().unwrap().as_deref(), Some("v2"));
+
+    let retry = Invocation {
+        request_id: "second-attempt".into(),
+        deadline: Some(Timestamp(now + 900_000)),
+    };
+    let out = handler(&aws, dir.path())
+        .handle_invocation(&event("alarm"), &retry)
+        .unwrap();
+    let rec = out.rollback.expect("the record");
+    assert_eq!(rec.status, RollbackStatus::Succeeded, "{rec:?}");
+    assert_eq!(rec.level, Some(RollbackLevel::Stage));
+    assert_eq!(rec.to_version.as_deref(), Some("v1"));
+    assert_eq!(rec.ended_at, Some(Timestamp(now - 90_000)));
+    assert!(
+        rec.detail
+            .iter()
+            .any(|d| d.contains("stopped after the rollback was recorded")),
+        "{:?}",
+        rec.detail
+    );
+    assert_eq!(
+        ledger.rollback(&bad.deployment_id).unwrap().unwrap().status,
+        RollbackStatus::Succeeded
+    );
+    assert_eq!(
+        s3.current_version().unwrap().as_deref(),
+        Some("v2"),
+        "nothing redeployed"
+    );
+}
+
+/// An invocation that fails mid-rollback (DynamoDB refusing its writes) returns the
+/// error, so Lambda retries the event, and hands its claim over: the retry takes the
+/// rollback over at once (not after the first invocation's deadline) and finishes it.
+#[test]
+fn an_invocation_that_fails_mid_rollback_hands_it_to_the_retry() {
+    use ferry_core::Timestamp;
+    use ferry_core::rollback::RollbackStatus;
+    let moto = common::Moto::start();
+    let direct = moto.aws();
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, s3) = production_with_three_versions(&direct, dir.path());
+    let proxy = Proxy::start(&moto.endpoint);
+    let aws = ferry_aws::Aws::connect(&proxy.settings(2)).unwrap();
+    proxy.fail_always(
+        "DynamoDB_20120810.TransactWriteItems",
+        Answer::DynamoThrottle,
+    );
+    let now = now_ms();
+    let first = Invocation {
+        request_id: "first-attempt".into(),
+        // Still minutes before its deadline when it fails.
+        deadline: Some(Timestamp(now + 600_000)),
+    };
+    let e = handler(&aws, dir.path())
+        .handle_invocation(&event("alarm"), &first)
+        .unwrap_err();
+    assert!(e.message.contains("TransactWriteItems"), "{e}");
+    let claim = ledger
+        .rollback("production#2000")
+        .unwrap()
+        .expect("the claim");
+    assert_eq!(claim.status, RollbackStatus::InProgress);
+    assert!(
+        claim.holder.starts_with("lambda:first-attempt/until="),
+        "{claim:?}"
+    );
+    assert_eq!(
+        ferry_engine::ports::alive_by_deadline(&claim.holder, Timestamp(now_ms())),
+        Some(false),
+        "handed over: already past its deadline"
+    );
+    assert!(
+        claim.detail.iter().any(|d| d.contains("left to the retry")),
+        "{claim:?}"
+    );
+
+    proxy.reset();
+    let retry = Invocation {
+        request_id: "second-attempt".into(),
+        deadline: Some(Timestamp(now + 900_000)),
+    };
+    let out = handler(&aws, dir.path())
+        .handle_invocation(&event("alarm"), &retry)
+        .unwrap();
+    let rec = out.rollback.expect("the retry's rollback");
+    assert_eq!(rec.status, RollbackStatus::Succeeded, "{rec:?}");
+    assert_eq!(rec.to_version.as_deref(), Some("v1"));
+    assert_eq!(s3.current_version().unwrap().as_deref(), Some("v1"));
+}

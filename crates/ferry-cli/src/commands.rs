@@ -226,8 +226,9 @@ impl Local {
             },
             settings: Settings {
                 holder: holder(),
-                // Work outside a run leases under this process's own negative id.
-                outside_run: RunId(-i64::from(std::process::id())),
+                // Work outside a run leases under a negative id of this process's own,
+                // unique across machines (the ledger may be a shared DynamoDB table).
+                outside_run: ferry_engine::ports::outside_run_for(&holder()),
                 park: self.park,
                 ..Settings::default()
             },
@@ -490,6 +491,18 @@ pub fn status(project: &Project, as_json: bool) -> CliResult<i32> {
             let names = ferry_synth::Names::new(&pipeline.name, None);
             let (failures, rollbacks) = (names.alarm("failures"), names.alarm("rollbacks"));
             st.pipeline_alarms = pipeline_alarm_states(&split, &[&failures, &rollbacks]);
+            for a in &mut st.pipeline_alarms {
+                if a.reason.is_none() {
+                    // Not in CloudWatch: the monitoring stack is not deployed here (or
+                    // was synthesized with `--env`, which puts the environment in the
+                    // name), not an alarm that is OK.
+                    a.state = "UNKNOWN".into();
+                    a.reason = Some(format!(
+                        "no CloudWatch alarm `{}` in this account and region: the monitoring stack of `ferry synth aws` makes it",
+                        a.name
+                    ));
+                }
+            }
             st
         }
     };

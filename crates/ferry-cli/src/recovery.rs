@@ -63,15 +63,16 @@ pub fn rollback(
         );
         engine.ports.artifacts = &artifacts;
         engine.ports.deployers = &deployers;
-        let rec = roll_back_env(&engine, env, to, reason, &user(None), accept_data_loss)
-            .map_err(|e| shared.explain(e))?;
+        let done = roll_back_env(&engine, env, to, reason, &user(None), accept_data_loss);
         progress.finish();
+        // What was recorded goes out, also when the rollback stopped on an error.
         let events = observer
             .events
             .lock()
             .map(|e| e.clone())
             .unwrap_or_default();
         shared.publish(&events);
+        let rec = done.map_err(|e| shared.explain(e))?;
         report(&rec, as_json);
         return Ok(rollback_exit(&rec));
     }

@@ -382,7 +382,7 @@ fn status_and_history_show_what_the_dynamodb_table_holds() {
     assert_eq!(
         alarms,
         vec![
-            ("\"ledger-aws-failures\"".into(), "\"OK\"".into()),
+            ("\"ledger-aws-failures\"".into(), "\"UNKNOWN\"".into()),
             ("\"ledger-aws-rollbacks\"".into(), "\"ALARM\"".into()),
         ],
         "{st:#}"
@@ -427,6 +427,7 @@ fn status_and_history_show_what_the_dynamodb_table_holds() {
         "prod NEEDS A PERSON",
         "ferry resolve prod",
         "PIPELINE ALARM ledger-aws-rollbacks: Threshold Crossed: 3 rollbacks",
+        "pipeline alarm ledger-aws-failures: no CloudWatch alarm `ledger-aws-failures` in this account and region",
     ] {
         assert!(said.contains(want), "`{want}` not in:\n{said}");
     }

@@ -1468,9 +1468,7 @@ impl<'a> Engine<'a> {
                     "taking over environment {} from {} (run {}), which is no longer running",
                     want.environment, held.holder, held.run
                 ));
-                self.ports
-                    .store
-                    .acquire_lease(want, now.max(held.expires_at))
+                self.ports.store.take_over_lease(want, &held)
             }
             Err(held) => Ok(Err(held)),
         }

@@ -161,6 +161,11 @@ pub trait Ledger: Send + Sync {
     /// otherwise. A negative run id stands for work outside any run (a manual or
     /// alarm-triggered rollback, one id per process) and needs no run record.
     fn acquire_lease(&self, lease: &Lease, now: Timestamp) -> PortResult<Result<(), Lease>>;
+    /// Takes over the lease of a holder known to be gone (`gone`, as read): `want`
+    /// replaces it only if the environment's lease is still exactly that one (same run
+    /// and holder) or there is none; otherwise the current holder is returned. Two
+    /// processes that both judge the same holder gone cannot both win.
+    fn take_over_lease(&self, want: &Lease, gone: &Lease) -> PortResult<Result<(), Lease>>;
     /// Extends our lease. Conflict if it is no longer ours.
     fn renew_lease(&self, lease: &Lease) -> PortResult<()>;
     /// Lets go of our lease (no-op if it is not ours).
@@ -624,6 +629,21 @@ pub fn alive_by_deadline(holder: &str, now: Timestamp) -> Option<bool> {
     (now > deadline.plus(DEADLINE_GRACE)).then_some(false)
 }
 
+/// The run id work outside a run (`ferry rollback`, `ferry alarm`, the rollback Lambda)
+/// holds an environment's lease under: negative (no run has it) and derived from the
+/// holder's name (FNV-1a), which is unique across machines (`host:pid@start`, a Lambda
+/// request id). A lease is "ours" by its run id, so a process id alone would not do:
+/// containers and Lambda sandboxes run under the same few process ids.
+pub fn outside_run_for(holder: &str) -> RunId {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in holder.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let n = i64::try_from(h >> 1).unwrap_or(i64::MAX);
+    RunId(-n.max(1))
+}
+
 /// A liveness that knows only deadlines ([`holder_until`]): what the rollback Lambda
 /// can tell about other invocations.
 pub struct Deadlines<'a> {
@@ -684,6 +704,16 @@ mod tests {
             alive_by_deadline(&holder, Timestamp(1_000_000 + 30_001)),
             Some(false)
         );
+    }
+
+    #[test]
+    fn outside_runs_are_negative_and_differ_by_holder() {
+        let a = outside_run_for("web-1:1@4242");
+        let b = outside_run_for("web-2:1@4242");
+        assert!(a.0 < 0 && b.0 < 0);
+        assert_ne!(a, b, "same pid and start, other host");
+        assert_eq!(a, outside_run_for("web-1:1@4242"));
+        assert!(outside_run_for("").0 < 0);
     }
 
     #[test]

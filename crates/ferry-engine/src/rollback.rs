@@ -9,7 +9,10 @@ use crate::ports::*;
 use ferry_config::Pipeline;
 use ferry_core::alarm::{AlarmState, Datapoint};
 use ferry_core::rollback::{self, RollbackRecord, RollbackStatus, Target, Trigger};
-use ferry_core::{Artifact, Change, DeploymentRecord, RollbackLevel, RunId, Timestamp, short_sha};
+use ferry_core::{
+    Artifact, Change, DeploymentRecord, DeploymentStatus, RollbackLevel, RunId, Timestamp,
+    short_sha,
+};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -201,6 +204,19 @@ impl Orchestrator<'_> {
                 .flatten()
             {
                 _ if retry => {}
+                // Stopped after recording the rollback's outcome, before closing its
+                // record: close it, redeploying nothing.
+                Some(abandoned)
+                    if store
+                        .deployments(Some(&bad.environment), 1_000)?
+                        .iter()
+                        .any(|d| {
+                            d.deployment_id == bad.deployment_id
+                                && d.status == DeploymentStatus::RolledBack
+                        }) =>
+                {
+                    return self.close_recorded(abandoned, bad);
+                }
                 // Left unfinished by a process that is gone: carry on in its place.
                 Some(abandoned) => {
                     rec.detail = abandoned.detail;
@@ -598,6 +614,37 @@ impl Orchestrator<'_> {
         Ok(rec)
     }
 
+    /// Closes the record of a rollback whose process stopped after recording that `bad`
+    /// was rolled back (its level and time are on `bad`'s record; the version restored
+    /// is what the environment runs now).
+    fn close_recorded(
+        &self,
+        mut rec: RollbackRecord,
+        bad: &DeploymentRecord,
+    ) -> PortResult<RollbackRecord> {
+        let store = self.ports.store;
+        let done = store
+            .deployments(Some(&bad.environment), 1_000)?
+            .into_iter()
+            .find(|d| d.deployment_id == bad.deployment_id);
+        rec.detail.push(format!(
+            "closed by {}: {} stopped after the rollback was recorded",
+            self.settings.holder, rec.holder
+        ));
+        rec.holder = self.settings.holder.clone();
+        rec.status = RollbackStatus::Succeeded;
+        rec.level = done.as_ref().and_then(|d| d.rollback_level);
+        rec.to_version = store
+            .current_deployment(&bad.environment)?
+            .map(|d| d.version);
+        rec.ended_at = Some(
+            done.and_then(|d| d.rollback_time)
+                .map_or_else(|| self.ports.clock.now(), Timestamp),
+        );
+        store.update_rollback(&rec)?;
+        Ok(rec)
+    }
+
     /// A level that would take back a rollback-unsafe deployment (seed §13.1 question
     /// 3): nothing is redeployed; every environment concerned is frozen (a `Freeze` with
     /// the reason, lifted by `ferry unfreeze`), an incident holds `bad`'s environment
@@ -744,9 +791,7 @@ impl Orchestrator<'_> {
                     "taking over environment {} from {} (run {}), which is no longer running",
                     want.environment, held.holder, held.run
                 ));
-                self.ports
-                    .store
-                    .acquire_lease(want, now.max(held.expires_at))
+                self.ports.store.take_over_lease(want, &held)
             }
             Err(held) => Ok(Err(held)),
         }

@@ -98,6 +98,9 @@ impl Ledger for SplitStore<'_> {
     fn acquire_lease(&self, lease: &Lease, now: Timestamp) -> PortResult<Result<(), Lease>> {
         self.shared.acquire_lease(lease, now)
     }
+    fn take_over_lease(&self, want: &Lease, gone: &Lease) -> PortResult<Result<(), Lease>> {
+        self.shared.take_over_lease(want, gone)
+    }
     fn renew_lease(&self, lease: &Lease) -> PortResult<()> {
         self.shared.renew_lease(lease)
     }

@@ -416,6 +416,22 @@ impl Ledger for SqliteStore {
             Ok(Ok(()))
         })
     }
+    fn take_over_lease(&self, want: &Lease, gone: &Lease) -> PortResult<Result<(), Lease>> {
+        self.transaction(TransactionBehavior::Immediate, |tx| {
+            if let Some(held) = current_lease(tx, &want.environment)?
+                && (held.run != gone.run || held.holder != gone.holder)
+            {
+                return Ok(Err(held));
+            }
+            tx.execute(
+                "INSERT INTO leases (environment, run_id, holder, expires_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (environment) DO UPDATE
+                 SET run_id = excluded.run_id, holder = excluded.holder, expires_at = excluded.expires_at",
+                params![want.environment, want.run.0, want.holder, want.expires_at.0],
+            )?;
+            Ok(Ok(()))
+        })
+    }
     fn renew_lease(&self, lease: &Lease) -> PortResult<()> {
         self.transaction(TransactionBehavior::Immediate, |tx| {
             let updated = tx.execute(

@@ -52,6 +52,7 @@ pub fn run_all(ledger: &dyn Ledger, prefix: &str) {
     records_round_trip(ledger, &format!("{prefix}rt"));
     last_known_good(ledger, &format!("{prefix}lkg"));
     lease_rules(ledger, &format!("{prefix}lease"));
+    lease_take_over(ledger, &format!("{prefix}takeover"));
     rollback_claims(ledger, &format!("{prefix}claim"));
     freezes_and_lifting(ledger, &format!("{prefix}freeze"));
     incidents_and_resolving(ledger, &format!("{prefix}incident"));
@@ -184,6 +185,40 @@ pub fn lease_rules(ledger: &dyn Ledger, env: &str) {
         Ok(())
     );
     ledger.release_lease(env, RunId(-1)).expect("release mine");
+}
+
+/// Taking over the lease of a holder judged gone is a compare-and-swap on the lease as
+/// read: of two processes that read the same dead holder, the first takes it over and
+/// the second (whose read is now stale) sees the first, even though the lease it replaces
+/// had not expired.
+pub fn lease_take_over(ledger: &dyn Ledger, env: &str) {
+    let dead = lease(env, -7, "lambda:gone/until=1000", 600_000);
+    assert_eq!(
+        ledger.acquire_lease(&dead, Timestamp(1_000)).expect("take"),
+        Ok(())
+    );
+    let first = lease(env, 41, "build-1:1@5", 60_000);
+    let second = lease(env, -8, "lambda:retry/until=900000", 700_000);
+    assert_eq!(
+        ledger.take_over_lease(&first, &dead).expect("take over"),
+        Ok(())
+    );
+    assert_eq!(
+        ledger
+            .take_over_lease(&second, &dead)
+            .expect("stale take over"),
+        Err(first.clone()),
+        "the second sees the first"
+    );
+    // The first holds it as its own: it renews it and lets it go.
+    ledger.renew_lease(&first).expect("renew");
+    ledger.release_lease(env, RunId(41)).expect("release");
+    // Nobody holds it: a take-over on a stale read simply takes it.
+    assert_eq!(
+        ledger.take_over_lease(&second, &dead).expect("free"),
+        Ok(())
+    );
+    ledger.release_lease(env, RunId(-8)).expect("release");
 }
 
 /// The lease race with real threads: of `n` callers exactly one wins and every loser

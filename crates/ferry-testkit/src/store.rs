@@ -692,6 +692,23 @@ impl Ledger for MemoryStore {
         });
         Ok(Ok(()))
     }
+    fn take_over_lease(&self, want: &Lease, gone: &Lease) -> PortResult<Result<(), Lease>> {
+        let mut st = self.lock();
+        if let Some(held) = st.leases.get(&want.environment)
+            && (held.run != gone.run || held.holder != gone.holder)
+        {
+            return Ok(Err(held.clone()));
+        }
+        st.leases.insert(want.environment.clone(), want.clone());
+        let tick = self.ticks.next();
+        // Granted as at the gone holder's expiry: from then on it was free to take.
+        st.grants.push(LeaseGrant {
+            tick,
+            lease: want.clone(),
+            now: gone.expires_at,
+        });
+        Ok(Ok(()))
+    }
     fn renew_lease(&self, lease: &Lease) -> PortResult<()> {
         let mut st = self.lock();
         match st.leases.get_mut(&lease.environment) {
