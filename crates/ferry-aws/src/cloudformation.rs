@@ -255,7 +255,7 @@ impl CloudFormationDeployer {
         let mut log = Log::open(log);
         let stack = &self.spec.stack;
         let new = parse_template(body, &format!("the template for {version}"))?;
-        let state = self.stack()?;
+        let state = self.settled(&mut log)?;
         let creating = match &state {
             None => true,
             Some(s) if s.status == "REVIEW_IN_PROGRESS" => true,
@@ -416,6 +416,40 @@ impl CloudFormationDeployer {
                     "stack {stack}: change set {name} was still {status} after the deploy's timeout ({}s)",
                     self.spec.timeout.as_secs()
                 )));
+            }
+            std::thread::sleep(self.poll);
+        }
+    }
+
+    /// The stack's state once no operation is in progress on it: an update still
+    /// running (one a stopped rollback Lambda began, or a person's) is waited for within
+    /// the section's `timeout`, then judged as it ended, instead of failing this deploy
+    /// at once. `REVIEW_IN_PROGRESS` (created, never executed) is not waited for.
+    fn settled(&self, log: &mut Log) -> PortResult<Option<StackState>> {
+        let stack = &self.spec.stack;
+        let deadline = Instant::now() + self.spec.timeout;
+        let mut told = false;
+        loop {
+            let state = self.stack()?;
+            let busy = state.as_ref().is_some_and(|s| {
+                s.status.ends_with("_IN_PROGRESS") && s.status != "REVIEW_IN_PROGRESS"
+            });
+            let Some(s) = state.as_ref().filter(|_| busy) else {
+                return Ok(state);
+            };
+            if Instant::now() >= deadline {
+                return Err(PortError::transient(format!(
+                    "stack {stack} is busy ({}) and stayed so for the deploy's timeout ({}s): wait for it to finish, then deploy again",
+                    s.status,
+                    self.spec.timeout.as_secs()
+                )));
+            }
+            if !told {
+                log.line(&format!(
+                    "stack {stack} is busy ({}): waiting for it to finish first",
+                    s.status
+                ));
+                told = true;
             }
             std::thread::sleep(self.poll);
         }

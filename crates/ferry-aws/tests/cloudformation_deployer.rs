@@ -297,3 +297,62 @@ fn a_stack_that_never_settles_fails_at_the_timeout_naming_it() {
         "{log}"
     );
 }
+
+/// An update already running on the stack (one a rollback Lambda stopped at its deadline
+/// began, or a person's) is waited for within the `timeout`, then the deploy goes on:
+/// it does not fail at once (which made a taken-over rollback escalate to an incident
+/// while the update was about to succeed). Busy past the timeout: a transient error
+/// naming the stack and its status.
+#[test]
+fn a_busy_stack_is_waited_for_then_deployed_to() {
+    let moto = common::Moto::start();
+    let proxy = common::proxy::Proxy::start(&moto.endpoint);
+    let aws = Aws::connect(&proxy.settings(2)).unwrap();
+    let d = deployer(&aws);
+    d.create_bucket().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    d.deploy(&checkout(tmp.path(), "v1", &base().to_string()))
+        .unwrap();
+
+    // CloudFormation says UPDATE_IN_PROGRESS three times, then what moto says.
+    proxy.fail(
+        "Action=DescribeStacks",
+        3,
+        common::proxy::Answer::StackUpdating,
+    );
+    let mut v2 = base();
+    v2["Resources"]["Audit"] = json!({ "Type": "AWS::SQS::Queue" });
+    let r2 = checkout(tmp.path(), "v2", &v2.to_string());
+    d.deploy(&r2).unwrap();
+    assert_eq!(resources(&moto.aws()), ["Audit", "Orders"]);
+    assert_eq!(d.current_version().unwrap().as_deref(), Some("v2"));
+    let log = std::fs::read_to_string(&r2.log).unwrap();
+    assert!(
+        log.contains(
+            "stack shop-infra is busy (UPDATE_IN_PROGRESS): waiting for it to finish first"
+        ),
+        "{log}"
+    );
+
+    // Busy for good: the deploy's timeout bounds the wait.
+    let spec = CloudFormationDeploy {
+        timeout: Duration::from_secs(1),
+        ..spec()
+    };
+    let short = CloudFormationDeployer::new(&aws, "production", &spec)
+        .with_poll_interval(Duration::from_millis(100));
+    proxy.fail_always(
+        "Action=DescribeStacks",
+        common::proxy::Answer::StackUpdating,
+    );
+    let e = short
+        .deploy(&checkout(tmp.path(), "v3", &base().to_string()))
+        .unwrap_err();
+    assert_eq!(e.kind, PortErrorKind::Transient, "{e}");
+    assert!(
+        e.message.contains("stack shop-infra is busy (UPDATE_IN_PROGRESS) and stayed so for the deploy's timeout (1s)"),
+        "{}",
+        e.message
+    );
+    assert_eq!(d.current_version().unwrap().as_deref(), Some("v2"));
+}

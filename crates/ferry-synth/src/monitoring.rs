@@ -162,8 +162,22 @@ pub(crate) fn template(pipeline: &Pipeline, names: &Names, scope: &[&Environment
         }),
     );
 
+    // One environment put back and checked: the slowest `cloudformation:` stack update
+    // it may wait for, then `stabilize` and the health check, plus a minute. Lambda's
+    // limit is 15 minutes; a rollback that outlasts its invocation is taken over by the
+    // retry (`ferry_aws::lambda`).
     let v = &pipeline.rollback.validate;
-    let timeout = (v.stabilize.as_secs() + v.health_timeout.as_secs() + 60).clamp(60, 900);
+    let stack_wait = pipeline
+        .environments
+        .iter()
+        .filter_map(|e| match &e.deploy {
+            ferry_config::Deploy::CloudFormation(c) => Some(c.timeout.as_secs()),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let timeout =
+        (stack_wait + v.stabilize.as_secs() + v.health_timeout.as_secs() + 60).clamp(60, 900);
     resources.insert(
         "RollbackFunction".into(),
         json!({

@@ -400,3 +400,39 @@ fn deploy_roles_may_reach_their_s3_and_cloudformation_targets_and_no_more() {
     assert!(allowing(&st, "cloudformation:ExecuteChangeSet").is_empty());
     assert!(!allowing(&st, "s3:PutObject").is_empty());
 }
+
+/// The rollback Lambda's timeout leaves room for the slowest `cloudformation:` stack
+/// update it may wait for (the section's `timeout`), then `stabilize` and the health
+/// check, plus a minute; capped at Lambda's 15 minutes.
+#[test]
+fn the_rollback_lambda_waits_long_enough_for_a_stack_update() {
+    let timeout_of = |text: &str| {
+        common::stacks(text, None)
+            .values()
+            .find_map(|t| t["Resources"].get("RollbackFunction").cloned())
+            .expect("the rollback function")["Properties"]["Timeout"]
+            .as_u64()
+            .expect("a timeout")
+    };
+    let validate = "rollback:\n  validate:\n    stabilize: 30s\n    health_timeout: 10s\n";
+    let no_stack = common::AWS_KINDS.replace(
+        "  - name: infra\n    deploy:\n      cloudformation:\n        stack: shop-infra\n        template: cdk.out/shop.template.json\n        bucket: shop-templates\n        capabilities: [CAPABILITY_IAM]\n",
+        "",
+    );
+    assert_ne!(no_stack, common::AWS_KINDS);
+    assert_eq!(timeout_of(&format!("{no_stack}{validate}")), 30 + 10 + 60);
+    let stack = common::AWS_KINDS.replace(
+        "capabilities: [CAPABILITY_IAM]\n",
+        "capabilities: [CAPABILITY_IAM]\n        timeout: 5m\n",
+    );
+    assert_eq!(
+        timeout_of(&format!("{stack}{validate}")),
+        300 + 30 + 10 + 60
+    );
+    let slow = stack.replace("timeout: 5m", "timeout: 30m");
+    assert_eq!(
+        timeout_of(&format!("{slow}{validate}")),
+        900,
+        "Lambda's limit"
+    );
+}

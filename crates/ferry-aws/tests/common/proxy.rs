@@ -32,6 +32,10 @@ pub enum Answer {
     QueryThrottle,
     /// S3: 503 `SlowDown`.
     S3SlowDown,
+    /// Not an error: moto's own answer with every `<StackStatus>` rewritten to
+    /// `UPDATE_IN_PROGRESS`, as CloudFormation answers `DescribeStacks` while an update
+    /// runs (moto finishes its operations at once, so it never shows one).
+    StackUpdating,
 }
 
 struct Fault {
@@ -252,7 +256,8 @@ fn serve(client: TcpStream, upstream: SocketAddr, script: &Mutex<Script>) -> std
         }
         answer
     };
-    if let Some(answer) = fault {
+    let rewrite = fault == Some(Answer::StackUpdating);
+    if let Some(answer) = fault.filter(|a| *a != Answer::StackUpdating) {
         let (status, content_type, text) = fault_answer(answer);
         writer.write_all(
             format!(
@@ -282,6 +287,9 @@ fn serve(client: TcpStream, upstream: SocketAddr, script: &Mutex<Script>) -> std
     up.flush()?;
     let mut answer = Vec::new();
     up.read_to_end(&mut answer)?;
+    if rewrite {
+        answer = stack_updating(&answer);
+    }
     // Pass it back with `Connection: close` in its head, whatever moto said.
     let split = answer
         .windows(4)
@@ -303,6 +311,38 @@ fn serve(client: TcpStream, upstream: SocketAddr, script: &Mutex<Script>) -> std
     writer.write_all(answer.get(split + 2..).unwrap_or(b"\r\n"))?;
     writer.flush()?;
     Ok(())
+}
+
+/// `answer` (a whole HTTP response) with every `<StackStatus>` set to
+/// `UPDATE_IN_PROGRESS` and its `content-length` made to match.
+fn stack_updating(answer: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(answer).to_string();
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return answer.to_vec();
+    };
+    let mut out_body = String::new();
+    let mut rest = body;
+    while let Some(i) = rest.find("<StackStatus>") {
+        let after = &rest[i + "<StackStatus>".len()..];
+        let Some(j) = after.find("</StackStatus>") else {
+            break;
+        };
+        out_body.push_str(&rest[..i]);
+        out_body.push_str("<StackStatus>UPDATE_IN_PROGRESS</StackStatus>");
+        rest = &after[j + "</StackStatus>".len()..];
+    }
+    out_body.push_str(rest);
+    let head: Vec<String> = head
+        .split("\r\n")
+        .map(|l| {
+            if l.to_ascii_lowercase().starts_with("content-length:") {
+                format!("content-length: {}", out_body.len())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    format!("{}\r\n\r\n{out_body}", head.join("\r\n")).into_bytes()
 }
 
 /// The call a request makes (see the module doc).
@@ -335,5 +375,6 @@ fn fault_answer(answer: Answer) -> (&'static str, &'static str, String) {
             "application/xml",
             r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>ferry-proxy-fault</RequestId><HostId>ferry-proxy</HostId></Error>"#.to_string(),
         ),
+        Answer::StackUpdating => ("200 OK", "text/xml", String::new()),
     }
 }
