@@ -255,7 +255,9 @@ impl CloudFormationDeployer {
         let mut log = Log::open(log);
         let stack = &self.spec.stack;
         let new = parse_template(body, &format!("the template for {version}"))?;
-        let state = self.settled(&mut log)?;
+        // One deadline for the whole deploy: waiting for a busy stack, then the update.
+        let deadline = Instant::now() + self.spec.timeout;
+        let state = self.settled(deadline, &mut log)?;
         let creating = match &state {
             None => true,
             Some(s) if s.status == "REVIEW_IN_PROGRESS" => true,
@@ -344,7 +346,6 @@ impl CloudFormationDeployer {
             "change set {name} ({}) created for stack {stack}",
             if creating { "CREATE" } else { "UPDATE" }
         ));
-        let deadline = Instant::now() + self.spec.timeout;
         if !self.wait_for_change_set(&name, deadline, &mut log)? {
             return Ok(Applied::Unchanged);
         }
@@ -425,9 +426,8 @@ impl CloudFormationDeployer {
     /// running (one a stopped rollback Lambda began, or a person's) is waited for within
     /// the section's `timeout`, then judged as it ended, instead of failing this deploy
     /// at once. `REVIEW_IN_PROGRESS` (created, never executed) is not waited for.
-    fn settled(&self, log: &mut Log) -> PortResult<Option<StackState>> {
+    fn settled(&self, deadline: Instant, log: &mut Log) -> PortResult<Option<StackState>> {
         let stack = &self.spec.stack;
-        let deadline = Instant::now() + self.spec.timeout;
         let mut told = false;
         loop {
             let state = self.stack()?;
@@ -438,7 +438,8 @@ impl CloudFormationDeployer {
                 return Ok(state);
             };
             if Instant::now() >= deadline {
-                return Err(PortError::transient(format!(
+                // Permanent: the whole timeout was spent waiting already.
+                return Err(PortError::permanent(format!(
                     "stack {stack} is busy ({}) and stayed so for the deploy's timeout ({}s): wait for it to finish, then deploy again",
                     s.status,
                     self.spec.timeout.as_secs()

@@ -619,9 +619,13 @@ impl Ledger for DynamoLedger {
         loop {
             let won = self.put_if(
                 Self::lease_item(want),
-                "attribute_not_exists(deploymentId) OR (leaseRun = :run AND leaseHolder = :holder)",
+                "attribute_not_exists(deploymentId) OR (leaseRun = :run AND leaseHolder = :holder AND leaseExpiresAt = :exp)",
                 &[],
-                &[(":run", n(gone.run.0)), (":holder", s(&gone.holder))],
+                &[
+                    (":run", n(gone.run.0)),
+                    (":holder", s(&gone.holder)),
+                    (":exp", n(gone.expires_at.0)),
+                ],
             )?;
             if won {
                 return Ok(Ok(()));

@@ -771,12 +771,13 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// The invocation stopped after recording that v2 was rolled back but before closing
-/// its rollback record: the retry closes the record (succeeded, to what production runs
-/// now) and redeploys nothing, instead of returning the record still `in_progress`.
-#[test]
-fn the_retry_closes_a_rollback_recorded_but_left_open_without_redeploying() {
-    use ferry_core::rollback::{RollbackRecord, RollbackStatus, Trigger};
+/// A claim on v2's rollback left `in_progress` by an invocation past its deadline, v2
+/// recorded as rolled back with `reason`, and what a retry of the alarm makes of it.
+/// The bucket's pointer is left on v2: the retry must not touch it.
+fn retry_over_a_left_open_claim(
+    reason: &str,
+) -> (ferry_core::rollback::RollbackRecord, Option<String>) {
+    use ferry_core::rollback::{RollbackRecord, Trigger};
     use ferry_core::{Change, RollbackLevel, Timestamp};
     use ferry_engine::ports::holder_until;
     let moto = common::Moto::start();
@@ -806,15 +807,12 @@ fn the_retry_closes_a_rollback_recorded_but_left_open_without_redeploying() {
             bad.run_id,
             &[Change::DeploymentRolledBack {
                 deployment_id: bad.deployment_id.clone(),
-                reason: claim.reason.clone(),
+                reason: reason.into(),
                 level: RollbackLevel::Stage,
                 at: Timestamp(now - 90_000),
             }],
         )
         .unwrap();
-    // The bucket's pointer is left as it is: the retry must not touch it.
-    assert_eq!(s3.current_version().unwrap().as_deref(), Some("v2"));
-
     let retry = Invocation {
         request_id: "second-attempt".into(),
         deadline: Some(Timestamp(now + 900_000)),
@@ -823,10 +821,31 @@ fn the_retry_closes_a_rollback_recorded_but_left_open_without_redeploying() {
         .handle_invocation(&event("alarm"), &retry)
         .unwrap();
     let rec = out.rollback.expect("the record");
+    let stored = ledger.rollback(&bad.deployment_id).unwrap().unwrap();
+    assert_eq!(
+        stored, rec,
+        "what the retry returns is what the table holds"
+    );
+    (rec, s3.current_version().unwrap())
+}
+
+/// The invocation stopped after recording that v2 was rolled back but before closing
+/// its rollback record: the retry closes the record (succeeded, to what production runs
+/// now) and redeploys nothing, instead of returning the record still `in_progress`.
+#[test]
+fn the_retry_closes_a_rollback_recorded_but_left_open_without_redeploying() {
+    use ferry_core::RollbackLevel;
+    use ferry_core::rollback::RollbackStatus;
+    let (rec, pointer) =
+        retry_over_a_left_open_claim("alarm shop-production-errors: Threshold Crossed");
     assert_eq!(rec.status, RollbackStatus::Succeeded, "{rec:?}");
     assert_eq!(rec.level, Some(RollbackLevel::Stage));
     assert_eq!(rec.to_version.as_deref(), Some("v1"));
-    assert_eq!(rec.ended_at, Some(Timestamp(now - 90_000)));
+    assert!(
+        rec.holder.starts_with("lambda:second-attempt/until="),
+        "{}",
+        rec.holder
+    );
     assert!(
         rec.detail
             .iter()
@@ -834,15 +853,25 @@ fn the_retry_closes_a_rollback_recorded_but_left_open_without_redeploying() {
         "{:?}",
         rec.detail
     );
-    assert_eq!(
-        ledger.rollback(&bad.deployment_id).unwrap().unwrap().status,
-        RollbackStatus::Succeeded
+    assert_eq!(pointer.as_deref(), Some("v2"), "nothing redeployed");
+}
+
+/// The same, but v2 was taken back since by another rollback (a person's): the stopped
+/// claim is closed as nothing to do, saying so, not as a success of its own.
+#[test]
+fn a_claim_left_open_while_another_rollback_took_the_deployment_back_is_closed_as_such() {
+    use ferry_core::rollback::RollbackStatus;
+    let (rec, pointer) = retry_over_a_left_open_claim("manual rollback by ada");
+    assert_eq!(rec.status, RollbackStatus::NothingToDo, "{rec:?}");
+    assert!(
+        rec.detail
+            .iter()
+            .any(|d| d
+                .contains("rolled back meanwhile by another rollback (manual rollback by ada)")),
+        "{:?}",
+        rec.detail
     );
-    assert_eq!(
-        s3.current_version().unwrap().as_deref(),
-        Some("v2"),
-        "nothing redeployed"
-    );
+    assert_eq!(pointer.as_deref(), Some("v2"), "nothing redeployed");
 }
 
 /// An invocation that fails mid-rollback (DynamoDB refusing its writes) returns the
@@ -892,8 +921,10 @@ fn an_invocation_that_fails_mid_rollback_hands_it_to_the_retry() {
     );
 
     proxy.reset();
+    // Lambda retries an asynchronous invocation under the same request id, with a
+    // deadline of its own.
     let retry = Invocation {
-        request_id: "second-attempt".into(),
+        request_id: "first-attempt".into(),
         deadline: Some(Timestamp(now + 900_000)),
     };
     let out = handler(&aws, dir.path())

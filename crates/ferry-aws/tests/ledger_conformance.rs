@@ -13,6 +13,7 @@ fn sqlite_passes_the_suite() {
     suite::run_all(&store, "");
     let shared: Arc<dyn Ledger> = Arc::new(store);
     suite::lease_race(shared.clone(), "race", 8);
+    suite::take_over_race(shared.clone(), "takeoverrace", 8);
     suite::claim_race(shared, "claimrace", 8);
 }
 
@@ -22,6 +23,7 @@ fn memory_passes_the_suite() {
     suite::run_all(&store, "");
     let shared: Arc<dyn Ledger> = Arc::new(store);
     suite::lease_race(shared.clone(), "race", 8);
+    suite::take_over_race(shared.clone(), "takeoverrace", 8);
     suite::claim_race(shared, "claimrace", 8);
 }
 
@@ -39,6 +41,7 @@ fn dynamodb_on_moto_passes_the_suite() {
     suite::run_all(&ledger, "");
     let shared: Arc<dyn Ledger> = Arc::new(ledger);
     suite::lease_race(shared.clone(), "race", 8);
+    suite::take_over_race(shared.clone(), "takeoverrace", 8);
     suite::claim_race(shared, "claimrace", 8);
 }
 

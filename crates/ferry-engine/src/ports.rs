@@ -162,9 +162,10 @@ pub trait Ledger: Send + Sync {
     /// alarm-triggered rollback, one id per process) and needs no run record.
     fn acquire_lease(&self, lease: &Lease, now: Timestamp) -> PortResult<Result<(), Lease>>;
     /// Takes over the lease of a holder known to be gone (`gone`, as read): `want`
-    /// replaces it only if the environment's lease is still exactly that one (same run
-    /// and holder) or there is none; otherwise the current holder is returned. Two
-    /// processes that both judge the same holder gone cannot both win.
+    /// replaces it only if the environment's lease is still exactly that one (same run,
+    /// holder and expiry: a holder that renewed it is alive after all) or there is none;
+    /// otherwise the current holder is returned. Two processes that both judge the same
+    /// holder gone cannot both win.
     fn take_over_lease(&self, want: &Lease, gone: &Lease) -> PortResult<Result<(), Lease>>;
     /// Extends our lease. Conflict if it is no longer ours.
     fn renew_lease(&self, lease: &Lease) -> PortResult<()>;

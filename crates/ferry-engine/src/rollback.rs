@@ -204,8 +204,9 @@ impl Orchestrator<'_> {
                 .flatten()
             {
                 _ if retry => {}
-                // Stopped after recording the rollback's outcome, before closing its
-                // record: close it, redeploying nothing.
+                // `bad` is rolled back already (the stopped process recorded the outcome
+                // but did not close its record, or another rollback took it back since):
+                // close the record, redeploying nothing.
                 Some(abandoned)
                     if store
                         .deployments(Some(&bad.environment), 1_000)?
@@ -614,9 +615,10 @@ impl Orchestrator<'_> {
         Ok(rec)
     }
 
-    /// Closes the record of a rollback whose process stopped after recording that `bad`
-    /// was rolled back (its level and time are on `bad`'s record; the version restored
-    /// is what the environment runs now).
+    /// Closes the record of a rollback whose process stopped, `bad` being rolled back
+    /// already. By this very rollback (the reason it recorded, at or after it began):
+    /// succeeded, at the level and time on `bad`'s record, to what the environment runs
+    /// now. By another one since: nothing to do, saying so.
     fn close_recorded(
         &self,
         mut rec: RollbackRecord,
@@ -627,20 +629,37 @@ impl Orchestrator<'_> {
             .deployments(Some(&bad.environment), 1_000)?
             .into_iter()
             .find(|d| d.deployment_id == bad.deployment_id);
-        rec.detail.push(format!(
-            "closed by {}: {} stopped after the rollback was recorded",
-            self.settings.holder, rec.holder
-        ));
+        let ours = done.as_ref().is_some_and(|d| {
+            d.rollback_reason.as_deref() == Some(rec.reason.as_str())
+                && d.rollback_time.is_some_and(|t| t >= rec.started_at.0)
+        });
+        let stopped = rec.holder.clone();
         rec.holder = self.settings.holder.clone();
-        rec.status = RollbackStatus::Succeeded;
-        rec.level = done.as_ref().and_then(|d| d.rollback_level);
-        rec.to_version = store
-            .current_deployment(&bad.environment)?
-            .map(|d| d.version);
-        rec.ended_at = Some(
-            done.and_then(|d| d.rollback_time)
-                .map_or_else(|| self.ports.clock.now(), Timestamp),
-        );
+        if ours {
+            rec.detail.push(format!(
+                "closed by {}: {stopped} stopped after the rollback was recorded",
+                rec.holder
+            ));
+            rec.status = RollbackStatus::Succeeded;
+            rec.level = done.as_ref().and_then(|d| d.rollback_level);
+            rec.to_version = store
+                .current_deployment(&bad.environment)?
+                .map(|d| d.version);
+            rec.ended_at = Some(
+                done.and_then(|d| d.rollback_time)
+                    .map_or_else(|| self.ports.clock.now(), Timestamp),
+            );
+        } else {
+            rec.detail.push(format!(
+                "closed by {}: {stopped} stopped, and {} was rolled back meanwhile by another rollback ({})",
+                rec.holder,
+                bad.version,
+                done.and_then(|d| d.rollback_reason)
+                    .unwrap_or_else(|| "reason not recorded".into())
+            ));
+            rec.status = RollbackStatus::NothingToDo;
+            rec.ended_at = Some(self.ports.clock.now());
+        }
         store.update_rollback(&rec)?;
         Ok(rec)
     }

@@ -419,7 +419,7 @@ impl Ledger for SqliteStore {
     fn take_over_lease(&self, want: &Lease, gone: &Lease) -> PortResult<Result<(), Lease>> {
         self.transaction(TransactionBehavior::Immediate, |tx| {
             if let Some(held) = current_lease(tx, &want.environment)?
-                && (held.run != gone.run || held.holder != gone.holder)
+                && held != *gone
             {
                 return Ok(Err(held));
             }

@@ -221,6 +221,47 @@ pub fn lease_take_over(ledger: &dyn Ledger, env: &str) {
     ledger.release_lease(env, RunId(-8)).expect("release");
 }
 
+/// The take-over race with real threads: `n` callers that all judged the same holder
+/// gone take its (unexpired) lease over at once; exactly one wins and every loser sees
+/// the winner's lease.
+pub fn take_over_race(ledger: Arc<dyn Ledger>, env: &str, n: usize) {
+    let gone = lease(env, -9, "lambda:gone/until=1", 900_000);
+    assert_eq!(
+        ledger.acquire_lease(&gone, Timestamp(1)).expect("take"),
+        Ok(())
+    );
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let (ledger, barrier, gone) = (ledger.clone(), barrier.clone(), gone.clone());
+            let env = env.to_string();
+            std::thread::spawn(move || {
+                let want = lease(&env, -20 - i as i64, &format!("t:{i}"), 100_000);
+                barrier.wait();
+                (
+                    want.clone(),
+                    ledger.take_over_lease(&want, &gone).expect("take over"),
+                )
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
+    let winners: Vec<&Lease> = results
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(w, _)| w)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one winner: {results:?}");
+    for (_, r) in &results {
+        if let Err(seen) = r {
+            assert_eq!(seen, winners[0], "a loser sees the winner");
+        }
+    }
+}
+
 /// The lease race with real threads: of `n` callers exactly one wins and every loser
 /// sees the winner's lease. `ledger` is shared.
 pub fn lease_race(ledger: Arc<dyn Ledger>, env: &str, n: usize) {

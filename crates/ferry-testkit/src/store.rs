@@ -307,7 +307,8 @@ impl MemoryStore {
         self.lock().leases.get(environment).cloned()
     }
 
-    /// Every successful `acquire_lease`, in order.
+    /// Every successful `acquire_lease` and `take_over_lease` (a take-over is recorded as
+    /// granted at the expiry of the lease it replaced), in order.
     pub fn lease_grants(&self) -> Vec<LeaseGrant> {
         self.lock().grants.clone()
     }
@@ -695,7 +696,7 @@ impl Ledger for MemoryStore {
     fn take_over_lease(&self, want: &Lease, gone: &Lease) -> PortResult<Result<(), Lease>> {
         let mut st = self.lock();
         if let Some(held) = st.leases.get(&want.environment)
-            && (held.run != gone.run || held.holder != gone.holder)
+            && held != gone
         {
             return Ok(Err(held.clone()));
         }
