@@ -122,27 +122,11 @@ impl DynamoLedger {
     /// `limit`: a `Scan` filtered on `rollbackOf` (only rollback items carry it), as
     /// `ferry history` lists them.
     pub fn rollbacks(&self, limit: usize) -> PortResult<Vec<RollbackRecord>> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let req = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("attribute_exists(rollbackOf)")
-                .set_exclusive_start_key(start.take());
-            let page = self
-                .aws
-                .block_on(req.send())
-                .map_err(|e| self.aws.error("DynamoDB", "Scan", &e))?;
-            for item in page.items() {
-                out.push(rollback_of(item)?);
-            }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
-        }
+        let mut out = self
+            .scan("attribute_exists(rollbackOf)", &[], &[], false)?
+            .iter()
+            .map(rollback_of)
+            .collect::<PortResult<Vec<_>>>()?;
         out.sort_by(|a: &RollbackRecord, b: &RollbackRecord| {
             b.started_at
                 .cmp(&a.started_at)
@@ -364,29 +348,55 @@ impl DynamoLedger {
     }
 
     fn scan_deployments(&self) -> PortResult<Vec<DeploymentRecord>> {
+        let out = self
+            .scan(
+                "attribute_exists(environment) AND attribute_exists(#s)",
+                &[("#s", "status")],
+                &[],
+                false,
+            )?
+            .iter()
+            .map(deployment_of)
+            .collect::<PortResult<Vec<_>>>()?;
+        Ok(newest(out))
+    }
+
+    /// Every item matching `filter`, all pages of a `Scan` (`consistent`: a strongly
+    /// consistent read).
+    fn scan(
+        &self,
+        filter: &str,
+        names: &[(&str, &str)],
+        values: &[(&str, AttributeValue)],
+        consistent: bool,
+    ) -> PortResult<Vec<Item>> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let req = self
+            let mut req = self
                 .client
                 .scan()
                 .table_name(&self.table)
-                .filter_expression("attribute_exists(environment) AND attribute_exists(#s)")
-                .expression_attribute_names("#s", "status")
+                .filter_expression(filter)
+                .consistent_read(consistent)
                 .set_exclusive_start_key(start.take());
+            for (k, v) in names {
+                req = req.expression_attribute_names(*k, *v);
+            }
+            for (k, v) in values {
+                req = req.expression_attribute_values(*k, v.clone());
+            }
             let page = self
                 .aws
                 .block_on(req.send())
                 .map_err(|e| self.aws.error("DynamoDB", "Scan", &e))?;
-            for item in page.items() {
-                out.push(deployment_of(item)?);
-            }
+            out.extend(page.items.unwrap_or_default());
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
                 _ => break,
             }
         }
-        Ok(newest(out))
+        Ok(out)
     }
 
     /// Writes items in one transaction, each with its condition and the values it
@@ -428,35 +438,21 @@ impl DynamoLedger {
             None => "freeze#".to_string(),
         };
         let mut out: Vec<(String, Freeze, Item)> = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let req = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("begins_with(deploymentId, :p)")
-                .expression_attribute_values(":p", s(&prefix))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take());
-            let page = self
-                .aws
-                .block_on(req.send())
-                .map_err(|e| self.aws.error("DynamoDB", "Scan", &e))?;
-            for item in page.items() {
-                let key = get_s(item, "deploymentId").unwrap_or("?").to_string();
-                let json =
-                    get_s(item, "record").ok_or_else(|| corrupt("freeze", &key, "no `record`"))?;
-                let f: Freeze =
-                    serde_json::from_str(json).map_err(|e| corrupt("freeze", &key, e))?;
-                if environment.is_some_and(|e| e != f.environment) {
-                    continue;
-                }
-                out.push((key, f, item.clone()));
+        let items = self.scan(
+            "begins_with(deploymentId, :p)",
+            &[],
+            &[(":p", s(&prefix))],
+            true,
+        )?;
+        for item in items {
+            let key = get_s(&item, "deploymentId").unwrap_or("?").to_string();
+            let json =
+                get_s(&item, "record").ok_or_else(|| corrupt("freeze", &key, "no `record`"))?;
+            let f: Freeze = serde_json::from_str(json).map_err(|e| corrupt("freeze", &key, e))?;
+            if environment.is_some_and(|e| e != f.environment) {
+                continue;
             }
-            match page.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => break,
-            }
+            out.push((key, f, item));
         }
         out.sort_by(|a, b| {
             (&a.1.environment, a.1.from, &a.0).cmp(&(&b.1.environment, b.1.from, &b.0))

@@ -674,18 +674,15 @@ fn a_machine_bound_environment_is_not_rolled_back_by_the_lambda() {
 #[test]
 fn the_retry_of_an_invocation_stopped_mid_rollback_finishes_it() {
     use ferry_core::Timestamp;
-    use ferry_core::rollback::{RollbackRecord, RollbackStatus, Trigger};
-    use ferry_engine::ports::{Lease, holder_until};
+    use ferry_core::rollback::RollbackStatus;
+    use ferry_engine::ports::Lease;
     let moto = common::Moto::start();
     let aws = moto.aws();
     let dir = tempfile::tempdir().unwrap();
     let (ledger, s3) = production_with_three_versions(&aws, dir.path());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = now_ms();
     // The stopped invocation: its deadline a minute ago, its lease still valid for ten.
-    let gone = holder_until("lambda:first-attempt", Timestamp(now - 60_000));
+    let (bad, gone) = stopped_claim(&ledger, now);
     let lease = Lease {
         environment: "production".into(),
         run: RunId(-7),
@@ -696,22 +693,6 @@ fn the_retry_of_an_invocation_stopped_mid_rollback_finishes_it() {
         .acquire_lease(&lease, Timestamp(now - 900_000))
         .unwrap()
         .unwrap();
-    let bad = ledger
-        .deployments(Some("production"), 10)
-        .unwrap()
-        .into_iter()
-        .find(|d| d.version == "v2")
-        .unwrap();
-    let claim = RollbackRecord::start(
-        &bad,
-        "alarm shop-production-errors: Threshold Crossed",
-        Trigger::Alarm {
-            name: "shop-production-errors".into(),
-        },
-        &gone,
-        Timestamp(now - 120_000),
-    );
-    ledger.claim_rollback(&claim).unwrap().unwrap();
 
     let retry = Invocation {
         request_id: "second-attempt".into(),
@@ -764,28 +745,12 @@ fn invocations_hold_leases_under_their_own_ids() {
     assert_eq!(a.holder(), "lambda:5a1c7f0e-1");
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-/// A claim on v2's rollback left `in_progress` by an invocation past its deadline, v2
-/// recorded as rolled back with `reason`, and what a retry of the alarm makes of it.
-/// The bucket's pointer is left on v2: the retry must not touch it.
-fn retry_over_a_left_open_claim(
-    reason: &str,
-) -> (ferry_core::rollback::RollbackRecord, Option<String>) {
+/// The claim on v2's rollback an invocation left `in_progress` when the Lambda service
+/// stopped it (its deadline a minute before `now`): v2's record and that holder.
+fn stopped_claim(ledger: &DynamoLedger, now: i64) -> (ferry_core::DeploymentRecord, String) {
+    use ferry_core::Timestamp;
     use ferry_core::rollback::{RollbackRecord, Trigger};
-    use ferry_core::{Change, RollbackLevel, Timestamp};
-    use ferry_engine::ports::holder_until;
-    let moto = common::Moto::start();
-    let aws = moto.aws();
-    let dir = tempfile::tempdir().unwrap();
-    let (ledger, s3) = production_with_three_versions(&aws, dir.path());
-    let now = now_ms();
-    let gone = holder_until("lambda:first-attempt", Timestamp(now - 60_000));
+    let gone = ferry_engine::ports::holder_until("lambda:first-attempt", Timestamp(now - 60_000));
     let bad = ledger
         .deployments(Some("production"), 10)
         .unwrap()
@@ -802,6 +767,29 @@ fn retry_over_a_left_open_claim(
         Timestamp(now - 120_000),
     );
     ledger.claim_rollback(&claim).unwrap().unwrap();
+    (bad, gone)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A claim on v2's rollback left `in_progress` by an invocation past its deadline, v2
+/// recorded as rolled back with `reason`, and what a retry of the alarm makes of it.
+/// The bucket's pointer is left on v2: the retry must not touch it.
+fn retry_over_a_left_open_claim(
+    reason: &str,
+) -> (ferry_core::rollback::RollbackRecord, Option<String>) {
+    use ferry_core::{Change, RollbackLevel, Timestamp};
+    let moto = common::Moto::start();
+    let aws = moto.aws();
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, s3) = production_with_three_versions(&aws, dir.path());
+    let now = now_ms();
+    let (bad, _) = stopped_claim(&ledger, now);
     ledger
         .record_rollback(
             bad.run_id,

@@ -407,12 +407,7 @@ impl Ledger for SqliteStore {
             {
                 return Ok(Err(held));
             }
-            tx.execute(
-                "INSERT INTO leases (environment, run_id, holder, expires_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (environment) DO UPDATE
-                 SET run_id = excluded.run_id, holder = excluded.holder, expires_at = excluded.expires_at",
-                params![lease.environment, lease.run.0, lease.holder, lease.expires_at.0],
-            )?;
+            put_lease(tx, lease)?;
             Ok(Ok(()))
         })
     }
@@ -423,12 +418,7 @@ impl Ledger for SqliteStore {
             {
                 return Ok(Err(held));
             }
-            tx.execute(
-                "INSERT INTO leases (environment, run_id, holder, expires_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (environment) DO UPDATE
-                 SET run_id = excluded.run_id, holder = excluded.holder, expires_at = excluded.expires_at",
-                params![want.environment, want.run.0, want.holder, want.expires_at.0],
-            )?;
+            put_lease(tx, want)?;
             Ok(Ok(()))
         })
     }
@@ -1567,6 +1557,22 @@ fn decisions(tx: &Transaction<'_>, run: RunId, environment: &str) -> Fallible<Ve
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+/// Writes `lease` as the environment's lease, whoever held it.
+fn put_lease(tx: &Transaction<'_>, lease: &Lease) -> Fallible<()> {
+    tx.execute(
+        "INSERT INTO leases (environment, run_id, holder, expires_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (environment) DO UPDATE
+         SET run_id = excluded.run_id, holder = excluded.holder, expires_at = excluded.expires_at",
+        params![
+            lease.environment,
+            lease.run.0,
+            lease.holder,
+            lease.expires_at.0
+        ],
+    )?;
+    Ok(())
 }
 
 fn current_lease(tx: &Transaction<'_>, environment: &str) -> Fallible<Option<Lease>> {

@@ -230,54 +230,38 @@ pub fn take_over_race(ledger: Arc<dyn Ledger>, env: &str, n: usize) {
         ledger.acquire_lease(&gone, Timestamp(1)).expect("take"),
         Ok(())
     );
-    let barrier = Arc::new(Barrier::new(n));
-    let handles: Vec<_> = (0..n)
-        .map(|i| {
-            let (ledger, barrier, gone) = (ledger.clone(), barrier.clone(), gone.clone());
-            let env = env.to_string();
-            std::thread::spawn(move || {
-                let want = lease(&env, -20 - i as i64, &format!("t:{i}"), 100_000);
-                barrier.wait();
-                (
-                    want.clone(),
-                    ledger.take_over_lease(&want, &gone).expect("take over"),
-                )
-            })
-        })
-        .collect();
-    let results: Vec<_> = handles
-        .into_iter()
-        .map(|h| h.join().expect("thread"))
-        .collect();
-    let winners: Vec<&Lease> = results
-        .iter()
-        .filter(|(_, r)| r.is_ok())
-        .map(|(w, _)| w)
-        .collect();
-    assert_eq!(winners.len(), 1, "exactly one winner: {results:?}");
-    for (_, r) in &results {
-        if let Err(seen) = r {
-            assert_eq!(seen, winners[0], "a loser sees the winner");
-        }
-    }
+    one_winner(ledger, env, n, -20, move |l, want| {
+        l.take_over_lease(want, &gone).expect("take over")
+    });
 }
 
 /// The lease race with real threads: of `n` callers exactly one wins and every loser
 /// sees the winner's lease. `ledger` is shared.
 pub fn lease_race(ledger: Arc<dyn Ledger>, env: &str, n: usize) {
+    one_winner(ledger, env, n, -10, |l, want| {
+        l.acquire_lease(want, Timestamp(1)).expect("acquire")
+    });
+}
+
+/// `n` threads, each with a lease of its own (runs `first_run`, `first_run - 1`, …),
+/// call `take` at once: exactly one wins and every loser sees the winner's lease.
+fn one_winner(
+    ledger: Arc<dyn Ledger>,
+    env: &str,
+    n: usize,
+    first_run: i64,
+    take: impl Fn(&dyn Ledger, &Lease) -> Result<(), Lease> + Send + Sync + 'static,
+) {
     let barrier = Arc::new(Barrier::new(n));
+    let take = Arc::new(take);
     let handles: Vec<_> = (0..n)
         .map(|i| {
-            let ledger = ledger.clone();
-            let barrier = barrier.clone();
-            let env = env.to_string();
+            let (ledger, barrier, take) = (ledger.clone(), barrier.clone(), take.clone());
+            let want = lease(env, first_run - i as i64, &format!("h:{i}"), 100_000);
             std::thread::spawn(move || {
-                let want = lease(&env, -10 - i as i64, &format!("h:{i}"), 100_000);
                 barrier.wait();
-                (
-                    want.clone(),
-                    ledger.acquire_lease(&want, Timestamp(1)).expect("acquire"),
-                )
+                let got = take(&*ledger, &want);
+                (want, got)
             })
         })
         .collect();
