@@ -25,8 +25,7 @@ build:
 environments:
   - name: production
     deploy:
-      command:
-        run: ./deploy.sh production
+      s3: {bucket: site}
 rollback:
   validate:
     stabilize: 0s
@@ -40,7 +39,9 @@ impl Drop for Moto {
     }
 }
 
-fn record(start: i64, version: &str) -> DeploymentRecord {
+/// A deployment of `version`, its artifact kept at `s3://artifacts/<version>.tar` with
+/// `digest` (the rollback checks it before putting the version back).
+fn record(start: i64, version: &str, digest: &str) -> DeploymentRecord {
     DeploymentRecord {
         deployment_id: format!("production#{start}"),
         environment: "production".into(),
@@ -59,10 +60,10 @@ fn record(start: i64, version: &str) -> DeploymentRecord {
         rollback_reason: None,
         rollback_level: None,
         rollback_time: None,
-        artifact_location: String::new(),
+        artifact_location: format!("s3://artifacts/{version}.tar"),
         expires_at: 0,
         run_id: RunId(-1),
-        artifact_digest: String::new(),
+        artifact_digest: digest.into(),
         previous_version: None,
         config_digest: None,
         template_digests: Default::default(),
@@ -181,6 +182,24 @@ pub fn run(args: Vec<String>, lambda: PathBuf) -> Result<(), String> {
     }
     let s3 = S3Deployer::new(&aws, "site", "production");
     s3.create_bucket().map_err(|e| e.message)?;
+    // The releases' artifacts, where `ferry step build/@artifact` keeps them.
+    S3Deployer::new(&aws, "artifacts", "unused")
+        .create_bucket()
+        .map_err(|e| e.message)?;
+    let mut digests = std::collections::BTreeMap::new();
+    for v in ["v1", "v2"] {
+        let tar = dir.join(format!("{v}.tar"));
+        let bytes = format!("release {v}");
+        std::fs::write(&tar, &bytes).map_err(|e| e.to_string())?;
+        ferry_aws::objects::upload(&aws, "artifacts", &format!("{v}.tar"), &tar)
+            .map_err(|e| e.message)?;
+        use sha2::Digest;
+        let digest = format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(bytes.as_bytes()))
+        );
+        digests.insert(v, digest);
+    }
     let (mut cold, mut recovery) = (Vec::new(), Vec::new());
     for i in 0..iterations {
         let table = format!("bench-{i}");
@@ -188,12 +207,11 @@ pub fn run(args: Vec<String>, lambda: PathBuf) -> Result<(), String> {
         ledger.create_table().map_err(|e| e.message)?;
         deploy(&s3, "v1", &dir.join("v1"))?;
         deploy(&s3, "v2", &dir.join("v2"))?;
-        ledger
-            .record_deployment(&record(1_000, "v1"))
-            .map_err(|e| e.message)?;
-        ledger
-            .record_deployment(&record(2_000, "v2"))
-            .map_err(|e| e.message)?;
+        for (start, v) in [(1_000, "v1"), (2_000, "v2")] {
+            ledger
+                .record_deployment(&record(start, v, &digests[v]))
+                .map_err(|e| e.message)?;
+        }
         let (t, _) = invoke(&lambda, &dir.join("ok.json"), &endpoint, dir, &table)?;
         cold.push(t);
         let (t, out) = invoke(&lambda, &dir.join("alarm.json"), &endpoint, dir, &table)?;
