@@ -72,6 +72,21 @@ fn now() -> Timestamp {
     )
 }
 
+/// What a failed rollback that escalated leaves in DynamoDB: an open incident on `test`.
+fn open_incident(ledger: &DynamoLedger) {
+    ledger
+        .record_rollback(
+            RunId(-1),
+            &[Change::IncidentOpened {
+                environment: "test".into(),
+                deployment_id: "test#1".into(),
+                reason: "both rollback levels failed".into(),
+                at: Timestamp(1_000),
+            }],
+        )
+        .expect("incident");
+}
+
 fn ledger(moto: &Moto) -> DynamoLedger {
     let aws = support::moto::connect(moto);
     // The bucket `ferry step` keeps the build's artifact in.
@@ -93,17 +108,7 @@ fn resolve_freeze_and_unfreeze_act_on_the_dynamodb_ledger() {
     repo.commit("first");
 
     // A failed rollback escalated: the incident is in DynamoDB.
-    ledger
-        .record_rollback(
-            RunId(-1),
-            &[Change::IncidentOpened {
-                environment: "test".into(),
-                deployment_id: "test#1".into(),
-                reason: "both rollback levels failed".into(),
-                at: Timestamp(1_000),
-            }],
-        )
-        .expect("incident");
+    open_incident(&ledger);
     assert!(ledger.hold("test").expect("hold").is_some());
     let out = ferry(repo.path(), &moto, &["resolve", "test", "--by", "ada"], &[]);
     assert_code(&out, 0, "ferry resolve test");
@@ -519,17 +524,7 @@ fn freeze_unfreeze_and_resolve_on_the_table_are_published_to_the_rollbacks_topic
         &env,
     );
     assert_code(&out, 0, "ferry unfreeze test");
-    ledger
-        .record_rollback(
-            RunId(-1),
-            &[Change::IncidentOpened {
-                environment: "test".into(),
-                deployment_id: "test#1".into(),
-                reason: "both rollback levels failed".into(),
-                at: Timestamp(1_000),
-            }],
-        )
-        .expect("incident");
+    open_incident(&ledger);
     let out = ferry(
         repo.path(),
         &moto,
